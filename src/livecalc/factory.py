@@ -26,6 +26,7 @@ _BUILTINS = {
     "esg": "livecalc.engines.esg:ESGEngine",
     "projection": "livecalc.engines.projection:ProjectionEngine",
     "solver": "livecalc.engines.solver:SolverEngine",
+    "native": "livecalc.native:NativeEngine",
 }
 
 BUILTIN_ALIASES = {
