@@ -24,7 +24,16 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> str:
     assert compiler is not None, "a C compiler is needed: apt-get install gcc"
     out = tmp_path_factory.mktemp("native") / "libscale.so"
     subprocess.run(
-        [compiler, "-shared", "-fPIC", "-O2", f"-I{HEADER_PATH.parent}", str(SOURCE), "-o", str(out)],
+        [
+            compiler,
+            "-shared",
+            "-fPIC",
+            "-O2",
+            f"-I{HEADER_PATH.parent}",
+            str(SOURCE),
+            "-o",
+            str(out),
+        ],
         check=True,
     )
     return str(out)

@@ -14,13 +14,15 @@ without cleaning up, by Python's resource tracker, which outlives it.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import mmap
 import os
 import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing import shared_memory
 from types import TracebackType
 from typing import Any
 
@@ -81,7 +83,12 @@ SCENARIO_DTYPE = _dtype([("scenario_id", "<u4", 0), ("year", "<u4", 4), ("rate",
 """SCENARIO, 16 bytes, sorted by scenario then year (1-indexed)."""
 
 RESULT_DTYPE = _dtype(
-    [("scenario_id", "<u4", 0), ("policy_id", "<u4", 4), ("npv", "<f8", 8), ("reserved", "<u8", 16)],
+    [
+        ("scenario_id", "<u4", 0),
+        ("policy_id", "<u4", 4),
+        ("npv", "<f8", 8),
+        ("reserved", "<u8", 16),
+    ],
     24,
 )
 """RESULT, 24 bytes (the seed's layout)."""
@@ -172,7 +179,8 @@ class SharedArrayRef:
     @property
     def dtype(self) -> np.dtype[Any]:
         """The record dtype, rebuilt from its description."""
-        return np.dtype(self.dtype_descr)
+        dtype: np.dtype[Any] = np.dtype(self.dtype_descr)
+        return dtype
 
 
 @dataclass
@@ -220,10 +228,36 @@ class _Segment(shared_memory.SharedMemory):
     """
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(BufferError):
             super().close()
-        except BufferError:
-            pass
+
+    @classmethod
+    def _attach_untracked(cls, name: str) -> _Segment:
+        """Map an existing segment without registering it with the resource tracker.
+
+        Python 3.11 registers attached segments too (no ``track=`` before 3.13). Undoing that
+        with ``unregister`` is wrong when this process shares its tracker with the owner (every
+        process started by multiprocessing does): the tracker keeps one entry per name, so the
+        attacher would erase the owner's registration, and the segment would then leak when
+        the owner is killed. So an attacher never talks to the tracker at all.
+        """
+        if os.name != "posix":
+            return cls(name=name, create=False)  # no resource tracker for shared memory there
+        from multiprocessing.shared_memory import _posixshmem  # type: ignore[attr-defined]
+
+        self = cls.__new__(cls)
+        # The attributes SharedMemory.__init__ sets on POSIX, which close() and unlink() use.
+        fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
+        try:
+            size = os.fstat(fd).st_size
+            mapping = mmap.mmap(fd, size)
+        except OSError:
+            os.close(fd)
+            raise
+        vars(self).update(
+            _name="/" + name, _fd=fd, _size=size, _mmap=mapping, _buf=memoryview(mapping)
+        )
+        return self
 
 
 # Shared segments this process created or attached, by name, so that an ndarray that lives in
@@ -254,10 +288,8 @@ def _release_segment(shm: _Segment, unlink: bool) -> None:
         _LIVE_SEGMENTS.pop(shm.name, None)
     shm.close()
     if unlink:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             shm.unlink()
-        except FileNotFoundError:
-            pass
 
 
 def attach_shared(ref: SharedArrayRef) -> tuple[np.ndarray[Any, Any], _Segment]:
@@ -267,14 +299,11 @@ def attach_shared(ref: SharedArrayRef) -> tuple[np.ndarray[Any, Any], _Segment]:
     done. The attaching process never unlinks the segment: its owner does.
     """
     try:
-        shm = _Segment(name=ref.shm_name, create=False)
+        shm = _Segment._attach_untracked(ref.shm_name)
     except FileNotFoundError:
         raise ConfigurationError(
             f"shared buffer {ref.shm_name!r} does not exist (its owner freed it or died)"
         ) from None
-    # Python 3.11 registers attached segments with this process's resource tracker too, which
-    # would unlink the owner's segment when we exit: an attacher must not own it.
-    resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
     with _LIVE_LOCK:
         _LIVE_SEGMENTS.setdefault(shm.name, shm)
     data = np.ndarray((ref.record_count,), dtype=ref.dtype, buffer=shm.buf, offset=ref.offset)
@@ -295,10 +324,13 @@ def shared_ref_of(array: np.ndarray[Any, Any]) -> SharedArrayRef | None:
     with _LIVE_LOCK:
         segments = list(_LIVE_SEGMENTS.values())
     for shm in segments:
-        try:
-            base = np.frombuffer(shm.buf, dtype=np.uint8).ctypes.data
-        except (TypeError, ValueError):
+        buf = shm.buf
+        if buf is None:
             continue  # closed meanwhile
+        try:
+            base = np.frombuffer(buf, dtype=np.uint8).ctypes.data
+        except (TypeError, ValueError):
+            continue  # released meanwhile
         if base <= start and end <= base + shm.size:
             return SharedArrayRef(shm.name, _descr(array.dtype), len(array), start - base)
     return None
@@ -431,7 +463,6 @@ class BufferManager:
         self.free_all()
 
     def __del__(self) -> None:
-        try:
+        # Never raise from a finaliser (at interpreter exit modules may already be gone).
+        with contextlib.suppress(Exception):
             self.free_all()
-        except Exception:  # noqa: BLE001 - never raise from a finaliser at interpreter exit
-            pass

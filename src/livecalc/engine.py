@@ -14,6 +14,7 @@ Engines written against the original interface (the seed's ``runChunk`` returnin
 
 from __future__ import annotations
 
+import contextlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -208,10 +209,8 @@ class _LegacyEngine(ICalcEngine):
         return ExecutionResult.from_legacy(value, (time.perf_counter() - start) * 1e3)
 
     def dispose(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # dispose never raises, as in the seed
             self._inner.dispose()
-        except Exception:  # noqa: BLE001 - dispose never raises, as in the seed
-            pass
 
     @property
     def is_initialized(self) -> bool:

@@ -72,7 +72,7 @@ class EngineFactory:
             self._creators[ep.name] = ep.value
 
     def register_engine(self, engine_type: str, creator: EngineCreator | str) -> None:
-        """Register ``creator`` (a class, a zero-argument callable or "module:attr") under a type."""
+        """Register ``creator`` (a class, zero-argument callable or "module:attr") as a type."""
         if not engine_type or not engine_type.replace("_", "").replace("-", "").isalnum():
             raise ConfigurationError(
                 f"engine type {engine_type!r}: use letters, digits, '_' and '-' only"

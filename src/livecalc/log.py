@@ -1,14 +1,352 @@
-"""structlog setup: the one place logging is configured."""
+"""structlog setup: the one place logging is configured.
+
+Every module logs through ``get_logger(**bound)`` (or plain ``structlog.get_logger()``) and
+every event goes through one processor chain, installed when this module is imported and
+re-pointed by ``configure_logging(LoggerConfig(...))``:
+
+1. context variables (``run_id`` bound once per run with ``bind_run_id`` / ``run_context``);
+2. level filtering (``min_level``) and the ``buffer_dump`` gate (DEBUG and enabled only);
+3. ``timestamp`` (UTC, ISO 8601) and ``level`` (``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``);
+4. an exception becomes a ``stack_trace`` field;
+5. masking: every credential-like field (``token``, ``am_token``, ``password``, ``secret``,
+   ``authorization``, ``api_key``, ...) becomes ``first4...last4`` (``***`` under 8
+   characters), and any JWT-looking text, ``Bearer`` value or registered secret inside any
+   other value is masked the same way;
+6. rendering as one JSON line (``timestamp``, ``level``, ``event``, then the fields) or a text
+   line, written to stderr and/or a file, each line flushed.
+
+The chain is fixed once and reads the current configuration on every event, so loggers bound
+before ``configure_logging`` (at import time, in an engine's ``__init__``) follow it too.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import json
+import re
+import sys
+import threading
+import traceback
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TextIO
 
+import numpy as np
 import structlog
+from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
-__all__ = ["get_logger"]
+from livecalc.credentials import mask_secret
+
+__all__ = [
+    "LoggerConfig",
+    "bind_run_id",
+    "buffer_dump_enabled",
+    "configure_logging",
+    "current_config",
+    "get_logger",
+    "log_buffer_content",
+    "mask_value",
+    "register_secret",
+    "run_context",
+    "scrub_text",
+    "unbind_run_id",
+]
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+_LEVEL_NUMBERS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
+# structlog passes the method name; the seed spells WARN, the stdlib WARNING.
+_METHOD_LEVELS = {
+    "debug": "DEBUG",
+    "info": "INFO",
+    "msg": "INFO",
+    "warn": "WARNING",
+    "warning": "WARNING",
+    "error": "ERROR",
+    "exception": "ERROR",
+    "critical": "CRITICAL",
+    "fatal": "CRITICAL",
+}
+
+# Key fragments that make a field credential-like, matched on the lower-cased key with
+# dashes as underscores ("X-Api-Key" -> "x_api_key").
+_SECRET_KEY_PARTS = (
+    "token",
+    "password",
+    "passwd",
+    "secret",
+    "authorization",
+    "api_key",
+    "apikey",
+    "private_key",
+    "access_key",
+    "cookie",
+    "credential",
+)
+# Three base64url segments, the first opening a JSON object ("eyJ" is '{"' encoded).
+_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_BEARER_RE = re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._~+/=-]+)")
+_FIRST_KEYS = ("timestamp", "level", "event", "run_id")
+
+
+class LoggerConfig(BaseModel):
+    """The seed's ``LoggerConfig``: level, outputs, format and buffer dumps."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_level: LogLevel = "INFO"
+    enable_console: bool = True
+    enable_file: bool = False
+    log_file_path: Path | None = None
+    enable_json: bool = True
+    enable_buffer_dump: bool = False
+    max_buffer_dump_bytes: int = 1024
+
+    @field_validator("min_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        # Accept the seed's spelling ("WARN") and any case.
+        if isinstance(value, str):
+            value = value.upper()
+            return "WARNING" if value == "WARN" else value
+        return value
+
+    def model_post_init(self, __context: Any) -> None:
+        """Refuse a file output without a path, and a negative dump limit."""
+        if self.enable_file and self.log_file_path is None:
+            raise ValueError("LoggerConfig.enable_file is set but log_file_path is not: set both")
+        if self.max_buffer_dump_bytes < 0:
+            raise ValueError("LoggerConfig.max_buffer_dump_bytes must be >= 0")
+
+
+class _State:
+    """The live configuration the fixed processor chain reads on every event."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.config = LoggerConfig()
+        self.file: TextIO | None = None
+        self.secrets: set[str] = set()
+
+
+_STATE = _State()
+
+
+def _filter_level(_: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Set ``level`` and drop events under ``min_level`` (and gated buffer dumps)."""
+    level = _METHOD_LEVELS.get(method_name, method_name.upper())
+    config = _STATE.config
+    if _LEVEL_NUMBERS.get(level, 20) < _LEVEL_NUMBERS[config.min_level]:
+        raise structlog.DropEvent
+    if event_dict.get("event") == "buffer_dump" and not buffer_dump_enabled():
+        raise structlog.DropEvent
+    event_dict["level"] = level
+    event_dict["timestamp"] = datetime.now(UTC).isoformat(timespec="milliseconds")
+    return event_dict
+
+
+def _stack_trace(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Turn ``exc_info`` (or ``log.exception``) into a ``stack_trace`` text field."""
+    exc_info = event_dict.pop("exc_info", None)
+    if exc_info is True:
+        exc_info = sys.exc_info()
+    if isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    if isinstance(exc_info, tuple) and exc_info[0] is not None:
+        event_dict["stack_trace"] = "".join(traceback.format_exception(*exc_info))
+    return event_dict
+
+
+def _is_secret_key(key: str) -> bool:
+    """Whether a field name says its value is a credential."""
+    normalized = key.lower().replace("-", "_")
+    return any(part in normalized for part in _SECRET_KEY_PARTS)
+
+
+def scrub_text(text: str) -> str:
+    """``text`` with JWTs, ``Bearer`` values and registered secrets masked."""
+    for secret in _STATE.secrets:
+        if secret in text:
+            text = text.replace(secret, mask_secret(secret))
+    text = _JWT_RE.sub(lambda m: mask_secret(m.group(0)), text)
+    return _BEARER_RE.sub(lambda m: m.group(1) + mask_secret(m.group(2)), text)
+
+
+def mask_value(key: str, value: Any) -> Any:
+    """The loggable form of ``value`` under field ``key``: secrets masked, recursively."""
+    if isinstance(value, SecretStr):
+        return mask_secret(value)
+    if isinstance(value, Mapping):
+        return {str(k): mask_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [mask_value(key, item) for item in value]
+    if _is_secret_key(key) and isinstance(value, str | bytes):
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        # An "Authorization: Bearer x" header keeps its scheme word readable.
+        match = _BEARER_RE.fullmatch(text)
+        return match.group(1) + mask_secret(match.group(2)) if match else mask_secret(text)
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    # Anything else is rendered by its str(), which may embed a secret: scrub that text.
+    return scrub_text(str(value))
+
+
+def _mask(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Mask every credential-like field and every secret-looking text."""
+    return {key: mask_value(key, value) for key, value in event_dict.items()}
+
+
+def _ordered(event_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """The seed's field order: timestamp, level, event, run_id, then the rest."""
+    ordered = {key: event_dict[key] for key in _FIRST_KEYS if key in event_dict}
+    ordered.update((k, v) for k, v in event_dict.items() if k not in ordered)
+    return ordered
+
+
+def _render(_: Any, __: str, event_dict: dict[str, Any]) -> str:
+    """One JSON line, or one text line with any stack trace below it."""
+    fields = _ordered(event_dict)
+    if _STATE.config.enable_json:
+        line = json.dumps(fields, default=str, ensure_ascii=False, separators=(",", ":"))
+    else:
+        stack = fields.pop("stack_trace", None)
+        head = (
+            f"{fields.pop('timestamp', '')} {fields.pop('level', ''):<7} {fields.pop('event', '')}"
+        )
+        rest = " ".join(f"{k}={v}" for k, v in fields.items())
+        line = f"{head} {rest}".rstrip() + (f"\n{str(stack).rstrip()}" if stack else "")
+    # Last line of defence: a secret inside a repr or a key we did not recognise.
+    return scrub_text(line)
+
+
+class _Sink:
+    """The logger structlog calls: writes each rendered line to stderr and/or the file."""
+
+    def msg(self, line: str) -> None:
+        """Write one rendered event to the configured outputs."""
+        with _STATE.lock:
+            if _STATE.config.enable_console:
+                # Looked up per line so pytest's capture and redirected stderr see it.
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+            if _STATE.file is not None:
+                _STATE.file.write(line + "\n")
+                _STATE.file.flush()
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+_SINK = _Sink()
+_PROCESSORS: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    _filter_level,
+    _stack_trace,
+    _mask,
+    _render,
+]
+
+
+def _install() -> None:
+    """Point structlog at LiveCalc's fixed chain (in place, so bound loggers follow)."""
+    processors = structlog.get_config()["processors"]
+    processors[:] = _PROCESSORS
+    structlog.configure(
+        processors=processors,
+        # No level in the wrapper: it would be frozen into loggers bound earlier.
+        wrapper_class=structlog.make_filtering_bound_logger(0),
+        logger_factory=lambda *_: _SINK,
+        cache_logger_on_first_use=False,
+    )
+
+
+def configure_logging(config: LoggerConfig | None = None) -> LoggerConfig:
+    """Apply ``config`` (the defaults when None) to every LiveCalc logger; returns it."""
+    config = config or LoggerConfig()
+    new_file: TextIO | None = None
+    if config.enable_file and config.log_file_path is not None:
+        config.log_file_path.parent.mkdir(parents=True, exist_ok=True)
+        new_file = config.log_file_path.open("a", encoding="utf-8")
+    with _STATE.lock:
+        old_file, _STATE.file, _STATE.config = _STATE.file, new_file, config
+    if old_file is not None:
+        old_file.close()
+    _install()
+    return config
+
+
+def current_config() -> LoggerConfig:
+    """The configuration in force (to hand to a worker process, which starts unconfigured)."""
+    return _STATE.config
+
+
+def register_secret(secret: str | SecretStr | None) -> None:
+    """Mask this exact text wherever it appears in a log line (a token that is no JWT)."""
+    text = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+    # Very short strings would mask ordinary words; mask_secret shows them as *** anyway.
+    if text and len(text) >= 8:
+        with _STATE.lock:
+            _STATE.secrets.add(text)
 
 
 def get_logger(**initial: Any) -> Any:
     """A structlog logger with ``initial`` key-values bound."""
     return structlog.get_logger("livecalc").bind(**initial)
+
+
+def bind_run_id(run_id: str | None = None) -> str:
+    """Bind ``run_id`` (a new short id when None) to every later line of this context."""
+    run_id = run_id or uuid.uuid4().hex[:12]
+    structlog.contextvars.bind_contextvars(run_id=run_id)
+    return run_id
+
+
+def unbind_run_id() -> None:
+    """Stop adding ``run_id`` to log lines of this context."""
+    structlog.contextvars.unbind_contextvars("run_id")
+
+
+@contextlib.contextmanager
+def run_context(run_id: str | None = None, **bound: Any) -> Iterator[str]:
+    """Bind ``run_id`` (and ``bound``) for the lines logged inside the block; yields the id."""
+    run_id = run_id or uuid.uuid4().hex[:12]
+    with structlog.contextvars.bound_contextvars(run_id=run_id, **bound):
+        yield run_id
+
+
+def buffer_dump_enabled() -> bool:
+    """Whether ``buffer_dump`` events are written (enabled and ``min_level`` DEBUG)."""
+    config = _STATE.config
+    return config.enable_buffer_dump and config.min_level == "DEBUG"
+
+
+def log_buffer_content(name: str, data: np.ndarray | bytes | memoryview, **context: Any) -> None:
+    """Log the seed's ``buffer_dump`` event: the first bytes of a buffer as hex, at DEBUG.
+
+    Nothing is computed when dumps are off, so callers need not check first.
+    """
+    if not buffer_dump_enabled():
+        return
+    limit = _STATE.config.max_buffer_dump_bytes
+    if isinstance(data, np.ndarray):
+        size = data.nbytes
+        # Only the records that hold the first `limit` bytes are made contiguous, never
+        # the whole (possibly gigabyte) buffer.
+        head_records = -(-limit // data.itemsize) if data.itemsize else 0
+        dumped = np.ascontiguousarray(data.reshape(-1)[:head_records]).tobytes()[:limit]
+    else:
+        raw = memoryview(data).cast("B")
+        size, dumped = raw.nbytes, raw[:limit].tobytes()
+    get_logger(**context).debug(
+        "buffer_dump",
+        buffer_name=name,
+        buffer_size=size,
+        dumped_bytes=len(dumped),
+        hex_data=dumped.hex(),
+        truncated=size > limit,
+    )
+
+
+_install()

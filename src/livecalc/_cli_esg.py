@@ -1,0 +1,62 @@
+"""``livecalc esg``: scenario set tools (mounted by ``livecalc.cli`` as a typer sub-app)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from livecalc.errors import ConfigurationError
+from livecalc.esg_check import DEFAULT_Z_THRESHOLD, ESGCheckReport, check_scenarios
+
+__all__ = ["esg_app"]
+
+esg_app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+
+@esg_app.callback()
+def _esg() -> None:
+    """Economic scenario generator tools."""
+
+
+@esg_app.command()
+def check(
+    file: Path,
+    z: float = typer.Option(
+        DEFAULT_Z_THRESHOLD, "--z", min=0.0, help="Largest |z| (standard errors) that passes."
+    ),
+) -> None:
+    """Martingale test and moment checks of a scenario Parquet file (exit 0 pass, 1 fail)."""
+    console, err_console = Console(), Console(stderr=True)
+    try:
+        report = check_scenarios(file, z_threshold=z)
+    except ConfigurationError as exc:
+        err_console.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    console.print(_table(report))
+    verdict = "[green]PASS[/]" if report.passed else "[red]FAIL[/]"
+    console.print(
+        f"{verdict}: {len(report.rows) - len(report.failures)}/{len(report.rows)} checks within "
+        f"{report.z_threshold:g} standard errors ({report.scenarios:,} scenarios, "
+        f"{report.independent_units:,} independent units, model {report.model or 'unknown'})"
+    )
+    raise typer.Exit(0 if report.passed else 1)
+
+
+def _table(report: ESGCheckReport) -> Table:
+    table = Table(title="ESG check: mean discount factor vs curve; log-return moments")
+    for name in ("check", "year", "expected", "observed", "std error", "z", ""):
+        table.add_column(name, justify="left" if name in ("check", "") else "right")
+    for row in report.rows:
+        table.add_row(
+            row.check,
+            str(row.maturity),
+            f"{row.expected:.6g}",
+            f"{row.observed:.6g}",
+            f"{row.std_error:.2g}",
+            f"{row.z:+.2f}",
+            "ok" if row.passed else "[red]FAIL[/]",
+        )
+    return table

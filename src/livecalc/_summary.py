@@ -1,0 +1,142 @@
+"""What a run reports: the status of every node, timings, rows, statistics and written files."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["NodeReport", "NodeStatus", "RunSummary", "write_json_atomic"]
+
+NodeStatus = Literal["succeeded", "failed", "skipped", "not_run"]
+
+
+@dataclass
+class NodeReport:
+    """One node's outcome: status, timings, counts, the error or the reason it was skipped.
+
+    ``seconds`` is the node's wall time (merge and writing included), ``engine_seconds`` the
+    time spent in ``run_chunk`` calls as the runner saw them, ``compute_seconds`` the sum of
+    the engine's own ``execution_time_ms``.
+    """
+
+    node_id: str
+    engine_type: str
+    status: NodeStatus = "not_run"
+    seconds: float = 0.0
+    engine_seconds: float = 0.0
+    compute_seconds: float = 0.0
+    init_seconds: float = 0.0
+    rows_processed: int = 0
+    records: int = 0
+    chunks: int = 0
+    error: str | None = None
+    error_type: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def throughput(self) -> float:
+        """Rows processed per second of the node's wall time (0 when it did not run)."""
+        return self.rows_processed / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of this report."""
+        return {
+            "node_id": self.node_id,
+            "engine_type": self.engine_type,
+            "status": self.status,
+            "seconds": self.seconds,
+            "engine_seconds": self.engine_seconds,
+            "compute_seconds": self.compute_seconds,
+            "init_seconds": self.init_seconds,
+            "rows_processed": self.rows_processed,
+            "records": self.records,
+            "chunks": self.chunks,
+            "throughput_rows_per_sec": self.throughput,
+            "error": self.error,
+            "error_type": self.error_type,
+            "outputs": _jsonable(self.outputs),
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass
+class RunSummary:
+    """The whole run: per-node reports in run order, what was written, the run's own timings."""
+
+    run_id: str
+    executor: str
+    nodes: dict[str, NodeReport]
+    seconds: float = 0.0
+    written: dict[str, Path] = field(default_factory=dict)
+    datasets: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def success(self) -> bool:
+        """Whether every node succeeded."""
+        return all(r.status == "succeeded" for r in self.nodes.values())
+
+    @property
+    def failed(self) -> list[NodeReport]:
+        """The nodes that failed."""
+        return [r for r in self.nodes.values() if r.status == "failed"]
+
+    @property
+    def skipped(self) -> list[NodeReport]:
+        """The nodes skipped because something upstream failed."""
+        return [r for r in self.nodes.values() if r.status == "skipped"]
+
+    def describe(self) -> str:
+        """One line per node: what ran, what failed and why, what was skipped."""
+        lines = []
+        for r in self.nodes.values():
+            line = f"{r.node_id} ({r.engine_type}): {r.status}"
+            if r.error:
+                line += f": {r.error}"
+            lines.append(line)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the summary (datasets are not included, only their names)."""
+        return {
+            "run_id": self.run_id,
+            "executor": self.executor,
+            "success": self.success,
+            "seconds": self.seconds,
+            "nodes": [r.to_dict() for r in self.nodes.values()],
+            "written": {k: str(v) for k, v in self.written.items()},
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None if np.isnan(value) else str(value)
+    return value
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(_jsonable(data), f, indent=2)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,411 @@
+"""The JSON DAG config as validated pydantic models, parsed once.
+
+``load_config`` reads a file (or takes a dict), applies ``--set`` overrides, validates the
+shapes with pydantic and the meaning with the engine graph (known engine types, unique ids,
+no cycles, every input produced, no output produced twice, data files present), and raises
+one ``ConfigurationError`` listing every problem by JSON path with its fix. Past this module
+nothing reads raw dicts.
+
+Relative paths (data sources, outputs) resolve against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import importlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from livecalc.errors import ConfigurationError
+from livecalc.factory import BUILTIN_ALIASES, EngineFactory
+
+__all__ = [
+    "DataSource",
+    "EngineNode",
+    "OutputConfig",
+    "PipelineConfig",
+    "RunOptions",
+    "apply_overrides",
+    "config_json_schema",
+    "format_problems",
+    "load_config",
+    "parse_override",
+]
+
+_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataSource(_Model):
+    """One entry of "data_sources": a Parquet or CSV file of policies or scenarios."""
+
+    type: Literal["parquet", "csv"] = "parquet"
+    path: str = Field(description="file path; relative paths resolve against the config file")
+    kind: Literal["policies", "scenarios"] | None = Field(
+        default=None,
+        description="what the file holds; by default 'scenarios' when the source's name "
+        "contains 'scenario', otherwise 'policies'",
+    )
+
+    def resolved_kind(self, name: str) -> Literal["policies", "scenarios"]:
+        """The record kind of this source, inferred from its name when not given."""
+        if self.kind is not None:
+            return self.kind
+        return "scenarios" if "scenario" in name.lower() else "policies"
+
+
+class EngineNode(_Model):
+    """One entry of the config's "engines" list."""
+
+    id: str = Field(pattern=_ID_PATTERN, description="unique node id")
+    type: str = Field(description="engine type (see `livecalc engines`) or a seed alias")
+    config: dict[str, Any] = Field(default_factory=dict, description="passed to initialize")
+    inputs: list[str] = Field(default_factory=list, description="data source or output names")
+    outputs: list[str] = Field(
+        default_factory=list,
+        description="first: the record output; a second name: the engine's get_outputs()",
+    )
+    timeout_seconds: float | None = Field(default=None, gt=0, description="per chunk")
+    retries: int = Field(default=0, ge=0, le=1, description="1: retry a failed chunk once")
+    max_consecutive_errors: int = Field(default=3, ge=1)
+    chunk_size: int | None = Field(default=None, ge=1, description="policies per chunk")
+
+
+class OutputConfig(_Model):
+    """The "output" object: where record outputs are written as Parquet."""
+
+    type: Literal["parquet"] = "parquet"
+    path: str = Field(
+        description="Parquet file; with several outputs in 'write' it must contain '{name}'"
+    )
+    write: list[str] | None = Field(
+        default=None,
+        description="outputs to write; default: the record output of the last engine that "
+        "writes records",
+    )
+    summary_path: str | None = Field(
+        default=None, description="JSON file for the run summary and engines' statistics"
+    )
+
+
+class RunOptions(_Model):
+    """The "run" object: options for the whole run (CLI flags override them)."""
+
+    chunk_size: int = Field(default=10_000, ge=1, description="policies per chunk")
+    executor: Literal["local", "processes", "ray"] = "local"
+    max_parallel: int = Field(default=2, ge=1, description="nodes run at the same time")
+    timeout_seconds: float | None = Field(default=None, gt=0, description="per chunk default")
+
+
+class PipelineConfig(_Model):
+    """A whole pipeline: data sources, engine nodes, output and run options."""
+
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="'module:function' callables run as function(factory) before validation, "
+        "to register engine types without an installed entry point",
+    )
+    data_sources: dict[str, DataSource] = Field(default_factory=dict)
+    engines: list[EngineNode] = Field(min_length=1)
+    output: OutputConfig | None = None
+    run: RunOptions = Field(default_factory=RunOptions)
+    base_dir: str = Field(
+        default=".", description="folder relative paths resolve against (set by load_config)"
+    )
+
+    def resolve(self, path: str) -> Path:
+        """``path`` made absolute against the config's folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def node(self, node_id: str) -> EngineNode:
+        """The engine node called ``node_id``."""
+        for n in self.engines:
+            if n.id == node_id:
+                return n
+        raise ConfigurationError(f"no engine node {node_id!r}")
+
+    def node_index(self, node_id: str) -> int:
+        """The position of ``node_id`` in "engines" (for JSON paths)."""
+        for i, n in enumerate(self.engines):
+            if n.id == node_id:
+                return i
+        raise ConfigurationError(f"no engine node {node_id!r}")
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the config file, for editors (``base_dir`` is internal)."""
+    schema = PipelineConfig.model_json_schema()
+    schema["properties"].pop("base_dir", None)
+    # Editors find the schema through this key; load_config ignores it.
+    schema["properties"]["$schema"] = {"type": "string", "description": "this schema's path"}
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "LiveCalc pipeline config"
+    return schema
+
+
+def format_problems(problems: Sequence[str]) -> str:
+    """One message listing every problem, one per line."""
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems in the config:\n" + "\n".join(f"  {p}" for p in problems)
+
+
+def _json_path(loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _pydantic_problems(exc: ValidationError, prefix: Sequence[int | str] = ()) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = [*prefix, *err["loc"]]
+        path = _json_path(loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            problems.append(f"{path}: unknown key; remove it or check its spelling")
+        elif kind == "missing":
+            problems.append(f"{path}: required key is missing; add it")
+        elif kind == "literal_error":
+            expected = err.get("ctx", {}).get("expected", "")
+            problems.append(f"{path}: {err['input']!r} is not allowed; use one of {expected}")
+        else:
+            problems.append(f"{path}: {err['msg']} (got {err['input']!r})")
+    return problems
+
+
+def parse_override(text: str) -> tuple[str, list[str], Any]:
+    """Split ``engine.key=value`` into the node id, the key path and the JSON-parsed value.
+
+    ``run.chunk_size=500`` and ``output.path=x.parquet`` set those sections instead.
+    """
+    target, sep, raw = text.partition("=")
+    parts = target.strip().split(".")
+    if not sep or len(parts) < 2 or not all(parts):
+        raise ConfigurationError(
+            f"--set {text!r}: write it as ENGINE_ID.KEY=VALUE (e.g. projection.seed=7)"
+        )
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # a bare word is a string: --set esg.model=hull_white
+    return parts[0], parts[1:], value
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of the raw config with each ``engine.key=value`` override applied."""
+    data = copy.deepcopy(dict(raw))
+    for text in overrides:
+        head, keys, value = parse_override(text)
+        if head in ("run", "output"):
+            target = data.setdefault(head, {})
+        else:
+            engines = data.get("engines")
+            nodes = [e for e in engines or [] if isinstance(e, dict) and e.get("id") == head]
+            if not nodes:
+                ids = [e.get("id") for e in engines or [] if isinstance(e, dict)]
+                close = difflib.get_close_matches(head, [str(i) for i in ids], 1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigurationError(
+                    f"--set {text!r}: no engine with id {head!r}{hint}; ids: "
+                    + ", ".join(map(str, ids))
+                )
+            target = nodes[0].setdefault("config", {})
+        if not isinstance(target, dict):
+            raise ConfigurationError(f"--set {text!r}: {head!r} is not an object")
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+            if not isinstance(target, dict):
+                raise ConfigurationError(f"--set {text!r}: {key!r} is not an object")
+        target[keys[-1]] = value
+    return data
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(f"{path}: config file not found; check the path") from None
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: cannot read the config ({exc.strerror})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path}: the config must be a JSON object {{...}}")
+    return data
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any] | PipelineConfig,
+    overrides: Sequence[str] = (),
+    factory: EngineFactory | None = None,
+    base_dir: str | Path | None = None,
+    check_files: bool = True,
+) -> PipelineConfig:
+    """Parse and validate a pipeline config; raise one ConfigurationError listing every problem.
+
+    Args:
+        source: a config file path, its parsed JSON, or an already-validated config.
+        overrides: ``engine.key=value`` strings (the CLI's ``--set``).
+        factory: resolves engine types (default: a discovering ``EngineFactory``).
+        base_dir: folder for relative paths of a dict config (default: the current folder).
+        check_files: also check that data source files exist.
+    """
+    if isinstance(source, PipelineConfig):
+        # Validated again (cheap), so its plugins register with this factory too.
+        raw: dict[str, Any] = source.model_dump(exclude={"base_dir"})
+        folder = Path(source.base_dir)
+    elif isinstance(source, Mapping):
+        raw = dict(source)
+        folder = Path(base_dir) if base_dir is not None else Path.cwd()
+    else:
+        path = Path(source)
+        raw = _read_json(path)
+        folder = path.resolve().parent
+    raw = apply_overrides(raw, overrides)
+    raw.pop("$schema", None)  # editors' schema pointer
+    raw["base_dir"] = str(Path(base_dir).resolve() if base_dir is not None else folder.resolve())
+
+    # Local import: dag.py works on the models defined here.
+    from livecalc.dag import graph_problems
+
+    problems: list[str] = []
+    config: PipelineConfig | None = None
+    try:
+        config = PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc))
+    nodes = _valid_nodes(raw) if config is None else list(enumerate(config.engines))
+    sources = _valid_sources(raw) if config is None else dict(config.data_sources)
+    factory = factory if factory is not None else EngineFactory()
+    problems.extend(_plugin_problems(raw.get("plugins"), factory))
+    problems.extend(_type_problems(nodes, factory))
+    problems.extend(graph_problems(nodes, sources))
+    if check_files:
+        problems.extend(_file_problems(sources, Path(raw["base_dir"])))
+    if config is not None:
+        problems.extend(_output_problems(config, nodes, sources))
+    if problems:
+        raise ConfigurationError(format_problems(problems))
+    assert config is not None
+    return config
+
+
+def _valid_nodes(raw: Mapping[str, Any]) -> list[tuple[int, EngineNode]]:
+    # The whole config failed validation: still check the graph with the well-typed parts of
+    # every node (id, type, inputs, outputs), so one run of `validate` reports everything.
+    engines = raw.get("engines")
+    nodes = []
+    for i, item in enumerate(engines if isinstance(engines, list) else []):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            continue
+        inputs, outputs = (
+            [v for v in item[key] if isinstance(v, str)] if isinstance(item.get(key), list) else []
+            for key in ("inputs", "outputs")
+        )
+        node_type = item.get("type")
+        node = EngineNode.model_construct(
+            id=item["id"],
+            type=node_type if isinstance(node_type, str) else "",
+            inputs=inputs,
+            outputs=outputs,
+        )
+        nodes.append((i, node))
+    return nodes
+
+
+def _valid_sources(raw: Mapping[str, Any]) -> dict[str, DataSource]:
+    found = raw.get("data_sources")
+    sources = {}
+    for name, item in (found if isinstance(found, dict) else {}).items():
+        try:
+            sources[name] = DataSource.model_validate(item)
+        except ValidationError:
+            continue
+    return sources
+
+
+def _plugin_problems(plugins: Any, factory: EngineFactory) -> list[str]:
+    """Run each plugin's registration function; the problems of those that fail."""
+    problems = []
+    for i, ref in enumerate(plugins if isinstance(plugins, list) else []):
+        if not isinstance(ref, str):
+            continue  # reported by the shape check
+        module, _, attr = ref.partition(":")
+        try:
+            register = getattr(importlib.import_module(module), attr)
+            register(factory)
+        except Exception as exc:
+            problems.append(
+                f"plugins[{i}]: {ref!r} failed ({type(exc).__name__}: {exc}); give "
+                "'module:function' where function(factory) registers engine types"
+            )
+    return problems
+
+
+def _type_problems(nodes: Sequence[tuple[int, EngineNode]], factory: EngineFactory) -> list[str]:
+    problems = []
+    for i, node in nodes:
+        if node.type and not factory.is_registered(node.type):
+            types = factory.list_engine_types()
+            close = difflib.get_close_matches(node.type, [*types, *BUILTIN_ALIASES], 1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            aliases = ", ".join(f"{a} = {t}" for a, t in BUILTIN_ALIASES.items())
+            problems.append(
+                f"engines[{i}].type: unknown engine type {node.type!r}{hint}; known types: "
+                f"{', '.join(types)} (aliases: {aliases})"
+            )
+    return problems
+
+
+def _file_problems(sources: Mapping[str, DataSource], base: Path) -> list[str]:
+    problems = []
+    for name, src in sources.items():
+        p = Path(src.path).expanduser()
+        p = p if p.is_absolute() else base / p
+        if not p.is_file():
+            problems.append(
+                f"data_sources.{name}.path: file {str(p)!r} does not exist; check the path "
+                "(relative paths resolve against the config file's folder)"
+            )
+    return problems
+
+
+def _output_problems(
+    config: PipelineConfig,
+    nodes: Sequence[tuple[int, EngineNode]],
+    sources: Mapping[str, DataSource],
+) -> list[str]:
+    out = config.output
+    if out is None or out.write is None:
+        return []
+    problems = []
+    produced = [name for _, n in nodes for name in n.outputs[:1]]
+    for j, name in enumerate(out.write):
+        if name not in produced:
+            close = difflib.get_close_matches(name, produced, 1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(
+                f"output.write[{j}]: {name!r} is not an engine's record output{hint}; "
+                f"record outputs: {', '.join(produced) or 'none'}"
+            )
+    if len(out.write) > 1 and "{name}" not in out.path:
+        problems.append(
+            "output.path: several outputs are written; put '{name}' in the path "
+            "(e.g. out/{name}.parquet)"
+        )
+    return problems

@@ -1,0 +1,389 @@
+"""The projection engine: every policy under every scenario to a present value and its parts.
+
+Engine type ``projection`` (the seed's ``cpp_projection``). ``initialize`` parses the config
+(every key is described in docs/engines/projection.md) and loads the assumption tables once;
+``run_chunk`` finds its inputs by dtype (POLICY, optional POLICY_EXT, optional SCENARIO),
+projects them with the numba kernels of ``livecalc.kernels.projection`` and writes the output
+records straight into the output buffer. ``set_parameters`` changes the four stress
+multipliers between runs without reloading anything.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from livecalc.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE, SCENARIO_DTYPE
+from livecalc.credentials import AMCredentials
+from livecalc.engine import EngineInfo, ExecutionResult, ICalcEngine, InputBuffer, OutputSpec
+from livecalc.errors import ConfigurationError, ExecutionError
+from livecalc.kernels.projection import audit_cashflows, project
+from livecalc.kernels.projection_basis import (
+    ChunkInputs,
+    ClaimTiming,
+    OutputMode,
+    ProjectionBasis,
+    prepare_chunk,
+)
+from livecalc.tables import (
+    MAX_AGE,
+    RateTable,
+    default_lapse_path,
+    default_mortality_path,
+    load_mortality_table,
+    load_rate_table,
+)
+
+__all__ = ["MULTIPLIERS", "ProjectionConfig", "ProjectionEngine"]
+
+MULTIPLIERS = (
+    "premium_multiplier",
+    "mortality_multiplier",
+    "lapse_multiplier",
+    "expense_multiplier",
+)
+"""The parameters ``set_parameters`` accepts (the solver's overrides)."""
+
+_UINT32_MAX = 0xFFFFFFFF
+_DEFAULT_SURRENDER = [round(min(0.9, 0.03 * year), 2) for year in range(31)]
+
+Rates = str | list[float]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ExpensesConfig(_Model):
+    """Expense assumptions; amounts per policy, in the policies' currency."""
+
+    acquisition: float = Field(200.0, ge=0)
+    maintenance: float = Field(40.0, ge=0)
+    inflation: float = Field(0.02, gt=-1)
+    percent_of_premium: float = Field(0.02, ge=0)
+    per_claim: float = Field(150.0, ge=0)
+
+
+class DynamicLapseConfig(_Model):
+    """Lapse factor ``clip(1 + sensitivity (rate - reference_rate), min_factor, max_factor)``."""
+
+    reference_rate: float
+    sensitivity: float
+    min_factor: float = Field(0.5, ge=0)
+    max_factor: float = Field(2.0, ge=0)
+
+
+class AuditConfig(_Model):
+    """Which policies' period-by-period cash flows to return, under which scenario."""
+
+    policy_ids: list[int] = Field(min_length=1)
+    scenario_id: int = 0
+
+
+class ProjectionConfig(_Model):
+    """The projection engine's config object."""
+
+    mortality_table: str | None = None
+    lapse_table: Rates | None = None
+    commissions: Rates = [0.5, 0.05]
+    surrender_values: Rates = _DEFAULT_SURRENDER
+    underwriting_class_factors: list[float] = Field([1.0, 1.6, 2.5, 4.0], min_length=1)
+    time_step: Literal["annual", "monthly"] = "annual"
+    premium_frequency: Literal["annual", "monthly"] = "annual"
+    claim_timing: Literal["start", "middle", "end"] = "end"
+    rate_type: Literal["forward", "spot"] = "forward"
+    discount_rate: float = Field(0.03, gt=-1)
+    yield_curve: str | None = None
+    expenses: ExpensesConfig = ExpensesConfig()
+    dynamic_lapse: DynamicLapseConfig | None = None
+    premium_multiplier: float = Field(1.0, ge=0)
+    mortality_multiplier: float = Field(1.0, ge=0)
+    lapse_multiplier: float = Field(1.0, ge=0)
+    expense_multiplier: float = Field(1.0, ge=0)
+    output: Literal["npv", "detail", "scenario_totals", "policy_means"] = "npv"
+    method: Literal["auto", "separable", "full"] = "auto"
+    audit: AuditConfig | None = None
+
+
+def parse_config(config: Mapping[str, Any]) -> ProjectionConfig:
+    """The config as a ProjectionConfig; every problem is reported at once, by key."""
+    try:
+        cfg = ProjectionConfig.model_validate(dict(config))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+            problems.append(f"config.{where}: {err['msg']}")
+        known = ", ".join(ProjectionConfig.model_fields)
+        raise ConfigurationError("; ".join(problems) + f" (known keys: {known})") from None
+    if cfg.premium_frequency == "monthly" and cfg.time_step == "annual":
+        raise ConfigurationError(
+            'config.premium_frequency: "monthly" premiums need "time_step": "monthly"'
+        )
+    if cfg.method == "separable" and cfg.dynamic_lapse is not None:
+        raise ConfigurationError(
+            'config.method: "separable" cannot be used with config.dynamic_lapse (cash flows '
+            'then depend on the scenario); use "auto" or "full"'
+        )
+    if any(not (math.isfinite(f) and f >= 0) for f in cfg.underwriting_class_factors):
+        raise ConfigurationError("config.underwriting_class_factors: factors must be >= 0")
+    return cfg
+
+
+def _rates(
+    value: Rates, key: str, credentials: AMCredentials | None, high: float = 1.0
+) -> RateTable:
+    if isinstance(value, list):
+        return RateTable.from_values(value, f"config.{key}", high=high)
+    return load_rate_table(value, credentials, key=f"config.{key}")
+
+
+def build_basis(cfg: ProjectionConfig, credentials: AMCredentials | None) -> ProjectionBasis:
+    """Load the tables a config names and gather every assumption in a ProjectionBasis."""
+    mortality = load_mortality_table(
+        cfg.mortality_table or default_mortality_path(), credentials, "config.mortality_table"
+    )
+    lapse = _rates(cfg.lapse_table or str(default_lapse_path()), "lapse_table", credentials)
+    dyn = cfg.dynamic_lapse
+    return ProjectionBasis(
+        mortality=mortality.q,
+        mortality_age_min=mortality.age_min,
+        lapse=lapse.rates,
+        commission=_rates(cfg.commissions, "commissions", credentials, high=10.0).rates,
+        surrender=_rates(cfg.surrender_values, "surrender_values", credentials, 10.0).rates,
+        class_factors=np.array(cfg.underwriting_class_factors),
+        steps_per_year=12 if cfg.time_step == "monthly" else 1,
+        premium_monthly=cfg.premium_frequency == "monthly",
+        claim_timing=ClaimTiming[cfg.claim_timing.upper()],
+        spot_rates=cfg.rate_type == "spot",
+        acquisition=cfg.expenses.acquisition,
+        maintenance=cfg.expenses.maintenance,
+        inflation=cfg.expenses.inflation,
+        percent_of_premium=cfg.expenses.percent_of_premium,
+        per_claim=cfg.expenses.per_claim,
+        dynamic_lapse=dyn is not None,
+        dynamic_reference_rate=dyn.reference_rate if dyn else 0.0,
+        dynamic_sensitivity=dyn.sensitivity if dyn else 0.0,
+        dynamic_min_factor=dyn.min_factor if dyn else 0.0,
+        dynamic_max_factor=dyn.max_factor if dyn else 1.0,
+        multipliers={name: float(getattr(cfg, name)) for name in MULTIPLIERS},
+    )
+
+
+def find_inputs(
+    input_buffer: InputBuffer | Mapping[str, Any],
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(policies, in-force extension or None, scenarios or None), found by dtype."""
+    found: dict[Any, list[np.ndarray]] = {}
+    arrays = input_buffer.values() if isinstance(input_buffer, Mapping) else [input_buffer]
+    for arr in arrays:
+        if isinstance(arr, np.ndarray):
+            found.setdefault(arr.dtype, []).append(arr)
+    for dtype, what in ((POLICY_DTYPE, "POLICY"), (POLICY_EXT_DTYPE, "POLICY_EXT")):
+        if len(found.get(dtype, [])) > 1:
+            raise ConfigurationError(f"the projection got several {what} inputs; give one")
+    if len(found.get(SCENARIO_DTYPE, [])) > 1:
+        raise ConfigurationError("the projection got several SCENARIO inputs; give one")
+    policies = found.get(POLICY_DTYPE)
+    if not policies:
+        raise ConfigurationError(
+            "the projection needs a POLICY input (records of POLICY_DTYPE); none was given"
+        )
+    ext = found.get(POLICY_EXT_DTYPE, [None])[0]
+    scen = found.get(SCENARIO_DTYPE, [None])[0]
+    return policies[0], ext, scen
+
+
+def scenario_matrix(scenarios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ``rate`` field as a (scenarios, years) view with no copy, and the scenario ids.
+
+    Raises:
+        ConfigurationError: the records are not sorted by scenario then year 1..Y, with the
+            same years for every scenario, or a rate is not a finite number above -1.
+    """
+    n = len(scenarios)
+    if n == 0:
+        raise ConfigurationError("the SCENARIO input is empty")
+    ids = scenarios["scenario_id"]
+    changes = np.flatnonzero(ids != ids[0])
+    n_years = int(changes[0]) if len(changes) else n
+    if n % n_years:
+        raise ConfigurationError(
+            f"SCENARIO: scenario {int(ids[0])} has {n_years} years but there are {n} records, "
+            "not a multiple: every scenario needs the same years 1..Y, sorted"
+        )
+    n_scen = n // n_years
+    id_matrix = ids.reshape(n_scen, n_years)
+    year_ok = scenarios["year"].reshape(n_scen, n_years) == np.arange(1, n_years + 1)
+    id_ok = id_matrix == id_matrix[:, :1]
+    bad = ~(year_ok & id_ok)
+    if bad.any():
+        row = int(np.flatnonzero(bad.reshape(-1))[0])
+        raise ConfigurationError(
+            f"SCENARIO row {row + 1} (scenario {int(ids[row])}, year "
+            f"{int(scenarios['year'][row])}): records must be sorted by scenario then year "
+            f"1..{n_years}, the same years for every scenario"
+        )
+    first = id_matrix[:, 0].astype(np.int64)
+    if n_scen > 1 and (np.diff(first) <= 0).any():
+        at = int(np.flatnonzero(np.diff(first) <= 0)[0]) + 1
+        raise ConfigurationError(
+            f"SCENARIO: scenario {int(first[at])} follows scenario {int(first[at - 1])}; "
+            "scenario ids must be unique and ascending"
+        )
+    rates = scenarios["rate"].reshape(n_scen, n_years)
+    bad_rate = ~(np.isfinite(rates) & (rates > -1.0))
+    if bad_rate.any():
+        s, y = (int(v[0]) for v in np.nonzero(bad_rate))
+        raise ConfigurationError(
+            f"SCENARIO scenario {int(first[s])} year {y + 1}: rate {rates[s, y]!r} must be a "
+            "finite number above -1"
+        )
+    return rates, first.astype(np.uint32)
+
+
+class ProjectionEngine(ICalcEngine):
+    """Projects POLICY records under SCENARIO records (or a deterministic curve)."""
+
+    def __init__(self) -> None:
+        self._cfg: ProjectionConfig | None = None
+        self._basis: ProjectionBasis | None = None
+        self._curve: np.ndarray | None = None
+        self._outputs: dict[str, Any] = {}
+
+    def initialize(
+        self, config: Mapping[str, Any], credentials: AMCredentials | None = None
+    ) -> None:
+        """Parse the config and load the assumption tables (see the reference page)."""
+        cfg = parse_config(config)
+        basis = build_basis(cfg, credentials)
+        if cfg.yield_curve is not None:
+            curve = load_rate_table(
+                cfg.yield_curve, credentials, "config.yield_curve", "year", probabilities=False
+            ).rates
+        else:
+            # A flat curve long enough for any projection (to age 120 from age 0).
+            curve = np.full(MAX_AGE + 1, cfg.discount_rate)
+        self._cfg, self._basis, self._curve = cfg, basis, curve.reshape(1, -1)
+        self._outputs = {}
+
+    def get_info(self) -> EngineInfo:
+        """The engine's metadata."""
+        return EngineInfo(
+            name="LiveCalc Projection Engine",
+            version="1.0.0",
+            engine_type="projection",
+            supports_assumptions_manager=True,
+            max_buffer_size=100_000_000 * 64,
+        )
+
+    @property
+    def is_initialized(self) -> bool:
+        """Whether ``initialize`` succeeded and ``dispose`` has not been called since."""
+        return self._basis is not None
+
+    def dispose(self) -> None:
+        """Forget the config and tables."""
+        self._cfg = self._basis = self._curve = None
+        self._outputs = {}
+
+    def _ready(self) -> tuple[ProjectionConfig, ProjectionBasis]:
+        if self._cfg is None or self._basis is None:
+            raise ExecutionError("the projection engine is not initialised: call initialize")
+        return self._cfg, self._basis
+
+    @property
+    def output_mode(self) -> OutputMode:
+        """The configured output mode."""
+        return OutputMode(self._ready()[0].output)
+
+    def set_parameters(self, params: Mapping[str, float]) -> None:
+        """Override stress multipliers (``premium_multiplier`` ...) for the next runs."""
+        _, basis = self._ready()
+        for name, value in params.items():
+            if name not in MULTIPLIERS:
+                raise ConfigurationError(
+                    f"set_parameters: unknown parameter {name!r}; known: {', '.join(MULTIPLIERS)}"
+                )
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ConfigurationError(f"set_parameters: {name} = {value!r} must be >= 0")
+        basis.multipliers.update({k: float(v) for k, v in params.items()})
+
+    def _scenarios(self, scen: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        if scen is None:
+            assert self._curve is not None
+            return self._curve, np.zeros(1, dtype=np.uint32)
+        return scenario_matrix(scen)
+
+    def output_spec(self, inputs: Mapping[str, np.ndarray]) -> OutputSpec:
+        """The output records for these inputs: one per policy and scenario, per scenario
+        (totals) or per policy (means)."""
+        policies, _, scen = find_inputs(inputs)
+        n_scen = 1 if scen is None else len(self._scenarios(scen)[1])
+        mode = self.output_mode
+        return OutputSpec(mode.dtype, mode.records(len(policies), n_scen))
+
+    def get_outputs(self) -> Mapping[str, Any]:
+        """``{"cashflows": {policy_id: {column: [values by period]}}, ...}`` when auditing."""
+        return dict(self._outputs)
+
+    def run_chunk(
+        self, input_buffer: InputBuffer, output_buffer: np.ndarray | None
+    ) -> ExecutionResult:
+        """Project the chunk's policies and write the output records from index 0."""
+        start = time.perf_counter()
+        cfg, basis = self._ready()
+        policies, ext, scen = find_inputs(input_buffer)
+        rates, scenario_ids = self._scenarios(scen)
+        mode = self.output_mode
+        if mode is OutputMode.NPV and len(policies):
+            too_big = policies["policy_id"] > _UINT32_MAX
+            if too_big.any():
+                i = int(np.flatnonzero(too_big)[0])
+                raise ConfigurationError(
+                    f"policy {int(policies['policy_id'][i])} (row {i + 1}): RESULT records hold "
+                    '32-bit policy ids; renumber the policies or use "output": "detail"'
+                )
+        chunk = prepare_chunk(basis, policies, ext, rates, scenario_ids)
+        rows = mode.records(chunk.n_policies, chunk.n_scenarios)
+        if output_buffer is None or output_buffer.dtype != mode.dtype or len(output_buffer) < rows:
+            got = "none" if output_buffer is None else f"{len(output_buffer)} records"
+            raise ConfigurationError(
+                f"the projection ({cfg.output!r} output) needs an output buffer of {rows} "
+                f"records of its record dtype (see output_spec); got {got}"
+            )
+        separable = cfg.method == "separable" or (cfg.method == "auto" and not basis.dynamic_lapse)
+        try:
+            written = project(chunk, basis, mode, output_buffer, separable)
+        except ValueError as exc:
+            raise ExecutionError(f"projection kernel failed: {exc}") from exc
+        self._outputs["method"] = "separable" if separable else "full"
+        if cfg.audit is not None:
+            self._audit(cfg, basis, chunk)
+        return ExecutionResult(
+            success=True,
+            execution_time_ms=(time.perf_counter() - start) * 1e3,
+            rows_processed=written,
+            bytes_written=written * mode.dtype.itemsize,
+        )
+
+    def _audit(self, cfg: ProjectionConfig, basis: ProjectionBasis, chunk: ChunkInputs) -> None:
+        """Add the audited policies found in this chunk to ``get_outputs()["cashflows"]``."""
+        assert cfg.audit is not None
+        where = np.flatnonzero(chunk.scenario_ids == cfg.audit.scenario_id)
+        if not len(where):
+            raise ConfigurationError(
+                f"config.audit.scenario_id: scenario {cfg.audit.scenario_id} is not in the "
+                f"scenarios (ids {int(chunk.scenario_ids[0])}..{int(chunk.scenario_ids[-1])})"
+            )
+        flows = self._outputs.setdefault("cashflows", {})
+        self._outputs["audit_scenario_id"] = cfg.audit.scenario_id
+        index = {int(pid): i for i, pid in enumerate(chunk.policy_ids)}
+        for pid in cfg.audit.policy_ids:
+            if pid in index:
+                flows[pid] = audit_cashflows(chunk, basis, index[pid], int(where[0]))

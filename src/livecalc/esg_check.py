@@ -1,0 +1,280 @@
+"""Statistical checks of a scenario set: the martingale test and moment checks.
+
+The martingale test compares, per maturity T, the mean over scenarios of the discount factor
+``DF(T) = prod_{y<=T} 1/(1 + rate_y)`` with ``P(0, T)`` of the initial curve, in standard
+errors: risk-neutral scenarios must reproduce the curve they were fitted to. The moment checks
+compare, per year, the mean of the year's log-return ``I_y = ln(1 + rate_y)`` (the integral of
+the short rate) with its closed form, and for the Gaussian models (Hull-White, Vasicek) also its
+variance, measured as the mean of ``(I_y - E[I_y])**2``.
+
+Standard errors are computed over independent units: single scenarios, antithetic pairs, or,
+for nested sets (``branching_year > 0``), all inner scenarios of one outer path, which share that
+path's history. A row passes when ``|z| <= z_threshold``; the default 3.5 keeps the chance that
+a correct 50-year set fails any of its ~150 correlated rows at a few per cent.
+
+The scenarios come from a Parquet file (the ESG metadata is read from its key-value metadata
+``livecalc.esg``) or from an in-memory SCENARIO array with the metadata or a curve given.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from livecalc.curves import ZeroCurve
+from livecalc.engines.esg import METADATA_KEY, model_params
+from livecalc.errors import ConfigurationError
+from livecalc.kernels.esg import GaussianParams
+from livecalc.kernels.esg_models import FloatArray, cir_integral_means, gaussian_integral_moments
+
+__all__ = ["CheckRow", "ESGCheckReport", "check_scenarios", "read_scenario_file"]
+
+DEFAULT_Z_THRESHOLD = 3.5
+_SE_FLOOR = 1e-12  # antithetic Gaussian pairs can make a standard error vanish exactly
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """One check at one maturity (year): expected, observed, standard error, z, verdict."""
+
+    check: str
+    maturity: int
+    expected: float
+    observed: float
+    std_error: float
+    z: float
+    passed: bool
+
+
+@dataclass(frozen=True)
+class ESGCheckReport:
+    """Every row of the martingale and moment checks, and the overall verdict."""
+
+    model: str | None
+    scenarios: int
+    years: int
+    independent_units: int
+    z_threshold: float
+    rows: tuple[CheckRow, ...]
+
+    @property
+    def passed(self) -> bool:
+        """Whether every row passed."""
+        return all(row.passed for row in self.rows)
+
+    @property
+    def failures(self) -> tuple[CheckRow, ...]:
+        """The rows that failed."""
+        return tuple(row for row in self.rows if not row.passed)
+
+
+def read_scenario_file(path: str | Path) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """SCENARIO records and the ESG metadata (None when absent) of a Parquet file."""
+    import pyarrow.parquet as pq
+
+    from livecalc.buffers import SCENARIO_DTYPE
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigurationError(f"{path}: no such file; give a scenario Parquet file")
+    try:
+        schema = pq.read_schema(path)
+        table = pq.read_table(path, columns=["scenario_id", "year", "rate"])
+    except Exception as exc:  # pyarrow raises several types for unreadable files
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigurationError(
+            f"{path}: not a scenario Parquet file with columns scenario_id, year, rate "
+            f"({first_line})"
+        ) from None
+    records = np.empty(table.num_rows, dtype=SCENARIO_DTYPE)
+    for name in ("scenario_id", "year", "rate"):
+        records[name] = table.column(name).to_numpy()
+    raw = (schema.metadata or {}).get(METADATA_KEY.encode())
+    if raw is None:
+        return records, None
+    try:
+        metadata = json.loads(raw)
+    except ValueError:
+        raise ConfigurationError(f"{path}: metadata {METADATA_KEY!r} is not JSON") from None
+    return records, metadata
+
+
+def check_scenarios(
+    source: str | Path | np.ndarray,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    curve: ZeroCurve | None = None,
+    z_threshold: float = DEFAULT_Z_THRESHOLD,
+    group_size: int | None = None,
+) -> ESGCheckReport:
+    """Run the martingale test and the moment checks on a scenario set.
+
+    Args:
+        source: a Parquet file written from the ESG, or SCENARIO records.
+        metadata: the ESG metadata (``get_outputs()["esg_metadata"]``); read from the file
+            when ``source`` is a path and this is None.
+        curve: the initial curve to test against; default: the metadata's curve.
+        group_size: consecutive scenarios that form one independent unit; default from the
+            metadata (inner paths when nested, 2 when antithetic, else 1).
+
+    Raises:
+        ConfigurationError: the input is not a sorted scenario set, or nothing tells which
+            curve to test against.
+    """
+    where = str(source) if isinstance(source, str | Path) else "scenarios"
+    if isinstance(source, str | Path):
+        records, file_metadata = read_scenario_file(source)
+        metadata = metadata if metadata is not None else file_metadata
+    else:
+        records = source
+    meta = dict(metadata or {})
+    rates = _rate_matrix(records, where, meta)
+    n_scen, years = rates.shape
+    group = group_size or _default_group(meta)
+    if n_scen % group or n_scen // group < 2:
+        raise ConfigurationError(
+            f"{where}: {n_scen} scenarios do not split into 2 or more independent units of "
+            f"{group}; generate more outer paths"
+        )
+    if np.any(rates <= -1.0):
+        row = int(np.argmax((rates <= -1.0).ravel()))
+        raise ConfigurationError(f"{where}: row {row} has a rate <= -1; not a scenario rate")
+    log_returns = np.log1p(rates)
+    initial = _initial_discount_factors(curve, meta, years, where)
+    rows: list[CheckRow] = []
+    discount = np.exp(-np.cumsum(log_returns, axis=1))
+    rows += _rows("martingale", discount, initial[1:], group, z_threshold)
+    expected_mean, expected_var = _expected_moments(meta, initial)
+    if expected_mean is not None:
+        rows += _rows("mean", log_returns, expected_mean, group, z_threshold)
+    if expected_mean is not None and expected_var is not None:
+        squared = (log_returns - expected_mean) ** 2
+        rows += _rows("variance", squared, expected_var, group, z_threshold)
+    return ESGCheckReport(
+        model=meta.get("model"),
+        scenarios=n_scen,
+        years=years,
+        independent_units=n_scen // group,
+        z_threshold=z_threshold,
+        rows=tuple(rows),
+    )
+
+
+def _rate_matrix(records: np.ndarray, where: str, meta: Mapping[str, Any]) -> FloatArray:
+    """``rate`` as a (scenarios, years) view, after checking the records' order."""
+    names = records.dtype.names or ()
+    if not {"scenario_id", "year", "rate"} <= set(names):
+        raise ConfigurationError(f"{where}: needs fields scenario_id, year, rate; has {names}")
+    if len(records) == 0:
+        raise ConfigurationError(f"{where}: no scenario records")
+    year = records["year"]
+    years = int(meta.get("years", int(year.max())))
+    if len(records) % years:
+        raise ConfigurationError(
+            f"{where}: {len(records)} records are not whole scenarios of {years} years"
+        )
+    expected_year = np.tile(np.arange(1, years + 1), len(records) // years)
+    bad = np.flatnonzero(year != expected_year)
+    if len(bad):
+        raise ConfigurationError(
+            f"{where}: row {int(bad[0])} has year {int(year[bad[0]])}, expected "
+            f"{int(expected_year[bad[0]])}; sort by scenario_id then year 1..{years}"
+        )
+    ids = records["scenario_id"].astype(np.int64).reshape(-1, years)
+    mixed = np.flatnonzero((ids != ids[:, :1]).any(axis=1))
+    if len(mixed):
+        raise ConfigurationError(
+            f"{where}: rows {int(mixed[0]) * years}..{int(mixed[0]) * years + years - 1} mix "
+            "scenario ids; sort by scenario_id then year"
+        )
+    return np.asarray(records["rate"], dtype=np.float64).reshape(-1, years)
+
+
+def _default_group(meta: Mapping[str, Any]) -> int:
+    if int(meta.get("branching_year", 0)) > 0:
+        return int(meta.get("inner", 1))
+    return 2 if meta.get("antithetic") else 1
+
+
+def _initial_discount_factors(
+    curve: ZeroCurve | None, meta: Mapping[str, Any], years: int, where: str
+) -> FloatArray:
+    """``P(0, t)`` for t = 0..years from the given curve or the metadata's."""
+    if int(meta.get("branching_year", 0)) > 0 and float(meta.get("market_price_of_risk", 0)):
+        raise ConfigurationError(
+            f"{where}: the first {meta['branching_year']} years follow real-world dynamics "
+            f"(market_price_of_risk {meta['market_price_of_risk']}), so the mean discount "
+            "factor need not match the curve; check a risk-neutral set (market_price_of_risk "
+            "0 or branching_year 0)"
+        )
+    if curve is None:
+        stored = meta.get("curve")
+        if not stored:
+            raise ConfigurationError(
+                f"{where}: no initial curve to test against (no {METADATA_KEY!r} metadata with "
+                "a curve); write the file from the ESG engine or pass a curve"
+            )
+        try:
+            curve = ZeroCurve(
+                tuple(map(float, stored["maturities"])),
+                tuple(map(float, stored["discount_factors"])),
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ConfigurationError(
+                f"{where}: metadata curve needs 'maturities' and 'discount_factors' lists"
+            ) from None
+    return curve.yearly_discount_factors(years)
+
+
+def _expected_moments(
+    meta: Mapping[str, Any], initial: FloatArray
+) -> tuple[FloatArray | None, FloatArray | None]:
+    """Closed-form mean (and, for Gaussian models, variance) of each year's log-return."""
+    model = meta.get("model")
+    if model not in ("hull_white", "vasicek", "cir"):
+        return None, None
+    try:
+        params: Mapping[str, float] = meta["parameters"]
+        years, branching = int(meta["years"]), int(meta.get("branching_year", 0))
+        lam = float(meta.get("market_price_of_risk", 0.0))
+        built = model_params(model, params, years, branching, lam, initial)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigurationError(f"metadata: incomplete {model} parameters ({exc})") from None
+    if isinstance(built, GaussianParams):
+        return gaussian_integral_moments(built.step, built.x0, built.levels, built.shifts)
+    speeds = np.full(years, params["a"])
+    levels = np.full(years, params["b"])
+    speeds[:branching] = params["a"] - lam * params["sigma"]
+    levels[:branching] = params["a"] * params["b"] / speeds[:branching]
+    return cir_integral_means(float(params["r0"]), speeds, levels), None
+
+
+def _rows(
+    check: str, values: FloatArray, expected: FloatArray, group: int, z_threshold: float
+) -> list[CheckRow]:
+    """One row per year: the mean of ``values`` against ``expected``, errors over units."""
+    n_scen, years = values.shape
+    units = values.reshape(n_scen // group, group, years).mean(axis=1)
+    observed = units.mean(axis=0)
+    std_error = units.std(axis=0, ddof=1) / math.sqrt(len(units))
+    rows = []
+    for t in range(years):
+        z = float((observed[t] - expected[t]) / max(float(std_error[t]), _SE_FLOOR))
+        rows.append(
+            CheckRow(
+                check=check,
+                maturity=t + 1,
+                expected=float(expected[t]),
+                observed=float(observed[t]),
+                std_error=float(std_error[t]),
+                z=z,
+                passed=bool(abs(z) <= z_threshold),
+            )
+        )
+    return rows

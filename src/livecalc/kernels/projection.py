@@ -1,0 +1,617 @@
+"""Numba kernels of the policy projection: the full per-scenario kernel and the separable path.
+
+The full kernel projects every policy under every scenario; for each policy it walks the steps
+once and, within a step, every scenario (the scenario loop is innermost so it vectorises).
+The separable path serves runs whose cash flows do not depend on the scenario (no dynamic
+lapses): each policy's expected cash flows on the time grid are computed once, and all present
+values are one matrix product with the scenarios' discount factors. The two agree to rounding.
+
+Both write straight into the output record buffer (policy-major for policy x scenario
+records: record ``i * n_scenarios + s``). The plain-numpy reference of the same model lives in
+``projection_numpy.py``; the model and its timing conventions in docs/engines/projection.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+
+from livecalc.buffers import ALL_SCENARIOS
+from livecalc.kernels.projection_basis import (
+    AGE,
+    COUNT,
+    DURATION,
+    GENDER,
+    NSTEPS,
+    P_ACQUISITION,
+    P_CLAIM_TAU,
+    P_DYNAMIC,
+    P_EXPENSE_MULT,
+    P_INFLATION,
+    P_LAPSE_MULT,
+    P_MAINTENANCE,
+    P_MORTALITY_MULT,
+    P_PER_CLAIM,
+    P_PERCENT_OF_PREMIUM,
+    P_PREMIUM_MONTHLY,
+    P_PREMIUM_MULT,
+    P_STEPS_PER_YEAR,
+    PREMIUM,
+    PRODUCT,
+    SA,
+    UCLASS,
+    COMPONENTS,
+    ChunkInputs,
+    OutputMode,
+    ProjectionBasis,
+)
+
+__all__ = ["audit_cashflows", "project", "write_components"]
+
+Array = np.ndarray[Any, Any]
+
+# Mode codes of the full kernel.
+_NPV, _DETAIL, _MEANS, _TOTALS = 0, 1, 2, 3
+# Policy blocks per prange: many for load balance; a fixed count for totals so the summation
+# order, and so the result, never depends on the number of threads.
+_BLOCKS = 256
+_TOTAL_BLOCKS = 16
+
+
+@numba.njit(cache=True, nogil=True)
+def _unit_flows(
+    pi: Array,
+    pf: Array,
+    mort: Array,
+    age_min: int,
+    lapse: Array,
+    comm: Array,
+    surr: Array,
+    cls: Array,
+    prm: Array,
+    q: Array,
+    lap: Array,
+    prem: Array,
+    expc: Array,
+    cexp: Array,
+    sv: Array,
+) -> None:
+    """One policy's per-step rates and amounts (per life in force, per death, per lapse)."""
+    m = int(prm[P_STEPS_PER_YEAR])
+    months_per_step = 12 // m
+    dur = pi[DURATION]
+    mort_factor = cls[pi[UCLASS]] * prm[P_MORTALITY_MULT]
+    ncol = mort.shape[2]
+    premium_pa = pf[PREMIUM] * prm[P_PREMIUM_MULT]
+    e_mult = prm[P_EXPENSE_MULT]
+    infl = 1.0 + prm[P_INFLATION]
+    monthly_premium = prm[P_PREMIUM_MONTHLY] != 0.0
+    dynamic = prm[P_DYNAMIC] != 0.0
+    sv_amount = pf[SA] if pi[PRODUCT] != 0 else 0.0
+    for k in range(pi[NSTEPS]):
+        months = dur + k * months_per_step
+        py = months // 12 + 1
+        age = pi[AGE] + py - 1
+        qa = min(1.0, mort[pi[GENDER], age - age_min, min(py, ncol) - 1] * mort_factor)
+        # Monthly probabilities from annual ones assume a constant force within the year.
+        q[k] = qa if m == 1 else 1.0 - (1.0 - qa) ** (1.0 / 12.0)
+        la = lapse[min(py, len(lapse)) - 1] * prm[P_LAPSE_MULT]
+        if dynamic:
+            lap[k] = la  # the scenario's factor, the cap and the monthly conversion come later
+        else:
+            la = min(1.0, la)
+            lap[k] = la if m == 1 else 1.0 - (1.0 - la) ** (1.0 / 12.0)
+        if monthly_premium:
+            frac = 1.0 / 12.0
+        elif months % 12 == 0:
+            frac = 1.0
+        else:
+            frac = 0.0
+        t = k / m
+        p = premium_pa * frac
+        prem[k] = p
+        e = (prm[P_MAINTENANCE] * frac * infl**t + prm[P_PERCENT_OF_PREMIUM] * p) * e_mult
+        if k == 0 and dur == 0:
+            e += prm[P_ACQUISITION] * e_mult
+        expc[k] = e + comm[min(py, len(comm)) - 1] * p
+        cexp[k] = prm[P_PER_CLAIM] * e_mult * infl ** (t + prm[P_CLAIM_TAU] / m)
+        sv[k] = surr[min(py, len(surr)) - 1] * sv_amount
+
+
+@numba.njit(cache=True, nogil=True)
+def _lapse_by_scenario(lk: float, dyn: Array, monthly: bool, out: Array) -> None:
+    # Dynamic lapses: the annual rate times the scenario's factor, capped, then per step.
+    for s in range(out.shape[0]):
+        la = min(1.0, lk * dyn[s])
+        out[s] = 1.0 - (1.0 - la) ** (1.0 / 12.0) if monthly else la
+
+
+@numba.njit(cache=True, nogil=True)
+def _step_net(
+    lives: Array, la: Array, qk: float, net_start: float, outgo_claim: float, svk: float,
+    v_start: Array, v_claim: Array, v_end: Array, acc: Array,
+) -> None:  # fmt: skip
+    # One step for every scenario, net cash flows only: one accumulator keeps the loop lean.
+    for s in range(lives.shape[0]):
+        ls = lives[s]
+        d = ls * qk
+        alive = ls - d
+        lapses = alive * la[s]
+        acc[s] += ls * net_start * v_start[s] - d * outgo_claim * v_claim[s]
+        acc[s] -= lapses * svk * v_end[s]
+        lives[s] = alive - lapses
+
+
+@numba.njit(cache=True, nogil=True)
+def _step_components(
+    lives: Array, la: Array, qk: float, pk: float, ek: float, ck: float, svk: float,
+    v_start: Array, v_claim: Array, v_end: Array, acc: Array,
+) -> None:  # fmt: skip
+    # One step for every scenario; acc rows: premiums, deaths (per unit sum assured),
+    # surrenders, expenses.
+    for s in range(lives.shape[0]):
+        ls = lives[s]
+        d = ls * qk
+        alive = ls - d
+        lapses = alive * la[s]
+        acc[0, s] += ls * pk * v_start[s]
+        acc[1, s] += d * v_claim[s]
+        acc[2, s] += lapses * svk * v_end[s]
+        acc[3, s] += ls * ek * v_start[s] + d * ck * v_claim[s]
+        lives[s] = alive - lapses
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _project_full(
+    pol_int: Array,
+    pol_float: Array,
+    mort: Array,
+    age_min: int,
+    lapse: Array,
+    comm: Array,
+    surr: Array,
+    cls: Array,
+    prm: Array,
+    df_t: Array,
+    dyn_t: Array,
+    g: int,
+    coff: int,
+    n_blocks: int,
+    mode: int,
+    out_npv: Array,
+    out_prem: Array,
+    out_death: Array,
+    out_surr: Array,
+    out_exp: Array,
+    out_mat: Array,
+    partial: Array,
+) -> None:
+    n_pol = pol_int.shape[0]
+    n_scen = df_t.shape[1]
+    k_max = (df_t.shape[0] - 1) // g
+    m = int(prm[P_STEPS_PER_YEAR])
+    dynamic = prm[P_DYNAMIC] != 0.0
+    for b in numba.prange(n_blocks):
+        q = np.empty(k_max)
+        lap = np.empty(k_max)
+        prem = np.empty(k_max)
+        expc = np.empty(k_max)
+        cexp = np.empty(k_max)
+        sv = np.empty(k_max)
+        lives = np.empty(n_scen)
+        la = np.empty(n_scen)
+        acc = np.empty((4, n_scen))
+        sums = np.empty(5)
+        for i in range(b * n_pol // n_blocks, (b + 1) * n_pol // n_blocks):
+            pi = pol_int[i]
+            n = pi[NSTEPS]
+            w = pol_float[i, COUNT]
+            sa = pol_float[i, SA]
+            _unit_flows(
+                pi, pol_float[i], mort, age_min, lapse, comm, surr, cls, prm,
+                q, lap, prem, expc, cexp, sv,
+            )  # fmt: skip
+            lives[:] = 1.0
+            acc[:] = 0.0
+            for k in range(n):
+                if dynamic:
+                    _lapse_by_scenario(lap[k], dyn_t[k // m], m != 1, la)
+                else:
+                    la[:] = lap[k]
+                v_start, v_claim, v_end = df_t[k * g], df_t[k * g + coff], df_t[k * g + g]
+                if mode == _NPV:
+                    _step_net(
+                        lives, la, q[k], prem[k] - expc[k], cexp[k] + sa, sv[k],
+                        v_start, v_claim, v_end, acc[0],
+                    )  # fmt: skip
+                else:
+                    _step_components(
+                        lives, la, q[k], prem[k], expc[k], cexp[k], sv[k],
+                        v_start, v_claim, v_end, acc,
+                    )  # fmt: skip
+            mat = sa if (pi[PRODUCT] == 2 and n > 0) else 0.0
+            v_mat = df_t[n * g]
+            if mode == _NPV:
+                for s in range(n_scen):
+                    out_npv[i * n_scen + s] = w * (acc[0, s] - mat * lives[s] * v_mat[s])
+                continue
+            sums[:] = 0.0
+            for s in range(n_scen):
+                cp = w * acc[0, s]
+                cd = w * sa * acc[1, s]
+                cs = w * acc[2, s]
+                ce = w * acc[3, s]
+                cm = w * mat * lives[s] * v_mat[s]
+                if mode == _DETAIL:
+                    r = i * n_scen + s
+                    out_npv[r] = cp - cd - cs - ce - cm
+                    out_prem[r] = cp
+                    out_death[r] = cd
+                    out_surr[r] = cs
+                    out_exp[r] = ce
+                    out_mat[r] = cm
+                elif mode == _TOTALS:
+                    partial[b, s, 0] += cp
+                    partial[b, s, 1] += cd
+                    partial[b, s, 2] += cs
+                    partial[b, s, 3] += ce
+                    partial[b, s, 4] += cm
+                else:
+                    sums[0] += cp
+                    sums[1] += cd
+                    sums[2] += cs
+                    sums[3] += ce
+                    sums[4] += cm
+            if mode == _MEANS:
+                for c in range(5):
+                    sums[c] /= n_scen
+                out_prem[i] = sums[0]
+                out_death[i] = sums[1]
+                out_surr[i] = sums[2]
+                out_exp[i] = sums[3]
+                out_mat[i] = sums[4]
+                out_npv[i] = sums[0] - sums[1] - sums[2] - sums[3] - sums[4]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _separable_flows(
+    pol_int: Array,
+    pol_float: Array,
+    mort: Array,
+    age_min: int,
+    lapse: Array,
+    comm: Array,
+    surr: Array,
+    cls: Array,
+    prm: Array,
+    g: int,
+    coff: int,
+    n_blocks: int,
+    flows: Array,
+) -> None:
+    # flows (zeroed): (1, n_pol, grid) net cash flows, or (5, n_pol, grid) by component.
+    n_pol = pol_int.shape[0]
+    k_max = (flows.shape[2] - 1) // g
+    net = flows.shape[0] == 1
+    for b in numba.prange(n_blocks):
+        q = np.empty(k_max)
+        lap = np.empty(k_max)
+        prem = np.empty(k_max)
+        expc = np.empty(k_max)
+        cexp = np.empty(k_max)
+        sv = np.empty(k_max)
+        for i in range(b * n_pol // n_blocks, (b + 1) * n_pol // n_blocks):
+            pi = pol_int[i]
+            n = pi[NSTEPS]
+            _unit_flows(
+                pi, pol_float[i], mort, age_min, lapse, comm, surr, cls, prm,
+                q, lap, prem, expc, cexp, sv,
+            )  # fmt: skip
+            w = pol_float[i, COUNT]
+            sa = pol_float[i, SA]
+            lives = 1.0
+            for k in range(n):
+                d = lives * q[k]
+                alive = lives - d
+                lapses = alive * lap[k]
+                js = k * g
+                jc = js + coff
+                je = js + g
+                if net:
+                    flows[0, i, js] += w * lives * prem[k] - w * lives * expc[k]
+                    flows[0, i, jc] -= w * d * cexp[k] + w * d * sa
+                    flows[0, i, je] -= w * lapses * sv[k]
+                else:
+                    flows[0, i, js] += w * lives * prem[k]
+                    flows[1, i, jc] += w * d * sa
+                    flows[2, i, je] += w * lapses * sv[k]
+                    flows[3, i, js] += w * lives * expc[k]
+                    flows[3, i, jc] += w * d * cexp[k]
+                lives = alive - lapses
+            if pi[PRODUCT] == 2 and n > 0:
+                if net:
+                    flows[0, i, n * g] -= w * lives * sa
+                else:
+                    flows[4, i, n * g] += w * lives * sa
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _separable_pv(
+    flows: Array,
+    pol_int: Array,
+    df_t: Array,
+    g: int,
+    n_blocks: int,
+    out_npv: Array,
+    out_prem: Array,
+    out_death: Array,
+    out_surr: Array,
+    out_exp: Array,
+    out_mat: Array,
+) -> None:
+    # Present values of each policy's grid cash flows under every scenario, written straight
+    # to the records. Only grid points up to the policy's last step carry flows, so the dot
+    # products stop there: shorter policies cost less, which a dense matrix product ignores.
+    n_comp, n_pol, _ = flows.shape
+    n_scen = df_t.shape[1]
+    for b in numba.prange(n_blocks):
+        acc = np.empty((n_comp, n_scen))
+        for i in range(b * n_pol // n_blocks, (b + 1) * n_pol // n_blocks):
+            acc[:] = 0.0
+            for c in range(n_comp):
+                for j in range(pol_int[i, NSTEPS] * g + 1):
+                    f = flows[c, i, j]
+                    if f != 0.0:
+                        row = df_t[j]
+                        for s in range(n_scen):
+                            acc[c, s] += f * row[s]
+            base = i * n_scen
+            if n_comp == 1:
+                for s in range(n_scen):
+                    out_npv[base + s] = acc[0, s]
+            else:
+                for s in range(n_scen):
+                    r = base + s
+                    out_npv[r] = acc[0, s] - acc[1, s] - acc[2, s] - acc[3, s] - acc[4, s]
+                    out_prem[r] = acc[0, s]
+                    out_death[r] = acc[1, s]
+                    out_surr[r] = acc[2, s]
+                    out_exp[r] = acc[3, s]
+                    out_mat[r] = acc[4, s]
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _write_ids(
+    policy_ids: Array, scenario_ids: Array, out_sid: Array, out_pid: Array, out_res: Array
+) -> None:
+    n_scen = scenario_ids.shape[0]
+    for i in numba.prange(policy_ids.shape[0]):
+        pid = policy_ids[i]
+        for s in range(n_scen):
+            r = i * n_scen + s
+            out_sid[r] = scenario_ids[s]
+            out_pid[r] = pid
+            out_res[r] = 0
+
+
+def _kernel_args(chunk: ChunkInputs, basis: ProjectionBasis) -> tuple[Any, ...]:
+    return (
+        chunk.pol_int,
+        chunk.pol_float,
+        basis.mortality,
+        basis.mortality_age_min,
+        basis.lapse,
+        basis.commission,
+        basis.surrender,
+        basis.class_factors,
+        basis.params(),
+    )
+
+
+def _dummy() -> Array:
+    # A strided float view: the same numba type as a record field, so unused output slots do
+    # not compile another specialisation.
+    return np.zeros(4)[::2]
+
+
+def write_ids(chunk: ChunkInputs, mode: OutputMode, out: Array) -> None:
+    """Fill the id fields (and zero ``reserved``) of the output records."""
+    n, n_scen = chunk.n_policies, chunk.n_scenarios
+    if mode is OutputMode.SCENARIO_TOTALS:
+        out["scenario_id"][:n_scen] = chunk.scenario_ids
+        out["reserved"][:n_scen] = 0
+        out["policy_count"][:n_scen] = chunk.pol_float[:, COUNT].sum()
+    elif mode is OutputMode.POLICY_MEANS:
+        out["scenario_id"][:n] = ALL_SCENARIOS
+        out["reserved"][:n] = 0
+        out["policy_id"][:n] = chunk.policy_ids
+    else:
+        pids = chunk.policy_ids
+        if mode is OutputMode.NPV:
+            pids = pids.astype(np.uint32)  # the engine has checked that they fit
+        rows = n * n_scen
+        _write_ids(
+            pids,
+            chunk.scenario_ids,
+            out["scenario_id"][:rows],
+            out["policy_id"][:rows],
+            out["reserved"][:rows],
+        )
+
+
+def write_components(out: Array, comps: list[Array], rows: slice) -> None:
+    """Write five component arrays and their npv into ``out[rows]``'s float fields."""
+    p, d, s, e, m = comps
+    out["npv"][rows] = p - d - s - e - m
+    out["premium_income"][rows] = p
+    out["death_benefits"][rows] = d
+    out["surrender_benefits"][rows] = s
+    out["expenses"][rows] = e
+    out["maturity_benefits"][rows] = m
+
+
+def _project_full_path(
+    chunk: ChunkInputs, basis: ProjectionBasis, mode: OutputMode, out: Array
+) -> None:
+    n, n_scen = chunk.n_policies, chunk.n_scenarios
+    df_t = np.ascontiguousarray(chunk.disc_factors.T)
+    if basis.dynamic_lapse:
+        dyn_t = np.ascontiguousarray(basis.dynamic_factors(chunk.rates).T)
+    else:
+        dyn_t = np.zeros((1, 1))
+    code = {
+        OutputMode.NPV: _NPV,
+        OutputMode.DETAIL: _DETAIL,
+        OutputMode.POLICY_MEANS: _MEANS,
+        OutputMode.SCENARIO_TOTALS: _TOTALS,
+    }[mode]
+    n_blocks = max(1, min(n, _TOTAL_BLOCKS if code == _TOTALS else _BLOCKS))
+    partial = np.zeros((n_blocks if code == _TOTALS else 1, n_scen, 5))
+    fields = _float_fields(mode, out, mode.records(n, n_scen))
+    _project_full(
+        *_kernel_args(chunk, basis),
+        df_t, dyn_t, basis.grid_per_step, basis.claim_offset, n_blocks, code,
+        *fields, partial,
+    )  # fmt: skip
+    if code == _TOTALS:
+        totals = partial.sum(axis=0)
+        write_components(out, [totals[:, c] for c in range(5)], slice(0, n_scen))
+
+
+def _float_fields(mode: OutputMode, out: Array, rows: int) -> list[Array]:
+    """The six float output fields the kernels write, dummies where the mode has none."""
+    if mode in (OutputMode.NPV, OutputMode.SCENARIO_TOTALS):
+        first = [out["npv"][:rows]] if mode is OutputMode.NPV else [_dummy()]
+        return first + [_dummy() for _ in range(5)]
+    names = ["npv", *COMPONENTS]
+    return [out[f][:rows] for f in names]
+
+
+def _project_separable_path(
+    chunk: ChunkInputs, basis: ProjectionBasis, mode: OutputMode, out: Array
+) -> None:
+    n, n_scen = chunk.n_policies, chunk.n_scenarios
+    disc = chunk.disc_factors
+    n_comp = 1 if mode is OutputMode.NPV else 5
+    flows = np.zeros((n_comp, n, disc.shape[1]))
+    n_blocks = max(1, min(n, _BLOCKS))
+    g = basis.grid_per_step
+    _separable_flows(*_kernel_args(chunk, basis), g, basis.claim_offset, n_blocks, flows)
+    if mode is OutputMode.SCENARIO_TOTALS:
+        totals = flows.sum(axis=1) @ disc.T
+        write_components(out, list(totals), slice(0, n_scen))
+    elif mode is OutputMode.POLICY_MEANS:
+        means = flows @ disc.mean(axis=0)
+        write_components(out, list(means), slice(0, n))
+    else:
+        df_t = np.ascontiguousarray(disc.T)
+        fields = _float_fields(mode, out, n * n_scen)
+        _separable_pv(flows, chunk.pol_int, df_t, g, n_blocks, *fields)
+
+
+def project(
+    chunk: ChunkInputs, basis: ProjectionBasis, mode: OutputMode, out: Array, separable: bool
+) -> int:
+    """Project a chunk into ``out[:records]``; returns the number of records written.
+
+    Raises:
+        ValueError: ``out`` is too small, or ``separable`` with dynamic lapses.
+    """
+    rows = mode.records(chunk.n_policies, chunk.n_scenarios)
+    if len(out) < rows:
+        raise ValueError(f"the output buffer holds {len(out)} records; this chunk needs {rows}")
+    if out.dtype != mode.dtype:
+        raise ValueError(f"the output buffer's dtype is not {mode.value}'s record dtype")
+    if separable and basis.dynamic_lapse:
+        raise ValueError("dynamic lapses make cash flows scenario-dependent: no separable path")
+    if rows == 0:
+        return 0
+    write_ids(chunk, mode, out)
+    if separable:
+        _project_separable_path(chunk, basis, mode, out)
+    else:
+        _project_full_path(chunk, basis, mode, out)
+    return rows
+
+
+def audit_cashflows(
+    chunk: ChunkInputs, basis: ProjectionBasis, policy_index: int, scenario_index: int
+) -> dict[str, list[float]]:
+    """Period-by-period cash flows of one policy under one scenario, for an actuary to check.
+
+    Amounts are for all the lives the record stands for (``policy_count``); ``expenses``
+    include per-claim expenses, ``commissions`` are shown apart. ``pv_net_cash_flow`` sums to
+    the policy's npv.
+    """
+    pi = chunk.pol_int[policy_index]
+    pf = chunk.pol_float[policy_index]
+    n = int(pi[NSTEPS])
+    k_max = max(n, 1)
+    q, lap, prem, expc, cexp, sv = (np.zeros(k_max) for _ in range(6))
+    _unit_flows(pi, pf, *_kernel_args(chunk, basis)[2:], q, lap, prem, expc, cexp, sv)
+    m = basis.steps_per_year
+    g, coff = basis.grid_per_step, basis.claim_offset
+    disc = chunk.disc_factors[scenario_index]
+    dyn = basis.dynamic_factors(chunk.rates[scenario_index]) if basis.dynamic_lapse else None
+    comm_rates = basis.commission
+    w, sa = float(pf[COUNT]), float(pf[SA])
+    cols: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "period", "time_years", "policy_year", "lives_start", "deaths", "lapses",
+            "premiums", "death_claims", "surrenders", "maturities", "expenses",
+            "commissions", "net_cash_flow", "discount_factor", "discount_factor_claims",
+            "discount_factor_end", "pv_net_cash_flow",
+        )
+    }  # fmt: skip
+    lives = 1.0
+    for k in range(n):
+        la = lap[k]
+        if dyn is not None:
+            la = min(1.0, la * dyn[k // m])
+            if m != 1:
+                la = 1.0 - (1.0 - la) ** (1.0 / 12.0)
+        lives_start = lives
+        d = lives * q[k]
+        lapses = (lives - d) * la
+        py = (int(pi[DURATION]) + k * (12 // m)) // 12 + 1
+        commission = comm_rates[min(py, len(comm_rates)) - 1] * prem[k]
+        row = {
+            "premiums": w * lives * prem[k],
+            "death_claims": w * d * sa,
+            "surrenders": w * lapses * sv[k],
+            "maturities": 0.0,
+            "expenses": w * (lives * (expc[k] - commission) + d * cexp[k]),
+            "commissions": w * lives * commission,
+        }
+        lives = lives - d - lapses
+        if k == n - 1 and pi[PRODUCT] == 2:
+            row["maturities"] = w * lives * sa
+        vs, vc, ve = disc[k * g], disc[k * g + coff], disc[k * g + g]
+        pv = (
+            row["premiums"] * vs
+            - row["commissions"] * vs
+            - (row["expenses"] - w * d * cexp[k]) * vs
+            - (w * d * cexp[k] + row["death_claims"]) * vc
+            - (row["surrenders"] + row["maturities"]) * ve
+        )
+        net = row["premiums"] - sum(row[c] for c in row if c != "premiums")
+        values = {
+            "period": k + 1,
+            "time_years": k / m,
+            "policy_year": py,
+            "lives_start": w * lives_start,
+            "deaths": w * d,
+            "lapses": w * lapses,
+            **row,
+            "net_cash_flow": net,
+            "discount_factor": vs,
+            "discount_factor_claims": vc,
+            "discount_factor_end": ve,
+            "pv_net_cash_flow": pv,
+        }
+        for key, value in values.items():
+            cols[key].append(float(value))
+    return cols

@@ -1,0 +1,358 @@
+"""The projection model's numeric inputs, shared by the numba kernels and the numpy reference.
+
+``ProjectionBasis`` holds the assumptions as plain arrays and numbers; ``prepare_chunk`` turns
+one chunk's POLICY (and optional POLICY_EXT) records and its rate matrix into ``ChunkInputs``:
+per-policy integer and float columns, the number of projection steps of each policy, and the
+scenarios' discount factors on the chunk's time grid.
+
+Time grid: step ``k`` (0-based) of length ``h = 1 / steps_per_year`` years runs from ``k h`` to
+``(k + 1) h``. With claims in the middle of the step the grid has half steps (``g = 2``),
+otherwise whole steps (``g = 1``); grid point ``j`` is at ``j h / g`` years. A step's start is
+grid point ``k g``, its claims are at ``k g + claim_offset``, its end at ``(k + 1) g``.
+
+Discount factors at whole years come from the scenario's ``rate`` (forward: ``V(y + 1) =
+V(y) / (1 + r_y)``; spot: ``V(y) = (1 + z_y)^-y``); within year ``y`` the factor at ``y + f``
+is ``V(y) (V(y + 1) / V(y))^f`` (the 12th root within the year for monthly steps).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from livecalc.buffers import (
+    RESULT_DETAIL_DTYPE,
+    RESULT_DTYPE,
+    SCENARIO_TOTAL_DTYPE,
+)
+from livecalc.errors import ConfigurationError
+from livecalc.tables import MAX_AGE
+
+__all__ = [
+    "COMPONENTS",
+    "ChunkInputs",
+    "ClaimTiming",
+    "OutputMode",
+    "ProjectionBasis",
+    "discount_grid",
+    "prepare_chunk",
+]
+
+Float1D = np.ndarray[Any, np.dtype[np.float64]]
+Float2D = np.ndarray[Any, np.dtype[np.float64]]
+
+COMPONENTS = (
+    "premium_income",
+    "death_benefits",
+    "surrender_benefits",
+    "expenses",
+    "maturity_benefits",
+)
+"""Present-value components in kernel order; ``npv = premium_income - the other four``."""
+
+# Columns of ChunkInputs.pol_int and of the kernels' scalar parameter vector.
+AGE, GENDER, UCLASS, PRODUCT, DURATION, NSTEPS = range(6)
+SA, PREMIUM, COUNT = range(3)
+(
+    P_STEPS_PER_YEAR,
+    P_PREMIUM_MONTHLY,
+    P_CLAIM_TAU,
+    P_ACQUISITION,
+    P_MAINTENANCE,
+    P_INFLATION,
+    P_PERCENT_OF_PREMIUM,
+    P_PER_CLAIM,
+    P_PREMIUM_MULT,
+    P_MORTALITY_MULT,
+    P_LAPSE_MULT,
+    P_EXPENSE_MULT,
+    P_DYNAMIC,
+    N_PARAMS,
+) = range(14)
+
+
+class ClaimTiming(enum.IntEnum):
+    """When in a step death claims (and per-claim expenses) are paid."""
+
+    START = 0
+    MIDDLE = 1
+    END = 2
+
+
+class OutputMode(enum.Enum):
+    """What the projection writes, with its record dtype."""
+
+    NPV = "npv"
+    DETAIL = "detail"
+    SCENARIO_TOTALS = "scenario_totals"
+    POLICY_MEANS = "policy_means"
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The output record dtype."""
+        if self is OutputMode.NPV:
+            return RESULT_DTYPE
+        if self is OutputMode.SCENARIO_TOTALS:
+            return SCENARIO_TOTAL_DTYPE
+        return RESULT_DETAIL_DTYPE
+
+    def records(self, n_policies: int, n_scenarios: int) -> int:
+        """Output records for a chunk (policy-major for policy x scenario outputs)."""
+        if self is OutputMode.SCENARIO_TOTALS:
+            return n_scenarios
+        if self is OutputMode.POLICY_MEANS:
+            return n_policies
+        return n_policies * n_scenarios
+
+
+@dataclass
+class ProjectionBasis:
+    """Every assumption of the model as arrays and numbers (see docs/engines/projection.md)."""
+
+    mortality: np.ndarray[Any, np.dtype[np.float64]]  # q[gender, age - age_min, select column]
+    mortality_age_min: int
+    lapse: Float1D  # annual lapse rate by policy year, last carries on
+    commission: Float1D  # fraction of premium by policy year, last carries on
+    surrender: Float1D  # surrender value as a fraction of sum assured by policy year
+    class_factors: Float1D  # mortality factor by underwriting class
+    steps_per_year: int = 1
+    premium_monthly: bool = False
+    claim_timing: ClaimTiming = ClaimTiming.END
+    spot_rates: bool = False
+    acquisition: float = 0.0
+    maintenance: float = 0.0
+    inflation: float = 0.0
+    percent_of_premium: float = 0.0
+    per_claim: float = 0.0
+    dynamic_lapse: bool = False
+    dynamic_reference_rate: float = 0.0
+    dynamic_sensitivity: float = 0.0
+    dynamic_min_factor: float = 0.0
+    dynamic_max_factor: float = 1.0
+    multipliers: dict[str, float] = field(
+        default_factory=lambda: {
+            "premium_multiplier": 1.0,
+            "mortality_multiplier": 1.0,
+            "lapse_multiplier": 1.0,
+            "expense_multiplier": 1.0,
+        }
+    )
+
+    def __post_init__(self) -> None:
+        # Fresh, writable, C-ordered float64 copies: one numba type whatever the tables' origin
+        # (read-only Arrow buffers would compile a second specialisation of every kernel).
+        for name in ("mortality", "lapse", "commission", "surrender", "class_factors"):
+            setattr(self, name, np.array(getattr(self, name), dtype=np.float64, order="C"))
+
+    @property
+    def grid_per_step(self) -> int:
+        """Grid points per step: 2 when claims fall mid-step, else 1."""
+        return 2 if self.claim_timing is ClaimTiming.MIDDLE else 1
+
+    @property
+    def claim_offset(self) -> int:
+        """Grid offset of the claim time within a step."""
+        return {ClaimTiming.START: 0, ClaimTiming.MIDDLE: 1, ClaimTiming.END: 1}[self.claim_timing]
+
+    def params(self) -> Float1D:
+        """The scalar parameters as the float vector the kernels read."""
+        p = np.zeros(N_PARAMS)
+        p[P_STEPS_PER_YEAR] = self.steps_per_year
+        p[P_PREMIUM_MONTHLY] = float(self.premium_monthly)
+        p[P_CLAIM_TAU] = 0.5 * int(self.claim_timing)
+        p[P_ACQUISITION] = self.acquisition
+        p[P_MAINTENANCE] = self.maintenance
+        p[P_INFLATION] = self.inflation
+        p[P_PERCENT_OF_PREMIUM] = self.percent_of_premium
+        p[P_PER_CLAIM] = self.per_claim
+        p[P_PREMIUM_MULT] = self.multipliers["premium_multiplier"]
+        p[P_MORTALITY_MULT] = self.multipliers["mortality_multiplier"]
+        p[P_LAPSE_MULT] = self.multipliers["lapse_multiplier"]
+        p[P_EXPENSE_MULT] = self.multipliers["expense_multiplier"]
+        p[P_DYNAMIC] = float(self.dynamic_lapse)
+        return p
+
+    def dynamic_factors(self, rates: Float2D) -> Float2D:
+        """Lapse factor by scenario and year: ``clip(1 + s (r - r_ref), min, max)``."""
+        raw = 1.0 + self.dynamic_sensitivity * (rates - self.dynamic_reference_rate)
+        return np.ascontiguousarray(
+            np.clip(raw, self.dynamic_min_factor, self.dynamic_max_factor), dtype=np.float64
+        )
+
+
+@dataclass
+class ChunkInputs:
+    """One chunk, ready for a kernel."""
+
+    pol_int: np.ndarray[Any, np.dtype[np.int64]]  # (n, 6): AGE .. NSTEPS
+    pol_float: Float2D  # (n, 3): SA, PREMIUM, COUNT
+    policy_ids: np.ndarray[Any, np.dtype[np.uint64]]
+    scenario_ids: np.ndarray[Any, np.dtype[np.uint32]]
+    rates: Float2D  # (n_scen, years), a view of the scenario records when given
+    disc_factors: Float2D  # (n_scen, K g + 1) on the chunk's time grid
+    n_steps_max: int
+
+    @property
+    def n_policies(self) -> int:
+        """Policies in the chunk."""
+        return int(self.pol_int.shape[0])
+
+    @property
+    def n_scenarios(self) -> int:
+        """Scenarios in the chunk."""
+        return int(self.rates.shape[0])
+
+
+def discount_grid(
+    rates: Float2D, steps_per_year: int, g: int, n_points: int, spot: bool
+) -> Float2D:
+    """Discount factors (n_scen, n_points) at times ``j / (g steps_per_year)`` years."""
+    n_scen, n_years = rates.shape
+    annual = np.ones((n_scen, n_years + 1))
+    if spot:
+        years = np.arange(1, n_years + 1)
+        annual[:, 1:] = (1.0 + rates) ** (-years.astype(np.float64))
+    else:
+        annual[:, 1:] = np.cumprod(1.0 / (1.0 + rates), axis=1)
+    per_year = g * steps_per_year
+    j = np.arange(n_points)
+    year = j // per_year
+    frac = (j % per_year) / per_year
+    nxt = np.minimum(year + 1, n_years)
+    grid = annual[:, year] * (annual[:, nxt] / annual[:, year]) ** frac
+    return np.ascontiguousarray(grid)
+
+
+def _policy_steps(policies: np.ndarray[Any, Any], months: np.ndarray[Any, Any], m: int) -> Any:
+    """Projection steps left for each policy (0 for expired ones)."""
+    age = policies["age"].astype(np.int64)
+    term = policies["term"].astype(np.int64)
+    to_max_age = np.maximum(MAX_AGE - age, 0)
+    whole_life = policies["product_type"] == 1
+    years = np.where(whole_life & (term == 0), to_max_age, term)
+    years = np.where(whole_life, np.minimum(years, to_max_age), years)
+    months_left = np.maximum(12 * years - months, 0)
+    return months_left // (12 // m)
+
+
+def _fail_at(bad: np.ndarray[Any, Any], ids: np.ndarray[Any, Any], message: str) -> None:
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ConfigurationError(f"policy {int(ids[i])} (row {i + 1}): {message}")
+
+
+def prepare_chunk(
+    basis: ProjectionBasis,
+    policies: np.ndarray[Any, Any],
+    extension: np.ndarray[Any, Any] | None,
+    rates: Float2D,
+    scenario_ids: np.ndarray[Any, Any],
+) -> ChunkInputs:
+    """Validate a chunk's records against the basis and lay them out for the kernels.
+
+    Raises:
+        ConfigurationError: a field is out of range (naming the policy and the fix), the
+            mortality table misses an age the run reaches, or the scenarios are too short.
+    """
+    n = len(policies)
+    ids = policies["policy_id"]
+    m = basis.steps_per_year
+    if extension is None:
+        months = np.zeros(n, dtype=np.int64)
+        count = np.ones(n)
+    else:
+        if len(extension) != n:
+            raise ConfigurationError(
+                f"the POLICY_EXT input has {len(extension)} records for {n} policies; give one "
+                "per policy, in the same order"
+            )
+        _fail_at(
+            extension["policy_id"] != ids,
+            ids,
+            "the POLICY_EXT record at this row has another policy_id; keep both in one order",
+        )
+        months = extension["duration_months"].astype(np.int64)
+        count = extension["policy_count"].astype(np.float64)
+        _fail_at(~(np.isfinite(count) & (count >= 0)), ids, "policy_count must be a number >= 0")
+        if m == 1:
+            _fail_at(
+                months % 12 != 0,
+                ids,
+                "duration_months is not whole years, which annual steps need; round it or "
+                'use "time_step": "monthly"',
+            )
+    _fail_at(policies["age"] > MAX_AGE, ids, f"age must be 0-{MAX_AGE}")
+    _fail_at(policies["gender"] > 2, ids, "gender must be 0 (male), 1 (female) or 2 (other)")
+    _fail_at(
+        policies["product_type"] > 2,
+        ids,
+        "product_type must be 0 (term), 1 (whole life) or 2 (endowment)",
+    )
+    n_classes = len(basis.class_factors)
+    _fail_at(
+        policies["underwriting_class"] >= n_classes,
+        ids,
+        f"underwriting_class has no factor (config.underwriting_class_factors has {n_classes}); "
+        "add one",
+    )
+    for name in ("sum_assured", "premium"):
+        _fail_at(~np.isfinite(policies[name]), ids, f"{name} must be a finite number")
+    n_steps = _policy_steps(policies, months, m)
+    _check_ages(basis, policies, months, n_steps, ids)
+    pol_int = np.empty((n, 6), dtype=np.int64)
+    pol_int[:, AGE] = policies["age"]
+    pol_int[:, GENDER] = policies["gender"]
+    pol_int[:, UCLASS] = policies["underwriting_class"]
+    pol_int[:, PRODUCT] = policies["product_type"]
+    pol_int[:, DURATION] = months
+    pol_int[:, NSTEPS] = n_steps
+    pol_float = np.empty((n, 3))
+    pol_float[:, SA] = policies["sum_assured"]
+    pol_float[:, PREMIUM] = policies["premium"]
+    pol_float[:, COUNT] = count
+    k_max = int(n_steps.max()) if n else 0
+    n_years = rates.shape[1]
+    years_needed = -(-k_max // m)
+    if years_needed > n_years:
+        longest = int(np.argmax(n_steps))
+        raise ConfigurationError(
+            f"the scenarios cover {n_years} years but policy {int(ids[longest])} runs "
+            f"{years_needed} more years; give scenarios of at least {years_needed} years"
+        )
+    g = basis.grid_per_step
+    disc = discount_grid(rates, m, g, k_max * g + 1, basis.spot_rates)
+    return ChunkInputs(
+        pol_int=pol_int,
+        pol_float=pol_float,
+        policy_ids=np.asarray(ids, dtype=np.uint64),
+        scenario_ids=np.asarray(scenario_ids, dtype=np.uint32),
+        rates=rates,
+        disc_factors=disc,
+        n_steps_max=k_max,
+    )
+
+
+def _check_ages(
+    basis: ProjectionBasis,
+    policies: np.ndarray[Any, Any],
+    months: np.ndarray[Any, Any],
+    n_steps: np.ndarray[Any, Any],
+    ids: np.ndarray[Any, Any],
+) -> None:
+    """Every attained age a projected policy reaches must be in the mortality table."""
+    active = n_steps > 0
+    entry = policies["age"].astype(np.int64)
+    first = entry + months // 12
+    last = entry + (months + (n_steps - 1) * (12 // basis.steps_per_year)) // 12
+    low = basis.mortality_age_min
+    high = low + basis.mortality.shape[1] - 1
+    for bad, ages in ((active & (first < low), first), (active & (last > high), last)):
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ConfigurationError(
+                f"policy {int(ids[i])} (row {i + 1}) reaches age {int(ages[i])}, which the "
+                f"mortality table (ages {low}-{high}) does not cover; extend the table"
+            )

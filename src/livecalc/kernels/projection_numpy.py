@@ -1,0 +1,214 @@
+"""The projection model in plain vectorised numpy: the baseline beside the numba kernels.
+
+Same model, same inputs and outputs as ``livecalc.kernels.projection.project``, written the way
+one would without numba: per-step rates as (policies, steps) arrays, then a loop over steps
+on (policies, scenarios) arrays (or, when cash flows do not depend on the scenario, a loop over
+steps on policy vectors and one matrix product). The benchmark measures the kernels against
+it, and the tests check that both agree with the pure-Python reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from livecalc.buffers import ALL_SCENARIOS
+from livecalc.kernels.projection_basis import (
+    AGE,
+    COUNT,
+    DURATION,
+    GENDER,
+    NSTEPS,
+    PREMIUM,
+    PRODUCT,
+    SA,
+    UCLASS,
+    ChunkInputs,
+    OutputMode,
+    ProjectionBasis,
+)
+
+__all__ = ["project_numpy", "unit_flows_numpy"]
+
+Array = np.ndarray[Any, Any]
+
+
+def unit_flows_numpy(chunk: ChunkInputs, basis: ProjectionBasis) -> dict[str, Array]:
+    """Per-step rates and amounts, (policies, steps); zero after each policy's last step."""
+    pi, pf = chunk.pol_int, chunk.pol_float
+    m = basis.steps_per_year
+    k_max = chunk.n_steps_max
+    k = np.arange(k_max)
+    months = pi[:, DURATION, None] + k[None, :] * (12 // m)
+    active = k[None, :] < pi[:, NSTEPS, None]
+    py = months // 12 + 1
+    mort = basis.mortality
+    ages = np.clip(pi[:, AGE, None] + py - 1 - basis.mortality_age_min, 0, mort.shape[1] - 1)
+    col = np.minimum(py, mort.shape[2]) - 1
+    mult = basis.multipliers
+    factor = basis.class_factors[pi[:, UCLASS]] * mult["mortality_multiplier"]
+    qa = np.minimum(1.0, mort[pi[:, GENDER, None], ages, col] * factor[:, None])
+    q = qa if m == 1 else 1.0 - (1.0 - qa) ** (1.0 / 12.0)
+
+    def by_year(rates: Array) -> Array:
+        return rates[np.minimum(py, len(rates)) - 1]
+
+    la = by_year(basis.lapse) * mult["lapse_multiplier"]
+    if not basis.dynamic_lapse:
+        la = np.minimum(1.0, la)
+        la = la if m == 1 else 1.0 - (1.0 - la) ** (1.0 / 12.0)
+    if basis.premium_monthly:
+        frac = np.full(months.shape, 1.0 / 12.0)
+    else:
+        frac = (months % 12 == 0).astype(np.float64)
+    t = k / m
+    infl = 1.0 + basis.inflation
+    e_mult = mult["expense_multiplier"]
+    prem = pf[:, PREMIUM, None] * mult["premium_multiplier"] * frac
+    exps = (basis.maintenance * frac * infl**t + basis.percent_of_premium * prem) * e_mult
+    if k_max:
+        exps[:, 0] += np.where(pi[:, DURATION] == 0, basis.acquisition * e_mult, 0.0)
+    tau = 0.5 * int(basis.claim_timing)
+    cexp = np.broadcast_to(basis.per_claim * e_mult * infl ** (t + tau / m), months.shape)
+    sv = by_year(basis.surrender) * np.where(pi[:, PRODUCT] != 0, pf[:, SA], 0.0)[:, None]
+    flows = {
+        "q": q,
+        "lapse": la,
+        "prem": prem,
+        "expc": exps + by_year(basis.commission) * prem,
+        "cexp": cexp,
+        "sv": sv,
+    }
+    return {name: np.where(active, v, 0.0) for name, v in flows.items()}
+
+
+def _components_full(
+    chunk: ChunkInputs, basis: ProjectionBasis, u: dict[str, Array], rows: slice
+) -> list[Array]:
+    """The five present-value components, (policies in rows, scenarios), scenario by scenario."""
+    disc = chunk.disc_factors
+    g, coff, m = basis.grid_per_step, basis.claim_offset, basis.steps_per_year
+    dyn = basis.dynamic_factors(chunk.rates) if basis.dynamic_lapse else None
+    n_scen = chunk.n_scenarios
+    sa = chunk.pol_float[rows, SA, None]
+    lives = np.ones((sa.shape[0], n_scen))
+    acc = [np.zeros_like(lives) for _ in range(4)]
+    for k in range(chunk.n_steps_max):
+        lk = u["lapse"][rows, k, None]
+        if dyn is not None:
+            la = np.minimum(1.0, lk * dyn[None, :, k // m])
+            la = la if m == 1 else 1.0 - (1.0 - la) ** (1.0 / 12.0)
+        else:
+            la = lk
+        v_start, v_claim, v_end = disc[:, k * g], disc[:, k * g + coff], disc[:, k * g + g]
+        d = lives * u["q"][rows, k, None]
+        alive = lives - d
+        lapses = alive * la
+        acc[0] += lives * u["prem"][rows, k, None] * v_start
+        acc[1] += d * v_claim
+        acc[2] += lapses * u["sv"][rows, k, None] * v_end
+        acc[3] += (
+            lives * u["expc"][rows, k, None] * v_start + d * u["cexp"][rows, k, None] * v_claim
+        )
+        lives = alive - lapses
+    n = chunk.pol_int[rows, NSTEPS]
+    mat = np.where((chunk.pol_int[rows, PRODUCT] == 2) & (n > 0), sa[:, 0], 0.0)
+    w = chunk.pol_float[rows, COUNT, None]
+    cm = mat[:, None] * lives * disc[:, n * g].T
+    return [w * acc[0], w * sa * acc[1], w * acc[2], w * acc[3], w * cm]
+
+
+def _grid_flows(chunk: ChunkInputs, basis: ProjectionBasis, u: dict[str, Array]) -> Array:
+    """Expected cash flows by component on the time grid, (5, policies, grid points)."""
+    n = chunk.n_policies
+    g, coff = basis.grid_per_step, basis.claim_offset
+    flows = np.zeros((5, n, chunk.disc_factors.shape[1]))
+    w = chunk.pol_float[:, COUNT]
+    sa = chunk.pol_float[:, SA]
+    lives = np.ones(n)
+    for k in range(chunk.n_steps_max):
+        d = lives * u["q"][:, k]
+        alive = lives - d
+        lapses = alive * u["lapse"][:, k]
+        js, jc, je = k * g, k * g + coff, k * g + g
+        flows[0, :, js] += w * lives * u["prem"][:, k]
+        flows[1, :, jc] += w * d * sa
+        flows[2, :, je] += w * lapses * u["sv"][:, k]
+        flows[3, :, js] += w * lives * u["expc"][:, k]
+        flows[3, :, jc] += w * d * u["cexp"][:, k]
+        lives = alive - lapses
+    steps = chunk.pol_int[:, NSTEPS]
+    endow = (chunk.pol_int[:, PRODUCT] == 2) & (steps > 0)
+    flows[4, np.flatnonzero(endow), steps[endow] * g] += (w * lives * sa)[endow]
+    return flows
+
+
+def _write(out: Array, comps: list[Array], rows: slice) -> None:
+    p, d, s, e, m = comps
+    out["npv"][rows] = p - d - s - e - m
+    for name, value in zip(
+        ("premium_income", "death_benefits", "surrender_benefits", "expenses", "maturity_benefits"),
+        comps,
+        strict=True,
+    ):
+        out[name][rows] = value
+
+
+def project_numpy(
+    chunk: ChunkInputs, basis: ProjectionBasis, mode: OutputMode, out: Array, separable: bool
+) -> int:
+    """The numpy twin of ``livecalc.kernels.projection.project``; returns records written."""
+    n, n_scen = chunk.n_policies, chunk.n_scenarios
+    rows = mode.records(n, n_scen)
+    if len(out) < rows or out.dtype != mode.dtype:
+        raise ValueError(f"the output buffer needs {rows} records of {mode.value}'s dtype")
+    if separable and basis.dynamic_lapse:
+        raise ValueError("dynamic lapses make cash flows scenario-dependent: no separable path")
+    if rows == 0:
+        return 0
+    u = unit_flows_numpy(chunk, basis)
+    pair = mode in (OutputMode.NPV, OutputMode.DETAIL)
+    if pair:
+        out["scenario_id"][:rows].reshape(n, n_scen)[:] = chunk.scenario_ids[None, :]
+        out["policy_id"][:rows].reshape(n, n_scen)[:] = chunk.policy_ids[:, None]
+        out["reserved"][:rows] = 0
+    elif mode is OutputMode.POLICY_MEANS:
+        out["scenario_id"][:n] = ALL_SCENARIOS
+        out["policy_id"][:n] = chunk.policy_ids
+        out["reserved"][:n] = 0
+    else:
+        out["scenario_id"][:n_scen] = chunk.scenario_ids
+        out["reserved"][:n_scen] = 0
+        out["policy_count"][:n_scen] = chunk.pol_float[:, COUNT].sum()
+    if separable:
+        flows = _grid_flows(chunk, basis, u)
+        if mode is OutputMode.SCENARIO_TOTALS:
+            _write(out, list(flows.sum(axis=1) @ chunk.disc_factors.T), slice(0, n_scen))
+        elif mode is OutputMode.POLICY_MEANS:
+            _write(out, list(flows @ chunk.disc_factors.mean(axis=0)), slice(0, n))
+        else:
+            pv = flows @ chunk.disc_factors.T
+            if mode is OutputMode.NPV:
+                out["npv"][:rows] = (pv[0] - pv[1] - pv[2] - pv[3] - pv[4]).reshape(-1)
+            else:
+                _write(out, [c.reshape(-1) for c in pv], slice(0, rows))
+        return rows
+    # Policies in blocks so the (policies, scenarios) arrays stay near a million elements.
+    step = max(1, (1 << 20) // n_scen)
+    totals = np.zeros((5, n_scen))
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        comps = _components_full(chunk, basis, u, slice(lo, hi))
+        if mode is OutputMode.SCENARIO_TOTALS:
+            totals += np.array([c.sum(axis=0) for c in comps])
+        elif mode is OutputMode.POLICY_MEANS:
+            _write(out, [c.mean(axis=1) for c in comps], slice(lo, hi))
+        elif mode is OutputMode.NPV:
+            p, d, s, e, m = comps
+            out["npv"][lo * n_scen : hi * n_scen] = (p - d - s - e - m).reshape(-1)
+        else:
+            _write(out, [c.reshape(-1) for c in comps], slice(lo * n_scen, hi * n_scen))
+    if mode is OutputMode.SCENARIO_TOTALS:
+        _write(out, list(totals), slice(0, n_scen))
+    return rows

@@ -1,0 +1,392 @@
+"""Tests of livecalc.am_server: tokens, the table store and the live HTTP server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from fastapi import HTTPException
+
+from livecalc.am_server import (
+    ARROW_STREAM_MEDIA_TYPE,
+    AssumptionStore,
+    BackgroundServer,
+    TokenError,
+    create_app,
+    issue_token,
+    secret_from_env,
+    verify_token,
+)
+from livecalc.errors import ConfigurationError
+
+SECRET = "test-secret-of-at-least-thirty-two-characters"
+OTHER_SECRET = "another-secret-of-at-least-32-characters"
+
+
+def _make_root(root: Path) -> Path:
+    """A root with mortality v1, v2, v10 (CSV and Parquet) and a lapse table."""
+    mortality = root / "mortality-standard"
+    mortality.mkdir(parents=True)
+    (mortality / "v1.csv").write_text("age,q\n30,0.001\n31,0.0011\n", encoding="utf-8")
+    (mortality / "v2.csv").write_text("age,q\n30,0.002\n31,0.0021\n32,0.0022\n", encoding="utf-8")
+    table = pa.table({"age": [30, 31, 32, 33], "q": [0.003, 0.0031, 0.0032, 0.0033]})
+    pq.write_table(table, mortality / "v10.parquet")
+    (root / "lapse").mkdir()
+    (root / "lapse" / "v1.csv").write_text("policy_year,rate\n1,0.05\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of versioned tables, plus a secret file outside it and a symlink to it."""
+    base = tmp_path_factory.mktemp("am")
+    root = _make_root(base / "root")
+    (base / "outside.csv").write_text("secret,data\n1,2\n", encoding="utf-8")
+    (root / "mortality-standard" / "v99.csv").symlink_to(base / "outside.csv")
+    (root / "escape").symlink_to(base, target_is_directory=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(root: Path) -> Iterator[BackgroundServer]:
+    """The AM app served for real by uvicorn on a loopback port."""
+    app = create_app(root, SECRET, clients={"ci": "ci-client-secret"})
+    with BackgroundServer(app) as running:
+        yield running
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _get(server: BackgroundServer, path: str, token: str | None = None) -> httpx.Response:
+    headers = _auth(token or issue_token(SECRET, "alice"))
+    return httpx.get(server.url + path, headers=headers)
+
+
+class TestTokens:
+    """issue_token and verify_token."""
+
+    def test_issued_token_verifies_with_its_claims(self) -> None:
+        """A token issued with the secret verifies and carries subject and scope."""
+        claims = verify_token(SECRET, issue_token(SECRET, "alice", scope=["mort*"]))
+
+        assert (claims["sub"], claims["scope"], claims["exp"] - claims["iat"]) == (
+            "alice",
+            ["mort*"],
+            3600,
+        )
+
+    def test_expired_token_is_rejected_as_expired(self) -> None:
+        """A token past its exp raises TokenError with reason expired."""
+        with pytest.raises(TokenError) as caught:
+            verify_token(SECRET, issue_token(SECRET, "alice", ttl_seconds=-1))
+
+        assert caught.value.reason == "expired"
+
+    def test_forged_token_is_rejected_as_invalid(self) -> None:
+        """A token signed with another secret raises TokenError with reason invalid."""
+        with pytest.raises(TokenError) as caught:
+            verify_token(SECRET, issue_token(OTHER_SECRET, "mallory"))
+
+        assert caught.value.reason == "invalid"
+
+    def test_grace_accepts_a_recently_expired_token(self) -> None:
+        """With expired_grace_seconds, a token expired within that time still verifies."""
+        token = issue_token(SECRET, "alice", ttl_seconds=-60)
+
+        assert verify_token(SECRET, token, expired_grace_seconds=120)["sub"] == "alice"
+
+    def test_refreshed_tokens_differ_within_one_second(self) -> None:
+        """Two tokens issued in the same second are different (unique jti)."""
+        assert issue_token(SECRET, "a", now=1e9) != issue_token(SECRET, "a", now=1e9)
+
+
+class TestSecretFromEnv:
+    """secret_from_env: the server refuses to run without a usable secret."""
+
+    @pytest.mark.parametrize(("env", "state"), [({}, "is not set"), ({"X": "1"}, "is not set")])
+    def test_missing_secret_is_refused_with_how_to_make_one(
+        self, env: dict[str, str], state: str
+    ) -> None:
+        """Without LIVECALC_AM_SECRET, the error says it is not set and how to generate one."""
+        with pytest.raises(ConfigurationError, match=f"LIVECALC_AM_SECRET {state}.*token_hex"):
+            secret_from_env(env)
+
+    def test_short_secret_is_refused(self) -> None:
+        """A secret under 32 characters is refused."""
+        with pytest.raises(ConfigurationError, match="shorter than 32"):
+            secret_from_env({"LIVECALC_AM_SECRET": "short"})
+
+    def test_long_secret_is_returned(self) -> None:
+        """A secret of 32+ characters is returned as is."""
+        assert secret_from_env({"LIVECALC_AM_SECRET": SECRET}) == SECRET
+
+
+class TestAssumptionStore:
+    """AssumptionStore: versions in order, confined to the root."""
+
+    def test_versions_sort_naturally(self, root: Path) -> None:
+        """v10 sorts after v2, and symlinks leaving the root are not versions."""
+        assert AssumptionStore(root).versions("mortality-standard") == ["v1", "v2", "v10"]
+
+    def test_latest_is_the_newest_version(self, root: Path) -> None:
+        """latest resolves to the last version in natural order."""
+        version, path = AssumptionStore(root).path("mortality-standard", "latest")
+
+        assert (version, path.name) == ("v10", "v10.parquet")
+
+    @pytest.mark.parametrize("name", ["..", "../etc", "/etc", "a/b", ".hidden", "a..b"])
+    def test_names_that_could_leave_the_root_are_refused(self, root: Path, name: str) -> None:
+        """Names with path separators, leading dots or '..' answer 400."""
+        with pytest.raises(HTTPException) as caught:
+            AssumptionStore(root).versions(name)
+
+        assert caught.value.status_code == 400
+
+    def test_symlinked_folder_leaving_the_root_is_absent(self, root: Path) -> None:
+        """A name that is a symlink to a folder outside the root answers 404."""
+        with pytest.raises(HTTPException) as caught:
+            AssumptionStore(root).versions("escape")
+
+        assert caught.value.status_code == 404
+
+    def test_names_lists_only_real_folders_inside(self, root: Path) -> None:
+        """names() lists the assumption folders, not symlinks that leave the root."""
+        assert AssumptionStore(root).names() == ["lapse", "mortality-standard"]
+
+
+class TestServer:
+    """The AM over HTTP, served by uvicorn on a loopback port."""
+
+    def test_health_needs_no_token(self, server: BackgroundServer) -> None:
+        """GET /health answers ok without a token."""
+        assert httpx.get(server.url + "/health").json() == {"status": "ok"}
+
+    def test_table_is_an_arrow_stream_with_its_version(self, server: BackgroundServer) -> None:
+        """A pinned version comes back as an Arrow IPC stream with its rows and headers."""
+        response = _get(server, "/v1/assumptions/mortality-standard/v2")
+
+        table = pa.ipc.open_stream(response.content).read_all()
+        assert (
+            response.headers["content-type"],
+            response.headers["x-assumption-version"],
+            table.column("q").to_pylist(),
+        ) == (ARROW_STREAM_MEDIA_TYPE, "v2", [0.002, 0.0021, 0.0022])
+
+    def test_latest_resolves_to_the_newest(self, server: BackgroundServer) -> None:
+        """latest answers the newest version's table and names it."""
+        response = _get(server, "/v1/assumptions/mortality-standard/latest")
+
+        assert (
+            response.headers["x-assumption-version"],
+            response.headers["x-assumption-rows"],
+        ) == (
+            "v10",
+            "4",
+        )
+
+    def test_unchanged_table_answers_304(self, server: BackgroundServer) -> None:
+        """A request with the table's ETag in If-None-Match answers 304 with no body."""
+        etag = _get(server, "/v1/assumptions/lapse/v1").headers["etag"]
+
+        response = httpx.get(
+            server.url + "/v1/assumptions/lapse/v1",
+            headers={**_auth(issue_token(SECRET, "alice")), "If-None-Match": etag},
+        )
+
+        assert (response.status_code, response.content) == (304, b"")
+
+    def test_versions_and_names_are_listed(self, server: BackgroundServer) -> None:
+        """The listing endpoints give names and versions with latest."""
+        assert (
+            _get(server, "/v1/assumptions").json(),
+            _get(server, "/v1/assumptions/mortality-standard").json(),
+        ) == (
+            {"assumptions": ["lapse", "mortality-standard"]},
+            {"name": "mortality-standard", "versions": ["v1", "v2", "v10"], "latest": "v10"},
+        )
+
+    def test_unknown_version_lists_the_available_ones(self, server: BackgroundServer) -> None:
+        """An unknown version answers 404 unknown_version with the available versions."""
+        response = _get(server, "/v1/assumptions/mortality-standard/v3")
+
+        detail = response.json()["detail"]
+        assert (response.status_code, detail["error"], detail["available"]) == (
+            404,
+            "unknown_version",
+            ["v1", "v2", "v10"],
+        )
+
+    def test_unknown_assumption_is_404(self, server: BackgroundServer) -> None:
+        """An unknown name answers 404 unknown_assumption."""
+        response = _get(server, "/v1/assumptions/nope/v1")
+
+        assert (response.status_code, response.json()["detail"]["error"]) == (
+            404,
+            "unknown_assumption",
+        )
+
+    @pytest.mark.parametrize(
+        ("path", "status"),
+        [
+            ("/v1/assumptions/%2E%2E/v1", 400),
+            ("/v1/assumptions/mortality-standard/%2E%2E", 400),
+            ("/v1/assumptions/..%2F..%2Fetc/passwd", 404),
+            ("/v1/assumptions/mortality-standard/v99", 404),
+            ("/v1/assumptions/escape/outside", 404),
+        ],
+    )
+    def test_paths_leaving_the_root_are_refused(
+        self, server: BackgroundServer, path: str, status: int
+    ) -> None:
+        """Encoded '..', slashes and symlinks out of the root answer 400 or 404, never data."""
+        assert _get(server, path).status_code == status
+
+    @pytest.mark.parametrize(
+        ("token", "code"),
+        [
+            (issue_token(SECRET, "alice", ttl_seconds=-5), "token_expired"),
+            (issue_token(OTHER_SECRET, "mallory"), "token_invalid"),
+            ("not.a.jwt", "token_invalid"),
+        ],
+    )
+    def test_expired_and_forged_tokens_are_401(
+        self, server: BackgroundServer, token: str, code: str
+    ) -> None:
+        """Expired, forged and malformed tokens answer 401 with a reason code."""
+        response = _get(server, "/v1/assumptions/lapse/v1", token)
+
+        assert (response.status_code, response.json()["detail"]["error"]) == (401, code)
+
+    def test_missing_token_is_401(self, server: BackgroundServer) -> None:
+        """A request without Authorization answers 401 token_missing."""
+        response = httpx.get(server.url + "/v1/assumptions")
+
+        assert (response.status_code, response.json()["detail"]["error"]) == (401, "token_missing")
+
+    def test_scope_limits_what_a_token_reads(self, server: BackgroundServer) -> None:
+        """A token scoped to lapse* gets 403 for mortality and sees only lapse."""
+        token = issue_token(SECRET, "bob", scope=["lapse*"])
+
+        assert (
+            _get(server, "/v1/assumptions/mortality-standard/v1", token).status_code,
+            _get(server, "/v1/assumptions", token).json(),
+        ) == (403, {"assumptions": ["lapse"]})
+
+    def test_refresh_swaps_a_recently_expired_token(self, server: BackgroundServer) -> None:
+        """POST /v1/token/refresh turns an expired token into a valid one for the same user."""
+        old = issue_token(SECRET, "alice", ttl_seconds=-60, scope=["lapse"])
+
+        response = httpx.post(server.url + "/v1/token/refresh", headers=_auth(old))
+
+        claims = verify_token(SECRET, response.json()["access_token"])
+        assert (claims["sub"], claims["scope"]) == ("alice", ["lapse"])
+
+    def test_refresh_refuses_a_forged_token(self, server: BackgroundServer) -> None:
+        """A forged token cannot be refreshed into a real one."""
+        forged = issue_token(OTHER_SECRET, "mallory")
+
+        response = httpx.post(server.url + "/v1/token/refresh", headers=_auth(forged))
+
+        assert (response.status_code, response.json()["detail"]["error"]) == (401, "token_invalid")
+
+    def test_client_credentials_get_a_token(self, server: BackgroundServer) -> None:
+        """A configured client id and secret get a token; a wrong secret gets 401."""
+        good = httpx.post(
+            server.url + "/v1/token",
+            json={"client_id": "ci", "client_secret": "ci-client-secret"},
+        )
+        bad = httpx.post(
+            server.url + "/v1/token", json={"client_id": "ci", "client_secret": "guess"}
+        )
+
+        assert (verify_token(SECRET, good.json()["access_token"])["sub"], bad.status_code) == (
+            "ci",
+            401,
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "livecalc._cli_am", *args]
+
+
+class TestCli:
+    """``livecalc am serve`` and ``livecalc am token`` as processes."""
+
+    def _env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECALC_")}
+        return {**env, **extra}
+
+    def test_serve_without_secret_exits_2_with_the_fix(self, root: Path) -> None:
+        """Without LIVECALC_AM_SECRET, serve prints one error line and exits with 2."""
+        env = self._env()
+        done = subprocess.run(
+            _cli("serve", "--root", str(root)),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+        assert (done.returncode, "LIVECALC_AM_SECRET is not set" in done.stderr) == (2, True)
+
+    def test_token_command_prints_a_verifiable_token(self) -> None:
+        """token --user prints a token for that user signed with the secret."""
+        env = self._env(LIVECALC_AM_SECRET=SECRET)
+        done = subprocess.run(
+            _cli("token", "--user", "carol", "--scope", "mort*"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+
+        claims = verify_token(SECRET, done.stdout.strip())
+        assert (claims["sub"], claims["scope"]) == ("carol", ["mort*"])
+
+    def test_serve_answers_over_http(self, root: Path) -> None:
+        """serve --root --port starts a server that answers table requests until stopped."""
+        port = _free_port()
+        env = self._env(LIVECALC_AM_SECRET=SECRET)
+        process = subprocess.Popen(
+            _cli("serve", "--root", str(root), "--port", str(port)),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(url + "/health")
+                    break
+                except httpx.ConnectError:
+                    if time.monotonic() > deadline or process.poll() is not None:
+                        raise
+                    time.sleep(0.1)
+            response = httpx.get(
+                url + "/v1/assumptions/lapse/v1", headers=_auth(issue_token(SECRET, "dave"))
+            )
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+        assert pa.ipc.open_stream(response.content).read_all().num_rows == 1

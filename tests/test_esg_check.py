@@ -1,0 +1,194 @@
+"""esg_check: the martingale test and moment checks, from arrays and from Parquet files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from livecalc._cli_esg import esg_app
+from livecalc.buffers import SCENARIO_DTYPE
+from livecalc.curves import ZeroCurve
+from livecalc.engines.esg import ESGEngine
+from livecalc.errors import ConfigurationError
+from livecalc.esg_check import check_scenarios
+from livecalc.kernels.esg import GaussianParams, PathLayout, generate
+from livecalc.kernels.esg_models import GaussianStep
+from livecalc.kernels.esg_rng import seed_key
+
+SLOPED = {"maturities": [1, 5, 10, 30], "rates": [0.005, 0.02, 0.03, 0.04]}
+
+
+def _scenarios(config: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
+    engine = ESGEngine()
+    engine.initialize(config)
+    spec = engine.output_spec({})
+    assert spec is not None
+    buffer = np.empty(spec.records, dtype=spec.dtype)
+    engine.run_chunk(None, buffer)
+    return buffer, dict(engine.get_outputs()["esg_metadata"])
+
+
+def _write(path: Path, records: np.ndarray, metadata: dict[str, Any] | None) -> Path:
+    table = pa.table({name: records[name] for name in ("scenario_id", "year", "rate")})
+    if metadata is not None:
+        table = table.replace_schema_metadata({"livecalc.esg": json.dumps(metadata)})
+    pq.write_table(table, path)
+    return path
+
+
+def _biased_hull_white(outer: int, inner: int, years: int) -> np.ndarray:
+    """Hull-White that forgets the convexity term: its shifts are the bare log forwards."""
+    curve = 1.03 ** -np.arange(years + 1.0)
+    params = GaussianParams(
+        step=GaussianStep.of(0.1, 0.01),
+        x0=0.0,
+        levels=np.zeros(years),
+        shifts=-np.diff(np.log(curve)),
+    )
+    out = np.empty(outer * inner * years, dtype=SCENARIO_DTYPE)
+    generate(out, PathLayout(inner, years, 0, False, seed_key(1)), params, 0, outer)
+    return out
+
+
+class TestMartingaleCheck:
+    @pytest.mark.parametrize("curve", [0.03, SLOPED], ids=["flat", "sloped"])
+    def test_hull_white_passes(self, curve: object) -> None:
+        """Hull-White fitted to a flat or sloped curve passes every check."""
+        config = {"outer": 10, "inner": 1000, "years": 40, "seed": 42, "curve": curve}
+        records, metadata = _scenarios(config)
+
+        report = check_scenarios(records, metadata=metadata)
+
+        assert (True, 120, 10_000) == (report.passed, len(report.rows), report.independent_units)
+
+    def test_biased_generator_fails(self) -> None:
+        """A Hull-White generator without the convexity correction fails the martingale test."""
+        records = _biased_hull_white(outer=10, inner=1000, years=40)
+
+        report = check_scenarios(records, curve=ZeroCurve.flat(0.03))
+
+        assert False is report.passed
+        assert {"martingale"} == {row.check for row in report.failures}
+        assert report.failures[-1].z > 10  # Jensen: without the correction DFs are too high
+
+    def test_shifted_rates_fail_the_moment_check(self) -> None:
+        """Rates nudged up by 10bp fail the martingale test and the mean check."""
+        records, metadata = _scenarios({"outer": 10, "inner": 1000, "years": 20, "seed": 5})
+        records["rate"] += 0.001
+
+        report = check_scenarios(records, metadata=metadata)
+
+        assert {"martingale", "mean"} == {row.check for row in report.failures}
+
+    @pytest.mark.parametrize(
+        "config",
+        [
+            {"model": "vasicek", "b": 0.05, "r0": 0.01, "antithetic": True},
+            {"model": "cir", "sigma": 0.08, "r0": 0.01},
+            {"model": "hull_white", "branching_year": 10, "curve": SLOPED},
+        ],
+        ids=["vasicek-antithetic", "cir", "hull-white-nested"],
+    )
+    def test_other_models_and_layouts_pass(self, config: dict[str, Any]) -> None:
+        """Vasicek (antithetic), CIR and nested Hull-White sets pass against their curves."""
+        records, metadata = _scenarios(
+            {"outer": 200, "inner": 50, "years": 20, "seed": 3, **config}
+        )
+
+        report = check_scenarios(records, metadata=metadata)
+
+        assert [] == [(r.check, r.maturity, round(r.z, 2)) for r in report.failures]
+
+    def test_independent_units_follow_the_layout(self) -> None:
+        """Units are outer paths when nested and pairs when antithetic."""
+        nested, nested_meta = _scenarios({"outer": 4, "inner": 10, "years": 3, "branching_year": 1})
+        paired, paired_meta = _scenarios({"outer": 4, "inner": 10, "years": 3, "antithetic": True})
+
+        units = [
+            check_scenarios(nested, metadata=nested_meta).independent_units,
+            check_scenarios(paired, metadata=paired_meta).independent_units,
+        ]
+
+        assert [4, 20] == units
+
+    def test_real_world_nested_set_refused(self) -> None:
+        """A set with a real-world segment is refused: it need not reproduce the curve."""
+        records, metadata = _scenarios(
+            {"outer": 4, "inner": 10, "years": 5, "branching_year": 2, "market_price_of_risk": 0.2}
+        )
+
+        with pytest.raises(ConfigurationError, match="real-world"):
+            check_scenarios(records, metadata=metadata)
+
+    def test_unsorted_records_refused(self) -> None:
+        """Records out of scenario/year order are refused naming the first bad row."""
+        records, metadata = _scenarios({"outer": 1, "inner": 4, "years": 5})
+        records[[3, 4]] = records[[4, 3]]
+
+        with pytest.raises(ConfigurationError, match="row 3 has year 5, expected 4"):
+            check_scenarios(records, metadata=metadata)
+
+    def test_no_curve_refused(self) -> None:
+        """Without metadata or a curve there is nothing to test against."""
+        records, _ = _scenarios({"outer": 1, "inner": 4, "years": 5})
+
+        with pytest.raises(ConfigurationError, match="no initial curve"):
+            check_scenarios(records)
+
+
+class TestCheckCommand:
+    def _invoke(self, *args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(esg_app, ["check", *args])
+        return result.exit_code, result.output
+
+    def test_passing_file_exits_zero(self, tmp_path: Path) -> None:
+        """A good scenario file with its metadata prints the table and exits 0."""
+        records, metadata = _scenarios({"outer": 10, "inner": 200, "years": 10, "seed": 2})
+        path = _write(tmp_path / "s.parquet", records, metadata)
+
+        code, output = self._invoke(str(path))
+
+        assert 0 == code
+        assert "PASS: 30/30 checks" in output
+
+    def test_failing_file_exits_one(self, tmp_path: Path) -> None:
+        """A biased scenario file exits 1 and says FAIL."""
+        records, metadata = _scenarios({"outer": 10, "inner": 1000, "years": 10, "seed": 2})
+        records["rate"] += 0.002
+        path = _write(tmp_path / "s.parquet", records, metadata)
+
+        code, output = self._invoke(str(path))
+
+        assert 1 == code
+        assert "FAIL:" in output
+
+    @pytest.mark.parametrize(
+        ("name", "content", "expected"),
+        [
+            ("missing.parquet", None, "no such file"),
+            ("text.parquet", b"not parquet", "not a scenario Parquet file"),
+            ("plain.parquet", "no-metadata", "no initial curve"),
+        ],
+    )
+    def test_bad_input_exits_two_with_one_line(
+        self, tmp_path: Path, name: str, content: object, expected: str
+    ) -> None:
+        """A missing, unreadable or metadata-less file exits 2 with one error line."""
+        path = tmp_path / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        elif content == "no-metadata":
+            _write(path, _scenarios({"outer": 1, "inner": 4, "years": 5})[0], None)
+
+        code, output = self._invoke(str(path))
+
+        assert (2, 1) == (code, len(output.strip().splitlines()))
+        assert expected in output
+        assert "Traceback" not in output

@@ -1,0 +1,109 @@
+"""Executors: same results everywhere; a crash or timeout under processes fails only its node."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from livecalc.api import run
+from livecalc.errors import ConfigurationError
+from livecalc.executors import create_executor
+from livecalc.generate import generate_policies, write_policies
+
+PLUGIN = "livecalc.testing:register_testing_engines"
+
+
+@pytest.fixture
+def policies(tmp_path: Path) -> Path:
+    path = tmp_path / "policies.parquet"
+    write_policies(path, generate_policies(300, seed=4))
+    return path
+
+
+def _config(*engines: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "plugins": [PLUGIN],
+        "data_sources": {"policies": {"path": "policies.parquet"}},
+        "engines": list(engines),
+        "run": {"chunk_size": 64},
+    }
+
+
+def _node(node_id: str, engine_type: str, source: str, **kw: Any) -> dict[str, Any]:
+    return {
+        "id": node_id,
+        "type": engine_type,
+        "inputs": [source],
+        "outputs": [f"{node_id}_out"],
+        **kw,
+    }
+
+
+class TestCreateExecutor:
+    def test_unknown_name(self) -> None:
+        """An unknown executor name lists the known ones."""
+
+        with pytest.raises(ConfigurationError, match="local, processes, ray"):
+            create_executor("threads")
+
+    def test_processes_use_shared_buffers(self) -> None:
+        """Only the processes executor needs buffers in shared memory."""
+
+        assert (False, True) == (
+            create_executor("local").shared_buffers,
+            create_executor("processes").shared_buffers,
+        )
+
+
+class TestProcessesExecutor:
+    def test_same_records_as_local(self, tmp_path: Path, policies: Path) -> None:
+        """A chunked chain gives bit-for-bit the same records in worker processes."""
+        raw = _config(_node("a", "test_echo", "policies"), _node("b", "test_echo", "a_out"))
+
+        local = run(raw, base_dir=tmp_path, executor="local")
+        procs = run(raw, base_dir=tmp_path, executor="processes")
+
+        assert procs.success and local.success
+        assert local.records("b_out").tobytes() == procs.records("b_out").tobytes()
+        assert 5 == procs.nodes["a"].chunks
+
+    def test_crash_fails_only_its_node(self, tmp_path: Path, policies: Path) -> None:
+        """A segfaulting engine fails its node; the orchestrator and the other branch live."""
+        raw = _config(
+            _node("crash", "test_crash", "policies"),
+            _node("after", "test_echo", "crash_out"),
+            _node("other", "test_echo", "policies"),
+        )
+
+        result = run(raw, base_dir=tmp_path, executor="processes")
+
+        assert {"crash": "failed", "after": "skipped", "other": "succeeded"} == result.status
+        assert "signal" in (result.nodes["crash"].error or "").lower()
+
+    def test_timeout_stops_a_stuck_engine(self, tmp_path: Path, policies: Path) -> None:
+        """A chunk running past timeout_seconds is stopped and reported as a timeout."""
+        raw = _config(_node("spin", "test_spin", "policies", timeout_seconds=1.0))
+
+        result = run(raw, base_dir=tmp_path, executor="processes")
+
+        assert "failed" == result.status["spin"]
+        assert "EngineTimeoutError" == result.nodes["spin"].error_type
+
+
+class TestLocalExecutor:
+    def test_records_are_the_engines_buffer(self, tmp_path: Path, policies: Path) -> None:
+        """Locally, a single-chunk node's records are the buffer the engine wrote (no copy)."""
+        raw = _config(_node("a", "test_echo", "policies"))
+        raw["run"]["chunk_size"] = 1000
+
+        result = run(raw, base_dir=tmp_path, executor="local")
+
+        records = result.records("a_out")
+        assert 300 == len(records)
+        assert 0 == records.ctypes.data % 16
+        assert np.array_equal(
+            generate_policies(300, seed=4).records["policy_id"], records["policy_id"]
+        )
