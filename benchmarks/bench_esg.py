@@ -18,8 +18,7 @@ import numba
 import numpy as np
 
 from livecalc.buffers import SCENARIO_DTYPE
-from livecalc.engines.esg import ESGEngine, initial_discount_factors, model_params
-from livecalc.engines.esg import parse_esg_config
+from livecalc.engines.esg import ESGEngine, initial_discount_factors, model_params, parse_esg_config
 from livecalc.kernels.esg_reference import generate_reference
 
 WORKLOAD = {"outer": 100, "inner": 1000, "years": 50, "seed": 42}

@@ -42,6 +42,11 @@ def discount_factor(rates: list[float], t: Fraction, spot: bool) -> float:
     return whole(y) * (whole(y + 1) / whole(y)) ** f
 
 
+def monthly(p: float) -> float:
+    """1 - (1 - p)^(1/12), computed without cancellation for small p."""
+    return 1.0 if p >= 1.0 else -math.expm1(math.log1p(-p) / 12.0)
+
+
 def rate_for_year(rates: Any, policy_year: int) -> float:
     """A by-policy-year rate; the last one carries on."""
     return float(rates[min(policy_year, len(rates)) - 1])
@@ -89,8 +94,8 @@ def project_pair(
             lapse_annual = lapse_annual * f
         lapse_annual = min(1.0, lapse_annual)
         if m == 12:
-            q = 1.0 - (1.0 - q_annual) ** (1.0 / 12.0)
-            lapse = 1.0 - (1.0 - lapse_annual) ** (1.0 / 12.0)
+            q = monthly(q_annual)
+            lapse = monthly(lapse_annual)
         else:
             q, lapse = q_annual, lapse_annual
         if basis.premium_monthly:

@@ -44,7 +44,8 @@ def _free_port() -> int:
 def _base_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECALC_")}
     # HOME points into the test folder, so no real ~/.livecalc/credentials.json is read.
-    return {**env, "HOME": str(home), "LIVECALC_AM_SECRET": SECRET}
+    # COLUMNS: rich wraps error lines at the terminal width, splitting long paths.
+    return {**env, "HOME": str(home), "LIVECALC_AM_SECRET": SECRET, "COLUMNS": "1000"}
 
 
 class AMProcess:
@@ -226,7 +227,7 @@ class TestPipelineWithAssumptionsManager:
 
         run = _run(workspace, server.url, forged, tmp_path / "cache", tmp_path / "run.log")
 
-        stderr = " ".join(run.stderr.split())  # rich wraps long lines
+        stderr = run.stderr
         assert (run.returncode, "answered 401" in stderr, "forged" in stderr) == (
             2,
             True,
@@ -267,7 +268,7 @@ class TestOffline:
 
         run = _run(workspace, url, token, tmp_path / "cold", tmp_path / "run.log")
 
-        stderr = " ".join(run.stderr.split())  # rich wraps long lines
+        stderr = run.stderr
         assert (run.returncode, "cannot reach the Assumptions Manager" in stderr) == (2, True)
         assert ("Traceback" in run.stderr, _leaks(token, run)) == (False, [])
 
@@ -285,16 +286,15 @@ class TestCredentialsFile:
         token = issue_token(SECRET, "alice")
         path.write_text(json.dumps({"am_url": "http://127.0.0.1:9", "am_token": token}), "utf-8")
         path.chmod(0o644)
-        env = {**_base_env(home)}
         done = subprocess.run(
             [LIVECALC, "run", str(workspace.config), "--no-progress"],
-            env=env,
+            env=_base_env(home),
             capture_output=True,
             text=True,
             timeout=300,
         )
 
-        stderr = " ".join(done.stderr.split())  # rich wraps long lines
+        stderr = done.stderr
         assert (done.returncode, f"chmod 600 {path}" in stderr, token in done.stderr) == (
             2,
             True,

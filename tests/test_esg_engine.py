@@ -172,16 +172,18 @@ class TestESGEngine:
         assert first.tobytes() == again.tobytes()
         assert first.tobytes() != other.tobytes()
 
-    def test_metadata_after_run_is_json(self) -> None:
+    def test_metadata_is_json(self) -> None:
         """get_outputs gives JSON-able ESG metadata with model, seed, compounding and curve."""
         engine = ESGEngine()
-        engine.initialize(DESIGN_EXAMPLE)
         before = dict(engine.get_outputs())
+        engine.initialize(DESIGN_EXAMPLE)
+        known_early = dict(engine.get_outputs())
         engine.run_chunk(None, np.empty(50_000, dtype=SCENARIO_DTYPE))
 
         metadata = json.loads(json.dumps(engine.get_outputs()["esg_metadata"]))
 
         assert {} == before
+        assert known_early["esg_metadata"] == metadata
         assert ("hull_white", 42, "annual", 50) == (
             metadata["model"],
             metadata["seed"],

@@ -107,3 +107,67 @@ class TestLocalExecutor:
         assert np.array_equal(
             generate_policies(300, seed=4).records["policy_id"], records["policy_id"]
         )
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Any:
+    """One small local Ray for the module's tests (started once: it takes seconds)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.ray
+class TestRayExecutor:
+    def test_same_records_as_local(self, tmp_path: Path, policies: Path, ray_cluster: Any) -> None:
+        """Chunks through Ray actors give bit-for-bit the local records."""
+        raw = _config(_node("a", "test_echo", "policies"), _node("b", "test_echo", "a_out"))
+
+        local = run(raw, base_dir=tmp_path, executor="local")
+        remote = run(raw, base_dir=tmp_path, executor="ray")
+
+        assert remote.success
+        assert local.records("b_out").tobytes() == remote.records("b_out").tobytes()
+
+    def test_full_pipeline_matches_local(self, tmp_path: Path, ray_cluster: Any) -> None:
+        """The full-pipeline example (ESG, projection, goal-seeking solver) gives the same
+        scenarios, results and solution on Ray as locally."""
+        config = Path(__file__).parents[1] / "examples" / "dag_config_full_pipeline.json"
+        out = ["run.chunk_size=64"]
+
+        local = run(config, overrides=out, executor="local")
+        remote = run(config, overrides=out, executor="ray")
+
+        assert local.records("results").tobytes() == remote.records("results").tobytes()
+        assert (
+            local.statistics["solver"]["optimization"]["parameters"]
+            == (remote.statistics["solver"]["optimization"]["parameters"])
+        )
+
+    def test_timeout_kills_the_actor(
+        self, tmp_path: Path, policies: Path, ray_cluster: Any
+    ) -> None:
+        """A stuck chunk is stopped at timeout_seconds and fails only its node."""
+        raw = _config(
+            _node("spin", "test_spin", "policies", timeout_seconds=1.0),
+            _node("other", "test_echo", "policies"),
+        )
+
+        result = run(raw, base_dir=tmp_path, executor="ray")
+
+        assert {"spin": "failed", "other": "succeeded"} == result.status
+        assert "EngineTimeoutError" == result.nodes["spin"].error_type
+
+    def test_failure_is_retried_by_livecalc_not_ray(
+        self, tmp_path: Path, policies: Path, ray_cluster: Any
+    ) -> None:
+        """retries=1 re-runs a failed chunk once; a second failure fails the node."""
+        once = _config(_node("f", "test_fail_n", "policies", config={"n": 1}, retries=1))
+        twice = _config(_node("f", "test_fail_n", "policies", config={"n": 2}, retries=1))
+
+        recovered = run(once, base_dir=tmp_path, executor="ray")
+        failed = run(twice, base_dir=tmp_path, executor="ray")
+
+        assert ("succeeded", "failed") == (recovered.status["f"], failed.status["f"])

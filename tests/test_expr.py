@@ -59,6 +59,12 @@ class TestParseExpression:
         with pytest.raises(ExpressionError, match="longer than"):
             parse_expression("+".join(["mean"] * MAX_LENGTH), NAMES)
 
+    def test_deep_nesting_is_refused(self) -> None:
+        """A chain of 900 unary minus signs is refused, not a RecursionError."""
+
+        with pytest.raises(ExpressionError, match="nested deeper than"):
+            parse_expression("-" * 900 + "mean", NAMES)
+
     def test_division_by_zero_is_a_clear_error(self) -> None:
         """Dividing by a zero metric raises ExpressionError naming the expression."""
 

@@ -126,6 +126,15 @@ class TestJsonLines:
         line = _lines(path)[0]
         assert (line["level"], "RuntimeError" in line["stack_trace"]) == ("ERROR", True)
 
+    def test_numpy_scalars_stay_numbers(self, tmp_path: Path) -> None:
+        """numpy integers and floats are written as JSON numbers."""
+        _, path = _file_config(tmp_path)
+
+        get_logger().info("execution_complete", rows_processed=np.int64(5), npv=np.float32(0.5))
+
+        line = _lines(path)[0]
+        assert (line["rows_processed"], line["npv"]) == (5, 0.5)
+
     def test_console_writes_to_stderr(self, capsys: pytest.CaptureFixture[str]) -> None:
         """The console output is stderr, never stdout."""
         configure_logging(LoggerConfig(enable_console=True))

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from livecalc.errors import ExecutionError
@@ -68,6 +70,26 @@ class TestGoalSeek:
         assert 0.9 == pytest.approx(r.parameters[PREMIUM], rel=1e-12)
         assert (True, True, 3, 3) == (r.converged, r.affine, r.evaluations, len(ev.calls))
         assert "brentq" == r.algorithm
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        st.floats(min_value=-1e6, max_value=1e6).filter(lambda a: abs(a) > 1e-3),
+        st.floats(min_value=-1e6, max_value=1e6),
+        st.floats(min_value=0.0, max_value=1.0),
+    )
+    def test_any_affine_metric_takes_three_evaluations(
+        self, slope: float, intercept: float, where: float
+    ) -> None:
+        """For any affine metric and reachable target the root takes at most 3 evaluations."""
+
+        root = 0.5 + 1.5 * where
+        ev = Recorder(lambda p, m: {"mean": slope * p + intercept})
+
+        r = optimize(goal(slope * root + intercept), ev)
+
+        assert r.converged
+        assert r.evaluations <= 3
+        assert root == pytest.approx(r.parameters[PREMIUM], rel=1e-6, abs=1e-9)
 
     def test_declared_affine_uses_two_evaluations(self) -> None:
         """affine: true trusts the line through the bounds: two evaluations, not verified."""
@@ -359,6 +381,7 @@ class TestOptimizationConfig:
         [
             ({"parameters": [{"name": "premium", "bounds": [0, 1]}]}, "not a projection parameter"),
             ({"parameters": [{"name": PREMIUM, "bounds": [2, 1]}]}, "must be below upper"),
+            ({"parameters": [{"name": PREMIUM, "bounds": [-1, 1]}]}, "cannot be negative"),
             (
                 {"parameters": [{"name": PREMIUM, "bounds": [0, 1], "type": "discrete"}]},
                 "needs 'step'",

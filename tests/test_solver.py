@@ -213,6 +213,16 @@ class TestRiskOutputs:
         assert m["mean"] - 0.5 * m["std"] == m["margin"]
         assert m["margin"] / 2 == m["ratio"]
 
+    def test_custom_metric_on_an_unlisted_measure(self) -> None:
+        """A custom metric may read any measure, with a basis prefix, even if not listed."""
+
+        engine = solver({"metrics": [], "custom_metrics": {"tail": "loss_cte_90 + 0 * p97_5"}})
+        records = PricingEvaluator().records({})
+        engine.run_chunk(records, None)
+
+        losses = np.sort(-records["npv"])
+        assert float(losses[-20:].mean()) == pytest.approx(engine.get_outputs()["metrics"]["tail"])
+
 
 class TestGoalSeek:
     def test_premium_goal_seek_hits_the_target(self) -> None:

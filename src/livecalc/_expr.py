@@ -18,7 +18,10 @@ from dataclasses import dataclass
 __all__ = ["Expression", "ExpressionError", "parse_expression"]
 
 MAX_LENGTH = 1000
-"""Longer expressions are refused, which also bounds the parser's recursion depth."""
+"""Longer expressions are refused."""
+
+MAX_DEPTH = 200
+"""Expressions nested deeper (operators within operators) are refused."""
 
 _BINARY: dict[type[ast.operator], Callable[[float, float], float]] = {
     ast.Add: operator.add,
@@ -53,15 +56,18 @@ def _describe(node: ast.AST) -> str:
     return kind + (f" at column {col + 1}" if col is not None else "")
 
 
-def _check(node: ast.AST, allowed: Collection[str], names: set[str]) -> None:
+def _check(node: ast.AST, allowed: Collection[str], names: set[str], depth: int = 0) -> None:
     """Refuse anything but arithmetic on numbers and allowed names; collect the names used."""
+    if depth > MAX_DEPTH:
+        # Also keeps this walk and the evaluator's far from Python's recursion limit.
+        raise ExpressionError(f"expression nested deeper than {MAX_DEPTH} levels")
     if isinstance(node, ast.Expression):
-        _check(node.body, allowed, names)
+        _check(node.body, allowed, names, depth + 1)
     elif isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        _check(node.left, allowed, names)
-        _check(node.right, allowed, names)
+        _check(node.left, allowed, names, depth + 1)
+        _check(node.right, allowed, names, depth + 1)
     elif isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        _check(node.operand, allowed, names)
+        _check(node.operand, allowed, names, depth + 1)
     elif isinstance(node, ast.Constant):
         # bool is an int subclass; True + 1 is not arithmetic anyone means in a metric.
         if isinstance(node.value, bool) or not isinstance(node.value, int | float):

@@ -91,6 +91,9 @@ class InlineHost:
         """The process running the engine: this one."""
         return os.getpid()
 
+    def prepare(self) -> None:
+        """Nothing to prepare: the engine is right here."""
+
     def initialize(
         self, config: Mapping[str, Any], credentials: AMCredentials | None
     ) -> EngineInfo:
@@ -208,6 +211,10 @@ class ProcessHost:
         if self._init_args is not None:
             # A fresh worker after a timeout or crash: the same config as the first one.
             self._exchange(("init", *self._init_args), None)
+
+    def prepare(self) -> None:
+        """Make sure a worker is running and initialised (replacing a dead one)."""
+        self._ensure_worker()
 
     def _exchange(self, request: tuple[Any, ...], timeout_seconds: float | None) -> Any:
         proc: BaseProcess = self._live["proc"]

@@ -37,7 +37,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from livecalc.credentials import AMCredentials, CredentialManager, auth_header
+from livecalc.credentials import AMCredentials, CredentialManager, auth_header, ssl_context
 from livecalc.errors import ConfigurationError, InitializationError
 from livecalc.log import get_logger, scrub_text
 
@@ -215,7 +215,10 @@ class AssumptionsClient:
         self.am_url = creds.am_url
         self.cache = AssumptionCache(creds.cache_dir or default_cache_dir(), creds.am_url)
         self._http = httpx.Client(
-            base_url=creds.am_url, timeout=timeout_seconds, transport=transport
+            base_url=creds.am_url,
+            timeout=timeout_seconds,
+            transport=transport,
+            verify=ssl_context(),
         )
 
     def close(self) -> None:
@@ -326,6 +329,11 @@ class AssumptionsClient:
             )
             return self._resolved(ref, cached_version, cached.table, from_cache=True)
         version = response.headers.get("X-Assumption-Version", ref.version)
+        if not re.fullmatch(_WORD, version) or ".." in version:
+            # The version becomes a cache file name: never let an answer pick a path.
+            raise AssumptionResolutionError(
+                f"{ref}: the server named an invalid version {version!r}; check LIVECALC_AM_URL"
+            )
         if response.status_code == 304 and cached is not None:
             return self._resolved(ref, version, cached.table, from_cache=True)
         body = response.content

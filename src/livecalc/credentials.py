@@ -14,7 +14,9 @@ import enum
 import json
 import os
 import re
+import ssl
 import stat
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +38,7 @@ __all__ = [
     "auth_header",
     "default_config_path",
     "mask_secret",
+    "ssl_context",
 ]
 
 
@@ -302,6 +305,7 @@ class CredentialManager:
                 f"{creds.am_url.rstrip('/')}/v1/whoami",
                 headers=auth_header(creds.am_token),
                 timeout=5.0,
+                verify=ssl_context(),
             )
         except httpx.HTTPError as exc:
             return [
@@ -328,7 +332,9 @@ class CredentialManager:
         creds = self.get_credentials()
         url = f"{creds.am_url.rstrip('/')}/v1/token/refresh"
         try:
-            response = httpx.post(url, headers=auth_header(creds.am_token), timeout=10.0)
+            response = httpx.post(
+                url, headers=auth_header(creds.am_token), timeout=10.0, verify=ssl_context()
+            )
         except httpx.HTTPError as exc:
             raise InitializationError(
                 f"cannot refresh the AM token: {creds.am_url} unreachable ({type(exc).__name__})"
@@ -374,6 +380,23 @@ class CredentialManager:
         )
 
     __repr__ = __str__ = to_string
+
+
+_SSL_LOCK = threading.Lock()
+_SSL_CONTEXT: ssl.SSLContext | None = None
+
+
+def ssl_context() -> ssl.SSLContext:
+    """httpx's default TLS context, built once per process.
+
+    Building one loads the CA bundle, which costs tens of milliseconds (hundreds on a busy
+    machine): far more than a request to the AM, so every client shares this one.
+    """
+    global _SSL_CONTEXT
+    with _SSL_LOCK:
+        if _SSL_CONTEXT is None:
+            _SSL_CONTEXT = httpx.create_ssl_context()
+        return _SSL_CONTEXT
 
 
 def auth_header(token: SecretStr) -> dict[str, str]:

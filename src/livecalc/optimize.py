@@ -124,6 +124,8 @@ class ParameterConfig(_Model):
     def _ordered(cls, bounds: tuple[float, float]) -> tuple[float, float]:
         if not bounds[0] < bounds[1]:
             raise ValueError(f"lower bound {bounds[0]:g} must be below upper bound {bounds[1]:g}")
+        if bounds[0] < 0:
+            raise ValueError(f"lower bound {bounds[0]:g}: multipliers cannot be negative; use >= 0")
         return bounds
 
     @model_validator(mode="after")

@@ -112,8 +112,11 @@ class Runner:
                 self._initialize_all(executor, buffers, summary)
                 self._schedule(summary, outputs)
             finally:
-                for handle in self._handles.values():
-                    handle.dispose()
+                for node_id, handle in self._handles.items():
+                    try:
+                        handle.dispose()
+                    except Exception as exc:  # a failed dispose must not hide the run's outcome
+                        _log.warning("engine_dispose_failed", engine_id=node_id, error=str(exc))
             summary.seconds = time.perf_counter() - start
             summary.written = outputs.written
             summary.datasets = {

@@ -342,7 +342,6 @@ class ESGEngine(ICalcEngine):
         self._settings: ESGSettings | None = None
         self._params: ModelParams | None = None
         self._metadata: dict[str, Any] = {}
-        self._has_run = False
 
     def initialize(
         self, config: Mapping[str, Any], credentials: AMCredentials | None = None
@@ -361,7 +360,6 @@ class ESGEngine(ICalcEngine):
         )
         self._settings = settings
         self._metadata = _metadata(settings, dfs)
-        self._has_run = False
 
     def get_info(self) -> EngineInfo:
         """The engine's metadata."""
@@ -397,7 +395,6 @@ class ESGEngine(ICalcEngine):
         for first in range(0, settings.outer, block):
             last = min(first + block, settings.outer)
             self.generate(output_buffer[first * per_outer : last * per_outer], first, last)
-        self._has_run = True
         return ExecutionResult(
             success=True,
             execution_time_ms=(time.perf_counter() - start) * 1e3,
@@ -423,8 +420,12 @@ class ESGEngine(ICalcEngine):
             raise ExecutionError(f"scenario generation failed: {exc}") from exc
 
     def get_outputs(self) -> Mapping[str, Any]:
-        """``{"esg_metadata": {...}}`` after a run: model, parameters, seed, curve (JSON-able)."""
-        return {"esg_metadata": self._metadata} if self._has_run else {}
+        """``{"esg_metadata": {...}}``: model, parameters, seed, curve (JSON-able).
+
+        The metadata depends on the config only, so it is there from ``initialize`` on: a
+        runner may ask for it before the run, to put it in a streamed file's header.
+        """
+        return {"esg_metadata": self._metadata} if self._settings is not None else {}
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -437,7 +438,6 @@ class ESGEngine(ICalcEngine):
         self._settings = None
         self._params = None
         self._metadata = {}
-        self._has_run = False
 
     @property
     def is_initialized(self) -> bool:

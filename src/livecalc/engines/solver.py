@@ -276,11 +276,10 @@ class SolverEngine(ICalcEngine):
         """Metrics on the basis, the same prefixed npv_/loss_, then the custom metrics."""
         assert self._config is not None
         names = self._config.requested()
+        wanted = {n for e in self._custom.values() for n in e.names}
         if self._optimization is not None:
-            wanted = self._optimization.metric_names() | {
-                n for e in self._custom.values() for n in e.names
-            }
-            names += [_Namespace.strip(n) for n in wanted if n not in self._custom]
+            wanted |= self._optimization.metric_names()
+        names += [_Namespace.strip(n) for n in sorted(wanted) if n not in self._custom]
         out: dict[str, float] = {}
         for basis in BASES:
             found = compute_metrics(values.npv, names, basis)

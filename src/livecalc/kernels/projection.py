@@ -13,6 +13,7 @@ records: record ``i * n_scenarios + s``). The plain-numpy reference of the same 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numba
@@ -48,7 +49,7 @@ from livecalc.kernels.projection_basis import (
     ProjectionBasis,
 )
 
-__all__ = ["audit_cashflows", "project", "write_components"]
+__all__ = ["audit_cashflows", "monthly_rate", "project", "write_components"]
 
 Array = np.ndarray[Any, Any]
 
@@ -58,6 +59,16 @@ _NPV, _DETAIL, _MEANS, _TOTALS = 0, 1, 2, 3
 # order, and so the result, never depends on the number of threads.
 _BLOCKS = 256
 _TOTAL_BLOCKS = 16
+
+
+@numba.njit(cache=True, nogil=True)
+def monthly_rate(annual: float) -> float:
+    """The monthly probability ``1 - (1 - p)^(1/12)`` of an annual one (constant force)."""
+    # Written with log1p/expm1: the plain formula loses digits for small p (1 - x with x
+    # close to 1), which a 1e-12 agreement cannot afford.
+    if annual >= 1.0:
+        return 1.0
+    return -math.expm1(math.log1p(-annual) / 12.0)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -95,14 +106,13 @@ def _unit_flows(
         py = months // 12 + 1
         age = pi[AGE] + py - 1
         qa = min(1.0, mort[pi[GENDER], age - age_min, min(py, ncol) - 1] * mort_factor)
-        # Monthly probabilities from annual ones assume a constant force within the year.
-        q[k] = qa if m == 1 else 1.0 - (1.0 - qa) ** (1.0 / 12.0)
+        q[k] = qa if m == 1 else monthly_rate(qa)
         la = lapse[min(py, len(lapse)) - 1] * prm[P_LAPSE_MULT]
         if dynamic:
             lap[k] = la  # the scenario's factor, the cap and the monthly conversion come later
         else:
             la = min(1.0, la)
-            lap[k] = la if m == 1 else 1.0 - (1.0 - la) ** (1.0 / 12.0)
+            lap[k] = la if m == 1 else monthly_rate(la)
         if monthly_premium:
             frac = 1.0 / 12.0
         elif months % 12 == 0:
@@ -125,7 +135,7 @@ def _lapse_by_scenario(lk: float, dyn: Array, monthly: bool, out: Array) -> None
     # Dynamic lapses: the annual rate times the scenario's factor, capped, then per step.
     for s in range(out.shape[0]):
         la = min(1.0, lk * dyn[s])
-        out[s] = 1.0 - (1.0 - la) ** (1.0 / 12.0) if monthly else la
+        out[s] = monthly_rate(la) if monthly else la
 
 
 @numba.njit(cache=True, nogil=True)
@@ -572,7 +582,7 @@ def audit_cashflows(
         if dyn is not None:
             la = min(1.0, la * dyn[k // m])
             if m != 1:
-                la = 1.0 - (1.0 - la) ** (1.0 / 12.0)
+                la = monthly_rate(la)
         lives_start = lives
         d = lives * q[k]
         lapses = (lives - d) * la

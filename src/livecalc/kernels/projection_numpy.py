@@ -29,9 +29,15 @@ from livecalc.kernels.projection_basis import (
     ProjectionBasis,
 )
 
-__all__ = ["project_numpy", "unit_flows_numpy"]
+__all__ = ["monthly_rate_numpy", "project_numpy", "unit_flows_numpy"]
 
 Array = np.ndarray[Any, Any]
+
+
+def monthly_rate_numpy(annual: Array) -> Array:
+    """``1 - (1 - p)^(1/12)`` elementwise, in the stable log1p/expm1 form (1 where p = 1)."""
+    with np.errstate(divide="ignore"):
+        return np.where(annual >= 1.0, 1.0, -np.expm1(np.log1p(-annual) / 12.0))
 
 
 def unit_flows_numpy(chunk: ChunkInputs, basis: ProjectionBasis) -> dict[str, Array]:
@@ -49,7 +55,7 @@ def unit_flows_numpy(chunk: ChunkInputs, basis: ProjectionBasis) -> dict[str, Ar
     mult = basis.multipliers
     factor = basis.class_factors[pi[:, UCLASS]] * mult["mortality_multiplier"]
     qa = np.minimum(1.0, mort[pi[:, GENDER, None], ages, col] * factor[:, None])
-    q = qa if m == 1 else 1.0 - (1.0 - qa) ** (1.0 / 12.0)
+    q = qa if m == 1 else monthly_rate_numpy(qa)
 
     def by_year(rates: Array) -> Array:
         return rates[np.minimum(py, len(rates)) - 1]
@@ -57,7 +63,7 @@ def unit_flows_numpy(chunk: ChunkInputs, basis: ProjectionBasis) -> dict[str, Ar
     la = by_year(basis.lapse) * mult["lapse_multiplier"]
     if not basis.dynamic_lapse:
         la = np.minimum(1.0, la)
-        la = la if m == 1 else 1.0 - (1.0 - la) ** (1.0 / 12.0)
+        la = la if m == 1 else monthly_rate_numpy(la)
     if basis.premium_monthly:
         frac = np.full(months.shape, 1.0 / 12.0)
     else:
@@ -98,7 +104,7 @@ def _components_full(
         lk = u["lapse"][rows, k, None]
         if dyn is not None:
             la = np.minimum(1.0, lk * dyn[None, :, k // m])
-            la = la if m == 1 else 1.0 - (1.0 - la) ** (1.0 / 12.0)
+            la = la if m == 1 else monthly_rate_numpy(la)
         else:
             la = lk
         v_start, v_claim, v_end = disc[:, k * g], disc[:, k * g + coff], disc[:, k * g + g]
