@@ -10,12 +10,16 @@
    ``livecalc.run``: wall time of the run against the sum of the engines' own
    ``execution_time_ms``; once keeping results in memory, once also writing them to Parquet.
 
-Run: ``.venv/bin/python benchmarks/bench_pipeline.py [--chunks N] [--policies N]``
+3. With ``--big N``: N policies (1,000,000 for the design's target) x 1,000 scenarios with
+   per-scenario totals, for the wall time and peak memory (target under 4 GB).
+
+Run: ``.venv/bin/python benchmarks/bench_pipeline.py [--chunks N] [--policies N] [--big N]``
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -126,11 +130,31 @@ def w1(folder: Path, policies: int) -> None:
         )
 
 
+def big(folder: Path, policies: int) -> None:
+    """A large run with per-scenario totals: wall time and this process's peak memory."""
+    write_policies(folder / "big.parquet", generate_policies(policies, seed=7))
+    config = _w1_config(False)
+    config["data_sources"]["policies"]["path"] = "big.parquet"
+    config["engines"][1]["config"]["output"] = "scenario_totals"
+    config["run"]["chunk_size"] = 10_000
+    result = run(config, base_dir=folder)
+    assert result.success, result.summary.describe()
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(
+        f"big: {policies:,} policies x 1,000 scenarios, scenario totals: run "
+        f"{result.seconds:.1f} s ({result.nodes['projection'].chunks} chunks), peak RSS "
+        f"{peak_gb:.2f} GB (target < 4 GB)"
+    )
+
+
 def main() -> None:
     """Run both measurements and print them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=20_000, help="chunks for the overhead")
     parser.add_argument("--policies", type=int, default=10_000, help="W1 policies")
+    parser.add_argument(
+        "--big", type=int, default=0, help="also run N policies with scenario totals (1000000)"
+    )
     args = parser.parse_args()
     configure_logging(LoggerConfig(min_level="WARNING"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -138,6 +162,8 @@ def main() -> None:
         overhead(folder, args.chunks, "local")
         overhead(folder, max(1, args.chunks // 10), "processes")
         w1(folder, args.policies)
+        if args.big:
+            big(folder, args.big)
 
 
 if __name__ == "__main__":

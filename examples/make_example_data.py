@@ -1,6 +1,6 @@
 """Regenerate the examples' small data files (committed; run only to change them).
 
-    .venv/bin/python examples/make_example_data.py
+.venv/bin/python examples/make_example_data.py
 """
 
 from __future__ import annotations

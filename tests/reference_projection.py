@@ -68,10 +68,10 @@ def project_pair(
     term = int(policy["term"])
     sum_assured = float(policy["sum_assured"])
     mult = basis.multipliers
+    # Whole life runs to age 120, or to the end of its term when it has one.
+    years = term
     if product == 1:
         years = 120 - age0 if term == 0 else min(term, 120 - age0)
-    else:
-        years = term
     n_steps = max(0, 12 * years - duration_months) // months_per_step
     tau = {ClaimTiming.START: Fraction(0), ClaimTiming.MIDDLE: Fraction(1, 2)}.get(
         basis.claim_timing, Fraction(1)
@@ -98,10 +98,9 @@ def project_pair(
             lapse = monthly(lapse_annual)
         else:
             q, lapse = q_annual, lapse_annual
+        paid = 1.0 if months % 12 == 0 else 0.0  # annual premiums on policy anniversaries
         if basis.premium_monthly:
             paid = 1.0 / 12.0
-        else:
-            paid = 1.0 if months % 12 == 0 else 0.0
         t_start = Fraction(k, m)
         t_claim = t_start + tau / m
         t_end = Fraction(k + 1, m)

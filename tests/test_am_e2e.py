@@ -158,7 +158,7 @@ def _token(user: str, home: Path) -> str:
     return done.stdout.strip()
 
 
-def _run(ws: Workspace, url: str, token: str, cache: Path, log: Path) -> Run:
+def _run(ws: Workspace, url: str, token: str, cache: Path, log: Path, *options: str) -> Run:
     """``livecalc run`` with the AM address, token and cache folder in the environment."""
     env = {
         **_base_env(ws.home),
@@ -168,7 +168,7 @@ def _run(ws: Workspace, url: str, token: str, cache: Path, log: Path) -> Run:
     }
     del env["LIVECALC_AM_SECRET"]  # the runner has the token only, never the server's secret
     done = subprocess.run(
-        [LIVECALC, "run", str(ws.config), "--log-file", str(log), "--no-progress"],
+        [LIVECALC, "run", str(ws.config), "--log-file", str(log), "--no-progress", *options],
         env=env,
         capture_output=True,
         text=True,
@@ -204,6 +204,26 @@ class TestPipelineWithAssumptionsManager:
         )
         assert (event["rows_loaded"], event["run_id"] != "") == (121, True)
         assert _leaks(token, run, workspace.folder / "server.log") == []
+
+    def test_worker_processes_log_into_the_run_log(
+        self, workspace: Workspace, server: AMProcess, tmp_path: Path
+    ) -> None:
+        """With --executor processes, workers log assumption_resolved with the run's run_id."""
+        token = issue_token(SECRET, "alice")
+
+        run = _run(
+            workspace,
+            server.url,
+            token,
+            tmp_path / "cache",
+            tmp_path / "run.log",
+            "--executor",
+            "processes",
+        )
+
+        (event,) = run.events("assumption_resolved")
+        (started,) = run.events("run_started")
+        assert (run.returncode, event["run_id"], _leaks(token, run)) == (0, started["run_id"], [])
 
     def test_expired_token_is_refreshed_automatically(
         self, workspace: Workspace, server: AMProcess, tmp_path: Path

@@ -15,7 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi import HTTPException
+from typer.testing import CliRunner
 
+from livecalc._cli_am import am_app
 from livecalc.am_server import (
     ARROW_STREAM_MEDIA_TYPE,
     AssumptionStore,
@@ -327,38 +329,39 @@ def _cli(*args: str) -> list[str]:
 
 
 class TestCli:
-    """``livecalc am serve`` and ``livecalc am token`` as processes."""
+    """``livecalc am serve`` and ``livecalc am token``."""
 
     def _env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECALC_")}
         return {**env, **extra}
 
-    def test_serve_without_secret_exits_2_with_the_fix(self, root: Path) -> None:
+    def test_serve_without_secret_exits_2_with_the_fix(
+        self, root: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """Without LIVECALC_AM_SECRET, serve prints one error line and exits with 2."""
-        env = self._env()
-        done = subprocess.run(
-            _cli("serve", "--root", str(root)),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        monkeypatch.delenv("LIVECALC_AM_SECRET", raising=False)
 
-        assert (done.returncode, "LIVECALC_AM_SECRET is not set" in done.stderr) == (2, True)
+        result = CliRunner().invoke(am_app, ["serve", "--root", str(root)])
 
-    def test_token_command_prints_a_verifiable_token(self) -> None:
+        assert (result.exit_code, "LIVECALC_AM_SECRET is not set" in result.output) == (2, True)
+
+    def test_serve_with_a_missing_root_exits_2(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A --root that is not a folder is refused with exit code 2, naming it."""
+        monkeypatch.setenv("LIVECALC_AM_SECRET", SECRET)
+
+        result = CliRunner().invoke(am_app, ["serve", "--root", str(tmp_path / "nope")])
+
+        assert (result.exit_code, "not a folder" in result.output) == (2, True)
+
+    def test_token_command_prints_a_verifiable_token(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """token --user prints a token for that user signed with the secret."""
-        env = self._env(LIVECALC_AM_SECRET=SECRET)
-        done = subprocess.run(
-            _cli("token", "--user", "carol", "--scope", "mort*"),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
+        monkeypatch.setenv("LIVECALC_AM_SECRET", SECRET)
 
-        claims = verify_token(SECRET, done.stdout.strip())
+        result = CliRunner().invoke(am_app, ["token", "--user", "carol", "--scope", "mort*"])
+
+        claims = verify_token(SECRET, result.stdout.strip())
         assert (claims["sub"], claims["scope"]) == ("carol", ["mort*"])
 
     def test_serve_answers_over_http(self, root: Path) -> None:

@@ -195,3 +195,36 @@ class TestOtherCommands:
 
         assert 0 == result.exit_code
         assert 123 == pq.ParquetFile(out).metadata.num_rows
+
+    def test_generate_scenarios(self, tmp_path: Path) -> None:
+        """`generate scenarios` writes outer x inner paths of the requested years."""
+        out = tmp_path / "s.parquet"
+
+        result = _invoke("generate", "scenarios", str(out), "--outer", "2", "--inner", "3")
+
+        ids = pq.read_table(out).column("scenario_id").to_pylist()
+        assert 0 == result.exit_code, result.output
+        assert [0, 1, 2, 1000, 1001, 1002] == sorted(set(ids))
+        assert 6 * 50 == len(ids)
+
+    def test_generate_bad_argument_exits_2(self, tmp_path: Path) -> None:
+        """A model the ESG does not know is a user error: exit 2, one line."""
+
+        result = _invoke("generate", "scenarios", str(tmp_path / "s.parquet"), "--model", "x")
+
+        assert 2 == result.exit_code
+        assert "Traceback" not in result.output
+
+    def test_demo_runs_the_full_pipeline(self, tmp_path: Path) -> None:
+        """`demo` writes sample data and a config, and runs ESG -> projection -> solver with a
+        converged premium goal-seek."""
+        out = tmp_path / "demo"
+
+        result = _invoke("demo", "--out", str(out), "--policies", "40", "--no-progress")
+
+        summary = json.loads((out / "summary.json").read_text())
+        solver = summary["nodes"][-1]["outputs"]
+        assert 0 == result.exit_code, result.output
+        assert ["esg", "projection", "solver"] == [n["node_id"] for n in summary["nodes"]]
+        assert 40 * 1000 == pq.ParquetFile(out / "results.parquet").metadata.num_rows
+        assert solver["optimization"]["converged"]

@@ -118,6 +118,34 @@ class TestMartingaleCheck:
 
         assert [4, 20] == units
 
+    def test_gaussian_moment_errors_are_the_models(self) -> None:
+        """Gaussian moment rows use exact errors: var/n for the mean, 2 var^2/n for variance."""
+        records, metadata = _scenarios({"model": "vasicek", "outer": 2, "inner": 50, "years": 4})
+
+        rows = check_scenarios(records, metadata=metadata).rows
+        mean_rows = [r for r in rows if r.check == "mean"]
+        var_rows = [r for r in rows if r.check == "variance"]
+
+        np.testing.assert_allclose(
+            [np.sqrt(r.expected / 100) for r in var_rows], [r.std_error for r in mean_rows]
+        )
+        np.testing.assert_allclose(
+            [np.sqrt(2 * r.expected**2 / 100) for r in var_rows], [r.std_error for r in var_rows]
+        )
+
+    def test_shared_outer_years_count_once_per_outer_path(self) -> None:
+        """Before the branching year a nested set's error is that of one path per outer path."""
+        config = {"model": "vasicek", "outer": 3, "inner": 20, "years": 4, "branching_year": 2}
+        records, metadata = _scenarios(config)
+        rows = check_scenarios(records, metadata=metadata).rows
+        means = [r for r in rows if r.check == "mean"]
+        one_path_errors = np.sqrt([r.expected / 3 for r in rows if r.check == "variance"])
+
+        np.testing.assert_allclose(one_path_errors[:2], [r.std_error for r in means[:2]])
+        assert [True, True] == [
+            r.std_error < e for r, e in zip(means[2:], one_path_errors[2:], strict=True)
+        ]
+
     def test_real_world_nested_set_refused(self) -> None:
         """A set with a real-world segment is refused: it need not reproduce the curve."""
         records, metadata = _scenarios(
@@ -134,6 +162,17 @@ class TestMartingaleCheck:
 
         with pytest.raises(ConfigurationError, match="row 3 has year 5, expected 4"):
             check_scenarios(records, metadata=metadata)
+
+    def test_metadata_that_is_not_json_refused(self, tmp_path: Path) -> None:
+        """A file whose livecalc.esg metadata is not JSON is refused naming the key."""
+        records, _ = _scenarios({"outer": 1, "inner": 4, "years": 5})
+        table = pa.table({name: records[name] for name in ("scenario_id", "year", "rate")})
+        pq.write_table(
+            table.replace_schema_metadata({"livecalc.esg": "{oops"}), tmp_path / "s.parquet"
+        )
+
+        with pytest.raises(ConfigurationError, match=r"'livecalc\.esg' is not JSON"):
+            check_scenarios(tmp_path / "s.parquet")
 
     def test_no_curve_refused(self) -> None:
         """Without metadata or a curve there is nothing to test against."""

@@ -83,6 +83,37 @@ class TestGenerateLayout:
         assert ref["year"].tolist() == out["year"].tolist()
         np.testing.assert_allclose(ref["rate"], out["rate"], rtol=1e-12, atol=1e-15)
 
+    @settings(max_examples=15, deadline=None)
+    @given(
+        inner_pairs=st.integers(min_value=1, max_value=4),
+        years=st.integers(min_value=1, max_value=8),
+        branching=st.integers(min_value=0, max_value=8),
+        antithetic=st.booleans(),
+        seed=st.integers(min_value=0, max_value=2**40),
+        outer_start=st.integers(min_value=0, max_value=10**6),
+    )
+    def test_any_layout_matches_reference(
+        self,
+        inner_pairs: int,
+        years: int,
+        branching: int,
+        antithetic: bool,
+        seed: int,
+        outer_start: int,
+    ) -> None:
+        """For any layout, seed and outer range the kernel equals the numpy reference."""
+        layout = PathLayout(
+            2 * inner_pairs, years, min(branching, years), antithetic, seed_key(seed)
+        )
+        params = vasicek_params(0.3, 0.03, 0.02, 0.01, years, layout.branching_year, 0.5)
+        out = np.empty(2 * layout.inner * years, dtype=SCENARIO_DTYPE)
+
+        generate(out, layout, params, outer_start, outer_start + 2)
+        ref = generate_reference(layout, params, outer_start, outer_start + 2)
+
+        assert ref["scenario_id"].tolist() == out["scenario_id"].tolist()
+        np.testing.assert_allclose(ref["rate"], out["rate"], rtol=1e-12, atol=1e-15)
+
     @settings(max_examples=8, deadline=None)
     @given(st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=6))
     def test_same_records_whatever_the_chunking(self, sizes: list[int]) -> None:

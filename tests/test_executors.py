@@ -14,6 +14,12 @@ from livecalc.executors import create_executor
 from livecalc.generate import generate_policies, write_policies
 
 PLUGIN = "livecalc.testing:register_testing_engines"
+FULL_PIPELINE = Path(__file__).parents[1] / "examples" / "dag_config_full_pipeline.json"
+
+
+def _outputs_in(folder: Path) -> list[str]:
+    """Overrides that send an example's output files to ``folder``, not into examples/."""
+    return [f"output.path={folder}/results.parquet", f"output.summary_path={folder}/s.json"]
 
 
 @pytest.fixture
@@ -69,6 +75,20 @@ class TestProcessesExecutor:
         assert procs.success and local.success
         assert local.records("b_out").tobytes() == procs.records("b_out").tobytes()
         assert 5 == procs.nodes["a"].chunks
+
+    def test_full_pipeline_matches_local(self, tmp_path: Path) -> None:
+        """The full-pipeline example (the goal-seek drives the projection in its worker) gives
+        the local scenarios, results and solution."""
+        out = _outputs_in(tmp_path)
+
+        local = run(FULL_PIPELINE, overrides=out, executor="local")
+        procs = run(FULL_PIPELINE, overrides=out, executor="processes")
+
+        assert local.records("results").tobytes() == procs.records("results").tobytes()
+        assert (
+            local.statistics["solver"]["optimization"]["parameters"]
+            == (procs.statistics["solver"]["optimization"]["parameters"])
+        )
 
     def test_crash_fails_only_its_node(self, tmp_path: Path, policies: Path) -> None:
         """A segfaulting engine fails its node; the orchestrator and the other branch live."""
@@ -134,11 +154,10 @@ class TestRayExecutor:
     def test_full_pipeline_matches_local(self, tmp_path: Path, ray_cluster: Any) -> None:
         """The full-pipeline example (ESG, projection, goal-seeking solver) gives the same
         scenarios, results and solution on Ray as locally."""
-        config = Path(__file__).parents[1] / "examples" / "dag_config_full_pipeline.json"
-        out = ["run.chunk_size=64"]
+        out = _outputs_in(tmp_path)
 
-        local = run(config, overrides=out, executor="local")
-        remote = run(config, overrides=out, executor="ray")
+        local = run(FULL_PIPELINE, overrides=out, executor="local")
+        remote = run(FULL_PIPELINE, overrides=out, executor="ray")
 
         assert local.records("results").tobytes() == remote.records("results").tobytes()
         assert (

@@ -576,13 +576,37 @@ class TestProcessIsolation:
             pid = manager.worker_pid
             assert pid is not None
             os.kill(pid, signal.SIGKILL)
-            while not _pid_gone(pid) and not _is_zombie(pid):
+            while manager.worker_pid is not None:  # until the kernel has finished it
                 time.sleep(0.01)
             result = manager.run_chunk(policies.data, output.data)
             outputs, new_pid = manager.get_outputs(), manager.worker_pid
 
         assert (100, {"calls": 1, "config": {"k": 2}}) == (result.rows_processed, outputs)
         assert new_pid not in (None, pid)
+
+    def test_interrupted_wait_kills_the_worker(self, shared: tuple[BufferInfo, BufferInfo]) -> None:
+        """An exception interrupting the wait (Ctrl-C) kills the worker: no stale answer later."""
+
+        def interrupt(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        policies, output = shared
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            with EngineLifecycleManager(SleepEngine(), PROCESS) as manager:
+                manager.initialize({"seconds": 1})
+                pid = manager.worker_pid
+                signal.setitimer(signal.ITIMER_REAL, 0.2)
+                with pytest.raises(KeyboardInterrupt):
+                    manager.run_chunk(policies.data, output.data)
+                state, gone = manager.state, _pid_gone(pid)
+                result = manager.run_chunk(policies.data, output.data)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+        assert (EngineState.ERROR, True) == (state, gone)
+        assert 100 == result.rows_processed
 
     def test_dispose_stops_the_worker(self) -> None:
         """dispose ends the worker process."""

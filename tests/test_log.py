@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -238,6 +240,16 @@ class TestRunId:
         log.info("after")
 
         assert [line.get("run_id") for line in _lines(path)] == ["run-42", "run-42", None]
+
+    def test_worker_process_inherits_configuration_and_run_id(self, tmp_path: Path) -> None:
+        """A process started inside a run logs to the same file with the same run_id."""
+        _, path = _file_config(tmp_path)
+        code = "from livecalc.log import get_logger; get_logger().info('worker_event')"
+
+        with run_context("run-7"):
+            subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+        assert [("worker_event", "run-7")] == [(e["event"], e["run_id"]) for e in _lines(path)]
 
     def test_bind_run_id_makes_a_new_id(self) -> None:
         """Without an argument, bind_run_id binds and returns a fresh 12-character id."""

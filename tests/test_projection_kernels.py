@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from reference_projection import COMPONENTS, project_pair
-from strategies import ProjectionCase, fixed_basis, projection_cases
 
 from livecalc.buffers import ALL_SCENARIOS, POLICY_DTYPE
 from livecalc.kernels.projection import project
 from livecalc.kernels.projection_basis import OutputMode, prepare_chunk
 from livecalc.kernels.projection_numpy import project_numpy
+from reference_projection import COMPONENTS, project_pair
+from strategies import ProjectionCase, fixed_basis, projection_cases
 
 FIELDS = ("npv", *COMPONENTS)
 IMPLEMENTATIONS = {"numba": project, "numpy": project_numpy}

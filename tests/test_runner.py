@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from livecalc.errors import ConfigurationError
 from livecalc.factory import EngineFactory
 from livecalc.generate import generate_policies, write_policies
 from livecalc.runner import Runner
-from livecalc.testing import register_testing_engines
+from livecalc.testing import EchoEngine, register_testing_engines
 
 
 class _TotalsEngine(ICalcEngine):
@@ -93,12 +94,24 @@ class _GoalSeekEngine(ICalcEngine):
         return True
 
 
+_BARRIER = threading.Barrier(2)
+
+
+class _BarrierEngine(EchoEngine):
+    """Echoes only once another engine's chunk is running too (fails after 5 s alone)."""
+
+    def run_chunk(self, input_buffer: InputBuffer, output_buffer: np.ndarray | None) -> Any:
+        _BARRIER.wait(timeout=5)
+        return super().run_chunk(input_buffer, output_buffer)
+
+
 @pytest.fixture
 def factory() -> EngineFactory:
     f = EngineFactory(discover=False)
     register_testing_engines(f)
     f.register_engine("test_totals", _TotalsEngine)
     f.register_engine("test_seek", _GoalSeekEngine)
+    f.register_engine("test_barrier", _BarrierEngine)
     return f
 
 
@@ -169,6 +182,27 @@ class TestChunkedRun:
         a_out = summary.datasets["a_out"]
         assert 1000 == len(a_out)
         assert a_out.base is not None  # a view of the buffer allocated once for the node
+
+
+class TestConcurrency:
+    def test_independent_nodes_run_at_the_same_time(
+        self, tmp_path: Path, factory: EngineFactory, policies_file: Path
+    ) -> None:
+        """Two nodes that need each other running (a two-party barrier) both succeed."""
+        _BARRIER.reset()
+        raw = _echo_chain()
+        raw["engines"] = [
+            {"id": n, "type": "test_barrier", "inputs": ["policies"], "outputs": [f"{n}_out"]}
+            for n in ("x", "y")
+        ]
+        raw["output"] = None
+        raw["run"] = {"chunk_size": 1000, "max_parallel": 2}
+
+        summary = _run(raw, tmp_path, factory)
+
+        assert {"x": "succeeded", "y": "succeeded"} == {
+            k: r.status for k, r in summary.nodes.items()
+        }
 
 
 class TestFailures:

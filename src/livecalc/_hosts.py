@@ -222,19 +222,24 @@ class ProcessHost:
         pid = proc.pid
         with contextlib.suppress(OSError):  # a dead worker's sentinel is ready below
             conn.send(request)
-        ready = wait([conn, proc.sentinel], timeout_seconds)
+        reply: tuple[str, Any] | None = None
+        try:
+            ready = wait([conn, proc.sentinel], timeout_seconds)
+            if conn in ready:
+                with contextlib.suppress(EOFError, OSError):  # it died while answering
+                    reply = conn.recv()
+        except BaseException:
+            # Interrupted (Ctrl-C): the pending answer would be read as the next request's.
+            _stop(self._live)
+            raise
         if not ready:
             _stop(self._live)  # SIGKILL and reap: nothing keeps burning CPU
             raise WorkerTimedOut(f"worker process {pid} killed at the deadline")
-        if conn in ready:
-            try:
-                status, value = conn.recv()
-            except (EOFError, OSError):
-                pass  # it died while answering
-            else:
-                if status == "err":
-                    raise EngineFailed(value)
-                return value
+        if reply is not None:
+            status, value = reply
+            if status == "err":
+                raise EngineFailed(value)
+            return value
         proc.join(1.0)
         exitcode = proc.exitcode
         _stop(self._live)

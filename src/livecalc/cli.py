@@ -277,6 +277,31 @@ def generate_policies_cmd(
     console.print(f"wrote {rows:,} policies to {out}", highlight=False)
 
 
+@generate_app.command("scenarios")
+def generate_scenarios_cmd(
+    out: Annotated[Path, typer.Argument(help="output file (.parquet or .csv)")],
+    n: Annotated[
+        int | None, typer.Option("--n", "-n", min=1, help="scenarios (split into outer x inner)")
+    ] = None,
+    outer: Annotated[int | None, typer.Option(min=1, help="outer (real-world) paths")] = None,
+    inner: Annotated[int | None, typer.Option(min=1, help="inner paths per outer path")] = None,
+    years: Annotated[int, typer.Option(min=1, help="projection years")] = 50,
+    model: Annotated[str, typer.Option(help="hull_white, vasicek, cir, ...")] = "hull_white",
+    seed: Annotated[int, typer.Option(help="random seed")] = 42,
+    debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
+) -> None:
+    """Write seeded interest-rate scenarios from the ESG (with its metadata)."""
+    from livecalc.generate import generate_scenarios, write_scenarios
+
+    if n is None and outer is None and inner is None:
+        n = 1_000
+    with _user_errors(debug):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        data = generate_scenarios(n, years, seed, model=model, outer=outer, inner=inner)
+        rows = write_scenarios(out, data)
+    console.print(f"wrote {rows:,} scenario rows to {out}", highlight=False)
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="folder for the data, config and results")] = Path(

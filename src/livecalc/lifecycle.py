@@ -319,6 +319,9 @@ class EngineLifecycleManager:
                 self.engine_id,
             )
             return self._fail(_Failure(error, True, extra={"exitcode": died.exitcode}), start)
+        except BaseException:
+            self._transition(EngineState.ERROR)  # interrupted (Ctrl-C): not left RUNNING
+            raise
         elapsed_ms = (time.perf_counter() - start) * 1e3
         if not result.success:
             error = ExecutionError(

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import re
 import sys
 import threading
@@ -56,6 +57,10 @@ __all__ = [
 ]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+ENV_LOG_CONFIG = "LIVECALC_LOG_CONFIG"
+"""Set by ``configure_logging``: the configuration a spawned worker process applies."""
+ENV_RUN_ID = "LIVECALC_RUN_ID"
+"""Set while a run_id is bound: the id a worker process started meanwhile binds."""
 _LEVEL_NUMBERS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 # structlog passes the method name; the seed spells WARN, the stdlib WARNING.
 _METHOD_LEVELS = {
@@ -289,6 +294,11 @@ def configure_logging(config: LoggerConfig | None = None) -> LoggerConfig:
     if old_file is not None:
         old_file.close()
     _install()
+    # Worker processes are spawned, not forked: they inherit the environment, not this
+    # module's state, and configure themselves from it when they import this module.
+    path = config.log_file_path
+    inherited = config.model_copy(update={"log_file_path": path.resolve() if path else None})
+    os.environ[ENV_LOG_CONFIG] = inherited.model_dump_json()
     return config
 
 
@@ -315,23 +325,40 @@ def get_logger(**initial: Any) -> Any:
 
 
 def bind_run_id(run_id: str | None = None) -> str:
-    """Bind ``run_id`` (a new short id when None) to every later line of this context."""
+    """Bind ``run_id`` (a new short id when None) to every later line of this context.
+
+    The id also goes to ``LIVECALC_RUN_ID``, so worker processes started from now on bind it.
+    """
     run_id = run_id or uuid.uuid4().hex[:12]
     structlog.contextvars.bind_contextvars(run_id=run_id)
+    os.environ[ENV_RUN_ID] = run_id
     return run_id
 
 
 def unbind_run_id() -> None:
     """Stop adding ``run_id`` to log lines of this context."""
     structlog.contextvars.unbind_contextvars("run_id")
+    os.environ.pop(ENV_RUN_ID, None)
 
 
 @contextlib.contextmanager
 def run_context(run_id: str | None = None, **bound: Any) -> Iterator[str]:
-    """Bind ``run_id`` (and ``bound``) for the lines logged inside the block; yields the id."""
+    """Bind ``run_id`` (and ``bound``) for the lines logged inside the block; yields the id.
+
+    Worker processes started inside the block bind the same ``run_id`` (through
+    ``LIVECALC_RUN_ID``); the previous value is restored on the way out.
+    """
     run_id = run_id or uuid.uuid4().hex[:12]
-    with structlog.contextvars.bound_contextvars(run_id=run_id, **bound):
-        yield run_id
+    previous = os.environ.get(ENV_RUN_ID)
+    os.environ[ENV_RUN_ID] = run_id
+    try:
+        with structlog.contextvars.bound_contextvars(run_id=run_id, **bound):
+            yield run_id
+    finally:
+        if previous is None:
+            os.environ.pop(ENV_RUN_ID, None)
+        else:
+            os.environ[ENV_RUN_ID] = previous
 
 
 def buffer_dump_enabled() -> bool:
@@ -367,4 +394,18 @@ def log_buffer_content(name: str, data: np.ndarray | bytes | memoryview, **conte
     )
 
 
-_install()
+def _inherit_from_environment() -> None:
+    """In a worker process: the parent's configuration and run_id, from the environment."""
+    text = os.environ.get(ENV_LOG_CONFIG)
+    config = None
+    if text:
+        try:
+            config = LoggerConfig.model_validate_json(text)
+        except ValueError:
+            config = None  # written by another LiveCalc version: keep the defaults
+    configure_logging(config)
+    if os.environ.get(ENV_RUN_ID):
+        structlog.contextvars.bind_contextvars(run_id=os.environ[ENV_RUN_ID])
+
+
+_inherit_from_environment()

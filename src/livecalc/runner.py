@@ -246,10 +246,11 @@ class Runner:
         chunk_size = node.chunk_size or self.chunk_size
         dataset = node.outputs[0] if node.outputs else None
         sink = outputs.stream_sink(node_id, dataset)
-        restore = self._bind_evaluator(node_id)
+        restore: Callable[[], None] | None = None
         start = time.perf_counter()
         _log.info("node_started", engine_id=node_id, engine_type=node.type)
         try:
+            restore = self._bind_evaluator(node_id)
             self._emit("node_started", node_id, chunks=_chunk_count(inputs, chunk_size))
             result = runner.run(
                 inputs,
@@ -277,7 +278,12 @@ class Runner:
             return
         finally:
             if restore is not None:
-                restore()
+                try:
+                    restore()
+                except CalcEngineError as exc:
+                    # The node's outcome stands; later re-runs would see the overrides.
+                    report.warnings.append(f"restoring the projection's parameters: {exc}")
+                    _log.warning("parameters_restore_failed", engine_id=node_id, error=str(exc))
         report.seconds = time.perf_counter() - start
         self._record(node_id, report, result, sink.records if sink is not None else 0)
         if dataset is not None:
@@ -299,7 +305,7 @@ class Runner:
         report.rows_processed = result.rows_processed
         report.chunks = result.chunks
         report.records = streamed if result.records is None else len(result.records)
-        report.warnings = result.warnings
+        report.warnings = [*report.warnings, *result.warnings]
         try:
             report.outputs = dict(self._handles[node_id].get_outputs())
         except CalcEngineError as exc:

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pyarrow as pa
@@ -50,7 +50,7 @@ __all__ = [
 MAX_AGE = 120
 """The oldest attained age LiveCalc projects to."""
 
-TableSource = str | os.PathLike[str] | pa.Table
+TableSource: TypeAlias = "str | os.PathLike[str] | pa.Table"
 """A file path (CSV or Parquet), an ``am://name@version`` reference, or an Arrow table."""
 
 _GENDERS = {"0": 0, "1": 1, "2": 2, "male": 0, "m": 0, "female": 1, "f": 1, "other": 2}
@@ -72,7 +72,7 @@ class MortalityTable:
     @property
     def age_max(self) -> int:
         """The oldest attained age the table covers."""
-        return self.age_min + self.q.shape[1] - 1
+        return self.age_min + int(self.q.shape[1]) - 1
 
     @property
     def select_period(self) -> int:
@@ -209,7 +209,8 @@ def _check_probabilities(values: np.ndarray[Any, Any], name: str, label: str, ro
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ConfigurationError(
-            f"{label}: row {rows[i] + 1}: {name} = {values[i]!r} is not a probability in [0, 1]"
+            f"{label}: row {rows[i] + 1}: {name} = {float(values[i])!r} is not a probability "
+            "in [0, 1]"
         )
 
 
@@ -218,7 +219,8 @@ def _check_ages(ages: np.ndarray[Any, Any], label: str, rows: Any) -> None:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ConfigurationError(
-            f"{label}: row {rows[i] + 1}: age {ages[i]!r} is not a whole number in 0-{MAX_AGE}"
+            f"{label}: row {rows[i] + 1}: age {float(ages[i])!r} is not a whole number in "
+            f"0-{MAX_AGE}"
         )
     steps = np.diff(ages)
     if (steps != 1).any():
@@ -366,6 +368,6 @@ def load_rate_table(
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ConfigurationError(
-                f"{label}: row {i + 1}: rate {rates[i]!r} must be a finite number above -1"
+                f"{label}: row {i + 1}: rate {float(rates[i])!r} must be a finite number above -1"
             )
     return RateTable(np.ascontiguousarray(rates), label)

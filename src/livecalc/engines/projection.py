@@ -241,8 +241,8 @@ def scenario_matrix(scenarios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if bad_rate.any():
         s, y = (int(v[0]) for v in np.nonzero(bad_rate))
         raise ConfigurationError(
-            f"SCENARIO scenario {int(first[s])} year {y + 1}: rate {rates[s, y]!r} must be a "
-            "finite number above -1"
+            f"SCENARIO scenario {int(first[s])} year {y + 1}: rate {float(rates[s, y])!r} must "
+            "be a finite number above -1"
         )
     return rates, first.astype(np.uint32)
 

@@ -13,6 +13,9 @@ first's random numbers with their signs flipped.
 Random numbers come from ``esg_rng`` by counter, so each outer path is generated independently:
 the result does not depend on how outer paths are split into calls or threads. The jitted
 functions only loop and write; checks live in ``generate``.
+
+numba's on-disk cache (``cache=True``) is keyed on this file alone: after editing the inlined
+helpers of ``esg_rng.py``, delete ``kernels/__pycache__/esg.*.nb*`` so the kernels recompile.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ records: record ``i * n_scenarios + s``). The plain-numpy reference of the same 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numba
@@ -22,6 +23,7 @@ import numpy as np
 from livecalc.buffers import ALL_SCENARIOS
 from livecalc.kernels.projection_basis import (
     AGE,
+    COMPONENTS,
     COUNT,
     DURATION,
     GENDER,
@@ -43,7 +45,6 @@ from livecalc.kernels.projection_basis import (
     PRODUCT,
     SA,
     UCLASS,
-    COMPONENTS,
     ChunkInputs,
     OutputMode,
     ProjectionBasis,
@@ -53,6 +54,11 @@ __all__ = ["audit_cashflows", "monthly_rate", "project", "write_components"]
 
 Array = np.ndarray[Any, Any]
 
+# numba's own type hints make mypy read a jitted function as a Dispatcher that takes no
+# arguments; typed as a plain decorator, the kernels are called like the plain functions they are.
+_Kernel = Callable[..., Any]
+_njit: Callable[..., Callable[[_Kernel], _Kernel]] = numba.njit
+
 # Mode codes of the full kernel.
 _NPV, _DETAIL, _MEANS, _TOTALS = 0, 1, 2, 3
 # Policy blocks per prange: many for load balance; a fixed count for totals so the summation
@@ -61,7 +67,7 @@ _BLOCKS = 256
 _TOTAL_BLOCKS = 16
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit(cache=True, nogil=True)
 def monthly_rate(annual: float) -> float:
     """The monthly probability ``1 - (1 - p)^(1/12)`` of an annual one (constant force)."""
     # Written with log1p/expm1: the plain formula loses digits for small p (1 - x with x
@@ -71,7 +77,7 @@ def monthly_rate(annual: float) -> float:
     return -math.expm1(math.log1p(-annual) / 12.0)
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit(cache=True, nogil=True)
 def _unit_flows(
     pi: Array,
     pf: Array,
@@ -130,7 +136,7 @@ def _unit_flows(
         sv[k] = surr[min(py, len(surr)) - 1] * sv_amount
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit(cache=True, nogil=True)
 def _lapse_by_scenario(lk: float, dyn: Array, monthly: bool, out: Array) -> None:
     # Dynamic lapses: the annual rate times the scenario's factor, capped, then per step.
     for s in range(out.shape[0]):
@@ -138,7 +144,7 @@ def _lapse_by_scenario(lk: float, dyn: Array, monthly: bool, out: Array) -> None
         out[s] = monthly_rate(la) if monthly else la
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit(cache=True, nogil=True)
 def _step_net(
     lives: Array, la: Array, qk: float, net_start: float, outgo_claim: float, svk: float,
     v_start: Array, v_claim: Array, v_end: Array, acc: Array,
@@ -154,7 +160,7 @@ def _step_net(
         lives[s] = alive - lapses
 
 
-@numba.njit(cache=True, nogil=True)
+@_njit(cache=True, nogil=True)
 def _step_components(
     lives: Array, la: Array, qk: float, pk: float, ek: float, ck: float, svk: float,
     v_start: Array, v_claim: Array, v_end: Array, acc: Array,
@@ -173,7 +179,7 @@ def _step_components(
         lives[s] = alive - lapses
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@_njit(parallel=True, cache=True, nogil=True)
 def _project_full(
     pol_int: Array,
     pol_float: Array,
@@ -285,7 +291,7 @@ def _project_full(
                 out_npv[i] = sums[0] - sums[1] - sums[2] - sums[3] - sums[4]
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@_njit(parallel=True, cache=True, nogil=True)
 def _separable_flows(
     pol_int: Array,
     pol_float: Array,
@@ -347,7 +353,7 @@ def _separable_flows(
                     flows[4, i, n * g] += w * lives * sa
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@_njit(parallel=True, cache=True, nogil=True)
 def _separable_pv(
     flows: Array,
     pol_int: Array,
@@ -392,7 +398,7 @@ def _separable_pv(
                     out_mat[r] = acc[4, s]
 
 
-@numba.njit(parallel=True, cache=True, nogil=True)
+@_njit(parallel=True, cache=True, nogil=True)
 def _write_ids(
     policy_ids: Array, scenario_ids: Array, out_sid: Array, out_pid: Array, out_res: Array
 ) -> None:

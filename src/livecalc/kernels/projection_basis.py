@@ -349,7 +349,9 @@ def _check_ages(
     last = entry + (months + (n_steps - 1) * (12 // basis.steps_per_year)) // 12
     low = basis.mortality_age_min
     high = low + basis.mortality.shape[1] - 1
-    for bad, ages in ((active & (first < low), first), (active & (last > high), last)):
+    # Name the first age the table misses: the entry age below it, or the one past its end.
+    past_end = np.minimum(last, high + 1)
+    for bad, ages in ((active & (first < low), first), (active & (last > high), past_end)):
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ConfigurationError(

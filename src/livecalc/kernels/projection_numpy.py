@@ -58,7 +58,7 @@ def unit_flows_numpy(chunk: ChunkInputs, basis: ProjectionBasis) -> dict[str, Ar
     q = qa if m == 1 else monthly_rate_numpy(qa)
 
     def by_year(rates: Array) -> Array:
-        return rates[np.minimum(py, len(rates)) - 1]
+        return np.asarray(rates[np.minimum(py, len(rates)) - 1])
 
     la = by_year(basis.lapse) * mult["lapse_multiplier"]
     if not basis.dynamic_lapse:
