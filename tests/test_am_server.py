@@ -364,6 +364,36 @@ class TestCli:
         claims = verify_token(SECRET, result.stdout.strip())
         assert (claims["sub"], claims["scope"]) == ("carol", ["mort*"])
 
+    def test_check_reports_working_credentials_masked(
+        self, server: BackgroundServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """check prints the masked summary and ok when the server accepts the token."""
+        token = issue_token(SECRET, "erin")
+        monkeypatch.setenv("HOME", str(tmp_path))
+        monkeypatch.setenv("LIVECALC_AM_URL", server.url)
+        monkeypatch.setenv("LIVECALC_AM_TOKEN", token)
+
+        result = CliRunner().invoke(am_app, ["check"])
+
+        output = result.output
+        assert (result.exit_code, "source=ENVIRONMENT" in output, token in output) == (
+            0,
+            True,
+            False,
+        )
+
+    def test_check_fails_with_exit_2_for_a_forged_token(
+        self, server: BackgroundServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """check exits 2 and says the server answered 401 when the token is forged."""
+        monkeypatch.setenv("HOME", str(tmp_path))
+        monkeypatch.setenv("LIVECALC_AM_URL", server.url)
+        monkeypatch.setenv("LIVECALC_AM_TOKEN", issue_token(OTHER_SECRET, "mallory"))
+
+        result = CliRunner().invoke(am_app, ["check"])
+
+        assert (result.exit_code, "answered 401" in result.output) == (2, True)
+
     def test_serve_answers_over_http(self, root: Path) -> None:
         """serve --root --port starts a server that answers table requests until stopped."""
         port = _free_port()

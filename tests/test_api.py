@@ -108,6 +108,17 @@ class TestRun:
         assert "a (test_fail_n): failed" in str(info.value)
         assert "b (test_echo): skipped" in str(info.value)
 
+    def test_csv_policies(self, tmp_path: Path, config: dict[str, Any]) -> None:
+        """A CSV policy source gives the same records as the same policies in Parquet."""
+        expected = run(config, base_dir=tmp_path).records("a_out")
+        write_policies(tmp_path / "policies.csv", generate_policies(100, seed=9))
+        config["data_sources"] = {"policies": {"type": "csv", "path": "policies.csv"}}
+
+        result = run(config, base_dir=tmp_path)
+
+        assert expected.tobytes() == result.records("a_out").tobytes()
+        assert 100 == len(result.records("a_out"))
+
     def test_unknown_table(self, tmp_path: Path, config: dict[str, Any]) -> None:
         """Asking for a table that does not exist lists the available ones."""
         result = run(config, base_dir=tmp_path)

@@ -183,6 +183,16 @@ class TestValidationProblems:
         ):
             assert fragment in message
 
+    def test_csv_type_must_match_the_file_name(self, tmp_path: Path) -> None:
+        """A source declared CSV whose file is not *.csv is refused (files are read by suffix)."""
+        (tmp_path / "p.parquet").write_bytes(b"x")
+        raw = _minimal()
+        raw["data_sources"] = {"policies": {"type": "csv", "path": "p.parquet"}}
+
+        message = _problems(raw, base_dir=tmp_path)
+
+        assert "data_sources.policies.type: 'csv' does not match the file name" in message
+
     def test_output_write_names_must_be_record_outputs(self) -> None:
         """output.write must list outputs some engine produces."""
         raw = _minimal()

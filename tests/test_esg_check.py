@@ -21,6 +21,7 @@ from livecalc.esg_check import check_scenarios
 from livecalc.kernels.esg import GaussianParams, PathLayout, generate
 from livecalc.kernels.esg_models import GaussianStep
 from livecalc.kernels.esg_rng import seed_key
+from livecalc.parquet import ParquetWriter
 
 SLOPED = {"maturities": [1, 5, 10, 30], "rates": [0.005, 0.02, 0.03, 0.04]}
 
@@ -196,6 +197,17 @@ class TestCheckCommand:
 
         assert 0 == code
         assert "PASS: 30/30 checks" in output
+
+    def test_file_from_parquet_writer_exits_zero(self, tmp_path: Path) -> None:
+        """A file written by livecalc's ParquetWriter with the ESG metadata passes the check."""
+        records, metadata = _scenarios({"outer": 5, "inner": 200, "years": 10, "seed": 8})
+        path = tmp_path / "w.parquet"
+        with ParquetWriter(path, SCENARIO_DTYPE, {"livecalc.esg": json.dumps(metadata)}) as w:
+            w.write_chunk(records)
+
+        code, output = self._invoke(str(path))
+
+        assert (0, True) == (code, "PASS" in output)
 
     def test_failing_file_exits_one(self, tmp_path: Path) -> None:
         """A biased scenario file exits 1 and says FAIL."""

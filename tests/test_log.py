@@ -225,6 +225,25 @@ class TestMasking:
         """For any secret of 8+ characters, a secret field shows first 4 ... last 4 only."""
         assert f"{token[:4]}...{token[-4:]}" == mask_value("am_token", token)
 
+    @settings(max_examples=25, deadline=None)
+    @given(
+        secret=st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=12, max_size=40),
+        key=st.sampled_from(["am_token", "password", "client_secret", "Authorization", "apiKey"]),
+        depth=st.integers(min_value=0, max_value=3),
+    )
+    def test_secret_never_reaches_the_line(
+        self, tmp_path_factory: pytest.TempPathFactory, secret: str, key: str, depth: int
+    ) -> None:
+        """A secret under a credential-like key, nested at any depth, is absent from the line."""
+        value: Any = {key: secret}
+        for _ in range(depth):
+            value = {"context": [value]}
+        _, path = _file_config(tmp_path_factory.mktemp("log"))
+
+        get_logger().info("engine_init", config=value)
+
+        assert secret not in path.read_text(encoding="utf-8")
+
 
 class TestRunId:
     """run_id binding through context variables."""

@@ -1,4 +1,4 @@
-"""``livecalc am``: run the Assumptions Manager server and issue its tokens."""
+"""``livecalc am``: run the Assumptions Manager server, issue its tokens, check credentials."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import typer
 from rich.console import Console
 
 from livecalc import am_server
+from livecalc.credentials import CredentialManager
 from livecalc.errors import ConfigurationError
 
 __all__ = ["am_app"]
 
 am_app = typer.Typer(
     name="am",
-    help="The Assumptions Manager: serve versioned tables and issue tokens.",
+    help="The Assumptions Manager: serve versioned tables, issue tokens, check credentials.",
     no_args_is_help=True,
 )
 _err_console = Console(stderr=True)
@@ -37,10 +38,19 @@ def serve(
     token_ttl_seconds: Annotated[
         float, typer.Option(help="Lifetime of the tokens it issues and refreshes.")
     ] = 3600.0,
+    refresh_window_seconds: Annotated[
+        float, typer.Option(help="How long after expiry a token may still be refreshed.")
+    ] = 7 * 24 * 3600.0,
 ) -> None:
     """Serve ROOT's tables over HTTP behind tokens signed with LIVECALC_AM_SECRET."""
     try:
-        am_server.serve(root, host, port, token_ttl_seconds=token_ttl_seconds)
+        am_server.serve(
+            root,
+            host,
+            port,
+            token_ttl_seconds=token_ttl_seconds,
+            refresh_window_seconds=refresh_window_seconds,
+        )
     except ConfigurationError as exc:
         raise _fail(exc) from None
 
@@ -60,6 +70,26 @@ def token(
     except ConfigurationError as exc:
         raise _fail(exc) from None
     typer.echo(am_server.issue_token(secret, user, ttl_seconds=ttl_seconds, scope=scope or ["*"]))
+
+
+@am_app.command()
+def check(
+    connect: Annotated[
+        bool, typer.Option(help="Also ask the server whether it accepts the token.")
+    ] = True,
+) -> None:
+    """Show where the AM credentials come from (token masked) and whether they work."""
+    try:
+        manager = CredentialManager()
+    except ConfigurationError as exc:
+        raise _fail(exc) from None
+    typer.echo(manager.to_string())
+    problems = manager.validation_errors(check_connectivity=connect)
+    for problem in problems:
+        _err_console.print(f"[red]error:[/] {problem}", highlight=False, soft_wrap=True)
+    if problems:
+        raise typer.Exit(2)
+    typer.echo("ok")
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ MIN_SECRET_LENGTH = 32
 ARROW_STREAM_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
 _WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SUFFIXES = (".parquet", ".csv")
+_MAX_ENCODED_TABLES = 32
 _log = get_logger(component="am_server")
 
 
@@ -261,7 +262,12 @@ class AssumptionStore:
         etag = '"' + hashlib.sha256(raw).hexdigest()[:32] + '"'
         encoded = _Encoded(stamp, etag, sink.getvalue().to_pybytes(), table.num_rows)
         with self._lock:
+            self._encoded.pop(path, None)
             self._encoded[path] = encoded
+            # Keep the most recently encoded tables only: memory stays bounded however many
+            # versions the root holds (dicts keep insertion order, oldest first).
+            while len(self._encoded) > _MAX_ENCODED_TABLES:
+                del self._encoded[next(iter(self._encoded))]
         return encoded
 
 
@@ -476,6 +482,7 @@ def serve(
     *,
     secret: str | None = None,
     token_ttl_seconds: float = 3600.0,
+    refresh_window_seconds: float = 7 * 24 * 3600.0,
 ) -> None:
     """Run the AM in the foreground until interrupted (``livecalc am serve``).
 
@@ -486,6 +493,7 @@ def serve(
         root,
         secret or secret_from_env(),
         token_ttl_seconds=token_ttl_seconds,
+        refresh_window_seconds=refresh_window_seconds,
         clients=_parse_clients(os.environ.get(ENV_CLIENTS, "")),
     )
     _log.info("am_server_start", root=str(Path(root).resolve()), host=host, port=port)

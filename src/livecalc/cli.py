@@ -248,8 +248,9 @@ def engines() -> None:
         try:
             info = factory.create_engine(engine_type).get_info()
             name, version, am = info.name, info.version, str(info.supports_assumptions_manager)
-        except CalcEngineError as exc:
-            name, version, am = f"[red]unavailable: {exc}[/]", "", ""
+        except CalcEngineError:
+            # Some engines (native libraries) only know their info once initialised.
+            name, version, am = "[dim](described once initialised)[/]", "", ""
         table.add_row(engine_type, aliases, name, version, am)
     console.print(table)
 

@@ -377,6 +377,12 @@ def _file_problems(sources: Mapping[str, DataSource], base: Path) -> list[str]:
     for name, src in sources.items():
         p = Path(src.path).expanduser()
         p = p if p.is_absolute() else base / p
+        if (src.type == "csv") != (p.suffix.lower() == ".csv"):
+            problems.append(
+                f"data_sources.{name}.type: {src.type!r} does not match the file name "
+                f"{p.name!r}; files are read by suffix: name CSV files *.csv, Parquet files "
+                "anything else"
+            )
         if not p.is_file():
             problems.append(
                 f"data_sources.{name}.path: file {str(p)!r} does not exist; check the path "

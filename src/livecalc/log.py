@@ -17,6 +17,8 @@ re-pointed by ``configure_logging(LoggerConfig(...))``:
 
 The chain is fixed once and reads the current configuration on every event, so loggers bound
 before ``configure_logging`` (at import time, in an engine's ``__init__``) follow it too.
+Spawned worker processes take the configuration and the run_id from the environment
+(``LIVECALC_LOG_CONFIG``, ``LIVECALC_RUN_ID``), so their lines join the run's log.
 """
 
 from __future__ import annotations

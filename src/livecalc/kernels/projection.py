@@ -366,6 +366,11 @@ def _separable_pv(
     out_surr: Array,
     out_exp: Array,
     out_mat: Array,
+    policy_ids: Array,
+    scenario_ids: Array,
+    out_sid: Array,
+    out_pid: Array,
+    out_res: Array,
 ) -> None:
     # Present values of each policy's grid cash flows under every scenario, written straight
     # to the records. Only grid points up to the policy's last step carry flows, so the dot
@@ -384,6 +389,13 @@ def _separable_pv(
                         for s in range(n_scen):
                             acc[c, s] += f * row[s]
             base = i * n_scen
+            pid = policy_ids[i]
+            # The ids go in the same pass over the records as the values (one write of the
+            # output buffer, which is the largest cost here).
+            for s in range(n_scen):
+                out_sid[base + s] = scenario_ids[s]
+                out_pid[base + s] = pid
+                out_res[base + s] = 0
             if n_comp == 1:
                 for s in range(n_scen):
                     out_npv[base + s] = acc[0, s]
@@ -432,6 +444,11 @@ def _dummy() -> Array:
     return np.zeros(4)[::2]
 
 
+def _policy_ids(chunk: ChunkInputs, mode: OutputMode) -> Array:
+    """Policy ids in the output's integer type (RESULT's is 32-bit: the engine checked)."""
+    return chunk.policy_ids.astype(np.uint32) if mode is OutputMode.NPV else chunk.policy_ids
+
+
 def write_ids(chunk: ChunkInputs, mode: OutputMode, out: Array) -> None:
     """Fill the id fields (and zero ``reserved``) of the output records."""
     n, n_scen = chunk.n_policies, chunk.n_scenarios
@@ -444,12 +461,9 @@ def write_ids(chunk: ChunkInputs, mode: OutputMode, out: Array) -> None:
         out["reserved"][:n] = 0
         out["policy_id"][:n] = chunk.policy_ids
     else:
-        pids = chunk.policy_ids
-        if mode is OutputMode.NPV:
-            pids = pids.astype(np.uint32)  # the engine has checked that they fit
         rows = n * n_scen
         _write_ids(
-            pids,
+            _policy_ids(chunk, mode),
             chunk.scenario_ids,
             out["scenario_id"][:rows],
             out["policy_id"][:rows],
@@ -523,8 +537,16 @@ def _project_separable_path(
         write_components(out, list(means), slice(0, n))
     else:
         df_t = np.ascontiguousarray(disc.T)
-        fields = _float_fields(mode, out, n * n_scen)
-        _separable_pv(flows, chunk.pol_int, df_t, g, n_blocks, *fields)
+        rows = n * n_scen
+        fields = _float_fields(mode, out, rows)
+        ids = (
+            _policy_ids(chunk, mode),
+            chunk.scenario_ids,
+            out["scenario_id"][:rows],
+            out["policy_id"][:rows],
+            out["reserved"][:rows],
+        )
+        _separable_pv(flows, chunk.pol_int, df_t, g, n_blocks, *fields, *ids)
 
 
 def project(
@@ -544,7 +566,9 @@ def project(
         raise ValueError("dynamic lapses make cash flows scenario-dependent: no separable path")
     if rows == 0:
         return 0
-    write_ids(chunk, mode, out)
+    pair = mode in (OutputMode.NPV, OutputMode.DETAIL)
+    if not (separable and pair):  # the separable pair kernel writes ids itself
+        write_ids(chunk, mode, out)
     if separable:
         _project_separable_path(chunk, basis, mode, out)
     else:
