@@ -76,14 +76,24 @@ class TestValidate:
             ("invalid_json.json", "invalid JSON at line 2"),
         ],
     )
-    def test_bad_config_exits_2_with_one_message(self, name: str, fragment: str) -> None:
-        """Each bad config gives exit code 2 and its message, without a traceback."""
+    @pytest.mark.parametrize("command", ["validate", "run"])
+    def test_bad_config_exits_2_with_one_message(
+        self, tmp_path: Path, name: str, fragment: str, command: str
+    ) -> None:
+        """Each bad config gives exit code 2 and its message, without a traceback, and a run
+        of it (with an output added) writes nothing."""
+        text = (DATA / name).read_text()
+        if name != "invalid_json.json":
+            text = json.dumps({**json.loads(text), "output": {"path": "out/r.parquet"}})
+        config = tmp_path / name
+        config.write_text(text)
 
-        result = _invoke("validate", str(DATA / name))
+        result = _invoke(command, str(config))
 
         assert 2 == result.exit_code
         assert fragment in result.stderr
         assert "Traceback" not in result.output
+        assert not (tmp_path / "out").exists()
 
     def test_debug_shows_the_traceback(self) -> None:
         """--debug adds the traceback to a user error."""
@@ -140,17 +150,36 @@ class TestRun:
         assert "engines[0].config.mode:" in result.stderr
         assert not (tmp_path / "out").exists()
 
-    def test_bad_input_data_exits_2_and_writes_nothing(self, tmp_path: Path) -> None:
-        """A policy file with an impossible age: exit 2, file/column/row named, no output."""
+    @pytest.mark.parametrize(
+        ("column", "value"),
+        [("age", 130), ("sum_assured", -1.0), ("premium", float("nan")), ("gender", 7)],
+    )
+    def test_bad_input_data_exits_2_and_writes_nothing(
+        self, tmp_path: Path, column: str, value: float
+    ) -> None:
+        """A policy file with an impossible value: exit 2, file and column named, no output."""
         data = generate_policies(20, seed=2)
-        data.records["age"][5] = 130
+        data.records[column][5] = value
         write_policies(tmp_path / "policies.parquet", data)
         config = _write_config(tmp_path, [_echo("a", "policies")])
 
         result = _invoke("run", str(config))
 
         assert 2 == result.exit_code
-        assert "age" in result.stderr and "policies.parquet" in result.stderr
+        assert column in result.stderr and "policies.parquet" in result.stderr
+        assert not (tmp_path / "out").exists()
+
+    def test_missing_column_exits_2_and_writes_nothing(self, tmp_path: Path) -> None:
+        """A policy file without its premium column: exit 2 naming the column, no output."""
+        path = tmp_path / "policies.parquet"
+        write_policies(path, generate_policies(20, seed=2))
+        pq.write_table(pq.read_table(path).drop_columns(["premium"]), path)
+        config = _write_config(tmp_path, [_echo("a", "policies")])
+
+        result = _invoke("run", str(config))
+
+        assert 2 == result.exit_code
+        assert "premium" in result.stderr
         assert not (tmp_path / "out").exists()
 
     def test_set_overrides_an_engine_config(self, tmp_path: Path, policies: Path) -> None:

@@ -107,6 +107,17 @@ class TestMartingaleCheck:
 
         assert [] == [(r.check, r.maturity, round(r.z, 2)) for r in report.failures]
 
+    def test_blocks_add_up_to_the_whole_set(self) -> None:
+        """A set larger than one block gives the plain means over all its scenarios."""
+        records, metadata = _scenarios({"outer": 3, "inner": 1000, "years": 400, "seed": 4})
+        rates = records["rate"].reshape(-1, 400)
+        mean_discount = np.cumprod(1.0 / (1.0 + rates), axis=1).mean(axis=0)
+
+        rows = check_scenarios(records, metadata=metadata).rows
+        observed = [r.observed for r in rows if r.check == "martingale"]
+
+        np.testing.assert_allclose(mean_discount, observed, rtol=1e-10)
+
     def test_independent_units_follow_the_layout(self) -> None:
         """Units are outer paths when nested and pairs when antithetic."""
         nested, nested_meta = _scenarios({"outer": 4, "inner": 10, "years": 3, "branching_year": 1})

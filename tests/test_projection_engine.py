@@ -25,6 +25,7 @@ from livecalc.buffers import (
 from livecalc.engines.projection import ProjectionEngine, scenario_matrix
 from livecalc.errors import ConfigurationError
 from livecalc.factory import EngineFactory
+from livecalc.kernels.projection_basis import COMPONENTS
 
 FLAT_Q = pa.table({"age": list(range(121)), "q": [0.01] * 120 + [1.0]})
 NO_COSTS: dict[str, Any] = {
@@ -206,6 +207,17 @@ class TestInvariants:
 
         assert np.allclose(3 * one["expenses"], three["expenses"], rtol=1e-14)
         assert np.allclose(3 * one["npv"], three["npv"], rtol=1e-13)
+
+    def test_expired_policy_is_worth_nothing(self) -> None:
+        """A policy in force beyond its term has no cash flows left."""
+        eng = ProjectionEngine()
+        eng.initialize({"output": "detail"})
+        pol = policy_records([(3, 40, 0, 0, 2, 5, 1e5, 9_000.0)])
+        ext = np.array([(3, 60, 0, 2.0)], dtype=POLICY_EXT_DTYPE)
+
+        out = run(eng, {"p": pol, "e": ext})[0]
+
+        assert [0.0] * 6 == [out[f] for f in ("npv", *COMPONENTS)]
 
     def test_in_force_policy_equals_older_new_policy(self, tmp_path: Path) -> None:
         """In force 2 years from entry age 40 equals new business at 42 for the remaining term."""

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 
 from livecalc.buffers import ALL_SCENARIOS, POLICY_DTYPE
-from livecalc.kernels.projection import project
 from livecalc.kernels.projection_basis import OutputMode, prepare_chunk
 from livecalc.kernels.projection_numpy import project_numpy
+from livecalc.kernels.projection_run import project
 from reference_projection import COMPONENTS, project_pair
 from strategies import ProjectionCase, fixed_basis, projection_cases
 

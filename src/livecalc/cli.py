@@ -67,7 +67,8 @@ def _user_errors(debug: bool) -> Iterator[None]:
 def _print_error(exc: BaseException, debug: bool) -> None:
     if debug:
         err_console.print(traceback.format_exc(), markup=False, highlight=False)
-    err_console.print(f"[red]error:[/] {exc}", highlight=False)
+    # soft_wrap: the message stays one line (greppable), whatever the terminal width.
+    err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
 
 
 def _configure_logging(log_file: Path | None, log_json: bool, debug: bool) -> None:
@@ -169,7 +170,9 @@ def print_summary(result: RunResult) -> None:
     for r in result.nodes.values():
         if r.status in ("failed", "skipped"):
             colour = "red" if r.status == "failed" else "yellow"
-            err_console.print(f"[{colour}]{r.node_id} {r.status}:[/] {r.error}", highlight=False)
+            err_console.print(
+                f"[{colour}]{r.node_id} {r.status}:[/] {r.error}", highlight=False, soft_wrap=True
+            )
     for name, path in result.written.items():
         console.print(f"wrote {name}: {path}", highlight=False)
     console.print(f"total {result.seconds:.3f} s", highlight=False)
@@ -221,7 +224,9 @@ def validate(
     with _user_errors(debug):
         parsed = load_config(config, set_ or [])
     order = " -> ".join(n.id for n in parsed.engines)
-    console.print(f"[green]ok:[/] {config}: {len(parsed.engines)} engines ({order})")
+    console.print(
+        f"[green]ok:[/] {config}: {len(parsed.engines)} engines ({order})", soft_wrap=True
+    )
 
 
 @app.command()

@@ -22,7 +22,7 @@ from livecalc.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE, SCENARIO_DTYPE
 from livecalc.credentials import AMCredentials
 from livecalc.engine import EngineInfo, ExecutionResult, ICalcEngine, InputBuffer, OutputSpec
 from livecalc.errors import ConfigurationError, ExecutionError
-from livecalc.kernels.projection import audit_cashflows, project
+from livecalc.kernels.projection_audit import audit_cashflows
 from livecalc.kernels.projection_basis import (
     ChunkInputs,
     ClaimTiming,
@@ -30,6 +30,7 @@ from livecalc.kernels.projection_basis import (
     ProjectionBasis,
     prepare_chunk,
 )
+from livecalc.kernels.projection_run import project
 from livecalc.tables import (
     MAX_AGE,
     RateTable,
@@ -351,6 +352,8 @@ class ProjectionEngine(ICalcEngine):
                 )
         chunk = prepare_chunk(basis, policies, ext, rates, scenario_ids)
         rows = mode.records(chunk.n_policies, chunk.n_scenarios)
+        if rows == 0:
+            return ExecutionResult(execution_time_ms=(time.perf_counter() - start) * 1e3)
         if output_buffer is None or output_buffer.dtype != mode.dtype or len(output_buffer) < rows:
             got = "none" if output_buffer is None else f"{len(output_buffer)} records"
             raise ConfigurationError(

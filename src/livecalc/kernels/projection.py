@@ -1,14 +1,16 @@
-"""Numba kernels of the policy projection: the full per-scenario kernel and the separable path.
+"""Numba kernels of the policy projection: per-policy flows, the full kernel, the separable one.
 
-The full kernel projects every policy under every scenario; for each policy it walks the steps
-once and, within a step, every scenario (the scenario loop is innermost so it vectorises).
-The separable path serves runs whose cash flows do not depend on the scenario (no dynamic
-lapses): each policy's expected cash flows on the time grid are computed once, and all present
-values are one matrix product with the scenarios' discount factors. The two agree to rounding.
+``full_kernel`` projects every policy under every scenario; for each policy it walks the steps
+once and, within a step, every scenario (the scenario loop is innermost, so it vectorises).
+Without dynamic lapses cash flows do not depend on the scenario: ``separable_flows_kernel``
+computes each policy's expected cash flows on the time grid once and ``separable_pv_kernel``
+discounts them under every scenario. Both write straight into the output records
+(policy-major: record ``i * n_scenarios + s``).
 
-Both write straight into the output record buffer (policy-major for policy x scenario
-records: record ``i * n_scenarios + s``). The plain-numpy reference of the same model lives in
-``projection_numpy.py``; the model and its timing conventions in docs/engines/projection.md.
+Every jitted function lives in this one file on purpose: numba's cache notices changes to a
+function's own file only, so a kernel must not call a jitted function kept elsewhere. The
+typed wrappers are in ``projection_run.py``; the plain-numpy twin in ``projection_numpy.py``;
+the model and its timing conventions in docs/engines/projection.md.
 """
 
 from __future__ import annotations
@@ -20,10 +22,8 @@ from typing import Any
 import numba
 import numpy as np
 
-from livecalc.buffers import ALL_SCENARIOS
 from livecalc.kernels.projection_basis import (
     AGE,
-    COMPONENTS,
     COUNT,
     DURATION,
     GENDER,
@@ -45,12 +45,22 @@ from livecalc.kernels.projection_basis import (
     PRODUCT,
     SA,
     UCLASS,
-    ChunkInputs,
-    OutputMode,
-    ProjectionBasis,
 )
 
-__all__ = ["audit_cashflows", "monthly_rate", "project", "write_components"]
+__all__ = [
+    "BLOCKS",
+    "MODE_DETAIL",
+    "MODE_MEANS",
+    "MODE_NPV",
+    "MODE_TOTALS",
+    "TOTAL_BLOCKS",
+    "full_kernel",
+    "ids_kernel",
+    "monthly_rate",
+    "separable_flows_kernel",
+    "separable_pv_kernel",
+    "unit_flows",
+]
 
 Array = np.ndarray[Any, Any]
 
@@ -60,11 +70,11 @@ _Kernel = Callable[..., Any]
 _njit: Callable[..., Callable[[_Kernel], _Kernel]] = numba.njit
 
 # Mode codes of the full kernel.
-_NPV, _DETAIL, _MEANS, _TOTALS = 0, 1, 2, 3
+MODE_NPV, MODE_DETAIL, MODE_MEANS, MODE_TOTALS = 0, 1, 2, 3
 # Policy blocks per prange: many for load balance; a fixed count for totals so the summation
 # order, and so the result, never depends on the number of threads.
-_BLOCKS = 256
-_TOTAL_BLOCKS = 16
+BLOCKS = 256
+TOTAL_BLOCKS = 16
 
 
 @_njit(cache=True, nogil=True)
@@ -78,7 +88,7 @@ def monthly_rate(annual: float) -> float:
 
 
 @_njit(cache=True, nogil=True)
-def _unit_flows(
+def unit_flows(
     pi: Array,
     pf: Array,
     mort: Array,
@@ -180,7 +190,7 @@ def _step_components(
 
 
 @_njit(parallel=True, cache=True, nogil=True)
-def _project_full(
+def full_kernel(
     pol_int: Array,
     pol_float: Array,
     mort: Array,
@@ -225,7 +235,7 @@ def _project_full(
             n = pi[NSTEPS]
             w = pol_float[i, COUNT]
             sa = pol_float[i, SA]
-            _unit_flows(
+            unit_flows(
                 pi, pol_float[i], mort, age_min, lapse, comm, surr, cls, prm,
                 q, lap, prem, expc, cexp, sv,
             )  # fmt: skip
@@ -237,7 +247,7 @@ def _project_full(
                 else:
                     la[:] = lap[k]
                 v_start, v_claim, v_end = df_t[k * g], df_t[k * g + coff], df_t[k * g + g]
-                if mode == _NPV:
+                if mode == MODE_NPV:
                     _step_net(
                         lives, la, q[k], prem[k] - expc[k], cexp[k] + sa, sv[k],
                         v_start, v_claim, v_end, acc[0],
@@ -249,7 +259,7 @@ def _project_full(
                     )  # fmt: skip
             mat = sa if (pi[PRODUCT] == 2 and n > 0) else 0.0
             v_mat = df_t[n * g]
-            if mode == _NPV:
+            if mode == MODE_NPV:
                 for s in range(n_scen):
                     out_npv[i * n_scen + s] = w * (acc[0, s] - mat * lives[s] * v_mat[s])
                 continue
@@ -260,7 +270,7 @@ def _project_full(
                 cs = w * acc[2, s]
                 ce = w * acc[3, s]
                 cm = w * mat * lives[s] * v_mat[s]
-                if mode == _DETAIL:
+                if mode == MODE_DETAIL:
                     r = i * n_scen + s
                     out_npv[r] = cp - cd - cs - ce - cm
                     out_prem[r] = cp
@@ -268,7 +278,7 @@ def _project_full(
                     out_surr[r] = cs
                     out_exp[r] = ce
                     out_mat[r] = cm
-                elif mode == _TOTALS:
+                elif mode == MODE_TOTALS:
                     partial[b, s, 0] += cp
                     partial[b, s, 1] += cd
                     partial[b, s, 2] += cs
@@ -280,7 +290,7 @@ def _project_full(
                     sums[2] += cs
                     sums[3] += ce
                     sums[4] += cm
-            if mode == _MEANS:
+            if mode == MODE_MEANS:
                 for c in range(5):
                     sums[c] /= n_scen
                 out_prem[i] = sums[0]
@@ -292,7 +302,7 @@ def _project_full(
 
 
 @_njit(parallel=True, cache=True, nogil=True)
-def _separable_flows(
+def separable_flows_kernel(
     pol_int: Array,
     pol_float: Array,
     mort: Array,
@@ -321,7 +331,7 @@ def _separable_flows(
         for i in range(b * n_pol // n_blocks, (b + 1) * n_pol // n_blocks):
             pi = pol_int[i]
             n = pi[NSTEPS]
-            _unit_flows(
+            unit_flows(
                 pi, pol_float[i], mort, age_min, lapse, comm, surr, cls, prm,
                 q, lap, prem, expc, cexp, sv,
             )  # fmt: skip
@@ -354,7 +364,7 @@ def _separable_flows(
 
 
 @_njit(parallel=True, cache=True, nogil=True)
-def _separable_pv(
+def separable_pv_kernel(
     flows: Array,
     pol_int: Array,
     df_t: Array,
@@ -411,7 +421,7 @@ def _separable_pv(
 
 
 @_njit(parallel=True, cache=True, nogil=True)
-def _write_ids(
+def ids_kernel(
     policy_ids: Array, scenario_ids: Array, out_sid: Array, out_pid: Array, out_res: Array
 ) -> None:
     n_scen = scenario_ids.shape[0]
@@ -422,236 +432,3 @@ def _write_ids(
             out_sid[r] = scenario_ids[s]
             out_pid[r] = pid
             out_res[r] = 0
-
-
-def _kernel_args(chunk: ChunkInputs, basis: ProjectionBasis) -> tuple[Any, ...]:
-    return (
-        chunk.pol_int,
-        chunk.pol_float,
-        basis.mortality,
-        basis.mortality_age_min,
-        basis.lapse,
-        basis.commission,
-        basis.surrender,
-        basis.class_factors,
-        basis.params(),
-    )
-
-
-def _dummy() -> Array:
-    # A strided float view: the same numba type as a record field, so unused output slots do
-    # not compile another specialisation.
-    return np.zeros(4)[::2]
-
-
-def _policy_ids(chunk: ChunkInputs, mode: OutputMode) -> Array:
-    """Policy ids in the output's integer type (RESULT's is 32-bit: the engine checked)."""
-    return chunk.policy_ids.astype(np.uint32) if mode is OutputMode.NPV else chunk.policy_ids
-
-
-def write_ids(chunk: ChunkInputs, mode: OutputMode, out: Array) -> None:
-    """Fill the id fields (and zero ``reserved``) of the output records."""
-    n, n_scen = chunk.n_policies, chunk.n_scenarios
-    if mode is OutputMode.SCENARIO_TOTALS:
-        out["scenario_id"][:n_scen] = chunk.scenario_ids
-        out["reserved"][:n_scen] = 0
-        out["policy_count"][:n_scen] = chunk.pol_float[:, COUNT].sum()
-    elif mode is OutputMode.POLICY_MEANS:
-        out["scenario_id"][:n] = ALL_SCENARIOS
-        out["reserved"][:n] = 0
-        out["policy_id"][:n] = chunk.policy_ids
-    else:
-        rows = n * n_scen
-        _write_ids(
-            _policy_ids(chunk, mode),
-            chunk.scenario_ids,
-            out["scenario_id"][:rows],
-            out["policy_id"][:rows],
-            out["reserved"][:rows],
-        )
-
-
-def write_components(out: Array, comps: list[Array], rows: slice) -> None:
-    """Write five component arrays and their npv into ``out[rows]``'s float fields."""
-    p, d, s, e, m = comps
-    out["npv"][rows] = p - d - s - e - m
-    out["premium_income"][rows] = p
-    out["death_benefits"][rows] = d
-    out["surrender_benefits"][rows] = s
-    out["expenses"][rows] = e
-    out["maturity_benefits"][rows] = m
-
-
-def _project_full_path(
-    chunk: ChunkInputs, basis: ProjectionBasis, mode: OutputMode, out: Array
-) -> None:
-    n, n_scen = chunk.n_policies, chunk.n_scenarios
-    df_t = np.ascontiguousarray(chunk.disc_factors.T)
-    if basis.dynamic_lapse:
-        dyn_t = np.ascontiguousarray(basis.dynamic_factors(chunk.rates).T)
-    else:
-        dyn_t = np.zeros((1, 1))
-    code = {
-        OutputMode.NPV: _NPV,
-        OutputMode.DETAIL: _DETAIL,
-        OutputMode.POLICY_MEANS: _MEANS,
-        OutputMode.SCENARIO_TOTALS: _TOTALS,
-    }[mode]
-    n_blocks = max(1, min(n, _TOTAL_BLOCKS if code == _TOTALS else _BLOCKS))
-    partial = np.zeros((n_blocks if code == _TOTALS else 1, n_scen, 5))
-    fields = _float_fields(mode, out, mode.records(n, n_scen))
-    _project_full(
-        *_kernel_args(chunk, basis),
-        df_t, dyn_t, basis.grid_per_step, basis.claim_offset, n_blocks, code,
-        *fields, partial,
-    )  # fmt: skip
-    if code == _TOTALS:
-        totals = partial.sum(axis=0)
-        write_components(out, [totals[:, c] for c in range(5)], slice(0, n_scen))
-
-
-def _float_fields(mode: OutputMode, out: Array, rows: int) -> list[Array]:
-    """The six float output fields the kernels write, dummies where the mode has none."""
-    if mode in (OutputMode.NPV, OutputMode.SCENARIO_TOTALS):
-        first = [out["npv"][:rows]] if mode is OutputMode.NPV else [_dummy()]
-        return first + [_dummy() for _ in range(5)]
-    names = ["npv", *COMPONENTS]
-    return [out[f][:rows] for f in names]
-
-
-def _project_separable_path(
-    chunk: ChunkInputs, basis: ProjectionBasis, mode: OutputMode, out: Array
-) -> None:
-    n, n_scen = chunk.n_policies, chunk.n_scenarios
-    disc = chunk.disc_factors
-    n_comp = 1 if mode is OutputMode.NPV else 5
-    flows = np.zeros((n_comp, n, disc.shape[1]))
-    n_blocks = max(1, min(n, _BLOCKS))
-    g = basis.grid_per_step
-    _separable_flows(*_kernel_args(chunk, basis), g, basis.claim_offset, n_blocks, flows)
-    if mode is OutputMode.SCENARIO_TOTALS:
-        totals = flows.sum(axis=1) @ disc.T
-        write_components(out, list(totals), slice(0, n_scen))
-    elif mode is OutputMode.POLICY_MEANS:
-        means = flows @ disc.mean(axis=0)
-        write_components(out, list(means), slice(0, n))
-    else:
-        df_t = np.ascontiguousarray(disc.T)
-        rows = n * n_scen
-        fields = _float_fields(mode, out, rows)
-        ids = (
-            _policy_ids(chunk, mode),
-            chunk.scenario_ids,
-            out["scenario_id"][:rows],
-            out["policy_id"][:rows],
-            out["reserved"][:rows],
-        )
-        _separable_pv(flows, chunk.pol_int, df_t, g, n_blocks, *fields, *ids)
-
-
-def project(
-    chunk: ChunkInputs, basis: ProjectionBasis, mode: OutputMode, out: Array, separable: bool
-) -> int:
-    """Project a chunk into ``out[:records]``; returns the number of records written.
-
-    Raises:
-        ValueError: ``out`` is too small, or ``separable`` with dynamic lapses.
-    """
-    rows = mode.records(chunk.n_policies, chunk.n_scenarios)
-    if len(out) < rows:
-        raise ValueError(f"the output buffer holds {len(out)} records; this chunk needs {rows}")
-    if out.dtype != mode.dtype:
-        raise ValueError(f"the output buffer's dtype is not {mode.value}'s record dtype")
-    if separable and basis.dynamic_lapse:
-        raise ValueError("dynamic lapses make cash flows scenario-dependent: no separable path")
-    if rows == 0:
-        return 0
-    pair = mode in (OutputMode.NPV, OutputMode.DETAIL)
-    if not (separable and pair):  # the separable pair kernel writes ids itself
-        write_ids(chunk, mode, out)
-    if separable:
-        _project_separable_path(chunk, basis, mode, out)
-    else:
-        _project_full_path(chunk, basis, mode, out)
-    return rows
-
-
-def audit_cashflows(
-    chunk: ChunkInputs, basis: ProjectionBasis, policy_index: int, scenario_index: int
-) -> dict[str, list[float]]:
-    """Period-by-period cash flows of one policy under one scenario, for an actuary to check.
-
-    Amounts are for all the lives the record stands for (``policy_count``); ``expenses``
-    include per-claim expenses, ``commissions`` are shown apart. ``pv_net_cash_flow`` sums to
-    the policy's npv.
-    """
-    pi = chunk.pol_int[policy_index]
-    pf = chunk.pol_float[policy_index]
-    n = int(pi[NSTEPS])
-    k_max = max(n, 1)
-    q, lap, prem, expc, cexp, sv = (np.zeros(k_max) for _ in range(6))
-    _unit_flows(pi, pf, *_kernel_args(chunk, basis)[2:], q, lap, prem, expc, cexp, sv)
-    m = basis.steps_per_year
-    g, coff = basis.grid_per_step, basis.claim_offset
-    disc = chunk.disc_factors[scenario_index]
-    dyn = basis.dynamic_factors(chunk.rates[scenario_index]) if basis.dynamic_lapse else None
-    comm_rates = basis.commission
-    w, sa = float(pf[COUNT]), float(pf[SA])
-    cols: dict[str, list[float]] = {
-        k: []
-        for k in (
-            "period", "time_years", "policy_year", "lives_start", "deaths", "lapses",
-            "premiums", "death_claims", "surrenders", "maturities", "expenses",
-            "commissions", "net_cash_flow", "discount_factor", "discount_factor_claims",
-            "discount_factor_end", "pv_net_cash_flow",
-        )
-    }  # fmt: skip
-    lives = 1.0
-    for k in range(n):
-        la = lap[k]
-        if dyn is not None:
-            la = min(1.0, la * dyn[k // m])
-            if m != 1:
-                la = monthly_rate(la)
-        lives_start = lives
-        d = lives * q[k]
-        lapses = (lives - d) * la
-        py = (int(pi[DURATION]) + k * (12 // m)) // 12 + 1
-        commission = comm_rates[min(py, len(comm_rates)) - 1] * prem[k]
-        row = {
-            "premiums": w * lives * prem[k],
-            "death_claims": w * d * sa,
-            "surrenders": w * lapses * sv[k],
-            "maturities": 0.0,
-            "expenses": w * (lives * (expc[k] - commission) + d * cexp[k]),
-            "commissions": w * lives * commission,
-        }
-        lives = lives - d - lapses
-        if k == n - 1 and pi[PRODUCT] == 2:
-            row["maturities"] = w * lives * sa
-        vs, vc, ve = disc[k * g], disc[k * g + coff], disc[k * g + g]
-        pv = (
-            row["premiums"] * vs
-            - row["commissions"] * vs
-            - (row["expenses"] - w * d * cexp[k]) * vs
-            - (w * d * cexp[k] + row["death_claims"]) * vc
-            - (row["surrenders"] + row["maturities"]) * ve
-        )
-        net = row["premiums"] - sum(row[c] for c in row if c != "premiums")
-        values = {
-            "period": k + 1,
-            "time_years": k / m,
-            "policy_year": py,
-            "lives_start": w * lives_start,
-            "deaths": w * d,
-            "lapses": w * lapses,
-            **row,
-            "net_cash_flow": net,
-            "discount_factor": vs,
-            "discount_factor_claims": vc,
-            "discount_factor_end": ve,
-            "pv_net_cash_flow": pv,
-        }
-        for key, value in values.items():
-            cols[key].append(float(value))
-    return cols

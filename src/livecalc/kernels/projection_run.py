@@ -1,0 +1,188 @@
+"""Typed wrappers of the projection kernels: checks, allocation, and the output records.
+
+``project`` is the one entry point: it writes a chunk's output records through the full kernel
+or the separable path of ``livecalc.kernels.projection``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from livecalc.buffers import ALL_SCENARIOS
+from livecalc.kernels.projection import (
+    BLOCKS,
+    MODE_DETAIL,
+    MODE_MEANS,
+    MODE_NPV,
+    MODE_TOTALS,
+    TOTAL_BLOCKS,
+    full_kernel,
+    ids_kernel,
+    separable_flows_kernel,
+    separable_pv_kernel,
+)
+from livecalc.kernels.projection_basis import (
+    COMPONENTS,
+    COUNT,
+    ChunkInputs,
+    OutputMode,
+    ProjectionBasis,
+)
+
+__all__ = ["kernel_args", "project", "write_components", "write_ids"]
+
+Array = np.ndarray[Any, Any]
+
+
+def kernel_args(chunk: ChunkInputs, basis: ProjectionBasis) -> tuple[Any, ...]:
+    return (
+        chunk.pol_int,
+        chunk.pol_float,
+        basis.mortality,
+        basis.mortality_age_min,
+        basis.lapse,
+        basis.commission,
+        basis.surrender,
+        basis.class_factors,
+        basis.params(),
+    )
+
+
+def _dummy() -> Array:
+    # A strided float view: the same numba type as a record field, so unused output slots do
+    # not compile another specialisation.
+    return np.zeros(4)[::2]
+
+
+def _policy_ids(chunk: ChunkInputs, mode: OutputMode) -> Array:
+    """Policy ids in the output's integer type (RESULT's is 32-bit: the engine checked)."""
+    return chunk.policy_ids.astype(np.uint32) if mode is OutputMode.NPV else chunk.policy_ids
+
+
+def write_ids(chunk: ChunkInputs, mode: OutputMode, out: Array) -> None:
+    """Fill the id fields (and zero ``reserved``) of the output records."""
+    n, n_scen = chunk.n_policies, chunk.n_scenarios
+    if mode is OutputMode.SCENARIO_TOTALS:
+        out["scenario_id"][:n_scen] = chunk.scenario_ids
+        out["reserved"][:n_scen] = 0
+        out["policy_count"][:n_scen] = chunk.pol_float[:, COUNT].sum()
+    elif mode is OutputMode.POLICY_MEANS:
+        out["scenario_id"][:n] = ALL_SCENARIOS
+        out["reserved"][:n] = 0
+        out["policy_id"][:n] = chunk.policy_ids
+    else:
+        rows = n * n_scen
+        ids_kernel(
+            _policy_ids(chunk, mode),
+            chunk.scenario_ids,
+            out["scenario_id"][:rows],
+            out["policy_id"][:rows],
+            out["reserved"][:rows],
+        )
+
+
+def write_components(out: Array, comps: list[Array], rows: slice) -> None:
+    """Write five component arrays and their npv into ``out[rows]``'s float fields."""
+    p, d, s, e, m = comps
+    out["npv"][rows] = p - d - s - e - m
+    out["premium_income"][rows] = p
+    out["death_benefits"][rows] = d
+    out["surrender_benefits"][rows] = s
+    out["expenses"][rows] = e
+    out["maturity_benefits"][rows] = m
+
+
+def _project_full_path(
+    chunk: ChunkInputs, basis: ProjectionBasis, mode: OutputMode, out: Array
+) -> None:
+    n, n_scen = chunk.n_policies, chunk.n_scenarios
+    df_t = np.ascontiguousarray(chunk.disc_factors.T)
+    if basis.dynamic_lapse:
+        dyn_t = np.ascontiguousarray(basis.dynamic_factors(chunk.rates).T)
+    else:
+        dyn_t = np.zeros((1, 1))
+    code = {
+        OutputMode.NPV: MODE_NPV,
+        OutputMode.DETAIL: MODE_DETAIL,
+        OutputMode.POLICY_MEANS: MODE_MEANS,
+        OutputMode.SCENARIO_TOTALS: MODE_TOTALS,
+    }[mode]
+    n_blocks = max(1, min(n, TOTAL_BLOCKS if code == MODE_TOTALS else BLOCKS))
+    partial = np.zeros((n_blocks if code == MODE_TOTALS else 1, n_scen, 5))
+    fields = _float_fields(mode, out, mode.records(n, n_scen))
+    full_kernel(
+        *kernel_args(chunk, basis),
+        df_t, dyn_t, basis.grid_per_step, basis.claim_offset, n_blocks, code,
+        *fields, partial,
+    )  # fmt: skip
+    if code == MODE_TOTALS:
+        totals = partial.sum(axis=0)
+        write_components(out, [totals[:, c] for c in range(5)], slice(0, n_scen))
+
+
+def _float_fields(mode: OutputMode, out: Array, rows: int) -> list[Array]:
+    """The six float output fields the kernels write, dummies where the mode has none."""
+    if mode in (OutputMode.NPV, OutputMode.SCENARIO_TOTALS):
+        first = [out["npv"][:rows]] if mode is OutputMode.NPV else [_dummy()]
+        return first + [_dummy() for _ in range(5)]
+    names = ["npv", *COMPONENTS]
+    return [out[f][:rows] for f in names]
+
+
+def _project_separable_path(
+    chunk: ChunkInputs, basis: ProjectionBasis, mode: OutputMode, out: Array
+) -> None:
+    n, n_scen = chunk.n_policies, chunk.n_scenarios
+    disc = chunk.disc_factors
+    n_comp = 1 if mode is OutputMode.NPV else 5
+    flows = np.zeros((n_comp, n, disc.shape[1]))
+    n_blocks = max(1, min(n, BLOCKS))
+    g = basis.grid_per_step
+    separable_flows_kernel(*kernel_args(chunk, basis), g, basis.claim_offset, n_blocks, flows)
+    if mode is OutputMode.SCENARIO_TOTALS:
+        totals = flows.sum(axis=1) @ disc.T
+        write_components(out, list(totals), slice(0, n_scen))
+    elif mode is OutputMode.POLICY_MEANS:
+        means = flows @ disc.mean(axis=0)
+        write_components(out, list(means), slice(0, n))
+    else:
+        df_t = np.ascontiguousarray(disc.T)
+        rows = n * n_scen
+        fields = _float_fields(mode, out, rows)
+        ids = (
+            _policy_ids(chunk, mode),
+            chunk.scenario_ids,
+            out["scenario_id"][:rows],
+            out["policy_id"][:rows],
+            out["reserved"][:rows],
+        )
+        separable_pv_kernel(flows, chunk.pol_int, df_t, g, n_blocks, *fields, *ids)
+
+
+def project(
+    chunk: ChunkInputs, basis: ProjectionBasis, mode: OutputMode, out: Array, separable: bool
+) -> int:
+    """Project a chunk into ``out[:records]``; returns the number of records written.
+
+    Raises:
+        ValueError: ``out`` is too small, or ``separable`` with dynamic lapses.
+    """
+    rows = mode.records(chunk.n_policies, chunk.n_scenarios)
+    if len(out) < rows:
+        raise ValueError(f"the output buffer holds {len(out)} records; this chunk needs {rows}")
+    if out.dtype != mode.dtype:
+        raise ValueError(f"the output buffer's dtype is not {mode.value}'s record dtype")
+    if separable and basis.dynamic_lapse:
+        raise ValueError("dynamic lapses make cash flows scenario-dependent: no separable path")
+    if rows == 0:
+        return 0
+    pair = mode in (OutputMode.NPV, OutputMode.DETAIL)
+    if not (separable and pair):  # the separable pair kernel writes ids itself
+        write_ids(chunk, mode, out)
+    if separable:
+        _project_separable_path(chunk, basis, mode, out)
+    else:
+        _project_full_path(chunk, basis, mode, out)
+    return rows
