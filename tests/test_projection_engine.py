@@ -21,11 +21,14 @@ from livecalc.buffers import (
     RESULT_DTYPE,
     SCENARIO_DTYPE,
     SCENARIO_TOTAL_DTYPE,
+    BufferManager,
+    BufferType,
 )
 from livecalc.engines.projection import ProjectionEngine, scenario_matrix
 from livecalc.errors import ConfigurationError
 from livecalc.factory import EngineFactory
-from livecalc.kernels.projection_basis import COMPONENTS
+from livecalc.kernels.projection_basis import COMPONENTS, ClaimTiming, ProjectionBasis
+from reference_projection import project_pair
 
 FLAT_Q = pa.table({"age": list(range(121)), "q": [0.01] * 120 + [1.0]})
 NO_COSTS: dict[str, Any] = {
@@ -231,6 +234,102 @@ class TestInvariants:
         assert np.allclose(b["npv"], a["npv"], rtol=1e-13)
 
 
+class TestConfigMapping:
+    """Every model key of the config reaches the model the reference computes."""
+
+    def test_all_keys_against_reference(self, tmp_path: Path) -> None:
+        """A config using every model key gives the reference's present values."""
+        config: dict[str, Any] = {
+            "lapse_table": [0.2, 0.1],
+            "commissions": [0.8, 0.1],
+            "surrender_values": [0.0, 0.4],
+            "underwriting_class_factors": [1.0, 1.7],
+            "time_step": "monthly",
+            "premium_frequency": "monthly",
+            "claim_timing": "middle",
+            "rate_type": "spot",
+            "expenses": {
+                "acquisition": 300.0,
+                "maintenance": 60.0,
+                "inflation": 0.03,
+                "percent_of_premium": 0.05,
+                "per_claim": 200.0,
+            },
+            "dynamic_lapse": {
+                "reference_rate": 0.02,
+                "sensitivity": 15.0,
+                "min_factor": 0.3,
+                "max_factor": 3.0,
+            },
+            "premium_multiplier": 1.1,
+            "mortality_multiplier": 1.2,
+            "lapse_multiplier": 0.9,
+            "expense_multiplier": 1.3,
+            "output": "detail",
+        }
+        eng = engine(tmp_path, **config)
+        pol = policy_records(
+            [
+                (1, 30, 0, 1, 0, 2, 1e5, 900.0),
+                (2, 117, 1, 0, 1, 0, 5e4, 2e3),  # whole life to age 120: three years
+                (3, 60, 2, 1, 2, 3, 2e4, 7e3),
+            ]
+        )
+        ext = np.array([(1, 0, 0, 1.0), (2, 5, 0, 2.0), (3, 13, 0, 0.5)], dtype=POLICY_EXT_DTYPE)
+        rates = np.array([np.linspace(0.01, 0.04, 5), np.linspace(0.03, 0.0, 5)])
+        basis = ProjectionBasis(
+            mortality=np.stack([np.full((121, 1), 0.01)] * 3),
+            mortality_age_min=0,
+            lapse=np.array([0.2, 0.1]),
+            commission=np.array([0.8, 0.1]),
+            surrender=np.array([0.0, 0.4]),
+            class_factors=np.array([1.0, 1.7]),
+            steps_per_year=12,
+            premium_monthly=True,
+            claim_timing=ClaimTiming.MIDDLE,
+            spot_rates=True,
+            acquisition=300.0,
+            maintenance=60.0,
+            inflation=0.03,
+            percent_of_premium=0.05,
+            per_claim=200.0,
+            dynamic_lapse=True,
+            dynamic_reference_rate=0.02,
+            dynamic_sensitivity=15.0,
+            dynamic_min_factor=0.3,
+            dynamic_max_factor=3.0,
+            multipliers={name: config[name] for name in eng.get_parameters()},
+        )
+        basis.mortality[:, 120] = 1.0
+
+        out = run(eng, {"p": pol, "e": ext, "s": scenario_records(rates)})
+
+        for r, rec in enumerate(out):
+            i, s = divmod(r, 2)
+            months, count = int(ext["duration_months"][i]), float(ext["policy_count"][i])
+            expected = project_pair(pol[i], months, count, list(rates[s]), basis)
+            for name in ("npv", *COMPONENTS):
+                assert expected[name] == pytest.approx(rec[name], rel=1e-12, abs=1e-9)
+
+
+class TestOutputBuffers:
+    """Records go straight into the caller's buffer."""
+
+    def test_writes_into_a_managed_buffer(self) -> None:
+        """A BufferManager buffer is filled in place, from index 0."""
+        eng = ProjectionEngine()
+        eng.initialize({"output": "detail"})
+        scen = scenario_records(np.full((4, 10), 0.03))
+        expected = run(eng, {"p": ONE_TERM, "s": scen})
+        with BufferManager() as manager:
+            info = manager.allocate_buffer(BufferType.RESULT_DETAIL, "results", 6)
+
+            result = eng.run_chunk({"p": ONE_TERM, "s": scen}, info.data)
+
+            assert 4 == result.rows_processed
+            assert expected.tobytes() == info.data[:4].tobytes()
+
+
 class TestParameters:
     """set_parameters applies stress multipliers without re-initialising."""
 
@@ -246,6 +345,21 @@ class TestParameters:
         overridden.set_parameters(stress)
 
         assert run(configured, pol).tobytes() == run(overridden, pol).tobytes()
+
+    def test_get_parameters(self) -> None:
+        """get_parameters reports the multipliers in force, overrides included."""
+        eng = ProjectionEngine()
+        eng.initialize({"expense_multiplier": 1.5})
+
+        eng.set_parameters({"premium_multiplier": 0.9})
+
+        expected = {
+            "premium_multiplier": 0.9,
+            "mortality_multiplier": 1.0,
+            "lapse_multiplier": 1.0,
+            "expense_multiplier": 1.5,
+        }
+        assert expected == eng.get_parameters()
 
     def test_unknown_parameter(self) -> None:
         """An unknown name is refused with the known ones listed."""
@@ -331,13 +445,20 @@ class TestInputs:
             eng.run_chunk(pol, np.zeros(1, RESULT_DTYPE))
 
     def test_part_year_duration_with_annual_steps(self) -> None:
-        """Annual steps refuse in-force durations that are not whole years."""
+        """Annual steps count completed policy years, and say so in a warning."""
         eng = ProjectionEngine()
         eng.initialize({})
-        ext = np.array([(1, 7, 0, 1.0)], dtype=POLICY_EXT_DTYPE)
+        pol = policy_records([(1, 40, 0, 0, 2, 10, 1e5, 9e3)])
+        part, whole = (np.array([(1, d, 0, 1.0)], dtype=POLICY_EXT_DTYPE) for d in (30, 24))
+        out_part, out_whole = np.zeros(1, RESULT_DTYPE), np.zeros(1, RESULT_DTYPE)
 
-        with pytest.raises(ConfigurationError, match=r"policy 1 .*duration_months"):
-            eng.run_chunk({"p": ONE_TERM, "e": ext}, np.zeros(1, RESULT_DTYPE))
+        result = eng.run_chunk({"p": pol, "e": part}, out_part)
+        eng.run_chunk({"p": pol, "e": whole}, out_whole)
+
+        assert out_whole["npv"] == out_part["npv"]
+        assert ["policies in force for part of a policy year: 1"] == [
+            w.split(";")[0] for w in result.warnings
+        ]
 
     def test_output_buffer_too_small(self) -> None:
         """An output buffer with too few records is refused before any work."""

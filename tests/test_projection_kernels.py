@@ -133,3 +133,20 @@ class TestNumpyBaseline:
     def test_separable_matches_reference(self, case: ProjectionCase) -> None:
         """Its matrix-product path matches the reference in every mode."""
         check_all_modes(case, separable=True, impl="numpy")
+
+
+class TestKernelInvariants:
+    """Properties of the model on random portfolios."""
+
+    @settings(max_examples=25, deadline=None)
+    @given(projection_cases())
+    def test_doubling_sum_assured_doubles_benefits(self, case: ProjectionCase) -> None:
+        """Twice the sum assured doubles death, surrender and maturity benefits, not premiums."""
+        once = run(case, OutputMode.DETAIL, False, "numba")
+        case.policies["sum_assured"] *= 2.0
+
+        twice = run(case, OutputMode.DETAIL, False, "numba")
+
+        for f in ("death_benefits", "surrender_benefits", "maturity_benefits"):
+            assert_close(2.0 * once[f], twice[f], 2.0 * once[f])
+        assert once["premium_income"].tobytes() == twice["premium_income"].tobytes()

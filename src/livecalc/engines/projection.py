@@ -315,6 +315,10 @@ class ProjectionEngine(ICalcEngine):
                 raise ConfigurationError(f"set_parameters: {name} = {value!r} must be >= 0")
         basis.multipliers.update({k: float(v) for k, v in params.items()})
 
+    def get_parameters(self) -> dict[str, float]:
+        """The stress multipliers in force (what ``set_parameters`` changes)."""
+        return dict(self._ready()[1].multipliers)
+
     def _scenarios(self, scen: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         if scen is None:
             assert self._curve is not None
@@ -368,11 +372,20 @@ class ProjectionEngine(ICalcEngine):
         self._outputs["method"] = "separable" if separable else "full"
         if cfg.audit is not None:
             self._audit(cfg, basis, chunk)
+        warnings = []
+        if chunk.part_year_durations:
+            warnings.append(
+                f"policies in force for part of a policy year: {chunk.part_year_durations}; "
+                'annual steps count completed years (use "time_step": "monthly" for exact '
+                "durations)"
+            )
+        seconds = time.perf_counter() - start
         return ExecutionResult(
             success=True,
-            execution_time_ms=(time.perf_counter() - start) * 1e3,
+            execution_time_ms=seconds * 1e3,
             rows_processed=written,
             bytes_written=written * mode.dtype.itemsize,
+            warnings=warnings,
         )
 
     def _audit(self, cfg: ProjectionConfig, basis: ProjectionBasis, chunk: ChunkInputs) -> None:

@@ -22,30 +22,27 @@ from typing import Any
 import numba
 import numpy as np
 
-from livecalc.kernels.projection_basis import (
-    AGE,
-    COUNT,
-    DURATION,
-    GENDER,
-    NSTEPS,
-    P_ACQUISITION,
-    P_CLAIM_TAU,
-    P_DYNAMIC,
-    P_EXPENSE_MULT,
-    P_INFLATION,
-    P_LAPSE_MULT,
-    P_MAINTENANCE,
-    P_MORTALITY_MULT,
-    P_PER_CLAIM,
-    P_PERCENT_OF_PREMIUM,
-    P_PREMIUM_MONTHLY,
-    P_PREMIUM_MULT,
+# Columns of ChunkInputs.pol_int / pol_float and the slots of the kernels' parameter vector.
+# They live here, not in projection_basis.py, because numba freezes them into the compiled
+# kernels and its cache only watches this file.
+AGE, GENDER, UCLASS, PRODUCT, DURATION, NSTEPS = range(6)
+SA, PREMIUM, COUNT = range(3)
+(
     P_STEPS_PER_YEAR,
-    PREMIUM,
-    PRODUCT,
-    SA,
-    UCLASS,
-)
+    P_PREMIUM_MONTHLY,
+    P_CLAIM_TAU,
+    P_ACQUISITION,
+    P_MAINTENANCE,
+    P_INFLATION,
+    P_PERCENT_OF_PREMIUM,
+    P_PER_CLAIM,
+    P_PREMIUM_MULT,
+    P_MORTALITY_MULT,
+    P_LAPSE_MULT,
+    P_EXPENSE_MULT,
+    P_DYNAMIC,
+    N_PARAMS,
+) = range(14)
 
 __all__ = [
     "BLOCKS",
@@ -98,6 +95,7 @@ def unit_flows(
     surr: Array,
     cls: Array,
     prm: Array,
+    infl: Array,
     q: Array,
     lap: Array,
     prem: Array,
@@ -105,7 +103,11 @@ def unit_flows(
     cexp: Array,
     sv: Array,
 ) -> None:
-    """One policy's per-step rates and amounts (per life in force, per death, per lapse)."""
+    """One policy's per-step rates and amounts (per life in force, per death, per lapse).
+
+    ``infl[0, k]`` and ``infl[1, k]`` are the inflation factors at step k's start and at its
+    claim time: the same for every policy, so the wrapper computes them once per chunk.
+    """
     m = int(prm[P_STEPS_PER_YEAR])
     months_per_step = 12 // m
     dur = pi[DURATION]
@@ -113,7 +115,6 @@ def unit_flows(
     ncol = mort.shape[2]
     premium_pa = pf[PREMIUM] * prm[P_PREMIUM_MULT]
     e_mult = prm[P_EXPENSE_MULT]
-    infl = 1.0 + prm[P_INFLATION]
     monthly_premium = prm[P_PREMIUM_MONTHLY] != 0.0
     dynamic = prm[P_DYNAMIC] != 0.0
     sv_amount = pf[SA] if pi[PRODUCT] != 0 else 0.0
@@ -135,20 +136,19 @@ def unit_flows(
             frac = 1.0
         else:
             frac = 0.0
-        t = k / m
         p = premium_pa * frac
         prem[k] = p
-        e = (prm[P_MAINTENANCE] * frac * infl**t + prm[P_PERCENT_OF_PREMIUM] * p) * e_mult
+        e = (prm[P_MAINTENANCE] * frac * infl[0, k] + prm[P_PERCENT_OF_PREMIUM] * p) * e_mult
         if k == 0 and dur == 0:
             e += prm[P_ACQUISITION] * e_mult
         expc[k] = e + comm[min(py, len(comm)) - 1] * p
-        cexp[k] = prm[P_PER_CLAIM] * e_mult * infl ** (t + prm[P_CLAIM_TAU] / m)
+        cexp[k] = prm[P_PER_CLAIM] * e_mult * infl[1, k]
         sv[k] = surr[min(py, len(surr)) - 1] * sv_amount
 
 
 @_njit(cache=True, nogil=True)
 def _lapse_by_scenario(lk: float, dyn: Array, monthly: bool, out: Array) -> None:
-    # Dynamic lapses: the annual rate times the scenario's factor, capped, then per step.
+    """This step's lapse probability under each scenario (dynamic lapses)."""
     for s in range(out.shape[0]):
         la = min(1.0, lk * dyn[s])
         out[s] = monthly_rate(la) if monthly else la
@@ -159,7 +159,7 @@ def _step_net(
     lives: Array, la: Array, qk: float, net_start: float, outgo_claim: float, svk: float,
     v_start: Array, v_claim: Array, v_end: Array, acc: Array,
 ) -> None:  # fmt: skip
-    # One step for every scenario, net cash flows only: one accumulator keeps the loop lean.
+    """One step for every scenario, net cash flows only (one accumulator keeps it lean)."""
     for s in range(lives.shape[0]):
         ls = lives[s]
         d = ls * qk
@@ -175,8 +175,8 @@ def _step_components(
     lives: Array, la: Array, qk: float, pk: float, ek: float, ck: float, svk: float,
     v_start: Array, v_claim: Array, v_end: Array, acc: Array,
 ) -> None:  # fmt: skip
-    # One step for every scenario; acc rows: premiums, deaths (per unit sum assured),
-    # surrenders, expenses.
+    """One step for every scenario; ``acc`` rows: premiums, deaths per unit sum assured,
+    surrenders, expenses."""
     for s in range(lives.shape[0]):
         ls = lives[s]
         d = ls * qk
@@ -200,6 +200,7 @@ def full_kernel(
     surr: Array,
     cls: Array,
     prm: Array,
+    infl: Array,
     df_t: Array,
     dyn_t: Array,
     g: int,
@@ -214,6 +215,7 @@ def full_kernel(
     out_mat: Array,
     partial: Array,
 ) -> None:
+    """Every policy under every scenario, written per ``mode`` (see ``MODE_*``)."""
     n_pol = pol_int.shape[0]
     n_scen = df_t.shape[1]
     k_max = (df_t.shape[0] - 1) // g
@@ -236,7 +238,7 @@ def full_kernel(
             w = pol_float[i, COUNT]
             sa = pol_float[i, SA]
             unit_flows(
-                pi, pol_float[i], mort, age_min, lapse, comm, surr, cls, prm,
+                pi, pol_float[i], mort, age_min, lapse, comm, surr, cls, prm, infl,
                 q, lap, prem, expc, cexp, sv,
             )  # fmt: skip
             lives[:] = 1.0
@@ -312,12 +314,16 @@ def separable_flows_kernel(
     surr: Array,
     cls: Array,
     prm: Array,
+    infl: Array,
     g: int,
     coff: int,
     n_blocks: int,
     flows: Array,
 ) -> None:
-    # flows (zeroed): (1, n_pol, grid) net cash flows, or (5, n_pol, grid) by component.
+    """Each policy's expected cash flows on the time grid, added into the zeroed ``flows``.
+
+    ``flows`` is (1, policies, grid points) for net cash flows, or (5, ...) by component.
+    """
     n_pol = pol_int.shape[0]
     k_max = (flows.shape[2] - 1) // g
     net = flows.shape[0] == 1
@@ -332,7 +338,7 @@ def separable_flows_kernel(
             pi = pol_int[i]
             n = pi[NSTEPS]
             unit_flows(
-                pi, pol_float[i], mort, age_min, lapse, comm, surr, cls, prm,
+                pi, pol_float[i], mort, age_min, lapse, comm, surr, cls, prm, infl,
                 q, lap, prem, expc, cexp, sv,
             )  # fmt: skip
             w = pol_float[i, COUNT]
@@ -382,9 +388,11 @@ def separable_pv_kernel(
     out_pid: Array,
     out_res: Array,
 ) -> None:
-    # Present values of each policy's grid cash flows under every scenario, written straight
-    # to the records. Only grid points up to the policy's last step carry flows, so the dot
-    # products stop there: shorter policies cost less, which a dense matrix product ignores.
+    """Present values of each policy's grid cash flows under every scenario, into the records.
+
+    Only grid points up to the policy's last step carry flows, so the dot products stop
+    there: shorter policies cost less, which a dense matrix product would ignore.
+    """
     n_comp, n_pol, _ = flows.shape
     n_scen = df_t.shape[1]
     for b in numba.prange(n_blocks):
@@ -424,6 +432,7 @@ def separable_pv_kernel(
 def ids_kernel(
     policy_ids: Array, scenario_ids: Array, out_sid: Array, out_pid: Array, out_res: Array
 ) -> None:
+    """Scenario and policy ids of policy x scenario records, ``reserved`` zeroed."""
     n_scen = scenario_ids.shape[0]
     for i in numba.prange(policy_ids.shape[0]):
         pid = policy_ids[i]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from livecalc.kernels.projection import monthly_rate, unit_flows
-from livecalc.kernels.projection_basis import (
+from livecalc.kernels.projection import (
     COUNT,
     DURATION,
     NSTEPS,
     PRODUCT,
     SA,
+    monthly_rate,
+    unit_flows,
+)
+from livecalc.kernels.projection_basis import (
     ChunkInputs,
     ProjectionBasis,
 )

@@ -29,6 +29,31 @@ from livecalc.buffers import (
     SCENARIO_TOTAL_DTYPE,
 )
 from livecalc.errors import ConfigurationError
+from livecalc.kernels.projection import (
+    AGE,
+    COUNT,
+    DURATION,
+    GENDER,
+    N_PARAMS,
+    NSTEPS,
+    P_ACQUISITION,
+    P_CLAIM_TAU,
+    P_DYNAMIC,
+    P_EXPENSE_MULT,
+    P_INFLATION,
+    P_LAPSE_MULT,
+    P_MAINTENANCE,
+    P_MORTALITY_MULT,
+    P_PER_CLAIM,
+    P_PERCENT_OF_PREMIUM,
+    P_PREMIUM_MONTHLY,
+    P_PREMIUM_MULT,
+    P_STEPS_PER_YEAR,
+    PREMIUM,
+    PRODUCT,
+    SA,
+    UCLASS,
+)
 from livecalc.tables import MAX_AGE
 
 __all__ = [
@@ -52,26 +77,6 @@ COMPONENTS = (
     "maturity_benefits",
 )
 """Present-value components in kernel order; ``npv = premium_income - the other four``."""
-
-# Columns of ChunkInputs.pol_int and of the kernels' scalar parameter vector.
-AGE, GENDER, UCLASS, PRODUCT, DURATION, NSTEPS = range(6)
-SA, PREMIUM, COUNT = range(3)
-(
-    P_STEPS_PER_YEAR,
-    P_PREMIUM_MONTHLY,
-    P_CLAIM_TAU,
-    P_ACQUISITION,
-    P_MAINTENANCE,
-    P_INFLATION,
-    P_PERCENT_OF_PREMIUM,
-    P_PER_CLAIM,
-    P_PREMIUM_MULT,
-    P_MORTALITY_MULT,
-    P_LAPSE_MULT,
-    P_EXPENSE_MULT,
-    P_DYNAMIC,
-    N_PARAMS,
-) = range(14)
 
 
 class ClaimTiming(enum.IntEnum):
@@ -194,6 +199,7 @@ class ChunkInputs:
     rates: Float2D  # (n_scen, years), a view of the scenario records when given
     disc_factors: Float2D  # (n_scen, K g + 1) on the chunk's time grid
     n_steps_max: int
+    part_year_durations: int = 0  # annual steps: durations rounded down to whole years
 
     @property
     def n_policies(self) -> int:
@@ -277,13 +283,11 @@ def prepare_chunk(
         months = extension["duration_months"].astype(np.int64)
         count = extension["policy_count"].astype(np.float64)
         _fail_at(~(np.isfinite(count) & (count >= 0)), ids, "policy_count must be a number >= 0")
-        if m == 1:
-            _fail_at(
-                months % 12 != 0,
-                ids,
-                "duration_months is not whole years, which annual steps need; round it or "
-                'use "time_step": "monthly"',
-            )
+    # Annual steps count durations in completed policy years: the valuation is taken at the
+    # last policy anniversary (monthly steps use the exact months).
+    part_year = int(np.count_nonzero(months % 12)) if m == 1 else 0
+    if part_year:
+        months = months - months % 12
     _fail_at(policies["age"] > MAX_AGE, ids, f"age must be 0-{MAX_AGE}")
     _fail_at(policies["gender"] > 2, ids, "gender must be 0 (male), 1 (female) or 2 (other)")
     _fail_at(
@@ -332,6 +336,7 @@ def prepare_chunk(
         rates=rates,
         disc_factors=disc,
         n_steps_max=k_max,
+        part_year_durations=part_year,
     )
 
 

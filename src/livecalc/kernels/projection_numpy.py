@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from livecalc.buffers import ALL_SCENARIOS
-from livecalc.kernels.projection_basis import (
+from livecalc.kernels.projection import (
     AGE,
     COUNT,
     DURATION,
@@ -24,6 +24,8 @@ from livecalc.kernels.projection_basis import (
     PRODUCT,
     SA,
     UCLASS,
+)
+from livecalc.kernels.projection_basis import (
     ChunkInputs,
     OutputMode,
     ProjectionBasis,

@@ -13,6 +13,7 @@ import numpy as np
 from livecalc.buffers import ALL_SCENARIOS
 from livecalc.kernels.projection import (
     BLOCKS,
+    COUNT,
     MODE_DETAIL,
     MODE_MEANS,
     MODE_NPV,
@@ -25,18 +26,18 @@ from livecalc.kernels.projection import (
 )
 from livecalc.kernels.projection_basis import (
     COMPONENTS,
-    COUNT,
     ChunkInputs,
     OutputMode,
     ProjectionBasis,
 )
 
-__all__ = ["kernel_args", "project", "write_components", "write_ids"]
+__all__ = ["inflation_factors", "kernel_args", "project", "write_components", "write_ids"]
 
 Array = np.ndarray[Any, Any]
 
 
 def kernel_args(chunk: ChunkInputs, basis: ProjectionBasis) -> tuple[Any, ...]:
+    """The arguments every kernel starts with: policies, assumptions, parameters, inflation."""
     return (
         chunk.pol_int,
         chunk.pol_float,
@@ -47,7 +48,17 @@ def kernel_args(chunk: ChunkInputs, basis: ProjectionBasis) -> tuple[Any, ...]:
         basis.surrender,
         basis.class_factors,
         basis.params(),
+        inflation_factors(chunk, basis),
     )
+
+
+def inflation_factors(chunk: ChunkInputs, basis: ProjectionBasis) -> Array:
+    """(2, steps): ``(1 + inflation)^t`` at each step's start and at its claim time."""
+    m = basis.steps_per_year
+    t = np.arange(chunk.n_steps_max) / m
+    tau = 0.5 * int(basis.claim_timing)
+    growth = 1.0 + basis.inflation
+    return np.stack([growth**t, growth ** (t + tau / m)])
 
 
 def _dummy() -> Array:
@@ -97,6 +108,7 @@ def write_components(out: Array, comps: list[Array], rows: slice) -> None:
 def _project_full_path(
     chunk: ChunkInputs, basis: ProjectionBasis, mode: OutputMode, out: Array
 ) -> None:
+    """Every policy under every scenario through the full kernel."""
     n, n_scen = chunk.n_policies, chunk.n_scenarios
     df_t = np.ascontiguousarray(chunk.disc_factors.T)
     if basis.dynamic_lapse:
@@ -134,6 +146,7 @@ def _float_fields(mode: OutputMode, out: Array, rows: int) -> list[Array]:
 def _project_separable_path(
     chunk: ChunkInputs, basis: ProjectionBasis, mode: OutputMode, out: Array
 ) -> None:
+    """Cash flows once per policy, then discounted under every scenario."""
     n, n_scen = chunk.n_policies, chunk.n_scenarios
     disc = chunk.disc_factors
     n_comp = 1 if mode is OutputMode.NPV else 5
