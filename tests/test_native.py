@@ -81,12 +81,12 @@ class TestNativeEngine:
         """An lc_initialize failure becomes an InitializationError with the library's message."""
         engine = NativeEngine()
 
-        with pytest.raises(InitializationError, match="config.factor: give a number"):
+        with pytest.raises(InitializationError, match=r"config\.factor: give a number"):
             engine.initialize({"library": library, "output_type": "scenario"})
 
     def test_missing_library_names_the_key(self, tmp_path: Path) -> None:
         """A library path that does not exist is a configuration error naming config.library."""
-        with pytest.raises(ConfigurationError, match="config.library"):
+        with pytest.raises(ConfigurationError, match=r"config\.library"):
             NativeEngine().initialize({"library": str(tmp_path / "nope.so")})
 
     def test_not_an_engine_library(self, tmp_path: Path) -> None:
@@ -94,7 +94,7 @@ class TestNativeEngine:
         bogus = tmp_path / "bogus.so"
         bogus.write_bytes(b"not an ELF file")
 
-        with pytest.raises(InitializationError, match="livecalc_engine.h"):
+        with pytest.raises(InitializationError, match=r"livecalc_engine\.h"):
             NativeEngine().initialize({"library": str(bogus)})
 
     def test_unknown_output_type(self, library: str) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pickle
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -513,23 +512,27 @@ class TestConfig:
         with pytest.raises(ConfigurationError, match=r"config.method"):
             ProjectionEngine().initialize({"method": "separable", "dynamic_lapse": dyn})
 
-    def test_assumptions_reference(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """An am:// reference is resolved through livecalc.assumptions.resolve_reference."""
-        calls = []
+    def test_assumptions_reference(self, tmp_path: Path) -> None:
+        """An am:// mortality reference is fetched from a live Assumptions Manager."""
+        from livecalc.am_server import BackgroundServer, create_app, issue_token
+        from livecalc.credentials import AMCredentials
 
-        def resolve_reference(ref: str, credentials: Any) -> Any:
-            calls.append(ref)
-            return types.SimpleNamespace(name="m", version="v1", table=FLAT_Q, from_cache=False)
-
-        fake = types.ModuleType("livecalc.assumptions")
-        fake.resolve_reference = resolve_reference  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "livecalc.assumptions", fake)
-        eng = ProjectionEngine()
-        eng.initialize({**NO_COSTS, "mortality_table": "am://m@v1", "discount_rate": 0.04})
+        secret = "s" * 40
+        (tmp_path / "root" / "m").mkdir(parents=True)
+        pa_csv.write_csv(FLAT_Q, tmp_path / "root" / "m" / "v1.csv")
+        with BackgroundServer(create_app(tmp_path / "root", secret)) as server:
+            creds = AMCredentials(
+                am_url=server.url,
+                am_token=issue_token(secret, "tests"),
+                cache_dir=str(tmp_path / "cache"),
+            )
+            eng = ProjectionEngine()
+            eng.initialize(
+                {**NO_COSTS, "mortality_table": "am://m@v1", "discount_rate": 0.04}, creds
+            )
 
         out = run(eng, ONE_TERM)
 
-        assert ["am://m@v1"] == calls
         assert 1_500.0 - 1_000.0 / 1.04 == pytest.approx(out["npv"][0], rel=1e-14)
 
     def test_factory_creates_it_under_both_names(self) -> None:

@@ -30,3 +30,28 @@ class TestPublicApi:
         }
 
         assert set() == public - set(livecalc.__all__)
+
+    def test_design_names_are_public(self) -> None:
+        """The names DESIGN.md section 3 promises are importable from livecalc."""
+        design = {
+            "ICalcEngine", "EngineInfo", "ExecutionResult", "AMCredentials", "CalcEngineError",
+            "InitializationError", "ConfigurationError", "ExecutionError", "EngineTimeoutError",
+            "BufferType", "POLICY_DTYPE", "SCENARIO_DTYPE", "RESULT_DTYPE", "RESULT_DETAIL_DTYPE",
+            "BufferManager", "BufferInfo", "EngineFactory", "EngineLifecycleManager",
+            "LifecycleConfig", "EngineState", "CredentialManager", "CredentialSource", "TokenInfo",
+            "ParquetReader", "ParquetWriter", "run", "RunResult",
+        }  # fmt: skip
+
+        assert set() == design - set(livecalc.__all__)
+
+    def test_import_does_not_load_numba(self) -> None:
+        """Importing livecalc stays light: numba kernels load only with the engines."""
+        import subprocess
+        import sys
+
+        code = "import livecalc, sys; print(any(m.startswith('numba') for m in sys.modules))"
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+
+        assert "False" == out.stdout.strip()

@@ -24,6 +24,7 @@ from livecalc.credentials import AMCredentials, CredentialManager
 from livecalc.errors import ConfigurationError, ExecutionError
 from livecalc.executors import Executor
 from livecalc.factory import EngineFactory
+from livecalc.log import get_logger
 from livecalc.runner import ProgressCallback, Runner
 
 __all__ = ["RunResult", "records_to_arrow", "run"]
@@ -154,8 +155,7 @@ def run(
     if chunk_size is not None and chunk_size < 1:
         raise ConfigurationError(f"chunk_size: must be >= 1, got {chunk_size}")
     if credentials is None:
-        manager = CredentialManager()
-        credentials = manager.get_credentials() if manager.has_credentials() else None
+        credentials = _default_credentials(config)
     runner = Runner(
         config,
         factory=factory,
@@ -165,3 +165,19 @@ def run(
         progress=progress,
     )
     return RunResult(runner.run(), config)
+
+
+def _default_credentials(config: PipelineConfig) -> AMCredentials | None:
+    """Credentials from the environment or ~/.livecalc/credentials.json, when there are any.
+
+    A credentials file that is refused (readable by others, malformed) stops only runs that
+    need the Assumptions Manager; the others go on without credentials and a warning.
+    """
+    try:
+        manager = CredentialManager()
+    except ConfigurationError as exc:
+        if config.uses_assumptions_manager():
+            raise
+        get_logger().warning("credentials_ignored", reason=str(exc))
+        return None
+    return manager.get_credentials() if manager.has_credentials() else None

@@ -126,6 +126,21 @@ class PipelineConfig(_Model):
         p = Path(path).expanduser()
         return p if p.is_absolute() else Path(self.base_dir) / p
 
+    def engine_config(self, node_id: str) -> dict[str, Any]:
+        """A node's engine config with its relative file paths made absolute.
+
+        Relative paths in a config resolve against the config file's folder (DESIGN.md
+        section 4). Engines cannot know that folder, so the runner rewrites, at any depth, the
+        string values of keys named ``file``, ``path``, ``library`` or ending in ``_table``,
+        ``_file`` or ``_path`` when such a file exists there; ``am://`` references and
+        absolute paths are left as they are.
+        """
+        return _with_absolute_paths(self.node(node_id).config, Path(self.base_dir))
+
+    def uses_assumptions_manager(self) -> bool:
+        """Whether any engine config refers to a table as ``am://...``."""
+        return "am://" in json.dumps([n.config for n in self.engines], default=str)
+
     def node(self, node_id: str) -> EngineNode:
         """The engine node called ``node_id``."""
         for n in self.engines:
@@ -415,3 +430,20 @@ def _output_problems(
             "(e.g. out/{name}.parquet)"
         )
     return problems
+
+
+_PATH_KEYS = ("file", "path", "library")
+_PATH_SUFFIXES = ("_table", "_file", "_path")
+
+
+def _with_absolute_paths(value: Any, base: Path, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _with_absolute_paths(v, base, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_absolute_paths(v, base, key) for v in value]
+    is_path_key = key in _PATH_KEYS or key.endswith(_PATH_SUFFIXES)
+    if isinstance(value, str) and is_path_key and value and "://" not in value:
+        path = Path(value).expanduser()
+        if not path.is_absolute() and (base / path).exists():
+            return str(base / path)
+    return value

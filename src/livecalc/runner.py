@@ -166,7 +166,7 @@ class Runner:
             try:
                 handle = executor.create_handle(node, self.factory, self.config.run)
                 self._handles[node_id] = handle
-                handle.initialize(node.config, self.credentials)
+                handle.initialize(self.config.engine_config(node_id), self.credentials)
             except ConfigurationError as exc:
                 problems.append(f"{prefix}.{_config_path(str(exc))}")
                 continue
@@ -246,6 +246,10 @@ class Runner:
         chunk_size = node.chunk_size or self.chunk_size
         dataset = node.outputs[0] if node.outputs else None
         sink = outputs.stream_sink(node_id, dataset)
+        if sink is not None:
+            # A streamed scenario file keeps the ESG's description too (the ESG gives it from
+            # initialize on), for `livecalc esg check`.
+            sink.metadata.update(self._esg_metadata(node_id))
         restore: Callable[[], None] | None = None
         start = time.perf_counter()
         _log.info("node_started", engine_id=node_id, engine_type=node.type)
@@ -298,6 +302,13 @@ class Runner:
             chunks=report.chunks,
         )
         self._emit("node_finished", node_id, status="succeeded")
+
+    def _esg_metadata(self, node_id: str) -> dict[str, str]:
+        try:
+            esg = self._handles[node_id].get_outputs().get("esg_metadata")
+        except CalcEngineError:
+            return {}
+        return {ESG_METADATA_KEY: json.dumps(esg)} if isinstance(esg, Mapping) else {}
 
     def _record(self, node_id: str, report: NodeReport, result: NodeOutput, streamed: int) -> None:
         report.engine_seconds = result.engine_seconds
