@@ -135,7 +135,10 @@ class PipelineConfig(_Model):
         ``_file`` or ``_path`` when such a file exists there; ``am://`` references and
         absolute paths are left as they are.
         """
-        return _with_absolute_paths(self.node(node_id).config, Path(self.base_dir))
+        resolved: dict[str, Any] = _with_absolute_paths(
+            self.node(node_id).config, Path(self.base_dir)
+        )
+        return resolved
 
     def uses_assumptions_manager(self) -> bool:
         """Whether any engine config refers to a table as ``am://...``."""
