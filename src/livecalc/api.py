@@ -3,7 +3,7 @@
 Example:
     >>> import livecalc
     >>> result = livecalc.run("examples/dag_config_full_pipeline.json")  # doctest: +SKIP
-    >>> result.success, result.statistics["solver"]["mean"]  # doctest: +SKIP
+    >>> result.success, result.statistics["solver"]["metrics"]["mean"]  # doctest: +SKIP
     >>> result.to_pandas("results").describe()  # doctest: +SKIP
 """
 
