@@ -182,6 +182,9 @@ class ProcessHost:
         self._context = multiprocessing.get_context("spawn")
         self._live: dict[str, Any] = {}
         self._init_args: tuple[Mapping[str, Any], AMCredentials | None] | None = None
+        # Parameters set through set_parameters since initialize, merged: a fresh worker gets
+        # them again after initialize (a solver's overrides survive a crash or timeout).
+        self._parameters: dict[str, Any] = {}
         self._finalizer = weakref.finalize(self, _stop, self._live)
 
     @property
@@ -211,6 +214,8 @@ class ProcessHost:
         if self._init_args is not None:
             # A fresh worker after a timeout or crash: the same config as the first one.
             self._exchange(("init", *self._init_args), None)
+            if self._parameters:
+                self._exchange(("call", "set_parameters", (dict(self._parameters),), {}), None)
 
     def prepare(self) -> None:
         """Make sure a worker is running and initialised (replacing a dead one)."""
@@ -250,6 +255,7 @@ class ProcessHost:
     ) -> EngineInfo:
         """Start a worker if needed, initialise the engine there, return its info."""
         self._init_args = None
+        self._parameters = {}
         self._ensure_worker()
         info: EngineInfo = self._exchange(("init", dict(config), credentials), None)
         self._init_args = (dict(config), credentials)
@@ -293,7 +299,10 @@ class ProcessHost:
             {k: _lenient(v) for k, v in kwargs.items()},
         )
         self._ensure_worker()
-        return self._exchange(request, timeout_seconds)
+        value = self._exchange(request, timeout_seconds)
+        if name == "set_parameters" and len(args) == 1 and isinstance(args[0], Mapping):
+            self._parameters.update(args[0])
+        return value
 
     def dispose(self) -> None:
         """Dispose of the engine in the worker and let the worker exit (killed if it hangs)."""

@@ -401,8 +401,9 @@ class EngineLifecycleManager:
 
         With process isolation, arrays in shared memory go by reference and everything else,
         the return value included, is pickled; the call is stopped (its worker killed) at
-        ``timeout_seconds``; a call that changes the engine (such as ``set_parameters``) is
-        not replayed on a fresh worker after a timeout or crash.
+        ``timeout_seconds``. Parameters set with ``set_parameters`` are applied again to the
+        fresh worker that replaces one lost to a timeout or crash; other calls that change
+        the engine are not replayed.
 
         Raises:
             ExecutionError: the engine is not initialised, the method failed or the worker died.
