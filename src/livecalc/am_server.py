@@ -3,7 +3,8 @@
 Tables live at ``ROOT/<name>/<version>.parquet`` (or ``.csv``) and are served as Arrow IPC
 streams. Tokens are HS256 JWTs signed with ``LIVECALC_AM_SECRET`` (at least 32 characters);
 the server refuses to start without one. A token carries ``sub`` (who), ``exp`` and ``scope``
-(glob patterns of the assumption names it may read; ``*`` for all).
+(glob patterns of the assumption names it may read; ``*`` for all). Tokens and secrets are
+made and checked in ``livecalc._am_tokens``, whose public names are re-exported here.
 
 Endpoints (all but ``/health`` and token issuing need ``Authorization: Bearer <token>``):
 
@@ -34,20 +35,28 @@ import re
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Annotated, Any
 
-import jwt
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import uvicorn
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Response
 
+from livecalc._am_tokens import (
+    ENV_CLIENTS,
+    ENV_SECRET,
+    MIN_SECRET_LENGTH,
+    TokenError,
+    issue_token,
+    parse_clients,
+    secret_from_env,
+    verify_token,
+)
 from livecalc.errors import ConfigurationError
 from livecalc.log import get_logger
 
@@ -65,88 +74,11 @@ __all__ = [
     "verify_token",
 ]
 
-ENV_SECRET = "LIVECALC_AM_SECRET"
-ENV_CLIENTS = "LIVECALC_AM_CLIENTS"
-ISSUER = "livecalc-am"
-MIN_SECRET_LENGTH = 32
 ARROW_STREAM_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
 _WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SUFFIXES = (".parquet", ".csv")
 _MAX_ENCODED_TABLES = 32
 _log = get_logger(component="am_server")
-
-
-class TokenError(Exception):
-    """A token the server does not accept; ``reason`` is ``expired`` or ``invalid``."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
-
-
-def secret_from_env(env: Mapping[str, str] | None = None) -> str:
-    """The signing secret from ``LIVECALC_AM_SECRET``.
-
-    Raises:
-        ConfigurationError: unset or shorter than 32 characters (the message says how to
-            make one).
-    """
-    secret = (os.environ if env is None else env).get(ENV_SECRET, "")
-    if len(secret) < MIN_SECRET_LENGTH:
-        state = "is not set" if not secret else f"is shorter than {MIN_SECRET_LENGTH} characters"
-        raise ConfigurationError(
-            f"{ENV_SECRET} {state}: the AM signs its tokens with it; generate one with "
-            "python -c 'import secrets; print(secrets.token_hex(32))' and export it"
-        )
-    return secret
-
-
-def issue_token(
-    secret: str,
-    subject: str,
-    *,
-    ttl_seconds: float = 3600.0,
-    scope: Iterable[str] = ("*",),
-    now: float | None = None,
-) -> str:
-    """A signed HS256 JWT for ``subject`` valid for ``ttl_seconds``, reading ``scope``."""
-    issued = int(now if now is not None else time.time())
-    claims = {
-        "iss": ISSUER,
-        "sub": subject,
-        "iat": issued,
-        "exp": issued + int(ttl_seconds),
-        "scope": list(scope),
-        # A unique id, so a token refreshed within the same second is still a new token.
-        "jti": uuid.uuid4().hex,
-    }
-    return jwt.encode(claims, secret, algorithm="HS256")
-
-
-def verify_token(secret: str, token: str, *, expired_grace_seconds: float = 0.0) -> dict[str, Any]:
-    """The claims of a token signed with ``secret``.
-
-    ``expired_grace_seconds`` accepts a token that expired at most that long ago (refresh).
-
-    Raises:
-        TokenError: forged, malformed or expired.
-    """
-    try:
-        return dict(
-            jwt.decode(
-                token,
-                secret,
-                algorithms=["HS256"],
-                issuer=ISSUER,
-                leeway=expired_grace_seconds,
-                options={"require": ["exp", "iat", "sub", "iss"]},
-            )
-        )
-    except jwt.ExpiredSignatureError:
-        raise TokenError("expired", "the token has expired") from None
-    except jwt.PyJWTError as exc:
-        # PyJWT's messages name the failed check, never the token text.
-        raise TokenError("invalid", f"the token is not valid ({exc})") from None
 
 
 def _version_key(version: str) -> tuple[tuple[int, int, str], ...]:
@@ -269,17 +201,6 @@ class AssumptionStore:
             while len(self._encoded) > _MAX_ENCODED_TABLES:
                 del self._encoded[next(iter(self._encoded))]
         return encoded
-
-
-def _parse_clients(text: str) -> dict[str, str]:
-    """``id:secret,id2:secret2`` from ``LIVECALC_AM_CLIENTS``."""
-    clients = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        client_id, sep, client_secret = item.partition(":")
-        if not sep or not client_id or not client_secret:
-            raise ConfigurationError(f"{ENV_CLIENTS}: expected id:secret[,id:secret...]")
-        clients[client_id] = client_secret
-    return clients
 
 
 def create_app(
@@ -494,7 +415,7 @@ def serve(
         secret or secret_from_env(),
         token_ttl_seconds=token_ttl_seconds,
         refresh_window_seconds=refresh_window_seconds,
-        clients=_parse_clients(os.environ.get(ENV_CLIENTS, "")),
+        clients=parse_clients(os.environ.get(ENV_CLIENTS, "")),
     )
     _log.info("am_server_start", root=str(Path(root).resolve()), host=host, port=port)
     uvicorn.Server(_uvicorn_config(app, host, port, quiet=False)).run()

@@ -133,7 +133,9 @@ class _State:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.config = LoggerConfig()
+        # Until configure_logging is called (the CLI does; a notebook may not), only warnings
+        # and errors reach stderr: a library used from Python stays quiet by default.
+        self.config = LoggerConfig(min_level="WARNING")
         self.file: TextIO | None = None
         self.secrets: set[str] = set()
         self.secrets_re: re.Pattern[str] | None = None
