@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from livecalc.buffers import SCENARIO_DTYPE, BufferManager, BufferType
-from livecalc.errors import ConfigurationError, InitializationError
+from livecalc.errors import ConfigurationError, ExecutionError, InitializationError
 from livecalc.factory import EngineFactory
+from livecalc.lifecycle import EngineLifecycleManager, EngineState, LifecycleConfig
 from livecalc.native import HEADER_PATH, NativeEngine
 
 SOURCE = Path(__file__).parent / "native" / "scale_engine.c"
@@ -101,3 +102,36 @@ class TestNativeEngine:
         """An unknown output_type lists the buffer types."""
         with pytest.raises(ConfigurationError, match="result_detail"):
             NativeEngine().initialize({"library": library, "output_type": "bogus", "factor": 1})
+
+
+class TestNativeEngineIsolated:
+    def test_runs_in_a_worker_on_shared_buffers(self, library: str) -> None:
+        """In a worker process the library writes straight into the caller's shared buffer."""
+        config = {"library": library, "output_type": "scenario", "factor": 3.0}
+        with BufferManager() as mgr:
+            scen = mgr.allocate_buffer(BufferType.SCENARIO, "scen", 50, shared=True).data
+            scen["rate"] = np.linspace(0.01, 0.05, 50)
+            out = mgr.allocate_buffer(BufferType.SCENARIO, "out", 50, shared=True).data
+            isolated = LifecycleConfig(isolation="process", timeout_seconds=30)
+            with EngineLifecycleManager(NativeEngine(), isolated) as manager:
+                manager.initialize(config)
+
+                manager.run_chunk(scen, out)
+
+            np.testing.assert_array_equal(scen["rate"] * 3.0, out["rate"])
+
+    def test_segfault_fails_the_chunk_not_the_caller(self, library: str) -> None:
+        """A segfault in the library kills only its worker: the caller gets an ExecutionError
+        naming SIGSEGV, and the next chunk runs in a fresh worker."""
+        config = {"library": library, "output_type": "scenario", "factor": 1.0, "mode": "segfault"}
+        with BufferManager() as mgr:
+            scen = mgr.allocate_buffer(BufferType.SCENARIO, "scen", 10, shared=True).data
+            out = mgr.allocate_buffer(BufferType.SCENARIO, "out", 10, shared=True).data
+            isolated = LifecycleConfig(isolation="process", timeout_seconds=30)
+            with EngineLifecycleManager(NativeEngine(), isolated) as manager:
+                manager.initialize(config)
+
+                with pytest.raises(ExecutionError, match="SIGSEGV"):
+                    manager.run_chunk(scen, out)
+
+                assert EngineState.ERROR == manager.state
