@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -237,6 +238,34 @@ class TestSlsqp:
         assert not r.converged
         assert ["std >= 5: actual 4"] == r.as_dict()["constraint_violations"]
         assert 1.0 == pytest.approx(r.constraints[0]["violation"], abs=1e-6)
+
+    def test_constraint_tolerance_scales_with_the_metric(self) -> None:
+        """A CTE constraint on a 1e8 portfolio holds at SLSQP's answer (QA regression)."""
+
+        rng = np.random.default_rng(0)
+        a, b, c = rng.uniform(0.8, 1.2, 200), rng.uniform(0.1, 0.3, 200), rng.normal(1, 0.2, 200)
+
+        def metrics(p: float, m: float) -> dict[str, float]:
+            values = 1e8 * (a * p - b * m * m - c)
+            worst = np.sort(values)[:10]  # the 5% lowest of 200 scenarios
+            return {"mean": float(values.mean()), "cte_95": float(worst.mean())}
+
+        ev = Recorder(metrics)
+        cfg = config(
+            parameters=[
+                {"name": PREMIUM, "bounds": [0.5, 5.0]},
+                {"name": MORTALITY, "bounds": [0.8, 1.2]},
+            ],
+            objective={"metric": "mean", "direction": "minimize"},
+            constraints=[{"metric": "cte_95", "operator": ">=", "value": 0.0}],
+        )
+
+        r = optimize(cfg, ev)
+
+        start = metrics(1.0, 1.0)["cte_95"]
+        assert 1e-6 * abs(start) == r.constraints[0]["tolerance"]
+        assert [True] == [c["ok"] for c in r.constraints]
+        assert r.converged
 
 
 class TestDifferentialEvolution:

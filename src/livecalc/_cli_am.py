@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from livecalc import am_server
 from livecalc.credentials import CredentialManager
@@ -24,7 +25,7 @@ _err_console = Console(stderr=True)
 
 
 def _fail(exc: ConfigurationError) -> typer.Exit:
-    _err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    _err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -86,7 +87,7 @@ def check(
     typer.echo(manager.to_string())
     problems = manager.validation_errors(check_connectivity=connect)
     for problem in problems:
-        _err_console.print(f"[red]error:[/] {problem}", highlight=False, soft_wrap=True)
+        _err_console.print(f"[red]error:[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
     if problems:
         raise typer.Exit(2)
     typer.echo("ok")

@@ -181,14 +181,25 @@ class ConstraintConfig(_Model):
 
     @property
     def effective_tolerance(self) -> float:
-        """``tolerance``, by default 1e-6 × max(1, |value|)."""
+        """``tolerance``, by default 1e-6 × max(1, |value|) (before any evaluation)."""
+        return self.tolerance_at(0.0)
+
+    def tolerance_at(self, start: float) -> float:
+        """``tolerance``, by default 1e-6 × max(1, |value|, |start|).
+
+        ``start`` is the metric at the search's first point: the optimisers work on the
+        constraint scaled by that magnitude, so a fixed absolute tolerance would be finer
+        than their precision on portfolio values of 1e8 and more.
+        """
         if self.tolerance is not None:
             return self.tolerance
-        return 1e-6 * max(1.0, abs(self.value)) if isinstance(self.value, float) else 1e-6
+        value = abs(self.value) if isinstance(self.value, float) else 0.0
+        return 1e-6 * max(1.0, value, abs(start))
 
-    def check(self, actual: float) -> tuple[bool, float]:
+    def check(self, actual: float, tol: float | None = None) -> tuple[bool, float]:
         """(satisfied, amount of violation >= 0) at the metric value ``actual``."""
-        v, tol = float(self.value), self.effective_tolerance
+        v = float(self.value)
+        tol = self.effective_tolerance if tol is None else tol
         if self.operator in (">=", ">"):
             ok = actual >= v - tol if self.operator == ">=" else actual > v
             return ok, max(0.0, v - actual)
@@ -197,13 +208,14 @@ class ConstraintConfig(_Model):
             return ok, max(0.0, actual - v)
         return abs(actual - v) <= tol, abs(actual - v)
 
-    def slack(self, actual: float, scale: float) -> float:
+    def slack(self, actual: float, scale: float, tol: float | None = None) -> float:
         """The optimisers' form: >= 0 when satisfied (== constraints: 0 on the value).
 
         Strict constraints aim one tolerance inside, as the optimisers' inequalities are not
         strict.
         """
-        v, tol = float(self.value), self.effective_tolerance
+        v = float(self.value)
+        tol = self.effective_tolerance if tol is None else tol
         margin = tol if self.operator in (">", "<") else 0.0
         if self.operator in (">=", ">"):
             return (actual - v - margin) / scale

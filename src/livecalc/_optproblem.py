@@ -68,6 +68,7 @@ class Problem:
         self.best: Point | None = None
         self.iterations = 0
         self._largest = 0.0
+        self._constraint_tolerances: list[float] | None = None
 
     @property
     def evaluations(self) -> int:
@@ -80,6 +81,15 @@ class Problem:
         if self.cfg.objective.tolerance is not None:
             return self.cfg.objective.tolerance
         return 1e-9 * max(1.0, abs(self.target), self._largest)
+
+    @property
+    def constraint_tolerances(self) -> list[float]:
+        """Each constraint's tolerance: configured, or 1e-6 × max(1, |value|, |metric|) with
+        the metric at the first point evaluated (fixed from then on, so that every point is
+        judged alike)."""
+        if self._constraint_tolerances is not None:
+            return self._constraint_tolerances
+        return [c.effective_tolerance for c in self.cfg.constraints]
 
     def score(self, value: float) -> float:
         """The objective value as a score to minimise (distance to the target for a goal)."""
@@ -122,7 +132,14 @@ class Problem:
                 f"the projection at {at} gives {bad[0]} = {metrics[bad[0]]}: the optimiser "
                 "needs finite metrics; narrow the parameter bounds"
             )
-        checks = [c.check(metrics[c.metric]) for c in self.cfg.constraints]
+        if self._constraint_tolerances is None:
+            self._constraint_tolerances = [
+                c.tolerance_at(metrics[c.metric]) for c in self.cfg.constraints
+            ]
+        checks = [
+            c.check(metrics[c.metric], tol)
+            for c, tol in zip(self.cfg.constraints, self._constraint_tolerances, strict=True)
+        ]
         point = Point(
             params=key,
             metrics=metrics,

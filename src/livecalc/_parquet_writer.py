@@ -123,6 +123,8 @@ class ParquetWriter:
         self._fill = 0
         self._is_csv = self.path.suffix.lower() == ".csv"
         folder = self.path.parent
+        if self.path.is_dir():
+            raise ConfigurationError(f"cannot write {self.path}: it is a folder; give a file path")
         if not folder.is_dir():
             raise ConfigurationError(
                 f"cannot write {self.path}: folder {folder} does not exist; create it first"

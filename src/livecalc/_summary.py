@@ -14,6 +14,10 @@ import numpy as np
 
 __all__ = ["NodeReport", "NodeStatus", "RunSummary", "write_json_atomic"]
 
+# Read once at import (os.umask can only be read by setting it): the process's file mode mask.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 NodeStatus = Literal["succeeded", "failed", "skipped", "not_run"]
 
 
@@ -134,6 +138,9 @@ def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would, like
+        # the Parquet files written beside it.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(_jsonable(data), f, indent=2)
         os.replace(tmp, path)

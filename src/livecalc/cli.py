@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -62,13 +63,27 @@ def _user_errors(debug: bool) -> Iterator[None]:
     except CalcEngineError as exc:
         _print_error(exc, debug)
         raise typer.Exit(1) from None
+    except OSError as exc:
+        # A path the user gave cannot be created or written (a file where a folder should
+        # be, no permission, a full disk): their input to fix, not a bug to trace.
+        where = f"{exc.filename}: " if exc.filename else ""
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            reason = "a file is where a folder is needed"
+        _print_error(f"{where}{reason}; check the path and its permissions", debug)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        # Running nodes stop at their next chunk; their files are not written.
+        err_console.print("[red]interrupted:[/] unfinished outputs were not written")
+        raise typer.Exit(130) from None
 
 
-def _print_error(exc: BaseException, debug: bool) -> None:
+def _print_error(exc: BaseException | str, debug: bool) -> None:
     if debug:
         err_console.print(traceback.format_exc(), markup=False, highlight=False)
     # soft_wrap: the message stays one line (greppable), whatever the terminal width.
-    err_console.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    # escape: a message like "[projection] engine failed" is text, not rich markup.
+    err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
 
 
 def _configure_logging(log_file: Path | None, log_json: bool, debug: bool) -> None:
@@ -80,6 +95,8 @@ def _configure_logging(log_file: Path | None, log_json: bool, debug: bool) -> No
             enable_file=log_file is not None,
             log_file_path=log_file,
             enable_json=log_json or log_file is not None,
+            # The plain console: the CLI prints every failure itself, once (one line per error).
+            console_errors=debug or log_json,
         )
     )
 
@@ -163,18 +180,18 @@ def print_summary(result: RunResult) -> None:
                 not isinstance(v, dict | list) for v in value.values()
             ):
                 for sub, v in value.items():
-                    stats.add_row(f"{key}.{sub}", _format(v))
+                    stats.add_row(escape(f"{key}.{sub}"), escape(_format(v)))
             else:
-                stats.add_row(key, _format(value))
+                stats.add_row(escape(key), escape(_format(value)))
         console.print(stats)
     for r in result.nodes.values():
         if r.status in ("failed", "skipped"):
             colour = "red" if r.status == "failed" else "yellow"
             err_console.print(
-                f"[{colour}]{r.node_id} {r.status}:[/] {r.error}", highlight=False, soft_wrap=True
+                f"[{colour}]{r.node_id} {r.status}:[/] {escape(str(r.error))}", highlight=False, soft_wrap=True
             )
     for name, path in result.written.items():
-        console.print(f"wrote {name}: {path}", highlight=False)
+        console.print(f"wrote {name}: {escape(str(path))}", highlight=False)
     console.print(f"total {result.seconds:.3f} s", highlight=False)
 
 
@@ -195,8 +212,8 @@ def run(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Run a pipeline config; exit 1 when a node fails, 2 when the config or input is bad."""
-    _configure_logging(log_file, log_json, debug)
     with _user_errors(debug):
+        _configure_logging(log_file, log_json, debug)
         result = _run_with_progress(
             progress,
             lambda bars: api_run(
@@ -280,7 +297,7 @@ def generate_policies_cmd(
             n, seed=seed, in_force_fraction=in_force_fraction, max_term=max_term
         )
         rows = write_policies(out, data)
-    console.print(f"wrote {rows:,} policies to {out}", highlight=False)
+    console.print(f"wrote {rows:,} policies to {escape(str(out))}", highlight=False)
 
 
 @generate_app.command("scenarios")
@@ -305,7 +322,7 @@ def generate_scenarios_cmd(
         out.parent.mkdir(parents=True, exist_ok=True)
         data = generate_scenarios(n, years, seed, model=model, outer=outer, inner=inner)
         rows = write_scenarios(out, data)
-    console.print(f"wrote {rows:,} scenario rows to {out}", highlight=False)
+    console.print(f"wrote {rows:,} scenario rows to {escape(str(out))}", highlight=False)
 
 
 @app.command()
@@ -324,7 +341,10 @@ def demo(
     _configure_logging(None, False, debug)
     with _user_errors(debug):
         config_path = write_demo(out, policies)
-        console.print(f"demo data and config in {out} ({config_path.name})", highlight=False)
+        console.print(
+            f"demo data and config in {escape(str(out))} ({escape(config_path.name)})",
+            highlight=False,
+        )
         result = _run_with_progress(
             progress, lambda bars: api_run(config_path, executor=executor, progress=bars)
         )

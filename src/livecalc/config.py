@@ -15,6 +15,7 @@ import copy
 import difflib
 import importlib
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -256,6 +257,10 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ConfigurationError(f"{path}: config file not found; check the path") from None
     except OSError as exc:
         raise ConfigurationError(f"{path}: cannot read the config ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8 JSON"
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -317,6 +322,8 @@ def load_config(
         problems.extend(_file_problems(sources, Path(raw["base_dir"])))
     if config is not None:
         problems.extend(_output_problems(config, nodes, sources))
+        if check_files:
+            problems.extend(_output_path_problems(config))
     if problems:
         raise ConfigurationError(format_problems(problems))
     assert config is not None
@@ -395,7 +402,9 @@ def _file_problems(sources: Mapping[str, DataSource], base: Path) -> list[str]:
     for name, src in sources.items():
         p = Path(src.path).expanduser()
         p = p if p.is_absolute() else base / p
-        if (src.type == "csv") != (p.suffix.lower() == ".csv"):
+        # The reader goes by suffix, so a *.csv path is CSV whatever the (default) type, as
+        # docs/config.md says; only "csv" on another suffix would be read as something else.
+        if src.type == "csv" and p.suffix.lower() != ".csv":
             problems.append(
                 f"data_sources.{name}.type: {src.type!r} does not match the file name "
                 f"{p.name!r}; files are read by suffix: name CSV files *.csv, Parquet files "
@@ -433,6 +442,37 @@ def _output_problems(
             "(e.g. out/{name}.parquet)"
         )
     return problems
+
+
+def _output_path_problems(config: PipelineConfig) -> list[str]:
+    # Found now, not after the whole run has computed its results and cannot write them.
+    out = config.output
+    if out is None:
+        return []
+    names = out.write or [n.outputs[0] for n in config.engines if n.outputs]
+    candidates = [("output.path", out.path.replace("{name}", name)) for name in names or ["x"]]
+    if out.summary_path:
+        candidates.append(("output.summary_path", out.summary_path))
+    problems: list[str] = []
+    for key, text in dict.fromkeys(candidates):
+        problem = _unwritable(config.resolve(text))
+        if problem:
+            problems.append(f"{key}: {problem}; choose another path")
+    return list(dict.fromkeys(problems))
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why a file cannot be written at ``path`` (None when it can, as far as we can tell)."""
+    if path.is_dir():
+        return f"{str(path)!r} is a folder, not a file"
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"cannot create {str(path)!r}: {str(folder)!r} is a file, not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write into {str(folder)!r} (no write permission)"
+    return None
 
 
 _PATH_KEYS = ("file", "path", "library")

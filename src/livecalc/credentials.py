@@ -309,10 +309,18 @@ class CredentialManager:
             )
         except httpx.HTTPError as exc:
             return [
-                f"cannot reach the Assumptions Manager at {creds.am_url} ({type(exc).__name__})"
+                f"cannot reach the Assumptions Manager at {creds.am_url} ({type(exc).__name__}); "
+                "start the server or check the URL"
             ]
         if response.status_code != 200:
-            return [f"the Assumptions Manager at {creds.am_url} answered {response.status_code}"]
+            fixes = {
+                401: "; issue a new token (livecalc am token --user NAME) and set it",
+                403: "; ask for a token whose scope covers what you read",
+            }
+            return [
+                f"the Assumptions Manager at {creds.am_url} answered {response.status_code}"
+                f" ({_detail(response)}){fixes.get(response.status_code, '')}"
+            ]
         return []
 
     def refresh_if_needed(

@@ -309,6 +309,13 @@ def _initial_discount_factors(
         )
     if curve is None:
         stored = meta.get("curve")
+        if not stored and meta.get("model") == "simple":
+            raise ConfigurationError(
+                f"{where}: no initial curve to test against: the 'simple' model has none (its "
+                "rates are not risk-neutral), so esg check does not apply; generate with "
+                "hull_white, vasicek or cir, or pass a curve to "
+                "livecalc.esg_check.check_scenarios"
+            )
         if not stored:
             raise ConfigurationError(
                 f"{where}: no initial curve to test against (no {METADATA_KEY!r} metadata with "

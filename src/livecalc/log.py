@@ -110,6 +110,9 @@ class LoggerConfig(BaseModel):
     enable_json: bool = True
     enable_buffer_dump: bool = False
     max_buffer_dump_bytes: int = 1024
+    # Not in the seed: the CLI reports every failure itself, once, so its plain console
+    # leaves ERROR events to the file / JSON outputs instead of printing them twice.
+    console_errors: bool = True
 
     @field_validator("min_level", mode="before")
     @classmethod
@@ -237,6 +240,9 @@ def _render(_: Any, __: str, event_dict: dict[str, Any]) -> str:
         line = json.dumps(fields, default=str, ensure_ascii=False, separators=(",", ":"))
     else:
         stack = fields.pop("stack_trace", None)
+        # Text lines are for people: a traceback only when they asked for DEBUG.
+        if _STATE.config.min_level != "DEBUG":
+            stack = None
         head = (
             f"{fields.pop('timestamp', '')} {fields.pop('level', ''):<7} {fields.pop('event', '')}"
         )
@@ -249,10 +255,11 @@ def _render(_: Any, __: str, event_dict: dict[str, Any]) -> str:
 class _Sink:
     """The logger structlog calls: writes each rendered line to stderr and/or the file."""
 
-    def msg(self, line: str) -> None:
+    def msg(self, line: str, *, is_error: bool = False) -> None:
         """Write one rendered event to the configured outputs."""
         with _STATE.lock:
-            if _STATE.config.enable_console:
+            config = _STATE.config
+            if config.enable_console and (config.console_errors or not is_error):
                 # Looked up per line so pytest's capture and redirected stderr see it.
                 sys.stderr.write(line + "\n")
                 sys.stderr.flush()
@@ -260,7 +267,12 @@ class _Sink:
                 _STATE.file.write(line + "\n")
                 _STATE.file.flush()
 
-    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+    def error(self, line: str) -> None:
+        """Write one rendered ERROR (or CRITICAL) event."""
+        self.msg(line, is_error=True)
+
+    debug = info = warning = warn = log = msg
+    critical = exception = fatal = error
 
 
 _SINK = _Sink()
@@ -407,7 +419,12 @@ def _inherit_from_environment() -> None:
             config = LoggerConfig.model_validate_json(text)
         except ValueError:
             config = None  # written by another LiveCalc version: keep the defaults
-    configure_logging(config)
+    if config is not None:
+        configure_logging(config)
+    else:
+        # Not a configured worker: keep the quiet library default (warnings and errors),
+        # as docs/logging.md promises a notebook calling livecalc.run(...).
+        _install()
     if os.environ.get(ENV_RUN_ID):
         structlog.contextvars.bind_contextvars(run_id=os.environ[ENV_RUN_ID])
 

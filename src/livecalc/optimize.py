@@ -153,9 +153,9 @@ def _slsqp(problem: Problem) -> Outcome:
     constraints = [
         {
             "type": "eq" if c.operator == "==" else "ineq",
-            "fun": lambda x, c=c, s=s: c.slack(problem.at(list(x)).metrics[c.metric], s),
+            "fun": lambda x, c=c, s=s, t=t: c.slack(problem.at(list(x)).metrics[c.metric], s, t),
         }
-        for c, s in zip(cfg.constraints, c_scales, strict=True)
+        for c, s, t in zip(cfg.constraints, c_scales, problem.constraint_tolerances, strict=True)
     ]
 
     def count(*_: Any) -> None:
@@ -198,11 +198,11 @@ def _differential_evolution(problem: Problem) -> Outcome:
     fun = _objective_fn(problem, scale)
     constraints = [
         sopt.NonlinearConstraint(
-            lambda z, c=c, s=s: c.slack(problem.at(to_params(z)).metrics[c.metric], s),
-            -c.effective_tolerance / s if c.operator == "==" else 0.0,
-            c.effective_tolerance / s if c.operator == "==" else np.inf,
+            lambda z, c=c, s=s, t=t: c.slack(problem.at(to_params(z)).metrics[c.metric], s, t),
+            -t / s if c.operator == "==" else 0.0,
+            t / s if c.operator == "==" else np.inf,
         )
-        for c, s in zip(cfg.constraints, c_scales, strict=True)
+        for c, s, t in zip(cfg.constraints, c_scales, problem.constraint_tolerances, strict=True)
     ]
 
     def count(*_: Any) -> None:
@@ -275,15 +275,15 @@ def optimize(
         outcome = Outcome(problem.best, False, str(stop))
     point = outcome.point
     checks = []
-    for c in config.constraints:
+    for c, tol in zip(config.constraints, problem.constraint_tolerances, strict=True):
         actual = point.metrics[c.metric]
-        ok, amount = c.check(actual)
+        ok, amount = c.check(actual, tol)
         checks.append(
             {
                 "metric": c.metric,
                 "operator": c.operator,
                 "value": float(c.value),
-                "tolerance": c.effective_tolerance,
+                "tolerance": tol,
                 "actual": actual,
                 "ok": ok,
                 "violation": amount,

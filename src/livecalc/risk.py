@@ -253,6 +253,13 @@ def scenario_values(arrays: np.ndarray | Sequence[np.ndarray]) -> ScenarioValues
     records = int(ids.size)
     if records == 0:
         return ScenarioValues(np.empty(0, np.int64), np.empty(0, np.float64), 0)
+    finite = np.isfinite(npv)
+    if not finite.all():
+        at = int(np.flatnonzero(~finite)[0])
+        raise ConfigurationError(
+            f"scenario {int(ids[at])}: a result record has npv {float(npv[at])!r}; every "
+            "npv must be a finite number (check the projection's inputs)"
+        )
     top = int(ids.max())
     if top < 4 * records + 1_000_000:
         # Dense ids (the usual case): one bincount pass, no sort of the records.

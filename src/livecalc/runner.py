@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextvars
+import graphlib
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -81,6 +83,8 @@ class Runner:
         self._runners: dict[str, NodeRunner] = {}
         self._datasets: dict[str, Any] = {}
         self._node_inputs: dict[str, dict[str, np.ndarray]] = {}
+        # Set on Ctrl-C: running nodes stop at their next chunk and leave no file behind.
+        self._cancel = threading.Event()
 
     def _emit(self, event: str, node_id: str, **info: Any) -> None:
         if self._progress is not None:
@@ -126,7 +130,13 @@ class Runner:
             }
             if self.config.output is not None and self.config.output.summary_path:
                 path = self.config.resolve(self.config.output.summary_path)
-                write_json_atomic(path, summary.to_dict())
+                try:
+                    write_json_atomic(path, summary.to_dict())
+                except OSError as exc:
+                    raise ExecutionError(
+                        f"output.summary_path: cannot write {str(path)!r} ({exc.strerror}); "
+                        "choose another path"
+                    ) from exc
                 summary.written["summary"] = path
             _log.info(
                 "run_finished",
@@ -190,24 +200,40 @@ class Runner:
         sorter = self.graph.sorter()
         max_workers = max(1, self.config.run.max_parallel)
         with cf.ThreadPoolExecutor(max_workers, thread_name_prefix="livecalc-node") as pool:
-            running: dict[cf.Future[None], str] = {}
-            while sorter.is_active():
-                for node_id in sorter.get_ready():
-                    report = summary.nodes[node_id]
-                    if report.status in ("failed", "skipped"):
-                        sorter.done(node_id)
-                        continue
-                    # Each node runs in a copy of this context, so it logs with the run_id.
-                    ctx = contextvars.copy_context()
-                    fut = pool.submit(ctx.run, self._run_node, node_id, summary, outputs)
-                    running[fut] = node_id
-                if not running:
-                    continue
-                done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    node_id = running.pop(fut)
-                    fut.result()  # _run_node records failures itself; anything else is a bug
+            try:
+                self._schedule_ready(sorter, pool, summary, outputs)
+            except BaseException:
+                # KeyboardInterrupt reaches this (the main) thread only: without the flag the
+                # node threads would run to their end while the pool waits for them.
+                self._cancel.set()
+                _log.warning("run_interrupted")
+                raise
+
+    def _schedule_ready(
+        self,
+        sorter: graphlib.TopologicalSorter[str],
+        pool: cf.ThreadPoolExecutor,
+        summary: RunSummary,
+        outputs: OutputPlan,
+    ) -> None:
+        running: dict[cf.Future[None], str] = {}
+        while sorter.is_active():
+            for node_id in sorter.get_ready():
+                report = summary.nodes[node_id]
+                if report.status in ("failed", "skipped"):
                     sorter.done(node_id)
+                    continue
+                # Each node runs in a copy of this context, so it logs with the run_id.
+                ctx = contextvars.copy_context()
+                fut = pool.submit(ctx.run, self._run_node, node_id, summary, outputs)
+                running[fut] = node_id
+            if not running:
+                continue
+            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                node_id = running.pop(fut)
+                fut.result()  # _run_node records failures itself; anything else is a bug
+                sorter.done(node_id)
 
     def _fail(self, summary: RunSummary, node_id: str, exc: BaseException, stage: str) -> None:
         report = summary.nodes[node_id]
@@ -260,9 +286,7 @@ class Runner:
                 inputs,
                 chunk_size,
                 sink=sink.write if sink is not None else None,
-                on_chunk=lambda i, n, k: self._emit(
-                    "chunk_finished", node_id, chunk=i, chunks=n, policies=k
-                ),
+                on_chunk=lambda i, n, k: self._chunk_finished(node_id, i, n, k),
             )
             if sink is not None:
                 sink.commit()
@@ -302,6 +326,11 @@ class Runner:
             chunks=report.chunks,
         )
         self._emit("node_finished", node_id, status="succeeded")
+
+    def _chunk_finished(self, node_id: str, chunk: int, chunks: int, policies: int) -> None:
+        self._emit("chunk_finished", node_id, chunk=chunk, chunks=chunks, policies=policies)
+        if self._cancel.is_set() and chunk + 1 < chunks:
+            raise ExecutionError(f"interrupted after chunk {chunk + 1} of {chunks}", node_id)
 
     def _esg_metadata(self, node_id: str) -> dict[str, str]:
         try:

@@ -207,7 +207,12 @@ def _model_parameters(read: _Reader, model: str) -> dict[str, float]:
             "floor": read.number("floor", lambda v: v > -1.0, "a rate > -1"),
             "cap": read.number("cap", lambda v: v > -1.0, "a rate > -1"),
         }
-        if not params["floor"] <= params["initial_rate"] <= params["cap"]:
+        if params["floor"] > params["cap"]:
+            read.problems.append(
+                f"config.floor: {params['floor']} is above config.cap {params['cap']}; "
+                "give floor <= cap"
+            )
+        elif not params["floor"] <= params["initial_rate"] <= params["cap"]:
             read.problems.append(
                 "config.initial_rate: must lie within floor..cap "
                 f"({params['floor']}..{params['cap']}); adjust floor, cap or initial_rate"

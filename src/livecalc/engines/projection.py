@@ -133,6 +133,12 @@ def parse_config(config: Mapping[str, Any]) -> ProjectionConfig:
         )
     if any(not (math.isfinite(f) and f >= 0) for f in cfg.underwriting_class_factors):
         raise ConfigurationError("config.underwriting_class_factors: factors must be >= 0")
+    dyn = cfg.dynamic_lapse
+    if dyn is not None and dyn.min_factor > dyn.max_factor:
+        raise ConfigurationError(
+            f"config.dynamic_lapse: min_factor {dyn.min_factor:g} is above max_factor "
+            f"{dyn.max_factor:g}; give min_factor <= max_factor"
+        )
     return cfg
 
 
@@ -311,8 +317,11 @@ class ProjectionEngine(ICalcEngine):
                 raise ConfigurationError(
                     f"set_parameters: unknown parameter {name!r}; known: {', '.join(MULTIPLIERS)}"
                 )
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ConfigurationError(f"set_parameters: {name} = {value!r} must be >= 0")
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not (number and math.isfinite(value) and value >= 0):
+                raise ConfigurationError(
+                    f"set_parameters: {name} = {value!r} must be a number >= 0"
+                )
         basis.multipliers.update({k: float(v) for k, v in params.items()})
 
     def get_parameters(self) -> dict[str, float]:

@@ -354,9 +354,12 @@ class SolverEngine(ICalcEngine):
                 raise ExecutionError(f"evaluating {dict(overrides)} failed: {exc}") from exc
             values = scenario_values(find_results(records))
             if not np.array_equal(values.scenario_ids, base.scenario_ids):
+                got, want = set(values.scenario_ids.tolist()), set(base.scenario_ids.tolist())
+                odd = sorted(got ^ want)[:3]
                 raise ExecutionError(
                     f"evaluating {dict(overrides)} returned {values.scenario_ids.size} scenarios "
-                    f"where the input has {base.scenario_ids.size}: the evaluator must re-run "
+                    f"where the input has {base.scenario_ids.size} (ids in one but not the "
+                    f"other: {odd}): the evaluator must re-run "
                     "the projection on the same scenarios"
                 )
             return self._metrics(values)

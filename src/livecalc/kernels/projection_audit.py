@@ -99,5 +99,6 @@ def audit_cashflows(
             "pv_net_cash_flow": pv,
         }
         for key, value in values.items():
-            cols[key].append(float(value))
+            # Counters stay whole numbers in the lists an actuary reads (and in JSON).
+            cols[key].append(int(value) if key in ("period", "policy_year") else float(value))
     return cols

@@ -296,12 +296,15 @@ def prepare_chunk(
         "product_type must be 0 (term), 1 (whole life) or 2 (endowment)",
     )
     n_classes = len(basis.class_factors)
-    _fail_at(
-        policies["underwriting_class"] >= n_classes,
-        ids,
-        f"underwriting_class has no factor (config.underwriting_class_factors has {n_classes}); "
-        "add one",
-    )
+    no_factor = policies["underwriting_class"] >= n_classes
+    if no_factor.any():
+        cls = int(policies["underwriting_class"][no_factor][0])
+        _fail_at(
+            no_factor,
+            ids,
+            f"underwriting_class {cls} has no factor (config.underwriting_class_factors has "
+            f"{n_classes}, for classes 0-{n_classes - 1}); give factors up to class {cls}",
+        )
     for name in ("sum_assured", "premium"):
         _fail_at(~np.isfinite(policies[name]), ids, f"{name} must be a finite number")
     n_steps = _policy_steps(policies, months, m)
