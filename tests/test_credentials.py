@@ -239,13 +239,16 @@ class TestCredentialManager:
         assert CredentialManager(_creds(_token(), server.url)).validate(True) is True
 
     def test_connectivity_check_fails_for_a_forged_token(self, server: BackgroundServer) -> None:
-        """A token signed with another secret fails the connectivity check with 401."""
+        """A token signed with another secret fails the connectivity check with 401, the
+        server's reason and the fix."""
         forged = _token(secret="another-secret-of-at-least-32-characters")
         manager = CredentialManager(_creds(forged, server.url))
 
-        assert manager.validation_errors(check_connectivity=True) == [
-            f"the Assumptions Manager at {server.url} answered 401"
-        ]
+        (problem,) = manager.validation_errors(check_connectivity=True)
+
+        assert problem.startswith(f"the Assumptions Manager at {server.url} answered 401 (")
+        assert problem.endswith("; issue a new token (livecalc am token --user NAME) and set it")
+        assert forged not in problem
 
 
 class TestRefresh:

@@ -13,6 +13,7 @@ from rich.markup import escape
 from livecalc import am_server
 from livecalc.credentials import CredentialManager
 from livecalc.errors import ConfigurationError
+from livecalc.log import scrub_text
 
 __all__ = ["am_app"]
 
@@ -25,7 +26,9 @@ _err_console = Console(stderr=True)
 
 
 def _fail(exc: ConfigurationError) -> typer.Exit:
-    _err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    _err_console.print(
+        f"[red]error:[/] {escape(scrub_text(str(exc)))}", highlight=False, soft_wrap=True
+    )
     return typer.Exit(2)
 
 
@@ -87,7 +90,9 @@ def check(
     typer.echo(manager.to_string())
     problems = manager.validation_errors(check_connectivity=connect)
     for problem in problems:
-        _err_console.print(f"[red]error:[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
+        _err_console.print(
+            f"[red]error:[/] {escape(scrub_text(str(problem)))}", highlight=False, soft_wrap=True
+        )
     if problems:
         raise typer.Exit(2)
     typer.echo("ok")

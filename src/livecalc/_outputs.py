@@ -20,6 +20,7 @@ import numpy as np
 from livecalc.buffers import POLICY_DTYPE
 from livecalc.config import DataSource, PipelineConfig
 from livecalc.dag import EngineGraph
+from livecalc.errors import ConfigurationError
 from livecalc.parquet import ParquetReader, ParquetWriter, PolicyData
 
 __all__ = ["OutputPlan", "StreamSink", "load_source", "policy_ext_name"]
@@ -34,9 +35,30 @@ def load_source(name: str, src: DataSource, config: PipelineConfig) -> np.ndarra
     """The records of one data source (policies come with their extension, if any)."""
     path = config.resolve(src.path)
     reader = ParquetReader()
-    if src.resolved_kind(name) == "scenarios":
-        return reader.read_scenarios(path)
-    return reader.read_policies(path)
+    kind = src.resolved_kind(name)
+    try:
+        if kind == "scenarios":
+            return reader.read_scenarios(path)
+        data = reader.read_policies(path)
+    except ConfigurationError as exc:
+        other = "policies" if kind == "scenarios" else "scenarios"
+        found = str(exc).partition("; found ")[2]
+        other_id = "'policy_id'" if other == "policies" else "'scenario_id'"
+        if src.kind is not None or other_id not in found:
+            raise
+        # The kind was guessed from the source's name, and the file holds the other kind:
+        # the fix is to state it.
+        raise ConfigurationError(
+            f"data_sources.{name}: {exc} (read as {kind}, guessed from the name {name!r}; "
+            f'if the file holds {other}, add "kind": "{other}" to the source)'
+        ) from None
+    if len(data.records) == 0:
+        # Nothing to value: every downstream engine would fail or value nothing.
+        raise ConfigurationError(
+            f"data_sources.{name}: policy file {path} has no rows; give a file with at least "
+            "one policy"
+        )
+    return data
 
 
 class StreamSink:

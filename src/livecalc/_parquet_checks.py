@@ -128,6 +128,9 @@ def require_columns(ctx: FileContext, found: list[str], rules: tuple[ColumnRule,
         if close:
             hints.append(f"{close[0]!r} -> {name!r}")
     hint = f" (rename {', '.join(hints)}?)" if hints else ""
+    if len(found) == 1 and any(sep in found[0] for sep in ";\t|"):
+        # One column whose name holds the others: a CSV with another separator.
+        hint += " (the header looks like one column: CSV files must be comma-separated)"
     raise ConfigurationError(
         f"{ctx.what} file {ctx.path}: missing required column(s) "
         f"{', '.join(repr(m) for m in missing)}{hint}; found {found}; "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,11 +12,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["NodeReport", "NodeStatus", "RunSummary", "write_json_atomic"]
+from livecalc.log import scrub_text
 
-# Read once at import (os.umask can only be read by setting it): the process's file mode mask.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+__all__ = ["NodeReport", "NodeStatus", "RunSummary", "write_json_atomic"]
 
 NodeStatus = Literal["succeeded", "failed", "skipped", "not_run"]
 
@@ -64,7 +62,8 @@ class NodeReport:
             "records": self.records,
             "chunks": self.chunks,
             "throughput_rows_per_sec": self.throughput,
-            "error": self.error,
+            # The summary file is shared like a log: a token quoted in an error is masked.
+            "error": None if self.error is None else scrub_text(self.error),
             "error_type": self.error_type,
             "outputs": _jsonable(self.outputs),
             "warnings": list(self.warnings),
@@ -136,11 +135,11 @@ def _jsonable(value: Any) -> Any:
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    # Not mkstemp, which makes the file private (0600): the umask decides, as for the
+    # Parquet files written beside it. O_EXCL still refuses to follow or reuse a name.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would, like
-        # the Parquet files written beside it.
-        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(_jsonable(data), f, indent=2)
         os.replace(tmp, path)

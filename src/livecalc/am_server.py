@@ -33,6 +33,7 @@ import hmac
 import os
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -417,5 +418,26 @@ def serve(
         refresh_window_seconds=refresh_window_seconds,
         clients=parse_clients(os.environ.get(ENV_CLIENTS, "")),
     )
+    # Bound here, not by uvicorn: a port in use is then one clear error (exit 2), not
+    # uvicorn's log line and exit code 3.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(
+            f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); "
+            "choose another port, or stop the server that holds it"
+        ) from None
     _log.info("am_server_start", root=str(Path(root).resolve()), host=host, port=port)
-    uvicorn.Server(_uvicorn_config(app, host, port, quiet=False)).run()
+    # The one line a person starting the server needs, whatever the log level.
+    url_host = f"[{host}]" if family == socket.AF_INET6 else host
+    print(
+        f"serving {Path(root).resolve()} on http://{url_host}:{port}", file=sys.stderr, flush=True
+    )
+    try:
+        uvicorn.Server(_uvicorn_config(app, host, port, quiet=False)).run(sockets=[sock])
+    finally:
+        sock.close()

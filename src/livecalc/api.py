@@ -21,13 +21,13 @@ import pyarrow.parquet as pq
 from livecalc._summary import NodeReport, RunSummary
 from livecalc.config import PipelineConfig, load_config
 from livecalc.credentials import AMCredentials, CredentialManager
-from livecalc.errors import ConfigurationError, ExecutionError
+from livecalc.errors import CalcEngineError, ConfigurationError, ExecutionError
 from livecalc.executors import Executor
 from livecalc.factory import EngineFactory
 from livecalc.log import get_logger
 from livecalc.runner import ProgressCallback, Runner
 
-__all__ = ["RunResult", "records_to_arrow", "run"]
+__all__ = ["RunResult", "check_engines", "records_to_arrow", "run"]
 
 
 def records_to_arrow(records: np.ndarray) -> pa.Table:
@@ -165,6 +165,55 @@ def run(
         progress=progress,
     )
     return RunResult(runner.run(), config)
+
+
+def check_engines(
+    config_or_path: str | Path | Mapping[str, Any] | PipelineConfig,
+    *,
+    overrides: Sequence[str] = (),
+    credentials: AMCredentials | None = None,
+    factory: EngineFactory | None = None,
+    base_dir: str | Path | None = None,
+) -> PipelineConfig:
+    """Validate a config, then initialise (and dispose of) each engine: ``livecalc validate``.
+
+    This runs the engines' own config checks, and resolves their assumption tables, the way
+    ``run`` does before anything runs, but reads no data and runs no chunk.
+
+    Raises:
+        ConfigurationError: every problem, by JSON path (``engines[1].config.x: ...``).
+    """
+    factory = factory if factory is not None else EngineFactory()
+    config = load_config(config_or_path, overrides, factory=factory, base_dir=base_dir)
+    if credentials is None:
+        credentials = _default_credentials(config)
+    problems = []
+    for i, node in enumerate(config.engines):
+        engine = factory.create_engine(node.type)
+        try:
+            engine.initialize(config.engine_config(node.id), credentials)
+        except CalcEngineError as exc:
+            text = str(exc)
+            # Engines name the key as "config.key: ..." (as the runner reports it).
+            problems.append(
+                f"engines[{i}].{text if text.startswith('config') else f'config: {text}'}"
+            )
+            continue
+        except Exception as exc:  # an engine's bug: still one line, naming the engine
+            problems.append(f"engines[{i}]: initialize failed: {type(exc).__name__}: {exc}")
+            continue
+        try:
+            engine.dispose()
+        except Exception as exc:
+            problems.append(f"engines[{i}]: dispose failed: {type(exc).__name__}: {exc}")
+    if problems:
+        raise ConfigurationError(
+            problems[0]
+            if len(problems) == 1
+            else f"{len(problems)} engine config problems:\n"
+            + "\n".join(f"  {p}" for p in problems)
+        )
+    return config
 
 
 def _default_credentials(config: PipelineConfig) -> AMCredentials | None:

@@ -27,12 +27,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from livecalc.api import RunResult
+from livecalc.api import RunResult, check_engines
 from livecalc.api import run as api_run
 from livecalc.config import config_json_schema, load_config
 from livecalc.errors import CalcEngineError, ConfigurationError
 from livecalc.factory import BUILTIN_ALIASES, EngineFactory
-from livecalc.log import LoggerConfig, configure_logging
+from livecalc.log import LoggerConfig, configure_logging, scrub_text
 
 __all__ = ["app", "main"]
 
@@ -80,10 +80,12 @@ def _user_errors(debug: bool) -> Iterator[None]:
 
 def _print_error(exc: BaseException | str, debug: bool) -> None:
     if debug:
-        err_console.print(traceback.format_exc(), markup=False, highlight=False)
+        err_console.print(scrub_text(traceback.format_exc()), markup=False, highlight=False)
     # soft_wrap: the message stays one line (greppable), whatever the terminal width.
     # escape: a message like "[projection] engine failed" is text, not rich markup.
-    err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    # scrub_text: a token pasted into the wrong place is quoted back masked, never whole.
+    message = escape(scrub_text(str(exc)))
+    err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def _configure_logging(log_file: Path | None, log_json: bool, debug: bool) -> None:
@@ -188,7 +190,9 @@ def print_summary(result: RunResult) -> None:
         if r.status in ("failed", "skipped"):
             colour = "red" if r.status == "failed" else "yellow"
             err_console.print(
-                f"[{colour}]{r.node_id} {r.status}:[/] {escape(str(r.error))}", highlight=False, soft_wrap=True
+                f"[{colour}]{r.node_id} {r.status}:[/] {escape(scrub_text(str(r.error)))}",
+                highlight=False,
+                soft_wrap=True,
             )
     for name, path in result.written.items():
         console.print(f"wrote {name}: {escape(str(path))}", highlight=False)
@@ -235,14 +239,21 @@ def validate(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="override: ENGINE_ID.KEY=VALUE")
     ] = None,
+    engines: Annotated[
+        bool, typer.Option(help="also initialise each engine (its config, its assumptions)")
+    ] = True,
     debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
 ) -> None:
     """Check a pipeline config without running it."""
     with _user_errors(debug):
-        parsed = load_config(config, set_ or [])
+        if engines:
+            parsed = check_engines(config, overrides=set_ or [])
+        else:
+            parsed = load_config(config, set_ or [])
     order = " -> ".join(n.id for n in parsed.engines)
     console.print(
-        f"[green]ok:[/] {config}: {len(parsed.engines)} engines ({order})", soft_wrap=True
+        f"[green]ok:[/] {escape(str(config))}: {len(parsed.engines)} engines ({order})",
+        soft_wrap=True,
     )
 
 
@@ -255,7 +266,8 @@ def schema(
     if out is None:
         typer.echo(text, nl=False)
     else:
-        out.write_text(text, encoding="utf-8")
+        with _user_errors(False):
+            out.write_text(text, encoding="utf-8")
 
 
 @app.command()
@@ -269,7 +281,8 @@ def engines() -> None:
         aliases = ", ".join(a for a, t in BUILTIN_ALIASES.items() if t == engine_type)
         try:
             info = factory.create_engine(engine_type).get_info()
-            name, version, am = info.name, info.version, str(info.supports_assumptions_manager)
+            name, version = escape(info.name), escape(info.version)
+            am = str(info.supports_assumptions_manager)
         except CalcEngineError:
             # Some engines (native libraries) only know their info once initialised.
             name, version, am = "[dim](described once initialised)[/]", "", ""

@@ -261,14 +261,31 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ConfigurationError(
             f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8 JSON"
         ) from None
+    duplicates: list[str] = []
+
+    def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # json.loads would silently keep the last of two equal keys: say so instead.
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                duplicates.append(key)
+            seen[key] = value
+        return seen
+
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_pairs)
     except json.JSONDecodeError as exc:
         raise ConfigurationError(
             f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
     if not isinstance(data, dict):
         raise ConfigurationError(f"{path}: the config must be a JSON object {{...}}")
+    if duplicates:
+        names = ", ".join(repr(k) for k in dict.fromkeys(duplicates))
+        raise ConfigurationError(
+            f"{path}: key {names} appears twice in one object (JSON keeps only the last); "
+            "remove or merge the duplicate"
+        )
     return data
 
 
@@ -410,7 +427,11 @@ def _file_problems(sources: Mapping[str, DataSource], base: Path) -> list[str]:
                 f"{p.name!r}; files are read by suffix: name CSV files *.csv, Parquet files "
                 "anything else"
             )
-        if not p.is_file():
+        if p.is_dir():
+            problems.append(
+                f"data_sources.{name}.path: {str(p)!r} is a folder; give the data file's path"
+            )
+        elif not p.is_file():
             problems.append(
                 f"data_sources.{name}.path: file {str(p)!r} does not exist; check the path "
                 "(relative paths resolve against the config file's folder)"

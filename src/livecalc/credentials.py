@@ -288,7 +288,11 @@ class CredentialManager:
         if info is None or not info.is_valid:
             problems.append("am_token is not a JWT (three base64url parts separated by dots)")
         elif info.is_expired():
-            problems.append(f"am_token expired at {info.expires_at:%Y-%m-%d %H:%M:%S} UTC")
+            problems.append(
+                f"am_token expired at {info.expires_at:%Y-%m-%d %H:%M:%S} UTC; a run refreshes "
+                "it within the server's refresh window, else issue a new one "
+                "(livecalc am token --user NAME)"
+            )
         if check_connectivity and not problems:
             problems.extend(self._connectivity_problems())
         return problems

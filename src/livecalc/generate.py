@@ -258,9 +258,9 @@ def generate_scenarios(
         outer is None or inner is None or (n_scenarios is not None and n_scenarios != outer * inner)
     ):
         raise ConfigurationError(
-            f"generate_scenarios: give n_scenarios, or both outer and inner with "
-            f"outer x inner = n_scenarios (got n_scenarios={n_scenarios}, outer={outer}, "
-            f"inner={inner})"
+            f"generate_scenarios: give n_scenarios (CLI -n), or both outer and inner (--outer, "
+            f"--inner) with outer x inner = n_scenarios (got n_scenarios={n_scenarios}, "
+            f"outer={outer}, inner={inner})"
         )
     config = {
         **esg_options,
