@@ -5,7 +5,7 @@ The public names of DESIGN.md section 3. The built-in engines (``livecalc.engine
 imported here, so ``import livecalc`` does not load numba kernels.
 """
 
-from livecalc.api import RunResult, run
+from livecalc.api import RunResult, check_engines, run
 from livecalc.assumptions import (
     AssumptionResolutionError,
     AssumptionsClient,
@@ -83,6 +83,7 @@ __all__ = [
     "RunResult",
     "SharedArrayRef",
     "TokenInfo",
+    "check_engines",
     "configure_logging",
     "load_config",
     "resolve_reference",

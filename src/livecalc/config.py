@@ -11,17 +11,22 @@ Relative paths (data sources, outputs) resolve against the config file's folder.
 
 from __future__ import annotations
 
-import copy
 import difflib
 import importlib
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from livecalc._config_files import (
+    apply_overrides,
+    parse_override,
+    read_config_json,
+    unwritable,
+    with_absolute_paths,
+)
 from livecalc.errors import ConfigurationError
 from livecalc.factory import BUILTIN_ALIASES, EngineFactory
 
@@ -136,7 +141,7 @@ class PipelineConfig(_Model):
         ``_file`` or ``_path`` when such a file exists there; ``am://`` references and
         absolute paths are left as they are.
         """
-        resolved: dict[str, Any] = _with_absolute_paths(
+        resolved: dict[str, Any] = with_absolute_paths(
             self.node(node_id).config, Path(self.base_dir)
         )
         return resolved
@@ -203,92 +208,6 @@ def _pydantic_problems(exc: ValidationError, prefix: Sequence[int | str] = ()) -
     return problems
 
 
-def parse_override(text: str) -> tuple[str, list[str], Any]:
-    """Split ``engine.key=value`` into the node id, the key path and the JSON-parsed value.
-
-    ``run.chunk_size=500`` and ``output.path=x.parquet`` set those sections instead.
-    """
-    target, sep, raw = text.partition("=")
-    parts = target.strip().split(".")
-    if not sep or len(parts) < 2 or not all(parts):
-        raise ConfigurationError(
-            f"--set {text!r}: write it as ENGINE_ID.KEY=VALUE (e.g. projection.seed=7)"
-        )
-    try:
-        value: Any = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw  # a bare word is a string: --set esg.model=hull_white
-    return parts[0], parts[1:], value
-
-
-def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """A copy of the raw config with each ``engine.key=value`` override applied."""
-    data = copy.deepcopy(dict(raw))
-    for text in overrides:
-        head, keys, value = parse_override(text)
-        if head in ("run", "output"):
-            target = data.setdefault(head, {})
-        else:
-            engines = data.get("engines")
-            nodes = [e for e in engines or [] if isinstance(e, dict) and e.get("id") == head]
-            if not nodes:
-                ids = [e.get("id") for e in engines or [] if isinstance(e, dict)]
-                close = difflib.get_close_matches(head, [str(i) for i in ids], 1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigurationError(
-                    f"--set {text!r}: no engine with id {head!r}{hint}; ids: "
-                    + ", ".join(map(str, ids))
-                )
-            target = nodes[0].setdefault("config", {})
-        if not isinstance(target, dict):
-            raise ConfigurationError(f"--set {text!r}: {head!r} is not an object")
-        for key in keys[:-1]:
-            target = target.setdefault(key, {})
-            if not isinstance(target, dict):
-                raise ConfigurationError(f"--set {text!r}: {key!r} is not an object")
-        target[keys[-1]] = value
-    return data
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigurationError(f"{path}: config file not found; check the path") from None
-    except OSError as exc:
-        raise ConfigurationError(f"{path}: cannot read the config ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigurationError(
-            f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8 JSON"
-        ) from None
-    duplicates: list[str] = []
-
-    def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        # json.loads would silently keep the last of two equal keys: say so instead.
-        seen: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in seen:
-                duplicates.append(key)
-            seen[key] = value
-        return seen
-
-    try:
-        data = json.loads(text, object_pairs_hook=_pairs)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(
-            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigurationError(f"{path}: the config must be a JSON object {{...}}")
-    if duplicates:
-        names = ", ".join(repr(k) for k in dict.fromkeys(duplicates))
-        raise ConfigurationError(
-            f"{path}: key {names} appears twice in one object (JSON keeps only the last); "
-            "remove or merge the duplicate"
-        )
-    return data
-
-
 def load_config(
     source: str | Path | Mapping[str, Any] | PipelineConfig,
     overrides: Sequence[str] = (),
@@ -314,7 +233,7 @@ def load_config(
         folder = Path(base_dir) if base_dir is not None else Path.cwd()
     else:
         path = Path(source)
-        raw = _read_json(path)
+        raw = read_config_json(path)
         folder = path.resolve().parent
     raw = apply_overrides(raw, overrides)
     raw.pop("$schema", None)  # editors' schema pointer
@@ -476,38 +395,7 @@ def _output_path_problems(config: PipelineConfig) -> list[str]:
         candidates.append(("output.summary_path", out.summary_path))
     problems: list[str] = []
     for key, text in dict.fromkeys(candidates):
-        problem = _unwritable(config.resolve(text))
+        problem = unwritable(config.resolve(text))
         if problem:
             problems.append(f"{key}: {problem}; choose another path")
     return list(dict.fromkeys(problems))
-
-
-def _unwritable(path: Path) -> str | None:
-    """Why a file cannot be written at ``path`` (None when it can, as far as we can tell)."""
-    if path.is_dir():
-        return f"{str(path)!r} is a folder, not a file"
-    folder = path.parent
-    while not folder.exists():
-        folder = folder.parent
-    if not folder.is_dir():
-        return f"cannot create {str(path)!r}: {str(folder)!r} is a file, not a folder"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"cannot write into {str(folder)!r} (no write permission)"
-    return None
-
-
-_PATH_KEYS = ("file", "path", "library")
-_PATH_SUFFIXES = ("_table", "_file", "_path")
-
-
-def _with_absolute_paths(value: Any, base: Path, key: str = "") -> Any:
-    if isinstance(value, dict):
-        return {k: _with_absolute_paths(v, base, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_with_absolute_paths(v, base, key) for v in value]
-    is_path_key = key in _PATH_KEYS or key.endswith(_PATH_SUFFIXES)
-    if isinstance(value, str) and is_path_key and value and "://" not in value:
-        path = Path(value).expanduser()
-        if not path.is_absolute() and (base / path).exists():
-            return str(base / path)
-    return value

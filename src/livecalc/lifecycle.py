@@ -314,8 +314,8 @@ class EngineLifecycleManager:
             return self._fail(_Failure(error, False, timed_out=True), start)
         except WorkerDied as died:
             error = ExecutionError(
-                f"the engine's worker process {died.reason} (a crash in the engine); a fresh "
-                "worker will run the next chunk",
+                f"the engine's worker process {died.reason} (a crash in the engine); any later "
+                "call starts a fresh worker",
                 self.engine_id,
             )
             return self._fail(_Failure(error, True, extra={"exitcode": died.exitcode}), start)
