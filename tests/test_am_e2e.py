@@ -290,6 +290,7 @@ class TestOffline:
 
         stderr = run.stderr
         assert (run.returncode, "cannot reach the Assumptions Manager" in stderr) == (2, True)
+        assert "config.mortality_table: " in stderr  # the error names the key of the reference
         assert ("Traceback" in run.stderr, _leaks(token, run)) == (False, [])
 
 

@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from livecalc.credentials import AMCredentials
-from livecalc.errors import ConfigurationError, InitializationError
+from livecalc.errors import ConfigurationError
 
 __all__ = [
     "MAX_AGE",
@@ -162,14 +162,14 @@ def read_table(
         return source, f"{key} (Arrow table)"
     text = os.fspath(source)
     if text.startswith("am://"):
+        # Imported here: the client pulls in httpx, which file-only runs do not need.
+        from livecalc.assumptions import AssumptionResolutionError, resolve_reference
+
         try:
-            from livecalc.assumptions import resolve_reference
-        except ImportError as exc:
-            raise InitializationError(
-                f"{key}: {text!r} needs the assumptions client (livecalc.assumptions), "
-                "which is not available; use a file path instead"
-            ) from exc
-        resolved = resolve_reference(text, credentials)
+            resolved = resolve_reference(text, credentials)
+        except AssumptionResolutionError as exc:
+            # Name the config key, so the runner reports engines[i].config.<key>: ...
+            raise AssumptionResolutionError(f"{key}: {exc}") from exc
         return resolved.table, f"{key} ({text})"
     path = Path(text)
     label = f"{key} (file {text!r})"
