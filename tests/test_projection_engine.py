@@ -582,3 +582,14 @@ def _csv(table: pa.Table) -> str:
     path = Path(tempfile.mkdtemp()) / "table.csv"
     csv.write_csv(table, path)
     return str(path)
+
+
+class TestNestedConfigErrors:
+    def test_unknown_nested_key_lists_that_blocks_keys(self) -> None:
+        """A misspelt key inside `expenses` is named with a suggestion and the block's keys."""
+        with pytest.raises(ConfigurationError) as info:
+            ProjectionEngine().initialize({"expenses": {"maintenanc": 30.0}})
+
+        message = str(info.value)
+        assert "config.expenses.maintenanc: unknown key (did you mean 'maintenance'?)" in message
+        assert "mortality_table" not in message

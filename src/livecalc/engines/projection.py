@@ -10,9 +10,11 @@ multipliers between runs without reloading anything.
 
 from __future__ import annotations
 
+import difflib
 import math
 import time
-from collections.abc import Mapping
+import typing
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -111,6 +113,21 @@ class ProjectionConfig(_Model):
     audit: AuditConfig | None = None
 
 
+def _model_at(loc: Sequence[Any]) -> type[BaseModel]:
+    """The config model that holds the keys at ``loc`` (nested blocks such as expenses)."""
+    model: type[BaseModel] = ProjectionConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            break
+        candidates = [field.annotation, *typing.get_args(field.annotation)]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            break
+        model = nested[0]
+    return model
+
+
 def parse_config(config: Mapping[str, Any]) -> ProjectionConfig:
     """The config as a ProjectionConfig; every problem is reported at once, by key."""
     try:
@@ -118,10 +135,18 @@ def parse_config(config: Mapping[str, Any]) -> ProjectionConfig:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-            problems.append(f"config.{where}: {err['msg']}")
-        known = ", ".join(ProjectionConfig.model_fields)
-        raise ConfigurationError("; ".join(problems) + f" (known keys: {known})") from None
+            loc = [p for p in err["loc"] if not str(p).startswith("function-")]
+            where = ".".join(str(p) for p in loc)
+            if err["type"] == "extra_forbidden":
+                known = list(_model_at(loc[:-1]).model_fields)
+                close = difflib.get_close_matches(str(loc[-1]), known, 1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(
+                    f"config.{where}: unknown key{hint}; known keys here: {', '.join(known)}"
+                )
+            else:
+                problems.append(f"config.{where}: {err['msg']}")
+        raise ConfigurationError("; ".join(problems)) from None
     if cfg.premium_frequency == "monthly" and cfg.time_step == "annual":
         raise ConfigurationError(
             'config.premium_frequency: "monthly" premiums need "time_step": "monthly"'
