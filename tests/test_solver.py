@@ -390,3 +390,17 @@ class PricingEngine(ICalcEngine):
     @property
     def is_initialized(self) -> bool:
         return getattr(self, "_ready", False)
+
+
+class TestAllProblemsAtOnce:
+    def test_unknown_metric_reported_with_structural_errors(self) -> None:
+        """A bad bound and an unknown objective metric are both reported in one error."""
+        config = premium_goal(metric="meen")
+        config["optimization"]["parameters"][0]["bounds"] = [2.0, 1.0]
+
+        with pytest.raises(ConfigurationError) as info:
+            solver(config)
+
+        message = str(info.value)
+        assert "config.optimization.parameters[0].bounds" in message
+        assert "config.optimization.objective.metric: 'meen' is not a metric" in message

@@ -179,12 +179,37 @@ def _canonical_optimization(
     return cfg.model_copy(update={"optimization": opt})
 
 
+def _raw_metric_problems(raw: Mapping[str, Any]) -> list[str]:
+    """Unknown objective and constraint metrics of a config that failed validation."""
+    opt = raw.get("optimization")
+    if not isinstance(opt, Mapping):
+        return []
+    custom = raw.get("custom_metrics")
+    names = [str(n) for n in custom] if isinstance(custom, Mapping) else []
+    places = [("objective", opt.get("objective"))]
+    constraints = opt.get("constraints")
+    if isinstance(constraints, list):
+        places += [(f"constraints[{i}]", c) for i, c in enumerate(constraints)]
+    problems = []
+    for where, block in places:
+        metric = block.get("metric") if isinstance(block, Mapping) else None
+        if isinstance(metric, str) and _canonical_metric(metric, names) is None:
+            problems.append(
+                f"config.optimization.{where}.metric: {metric!r} is not a metric; use a metric "
+                "name (mean, cte_95, p99_5...), optionally prefixed npv_ or loss_, or a "
+                "custom_metrics name"
+            )
+    return problems
+
+
 def _parse_config(raw: Mapping[str, Any]) -> tuple[SolverConfig, dict[str, Expression]]:
     """The validated config and its compiled custom metrics; every problem reported at once."""
     try:
         cfg = SolverConfig.model_validate(dict(raw))
     except ValidationError as exc:
-        raise _config_error(exc) from None
+        # Unknown metric names too, so one pass reports every problem.
+        found = [str(_config_error(exc)), *_raw_metric_problems(raw)]
+        raise ConfigurationError("; ".join(found)) from None
     problems: list[str] = []
     listed = cfg.requested()
     custom: dict[str, Expression] = {}
