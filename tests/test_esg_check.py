@@ -254,3 +254,28 @@ class TestCheckCommand:
         assert (2, 1) == (code, len(output.strip().splitlines()))
         assert expected in output
         assert "Traceback" not in output
+
+
+class TestCurveOnTheCommandLine:
+    def _invoke(self, *args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(esg_app, ["check", *args])
+        return result.exit_code, result.output
+
+    def test_file_without_metadata_checked_against_a_given_curve(self, tmp_path: Path) -> None:
+        """A scenario file with no metadata is refused (exit 2) until a curve is given: the
+        right flat rate passes (0), a wrong one fails (1), and a curve file works too."""
+        config = {"model": "hull_white", "outer": 10, "inner": 200, "years": 10, "seed": 4}
+        records, _ = _scenarios({**config, "curve": 0.03})
+        path = _write(tmp_path / "bare.parquet", records, None)
+        curve = tmp_path / "curve.csv"
+        curve.write_text("maturity,rate\n1,0.03\n10,0.03\n")
+
+        codes = [
+            self._invoke(str(path))[0],
+            self._invoke(str(path), "--flat-rate", "0.03")[0],
+            self._invoke(str(path), "--flat-rate", "0.05")[0],
+            self._invoke(str(path), "--curve", str(curve))[0],
+            self._invoke(str(path), "--curve", str(curve), "--curve-kind", "forward")[0],
+        ]
+
+        assert [2, 0, 1, 0, 2] == codes

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from livecalc.curves import ZeroCurve
 from livecalc.errors import ConfigurationError
 from livecalc.esg_check import DEFAULT_Z_THRESHOLD, ESGCheckReport, check_scenarios
 
@@ -27,11 +29,45 @@ def check(
     z: float = typer.Option(
         DEFAULT_Z_THRESHOLD, "--z", min=0.0, help="Largest |z| (standard errors) that passes."
     ),
+    flat_rate: float | None = typer.Option(
+        None, "--flat-rate", help="Test against a flat annual rate instead of the file's curve."
+    ),
+    curve_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--curve",
+            help="Test against this curve file (CSV/Parquet: maturity and rate or "
+            "discount_factor) instead of the file's curve.",
+        ),
+    ] = None,
+    curve_kind: str = typer.Option(
+        "spot", "--curve-kind", help="What --curve holds: 'spot' rates or 'discount' factors."
+    ),
+    group_size: int | None = typer.Option(
+        None,
+        "--group-size",
+        min=1,
+        help="Consecutive scenarios forming one independent unit "
+        "(default from the file's metadata: inner paths when nested, 2 when antithetic, else 1).",
+    ),
 ) -> None:
-    """Martingale test and moment checks of a scenario Parquet file (exit 0 pass, 1 fail)."""
+    """Martingale test and moment checks of a scenario Parquet file (exit 0 pass, 1 fail).
+
+    Scenario files written by LiveCalc carry their curve; for other files give one with
+    --flat-rate or --curve.
+    """
     console, err_console = Console(), Console(stderr=True)
     try:
-        report = check_scenarios(file, z_threshold=z)
+        if flat_rate is not None and curve_file is not None:
+            raise ConfigurationError("give --flat-rate or --curve, not both")
+        curve = None
+        if flat_rate is not None:
+            curve = ZeroCurve.flat(flat_rate)
+        elif curve_file is not None:
+            if curve_kind not in ("spot", "discount"):
+                raise ConfigurationError(f"--curve-kind {curve_kind!r}: use 'spot' or 'discount'")
+            curve = ZeroCurve.from_file(curve_file, curve_kind)  # type: ignore[arg-type]
+        report = check_scenarios(file, curve=curve, z_threshold=z, group_size=group_size)
     except ConfigurationError as exc:
         err_console.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
