@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from livecalc.buffers import SCENARIO_DTYPE, BufferManager
-from livecalc.lifecycle import EngineLifecycleManager, LifecycleConfig
 from livecalc.log import LoggerConfig, configure_logging
+from livecalc.runtime.buffers import SCENARIO_DTYPE, BufferManager
+from livecalc.runtime.lifecycle import EngineLifecycleManager, LifecycleConfig
 from livecalc.testing import NoOpEngine
 
 SIZES = {"1 KB": 1 << 10, "1 MB": 1 << 20, "1 GB": 1 << 30}

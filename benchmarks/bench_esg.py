@@ -17,9 +17,9 @@ from typing import Any
 import numba
 import numpy as np
 
-from livecalc.buffers import SCENARIO_DTYPE
 from livecalc.engines.esg import ESGEngine, initial_discount_factors, model_params, parse_esg_config
 from livecalc.kernels.esg_reference import generate_reference
+from livecalc.runtime.buffers import SCENARIO_DTYPE
 
 WORKLOAD = {"outer": 100, "inner": 1000, "years": 50, "seed": 42}
 

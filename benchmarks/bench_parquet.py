@@ -26,9 +26,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from livecalc.buffers import POLICY_DTYPE, RESULT_DETAIL_DTYPE
-from livecalc.generate import generate_policies, write_policies
-from livecalc.parquet import ParquetReader, ParquetWriter, aligned_records
+from livecalc.io.generate import generate_policies, write_policies
+from livecalc.io.parquet import ParquetReader, ParquetWriter, aligned_records
+from livecalc.runtime.buffers import POLICY_DTYPE, RESULT_DETAIL_DTYPE
 
 
 def best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, float]:

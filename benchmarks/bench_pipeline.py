@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from livecalc.api import run
-from livecalc.generate import generate_policies, write_policies
+from livecalc.io.generate import generate_policies, write_policies
 from livecalc.log import LoggerConfig, configure_logging
+from livecalc.pipeline.api import run
 from livecalc.testing import NoOpEngine
 
 PLUGIN = "livecalc.testing:register_testing_engines"

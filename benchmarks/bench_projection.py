@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from livecalc.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE, SCENARIO_DTYPE
 from livecalc.engines.projection import ProjectionEngine, scenario_matrix
 from livecalc.kernels.projection_basis import OutputMode, prepare_chunk
 from livecalc.kernels.projection_numpy import project_numpy
+from livecalc.runtime.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE, SCENARIO_DTYPE
 
 DYNAMIC = {"reference_rate": 0.03, "sensitivity": 10.0, "min_factor": 0.5, "max_factor": 2.5}
 
@@ -123,7 +123,7 @@ import time
 start = time.perf_counter()
 import numpy as np
 from livecalc.engines.projection import ProjectionEngine
-from livecalc.buffers import POLICY_DTYPE
+from livecalc.runtime.buffers import POLICY_DTYPE
 imported = time.perf_counter()
 pol = np.zeros(4, dtype=POLICY_DTYPE)
 pol["age"] = 40; pol["term"] = 10; pol["product_type"] = [0, 1, 2, 2]

@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from livecalc.buffers import RESULT_DTYPE
 from livecalc.engines.projection import ProjectionEngine
 from livecalc.engines.solver import SolverEngine
-from livecalc.generate import generate_policies, generate_scenarios
-from livecalc.optimize import PARAMETER_NAMES
-from livecalc.risk import compute_metrics, scenario_values
+from livecalc.io.generate import generate_policies, generate_scenarios
+from livecalc.runtime.buffers import RESULT_DTYPE
+from livecalc.solver.optimize import PARAMETER_NAMES
+from livecalc.solver.risk import compute_metrics, scenario_values
 
 LEVELS = (0.70, 0.95, 0.98, 0.995)
 NEUTRAL = dict.fromkeys(PARAMETER_NAMES, 1.0)

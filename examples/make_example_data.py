@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from livecalc.generate import (
+from livecalc.io.generate import (
     generate_policies,
     generate_scenarios,
     write_policies,

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from livecalc.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE
 from livecalc.kernels.projection_basis import ClaimTiming, ProjectionBasis
+from livecalc.runtime.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE
 
 probability = st.floats(0.0, 0.4, allow_nan=False)
 multiplier = st.floats(0.5, 2.0, allow_nan=False)

@@ -22,10 +22,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from livecalc.am_server import BackgroundServer, create_app, issue_token
-from livecalc.assumptions import resolve_reference
-from livecalc.credentials import AMCredentials
-from livecalc.generate import generate_policies, write_policies
+from livecalc.assumptions.client import resolve_reference
+from livecalc.assumptions.credentials import AMCredentials
+from livecalc.assumptions.server import BackgroundServer, create_app, issue_token
+from livecalc.io.generate import generate_policies, write_policies
 
 SECRET = "e2e-secret-of-at-least-thirty-two-characters"
 OTHER_SECRET = "another-secret-of-at-least-32-characters"

@@ -1,4 +1,4 @@
-"""Tests of livecalc.am_server: tokens, the table store and the live HTTP server."""
+"""Tests of livecalc.assumptions.server: tokens, the table store and the live HTTP server."""
 
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ import pytest
 from fastapi import HTTPException
 from typer.testing import CliRunner
 
-from livecalc._cli_am import am_app
-from livecalc.am_server import (
+from livecalc.assumptions.server import (
     ARROW_STREAM_MEDIA_TYPE,
     AssumptionStore,
     BackgroundServer,
@@ -28,6 +27,7 @@ from livecalc.am_server import (
     secret_from_env,
     verify_token,
 )
+from livecalc.cli.am import am_app
 from livecalc.errors import ConfigurationError
 
 SECRET = "test-secret-of-at-least-thirty-two-characters"
@@ -325,7 +325,7 @@ def _free_port() -> int:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "livecalc._cli_am", *args]
+    return [sys.executable, "-m", "livecalc.cli.am", *args]
 
 
 class TestCli:

@@ -9,11 +9,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from livecalc.api import records_to_arrow, run
-from livecalc.buffers import POLICY_DTYPE
-from livecalc.config import load_config
 from livecalc.errors import ConfigurationError, ExecutionError
-from livecalc.generate import generate_policies, write_policies
+from livecalc.io.generate import generate_policies, write_policies
+from livecalc.pipeline.api import records_to_arrow, run
+from livecalc.pipeline.loading import load_config
+from livecalc.runtime.buffers import POLICY_DTYPE
 
 PLUGIN = "livecalc.testing:register_testing_engines"
 

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from livecalc.api import run
 from livecalc.errors import ConfigurationError
-from livecalc.generate import generate_policies, write_policies
+from livecalc.io.generate import generate_policies, write_policies
+from livecalc.pipeline.api import run
 
 TABLE = Path(__file__).parents[1] / "src" / "livecalc" / "data" / "mortality_gompertz_makeham.csv"
 

@@ -1,4 +1,4 @@
-"""Tests of livecalc.assumptions: references, the cache, and the client against a live AM."""
+"""Tests of livecalc.assumptions.client: references, the cache, and the client against a live AM."""
 
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from livecalc.am_server import BackgroundServer, create_app, issue_token
-from livecalc.assumptions import (
+from livecalc.assumptions.client import (
     AMReference,
     AssumptionCache,
     AssumptionResolutionError,
     parse_reference,
     resolve_reference,
 )
-from livecalc.credentials import AMCredentials
+from livecalc.assumptions.credentials import AMCredentials
+from livecalc.assumptions.server import BackgroundServer, create_app, issue_token
 from livecalc.errors import ConfigurationError, InitializationError
 from livecalc.log import LoggerConfig, configure_logging
 

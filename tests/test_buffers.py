@@ -18,7 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecalc.buffers import (
+from livecalc.errors import ConfigurationError
+from livecalc.runtime.buffers import (
     ALIGNMENT,
     ALL_SCENARIOS,
     POLICY_DTYPE,
@@ -34,9 +35,8 @@ from livecalc.buffers import (
     detach,
     shared_ref_of,
 )
-from livecalc.engine import EngineInfo, ExecutionResult, ICalcEngine, InputBuffer
-from livecalc.errors import ConfigurationError
-from livecalc.lifecycle import EngineLifecycleManager
+from livecalc.runtime.engine import EngineInfo, ExecutionResult, ICalcEngine, InputBuffer
+from livecalc.runtime.lifecycle import EngineLifecycleManager
 from livecalc.testing import EchoEngine
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -326,7 +326,8 @@ class TestSharedMemory:
                 f"""
                 import multiprocessing, sys, time
                 sys.path.insert(0, {SRC!r})
-                from livecalc.buffers import BufferManager, BufferType, attach_shared, detach
+                from livecalc.runtime.buffers import (
+                    BufferManager, BufferType, attach_shared, detach)
 
                 def attach(ref):
                     data, handle = attach_shared(ref)

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from livecalc.cli import app
-from livecalc.config import config_json_schema
-from livecalc.generate import generate_policies, write_policies
+from livecalc.cli.app import app
+from livecalc.io.generate import generate_policies, write_policies
+from livecalc.pipeline.config import config_json_schema
 
 DATA = Path(__file__).parent / "data"
 PLUGIN = "livecalc.testing:register_testing_engines"

@@ -10,14 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecalc.config import (
-    PipelineConfig,
-    apply_overrides,
-    config_json_schema,
-    load_config,
-    parse_override,
-)
 from livecalc.errors import ConfigurationError
+from livecalc.pipeline.config import PipelineConfig, config_json_schema
+from livecalc.pipeline.loading import apply_overrides, load_config, parse_override
 
 DATA = Path(__file__).parent / "data"
 

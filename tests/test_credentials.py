@@ -1,4 +1,4 @@
-"""Tests of livecalc.credentials: sources, validation, token expiry and refresh."""
+"""Tests of livecalc.assumptions.credentials: sources, validation, token expiry and refresh."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from livecalc.am_server import BackgroundServer, create_app, issue_token
-from livecalc.credentials import (
+from livecalc.assumptions.credentials import (
     AMCredentials,
     CredentialManager,
     CredentialSource,
     TokenInfo,
     mask_secret,
 )
+from livecalc.assumptions.server import BackgroundServer, create_app, issue_token
 from livecalc.errors import ConfigurationError, InitializationError
 
 SECRET = "test-secret-of-at-least-thirty-two-characters"

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecalc.curves import ZeroCurve
+from livecalc.assumptions.curves import ZeroCurve
 from livecalc.errors import ConfigurationError
 
 SLOPED = ZeroCurve.from_spot_rates([1.0, 5.0, 10.0, 30.0], [0.01, 0.02, 0.03, 0.035])

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecalc.config import DataSource, EngineNode, PipelineConfig
-from livecalc.dag import EngineGraph, graph_problems
+from livecalc.pipeline.config import DataSource, EngineNode, PipelineConfig
+from livecalc.pipeline.graph import EngineGraph, graph_problems
 
 
 def _node(node_id: str, inputs: list[str], outputs: list[str]) -> EngineNode:

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from livecalc.buffers import POLICY_DTYPE, RESULT_DTYPE
-from livecalc.credentials import AMCredentials
-from livecalc.engine import (
+from livecalc.assumptions.credentials import AMCredentials
+from livecalc.errors import ConfigurationError, ExecutionError
+from livecalc.runtime.buffers import POLICY_DTYPE, RESULT_DTYPE
+from livecalc.runtime.engine import (
     EngineInfo,
     ExecutionResult,
     ICalcEngine,
@@ -19,8 +20,7 @@ from livecalc.engine import (
     SupportsParameters,
     as_engine,
 )
-from livecalc.errors import ConfigurationError, ExecutionError
-from livecalc.lifecycle import EngineLifecycleManager
+from livecalc.runtime.lifecycle import EngineLifecycleManager
 
 
 class SeedSubclass(ICalcEngine):

@@ -12,16 +12,16 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from livecalc._cli_esg import esg_app
-from livecalc.buffers import SCENARIO_DTYPE
-from livecalc.curves import ZeroCurve
+from livecalc.assumptions.curves import ZeroCurve
+from livecalc.cli.esg import esg_app
 from livecalc.engines.esg import ESGEngine
+from livecalc.engines.esg_check import check_scenarios
 from livecalc.errors import ConfigurationError
-from livecalc.esg_check import check_scenarios
+from livecalc.io.parquet import ParquetWriter
 from livecalc.kernels.esg import GaussianParams, PathLayout, generate
 from livecalc.kernels.esg_models import GaussianStep
 from livecalc.kernels.esg_rng import seed_key
-from livecalc.parquet import ParquetWriter
+from livecalc.runtime.buffers import SCENARIO_DTYPE
 
 SLOPED = {"maturities": [1, 5, 10, 30], "rates": [0.005, 0.02, 0.03, 0.04]}
 

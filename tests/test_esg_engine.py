@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from livecalc.buffers import SCENARIO_DTYPE
 from livecalc.engines.esg import ESGEngine, parse_esg_config
 from livecalc.errors import ConfigurationError, ExecutionError
-from livecalc.factory import EngineFactory
+from livecalc.runtime.buffers import SCENARIO_DTYPE
+from livecalc.runtime.factory import EngineFactory
 
 DESIGN_EXAMPLE = {"model": "hull_white", "outer": 10, "inner": 100, "years": 50, "seed": 42}
 

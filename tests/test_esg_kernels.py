@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecalc.buffers import SCENARIO_DTYPE
 from livecalc.kernels.esg import (
     PathLayout,
     SimpleParams,
@@ -31,6 +30,7 @@ from livecalc.kernels.esg_models import (
 )
 from livecalc.kernels.esg_reference import generate_reference
 from livecalc.kernels.esg_rng import seed_key
+from livecalc.runtime.buffers import SCENARIO_DTYPE
 
 FLAT = 1.03 ** -np.arange(21.0)
 SLOPED = np.exp(-np.cumsum(np.concatenate(([0.0], np.linspace(0.01, 0.05, 20)))))

@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
-from livecalc.api import run
-from livecalc.cli import app
+from livecalc.cli.app import app
+from livecalc.pipeline.api import run
 
 
 def _esg_only(folder: Path) -> Path:

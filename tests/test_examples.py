@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from livecalc.cli import app
+from livecalc.cli.app import app
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 COMPONENTS = ("premium_income", "death_benefits", "surrender_benefits", "maturity_benefits")

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from livecalc.api import run
 from livecalc.errors import ConfigurationError
-from livecalc.executors import create_executor
-from livecalc.generate import generate_policies, write_policies
+from livecalc.io.generate import generate_policies, write_policies
+from livecalc.pipeline.api import run
+from livecalc.pipeline.executors import create_executor
 
 PLUGIN = "livecalc.testing:register_testing_engines"
 FULL_PIPELINE = Path(__file__).parents[1] / "examples" / "dag_config_full_pipeline.json"

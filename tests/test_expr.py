@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecalc._expr import MAX_LENGTH, ExpressionError, parse_expression
+from livecalc.solver.expr import MAX_LENGTH, ExpressionError, parse_expression
 
 NAMES = {"mean", "std", "cte_95", "p99_5"}
 

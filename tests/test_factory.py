@@ -7,7 +7,7 @@ from importlib.metadata import EntryPoint
 import pytest
 
 from livecalc.errors import ConfigurationError
-from livecalc.factory import BUILTIN_ALIASES, ENTRY_POINT_GROUP, EngineFactory
+from livecalc.runtime.factory import BUILTIN_ALIASES, ENTRY_POINT_GROUP, EngineFactory
 from livecalc.testing import (
     TESTING_ENGINE_TYPES,
     EchoEngine,

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from livecalc.errors import ConfigurationError
-from livecalc.generate import (
+from livecalc.io.generate import (
     ESG_METADATA_KEY,
     generate_policies,
     generate_scenarios,
@@ -23,7 +23,7 @@ from livecalc.generate import (
     write_policies,
     write_scenarios,
 )
-from livecalc.parquet import ParquetReader
+from livecalc.io.parquet import ParquetReader
 
 
 def _check_ranges(records: np.ndarray[Any, Any], max_term: int) -> list[str]:

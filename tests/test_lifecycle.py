@@ -18,16 +18,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from livecalc.buffers import POLICY_DTYPE, BufferInfo, BufferManager, BufferType
-from livecalc.credentials import AMCredentials
-from livecalc.engine import OutputSpec
+from livecalc.assumptions.credentials import AMCredentials
 from livecalc.errors import (
     ConfigurationError,
     EngineTimeoutError,
     ExecutionError,
     InitializationError,
 )
-from livecalc.lifecycle import (
+from livecalc.runtime.buffers import POLICY_DTYPE, BufferInfo, BufferManager, BufferType
+from livecalc.runtime.engine import OutputSpec
+from livecalc.runtime.lifecycle import (
     TRANSITIONS,
     EngineLifecycleManager,
     EngineState,
@@ -628,7 +628,7 @@ class TestProcessIsolation:
                 import sys, threading
                 sys.path.insert(0, {SRC!r})
                 import structlog, logging
-                from livecalc.lifecycle import EngineLifecycleManager, LifecycleConfig
+                from livecalc.runtime.lifecycle import EngineLifecycleManager, LifecycleConfig
                 from livecalc.testing import SpinEngine
 
                 if __name__ == "__main__":

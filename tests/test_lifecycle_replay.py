@@ -8,10 +8,10 @@ import time
 
 import numpy as np
 
-from livecalc.buffers import BufferManager, BufferType
 from livecalc.engines.projection import ProjectionEngine
-from livecalc.generate import generate_policies
-from livecalc.lifecycle import EngineLifecycleManager, LifecycleConfig
+from livecalc.io.generate import generate_policies
+from livecalc.runtime.buffers import BufferManager, BufferType
+from livecalc.runtime.lifecycle import EngineLifecycleManager, LifecycleConfig
 
 CONFIG = {"output": "scenario_totals", "discount_rate": 0.03}
 

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from livecalc.credentials import AMCredentials
+from livecalc.assumptions.credentials import AMCredentials
 from livecalc.log import (
     LoggerConfig,
     bind_run_id,

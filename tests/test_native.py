@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from livecalc.buffers import SCENARIO_DTYPE, BufferManager, BufferType
 from livecalc.errors import ConfigurationError, ExecutionError, InitializationError
-from livecalc.factory import EngineFactory
-from livecalc.lifecycle import EngineLifecycleManager, EngineState, LifecycleConfig
-from livecalc.native import HEADER_PATH, NativeEngine
+from livecalc.runtime.buffers import SCENARIO_DTYPE, BufferManager, BufferType
+from livecalc.runtime.factory import EngineFactory
+from livecalc.runtime.lifecycle import EngineLifecycleManager, EngineState, LifecycleConfig
+from livecalc.runtime.native import HEADER_PATH, NativeEngine
 
 SOURCE = Path(__file__).parent / "native" / "scale_engine.c"
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from livecalc.errors import ExecutionError
-from livecalc.optimize import OptimizationConfig, choose_algorithm, optimize
+from livecalc.solver.optimize import OptimizationConfig, choose_algorithm, optimize
 
 PREMIUM = "premium_multiplier"
 MORTALITY = "mortality_multiplier"

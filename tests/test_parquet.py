@@ -15,7 +15,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecalc.buffers import (
+from livecalc.errors import ConfigurationError
+from livecalc.io.generate import generate_policies, write_policies
+from livecalc.io.parquet import (
+    RECORD_TYPE_KEY,
+    ParquetReader,
+    ParquetWriter,
+    aligned_records,
+    write_records,
+)
+from livecalc.runtime.buffers import (
     ALL_SCENARIOS,
     POLICY_DTYPE,
     POLICY_EXT_DTYPE,
@@ -25,15 +34,6 @@ from livecalc.buffers import (
     SCENARIO_TOTAL_DTYPE,
     BufferManager,
     BufferType,
-)
-from livecalc.errors import ConfigurationError
-from livecalc.generate import generate_policies, write_policies
-from livecalc.parquet import (
-    RECORD_TYPE_KEY,
-    ParquetReader,
-    ParquetWriter,
-    aligned_records,
-    write_records,
 )
 
 

@@ -13,7 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecalc.buffers import (
+from livecalc.engines.projection import ProjectionEngine, scenario_matrix
+from livecalc.errors import ConfigurationError
+from livecalc.kernels.projection_basis import COMPONENTS, ClaimTiming, ProjectionBasis
+from livecalc.runtime.buffers import (
     POLICY_DTYPE,
     POLICY_EXT_DTYPE,
     RESULT_DETAIL_DTYPE,
@@ -23,10 +26,7 @@ from livecalc.buffers import (
     BufferManager,
     BufferType,
 )
-from livecalc.engines.projection import ProjectionEngine, scenario_matrix
-from livecalc.errors import ConfigurationError
-from livecalc.factory import EngineFactory
-from livecalc.kernels.projection_basis import COMPONENTS, ClaimTiming, ProjectionBasis
+from livecalc.runtime.factory import EngineFactory
 from reference_projection import project_pair
 
 FLAT_Q = pa.table({"age": list(range(121)), "q": [0.01] * 120 + [1.0]})
@@ -514,8 +514,8 @@ class TestConfig:
 
     def test_assumptions_reference(self, tmp_path: Path) -> None:
         """An am:// mortality reference is fetched from a live Assumptions Manager."""
-        from livecalc.am_server import BackgroundServer, create_app, issue_token
-        from livecalc.credentials import AMCredentials
+        from livecalc.assumptions.credentials import AMCredentials
+        from livecalc.assumptions.server import BackgroundServer, create_app, issue_token
 
         secret = "s" * 40
         (tmp_path / "root" / "m").mkdir(parents=True)

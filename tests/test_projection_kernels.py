@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from livecalc.buffers import ALL_SCENARIOS, POLICY_DTYPE
 from livecalc.kernels.projection_basis import OutputMode, prepare_chunk
 from livecalc.kernels.projection_numpy import project_numpy
 from livecalc.kernels.projection_run import project
+from livecalc.runtime.buffers import ALL_SCENARIOS, POLICY_DTYPE
 from reference_projection import COMPONENTS, project_pair
 from strategies import ProjectionCase, fixed_basis, projection_cases
 

@@ -15,18 +15,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecalc.buffers import (
+from livecalc.engines.esg import ESGEngine
+from livecalc.engines.esg_check import check_scenarios
+from livecalc.engines.projection import ProjectionEngine
+from livecalc.engines.solver import SolverEngine
+from livecalc.errors import ConfigurationError, ExecutionError
+from livecalc.runtime.buffers import (
     POLICY_DTYPE,
     POLICY_EXT_DTYPE,
     RESULT_DETAIL_DTYPE,
     RESULT_DTYPE,
     SCENARIO_DTYPE,
 )
-from livecalc.engines.esg import ESGEngine
-from livecalc.engines.projection import ProjectionEngine
-from livecalc.engines.solver import SolverEngine
-from livecalc.errors import ConfigurationError, ExecutionError
-from livecalc.esg_check import check_scenarios
 
 NO_EXPENSES = {
     "acquisition": 0.0,

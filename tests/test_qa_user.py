@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import livecalc.api
-from livecalc.buffers import RESULT_DTYPE
-from livecalc.cli import app
-from livecalc.config import load_config
+import livecalc.pipeline.api
+from livecalc.cli.app import app
 from livecalc.errors import ConfigurationError
-from livecalc.factory import EngineFactory
-from livecalc.generate import generate_policies, write_policies
+from livecalc.io.generate import generate_policies, write_policies
+from livecalc.io.parquet import ParquetReader, ParquetWriter, PolicyData
 from livecalc.log import ENV_LOG_CONFIG, LoggerConfig, configure_logging, get_logger
-from livecalc.parquet import ParquetReader, ParquetWriter, PolicyData
+from livecalc.pipeline.loading import load_config
+from livecalc.runtime.buffers import RESULT_DTYPE
+from livecalc.runtime.factory import EngineFactory
 from livecalc.testing import EchoEngine, register_testing_engines
 
 PLUGIN = "livecalc.testing:register_testing_engines"
@@ -133,10 +133,10 @@ class TestConfigFile:
         }
 
         with pytest.raises(ConfigurationError) as stated:
-            livecalc.api.run(raw, base_dir=tmp_path)
+            livecalc.pipeline.api.run(raw, base_dir=tmp_path)
         raw["data_sources"] = {"scenario_file": {"path": "policies.parquet"}}
         with pytest.raises(ConfigurationError) as guessed:
-            livecalc.api.run(raw, base_dir=tmp_path)
+            livecalc.pipeline.api.run(raw, base_dir=tmp_path)
 
         assert "guessed from the name" not in str(stated.value)
         assert "data_sources.scenario_file: scenario file" in str(guessed.value)
@@ -236,7 +236,7 @@ class TestSummaryFile:
         """summary.json gets the same permissions as the Parquet file beside it, not 0600."""
         config = _config(tmp_path, [_echo("a", "policies")])
 
-        livecalc.api.run(config).raise_for_status()
+        livecalc.pipeline.api.run(config).raise_for_status()
 
         modes = [
             stat.S_IMODE((tmp_path / "out" / n).stat().st_mode)
@@ -263,7 +263,7 @@ class TestInterrupt:
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             with pytest.raises(KeyboardInterrupt):
-                livecalc.api.run(config, progress=interrupt)
+                livecalc.pipeline.api.run(config, progress=interrupt)
         finally:
             signal.signal(signal.SIGINT, previous)
 
@@ -330,7 +330,7 @@ class TestTokensInErrors:
         factory.register_engine("leaky", _LeakyEngine)
         config = _config(tmp_path, [{**_echo("b", "policies"), "type": "leaky"}])
 
-        result = livecalc.api.run(config, factory=factory)
+        result = livecalc.pipeline.api.run(config, factory=factory)
 
         assert "failed" == result.status["b"]
         assert JWT in str(result.nodes["b"].error)

@@ -10,15 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecalc.buffers import (
+from livecalc.errors import ConfigurationError
+from livecalc.runtime.buffers import (
     ALL_SCENARIOS,
     RESULT_DETAIL_DTYPE,
     RESULT_DTYPE,
     SCENARIO_DTYPE,
     SCENARIO_TOTAL_DTYPE,
 )
-from livecalc.errors import ConfigurationError
-from livecalc.risk import (
+from livecalc.solver.risk import (
     compute_metrics,
     find_results,
     metrics_per_outer,
@@ -33,13 +33,14 @@ levels_strategy = st.floats(min_value=0.0, max_value=0.999)
 
 
 def reference_var(losses: np.ndarray, level: float) -> float:
-    """VaR of loss by numpy's inverted-CDF quantile (independent of livecalc.risk)."""
+    """VaR of loss by numpy's inverted-CDF quantile (independent of livecalc.solver.risk)."""
     return float(np.quantile(losses, level, method="inverted_cdf"))
 
 
 def reference_cte(losses: np.ndarray, level: float) -> float:
     """CTE of loss as a probability-weighted sum: scenario j of the sorted losses keeps the
-    part of its 1/n mass that lies above ``level`` (written independently of livecalc.risk)."""
+    part of its 1/n mass that lies above ``level`` (written independently of
+    livecalc.solver.risk)."""
     n = losses.size
     upper = np.arange(1, n + 1) / n
     mass = np.clip(upper - level, 0.0, 1.0 / n)

@@ -13,14 +13,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from livecalc._node import ChunkPlan, merge_scenario_totals
-from livecalc.buffers import POLICY_DTYPE, SCENARIO_TOTAL_DTYPE
-from livecalc.config import load_config
-from livecalc.engine import EngineInfo, ExecutionResult, ICalcEngine, InputBuffer, OutputSpec
 from livecalc.errors import ConfigurationError
-from livecalc.factory import EngineFactory
-from livecalc.generate import generate_policies, write_policies
-from livecalc.runner import Runner
+from livecalc.io.generate import generate_policies, write_policies
+from livecalc.pipeline._node import ChunkPlan, merge_scenario_totals
+from livecalc.pipeline.loading import load_config
+from livecalc.pipeline.runner import Runner
+from livecalc.runtime.buffers import POLICY_DTYPE, SCENARIO_TOTAL_DTYPE
+from livecalc.runtime.engine import (
+    EngineInfo,
+    ExecutionResult,
+    ICalcEngine,
+    InputBuffer,
+    OutputSpec,
+)
+from livecalc.runtime.factory import EngineFactory
 from livecalc.testing import EchoEngine, register_testing_engines
 
 

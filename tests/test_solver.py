@@ -10,25 +10,25 @@ from typing import Any
 import numpy as np
 import pytest
 
-from livecalc.buffers import (
+from livecalc.engines.solver import SolverEngine
+from livecalc.errors import ConfigurationError, ExecutionError
+from livecalc.io.generate import generate_policies, write_policies
+from livecalc.pipeline.loading import load_config
+from livecalc.pipeline.runner import Runner
+from livecalc.runtime.buffers import (
     POLICY_DTYPE,
     RESULT_DETAIL_DTYPE,
     RESULT_DTYPE,
     SCENARIO_TOTAL_DTYPE,
 )
-from livecalc.config import load_config
-from livecalc.engine import (
+from livecalc.runtime.engine import (
     EngineInfo,
     ExecutionResult,
     ICalcEngine,
     OutputSpec,
     SupportsEvaluator,
 )
-from livecalc.engines.solver import SolverEngine
-from livecalc.errors import ConfigurationError, ExecutionError
-from livecalc.factory import EngineFactory
-from livecalc.generate import generate_policies, write_policies
-from livecalc.runner import Runner
+from livecalc.runtime.factory import EngineFactory
 
 N_SCENARIOS = 200
 PREMIUMS = 1000.0

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from livecalc.am_server import BackgroundServer, create_app, issue_token
-from livecalc.credentials import AMCredentials
+from livecalc.assumptions.credentials import AMCredentials
+from livecalc.assumptions.server import BackgroundServer, create_app, issue_token
 from livecalc.engines.solver import SolverEngine
 from test_solver import PricingEvaluator, premium_goal
 

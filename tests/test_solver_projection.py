@@ -10,14 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from livecalc.buffers import SCENARIO_DTYPE
-from livecalc.config import load_config
 from livecalc.engines.projection import ProjectionEngine
 from livecalc.engines.solver import SolverEngine
-from livecalc.factory import EngineFactory
-from livecalc.generate import generate_policies, write_policies
-from livecalc.risk import scenario_values
-from livecalc.runner import Runner
+from livecalc.io.generate import generate_policies, write_policies
+from livecalc.pipeline.loading import load_config
+from livecalc.pipeline.runner import Runner
+from livecalc.runtime.buffers import SCENARIO_DTYPE
+from livecalc.runtime.factory import EngineFactory
+from livecalc.solver.risk import scenario_values
 
 N_SCENARIOS, N_YEARS = 12, 70
 

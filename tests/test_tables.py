@@ -9,8 +9,7 @@ import pyarrow as pa
 import pytest
 from pyarrow import csv, parquet
 
-from livecalc.errors import ConfigurationError
-from livecalc.tables import (
+from livecalc.assumptions.tables import (
     RateTable,
     default_lapse_path,
     default_mortality_path,
@@ -18,6 +17,7 @@ from livecalc.tables import (
     load_mortality_table,
     load_rate_table,
 )
+from livecalc.errors import ConfigurationError
 
 
 def write_csv(tmp_path: Path, text: str, name: str = "t.csv") -> str:

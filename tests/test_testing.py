@@ -7,9 +7,9 @@ import pickle
 import numpy as np
 import pytest
 
-from livecalc.buffers import POLICY_DTYPE, SCENARIO_DTYPE
-from livecalc.engine import ICalcEngine, OutputSpec
 from livecalc.errors import ConfigurationError, ExecutionError
+from livecalc.runtime.buffers import POLICY_DTYPE, SCENARIO_DTYPE
+from livecalc.runtime.engine import ICalcEngine, OutputSpec
 from livecalc.testing import (
     TESTING_ENGINE_TYPES,
     CrashEngine,

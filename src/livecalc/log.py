@@ -24,10 +24,8 @@ Spawned worker processes take the configuration and the run_id from the environm
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
-import re
 import sys
 import threading
 import traceback
@@ -39,9 +37,9 @@ from typing import Any, Literal, TextIO
 
 import numpy as np
 import structlog
-from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
-from livecalc.credentials import mask_secret
+from livecalc.masking import mask_value, register_secret, scrub_text
 
 __all__ = [
     "LoggerConfig",
@@ -77,24 +75,6 @@ _METHOD_LEVELS = {
     "fatal": "CRITICAL",
 }
 
-# Key fragments that make a field credential-like, matched on the lower-cased key with
-# dashes as underscores ("X-Api-Key" -> "x_api_key").
-_SECRET_KEY_PARTS = (
-    "token",
-    "password",
-    "passwd",
-    "secret",
-    "authorization",
-    "api_key",
-    "apikey",
-    "private_key",
-    "access_key",
-    "cookie",
-    "credential",
-)
-# Three base64url segments, the first opening a JSON object ("eyJ" is '{"' encoded).
-_JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-_BEARER_RE = re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._~+/=-]+)")
 _FIRST_KEYS = ("timestamp", "level", "event", "run_id")
 
 
@@ -140,8 +120,6 @@ class _State:
         # and errors reach stderr: a library used from Python stays quiet by default.
         self.config = LoggerConfig(min_level="WARNING")
         self.file: TextIO | None = None
-        self.secrets: set[str] = set()
-        self.secrets_re: re.Pattern[str] | None = None
 
 
 _STATE = _State()
@@ -170,55 +148,6 @@ def _stack_trace(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     if isinstance(exc_info, tuple) and exc_info[0] is not None:
         event_dict["stack_trace"] = "".join(traceback.format_exception(*exc_info))
     return event_dict
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_secret_key(key: str) -> bool:
-    """Whether a field name says its value is a credential (cached: keys repeat)."""
-    normalized = key.lower().replace("-", "_")
-    return any(part in normalized for part in _SECRET_KEY_PARTS)
-
-
-def scrub_text(text: str) -> str:
-    """``text`` with JWTs, ``Bearer`` values and registered secrets masked."""
-    secrets_re = _STATE.secrets_re
-    if secrets_re is not None:
-        text = secrets_re.sub(lambda m: mask_secret(m.group(0)), text)
-    # The substring tests are much cheaper than the regexes and almost always false.
-    if "eyJ" in text:
-        text = _JWT_RE.sub(lambda m: mask_secret(m.group(0)), text)
-    if "earer" in text or "EARER" in text:
-        text = _BEARER_RE.sub(lambda m: m.group(1) + mask_secret(m.group(2)), text)
-    return text
-
-
-_PLAIN = (bool, int, float, type(None))
-
-
-def mask_value(key: str, value: Any) -> Any:
-    """The loggable form of ``value`` under field ``key``: secrets masked, recursively."""
-    if type(value) in _PLAIN:  # the common case first, without isinstance's cost
-        return value
-    if isinstance(value, str | bytes):
-        # str.__str__ gives a str subclass's (a StrEnum's) own text, as JSON renders it.
-        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str.__str__(value)
-        if not _is_secret_key(key):
-            return scrub_text(text)
-        # An "Authorization: Bearer x" header keeps its scheme word readable.
-        match = _BEARER_RE.fullmatch(text)
-        return match.group(1) + mask_secret(match.group(2)) if match else mask_secret(text)
-    if isinstance(value, SecretStr):
-        return mask_secret(value)
-    if isinstance(value, dict | Mapping):
-        return {str(k): mask_value(str(k), v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [mask_value(key, item) for item in value]
-    if isinstance(value, bool | int | float):  # IntEnum, numpy float64
-        return value
-    if isinstance(value, np.generic):  # numpy.int64 and friends: the number, not its text
-        return mask_value(key, value.item())
-    # Anything else is rendered by its str(), which may embed a secret: scrub that text.
-    return scrub_text(str(value))
 
 
 def _mask(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -321,18 +250,6 @@ def configure_logging(config: LoggerConfig | None = None) -> LoggerConfig:
 def current_config() -> LoggerConfig:
     """The configuration in force (to hand to a worker process, which starts unconfigured)."""
     return _STATE.config
-
-
-def register_secret(secret: str | SecretStr | None) -> None:
-    """Mask this exact text wherever it appears in a log line (a token that is no JWT)."""
-    text = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
-    # Very short strings would mask ordinary words; mask_secret shows them as *** anyway.
-    if text and len(text) >= 8:
-        with _STATE.lock:
-            _STATE.secrets.add(text)
-            # One alternation, longest first, so one pass masks every registered secret.
-            ordered = sorted(_STATE.secrets, key=len, reverse=True)
-            _STATE.secrets_re = re.compile("|".join(map(re.escape, ordered)))
 
 
 def get_logger(**initial: Any) -> Any:

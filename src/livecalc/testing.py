@@ -21,10 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from livecalc.credentials import AMCredentials
-from livecalc.engine import EngineInfo, ExecutionResult, ICalcEngine, InputBuffer, OutputSpec
+from livecalc.assumptions.credentials import AMCredentials
 from livecalc.errors import ConfigurationError, ExecutionError
-from livecalc.factory import EngineFactory
+from livecalc.runtime.engine import (
+    EngineInfo,
+    ExecutionResult,
+    ICalcEngine,
+    InputBuffer,
+    OutputSpec,
+)
+from livecalc.runtime.factory import EngineFactory
 
 __all__ = [
     "TESTING_ENGINE_TYPES",

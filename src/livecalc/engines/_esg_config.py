@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from livecalc.buffers import MAX_RECORDS, BufferType
-from livecalc.curves import ZeroCurve
+from livecalc.assumptions.curves import ZeroCurve
 from livecalc.errors import ConfigurationError
 from livecalc.kernels.esg import MAX_INNER, PathLayout
 from livecalc.kernels.esg_rng import seed_key
+from livecalc.runtime.buffers import MAX_RECORDS, BufferType
 
 __all__ = ["ESGSettings", "parse_esg_config"]
 
@@ -175,7 +175,7 @@ def parse_esg_config(config: Mapping[str, Any], base_dir: Path | None = None) ->
     if problems:
         if len(problems) == 1:
             raise ConfigurationError(problems[0])
-        # Same layout as livecalc.config's messages: a count, then one problem per line.
+        # Same layout as livecalc.pipeline.config's messages: a count, then one problem per line.
         listed = "\n".join(f"  {p}" for p in problems)
         raise ConfigurationError(f"{len(problems)} problems in the ESG config:\n{listed}")
     layout = PathLayout(inner, years, branching, antithetic, seed_key(seed))

@@ -4,7 +4,8 @@ It writes SCENARIO records (``scenario_id = outer_id * 1000 + inner_id``, years 
 sorted) straight into the output buffer with the numba kernels of ``livecalc.kernels.esg``, and
 publishes what the scenarios are (model, parameters, seed, compounding, initial curve) through
 ``get_outputs()["esg_metadata"]``, which the Parquet writer stores under ``livecalc.esg`` and
-``livecalc.esg_check`` reads back. ``docs/engines/esg.md`` describes the models and the config;
+``livecalc.engines.esg_check`` reads back. ``docs/engines/esg.md`` describes the models and
+the config;
 ``livecalc.engines._esg_config`` parses the config (``parse_esg_config`` is re-exported here).
 
 Example config (every other key has a default): ``{"model": "hull_white", "outer": 10,
@@ -19,9 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from livecalc.buffers import MAX_RECORDS, SCENARIO_DTYPE, BufferType
-from livecalc.credentials import AMCredentials
-from livecalc.engine import EngineInfo, ExecutionResult, ICalcEngine, InputBuffer, OutputSpec
+from livecalc.assumptions.credentials import AMCredentials
 from livecalc.engines._esg_config import ESGSettings, parse_esg_config
 from livecalc.errors import ConfigurationError, ExecutionError
 from livecalc.kernels.esg import (
@@ -33,6 +32,14 @@ from livecalc.kernels.esg import (
     vasicek_params,
 )
 from livecalc.kernels.esg_models import cir_discount_factors, vasicek_discount_factors
+from livecalc.runtime.buffers import MAX_RECORDS, SCENARIO_DTYPE, BufferType
+from livecalc.runtime.engine import (
+    EngineInfo,
+    ExecutionResult,
+    ICalcEngine,
+    InputBuffer,
+    OutputSpec,
+)
 
 __all__ = [
     "COMPOUNDING",

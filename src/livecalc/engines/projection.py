@@ -20,9 +20,15 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from livecalc.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE, SCENARIO_DTYPE
-from livecalc.credentials import AMCredentials
-from livecalc.engine import EngineInfo, ExecutionResult, ICalcEngine, InputBuffer, OutputSpec
+from livecalc.assumptions.credentials import AMCredentials
+from livecalc.assumptions.tables import (
+    MAX_AGE,
+    RateTable,
+    default_lapse_path,
+    default_mortality_path,
+    load_mortality_table,
+    load_rate_table,
+)
 from livecalc.errors import ConfigurationError, ExecutionError
 from livecalc.kernels.projection_audit import audit_cashflows
 from livecalc.kernels.projection_basis import (
@@ -33,13 +39,13 @@ from livecalc.kernels.projection_basis import (
     prepare_chunk,
 )
 from livecalc.kernels.projection_run import project
-from livecalc.tables import (
-    MAX_AGE,
-    RateTable,
-    default_lapse_path,
-    default_mortality_path,
-    load_mortality_table,
-    load_rate_table,
+from livecalc.runtime.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE, SCENARIO_DTYPE
+from livecalc.runtime.engine import (
+    EngineInfo,
+    ExecutionResult,
+    ICalcEngine,
+    InputBuffer,
+    OutputSpec,
 )
 
 __all__ = ["MULTIPLIERS", "ProjectionConfig", "ProjectionEngine"]

@@ -1,11 +1,12 @@
 """The solver engine: risk measures of the projection's results, and parameter optimisation.
 
 The solver reads the projection's output records (found by dtype), sums ``npv`` per scenario
-and computes the risk measures of ``livecalc.risk`` on the configured basis, for the portfolio
-and, in nested runs, per outer scenario. With an ``optimization`` block it also searches the
-projection parameters (``livecalc.optimize``), evaluating each candidate through the callback
-the runner binds with ``bind_evaluator``. It writes no record buffer: ``get_outputs()`` returns
-the statistics and the solution as a plain dict (its shape is in docs/engines/solver.md).
+and computes the risk measures of ``livecalc.solver.risk`` on the configured basis, for the
+portfolio and, in nested runs, per outer scenario. With an ``optimization`` block it also
+searches the projection parameters (``livecalc.solver.optimize``), evaluating each candidate
+through the callback the runner binds with ``bind_evaluator``. It writes no record buffer:
+``get_outputs()`` returns the statistics and the solution as a plain dict (its shape is in
+docs/engines/solver.md).
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from livecalc import __version__
-from livecalc._expr import Expression, ExpressionError, parse_expression
-from livecalc.credentials import AMCredentials
-from livecalc.engine import EngineInfo, Evaluator, ExecutionResult, ICalcEngine, InputBuffer
+from livecalc._version import __version__
+from livecalc.assumptions.credentials import AMCredentials
 from livecalc.errors import ConfigurationError, ExecutionError, InitializationError
-from livecalc.optimize import AutoOrBool, OptimizationConfig, OptimizationResult, optimize
-from livecalc.risk import (
+from livecalc.runtime.engine import EngineInfo, Evaluator, ExecutionResult, ICalcEngine, InputBuffer
+from livecalc.solver.expr import Expression, ExpressionError, parse_expression
+from livecalc.solver.optimize import AutoOrBool, OptimizationConfig, OptimizationResult, optimize
+from livecalc.solver.risk import (
     BASES,
     STANDARD_METRICS,
     Basis,
@@ -238,7 +239,7 @@ def _lookup_assumption(credentials: AMCredentials | None) -> Any:
 
     def lookup(ref: str, row: str) -> float:
         try:
-            from livecalc.assumptions import resolve_reference
+            from livecalc.assumptions.client import resolve_reference
 
             table = resolve_reference(ref, credentials).table
         except ConfigurationError:

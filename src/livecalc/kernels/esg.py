@@ -27,9 +27,9 @@ from typing import Any
 import numba
 import numpy as np
 
-from livecalc.buffers import SCENARIO_DTYPE
 from livecalc.kernels.esg_models import FloatArray, GaussianStep, hull_white_shifts
 from livecalc.kernels.esg_rng import noncentral_chisquare, normal_pair
+from livecalc.runtime.buffers import SCENARIO_DTYPE
 
 __all__ = [
     "MAX_INNER",

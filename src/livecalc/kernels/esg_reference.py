@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from livecalc.buffers import SCENARIO_DTYPE
 from livecalc.kernels.esg import GaussianParams, PathLayout, SimpleParams
 from livecalc.kernels.esg_models import FloatArray
 from livecalc.kernels.esg_rng import normal_pair_numpy
+from livecalc.runtime.buffers import SCENARIO_DTYPE
 
 __all__ = ["generate_reference"]
 

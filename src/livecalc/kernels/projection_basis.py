@@ -23,11 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from livecalc.buffers import (
-    RESULT_DETAIL_DTYPE,
-    RESULT_DTYPE,
-    SCENARIO_TOTAL_DTYPE,
-)
+from livecalc.assumptions.tables import MAX_AGE
 from livecalc.errors import ConfigurationError
 from livecalc.kernels.projection import (
     AGE,
@@ -54,7 +50,11 @@ from livecalc.kernels.projection import (
     SA,
     UCLASS,
 )
-from livecalc.tables import MAX_AGE
+from livecalc.runtime.buffers import (
+    RESULT_DETAIL_DTYPE,
+    RESULT_DTYPE,
+    SCENARIO_TOTAL_DTYPE,
+)
 
 __all__ = [
     "COMPONENTS",

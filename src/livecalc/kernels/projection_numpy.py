@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from livecalc.buffers import ALL_SCENARIOS
 from livecalc.kernels.projection import (
     AGE,
     COUNT,
@@ -30,6 +29,7 @@ from livecalc.kernels.projection_basis import (
     OutputMode,
     ProjectionBasis,
 )
+from livecalc.runtime.buffers import ALL_SCENARIOS
 
 __all__ = ["monthly_rate_numpy", "project_numpy", "unit_flows_numpy"]
 

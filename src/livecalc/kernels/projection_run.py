@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from livecalc.buffers import ALL_SCENARIOS
 from livecalc.kernels.projection import (
     BLOCKS,
     COUNT,
@@ -30,6 +29,7 @@ from livecalc.kernels.projection_basis import (
     OutputMode,
     ProjectionBasis,
 )
+from livecalc.runtime.buffers import ALL_SCENARIOS
 
 __all__ = ["inflation_factors", "kernel_args", "project", "write_components", "write_ids"]
 

@@ -1,0 +1,431 @@
+"""The Assumptions Manager client: ``am://name@version`` references to pyarrow tables.
+
+``resolve_reference("am://mortality-standard@v2.1")`` asks the AM for the table, with the
+token from ``CredentialManager`` (explicit > environment > file), and keeps a copy under the
+cache folder (``<cache_dir>/<server>/<name>/<version>.arrows``, written atomically).
+
+- Every resolution asks the server, sending the cached copy's ETag, so the server stays the
+  authority on who may read what; an unchanged table answers 304 and is read from the cache.
+- ``@latest`` resolves to the server's newest version; the cache remembers which that was.
+- Server unreachable (or failing with 5xx): the cached copy is used and a ``warning`` event
+  says so; with nothing cached, ``AssumptionResolutionError``.
+- 401 for an expired token: the token is refreshed through the AM once and the request
+  retried; a forged token, 403, 404 and unknown versions raise ``AssumptionResolutionError``
+  (an ``InitializationError`` and a ``ConfigurationError``: ``livecalc run`` exits 2) naming
+  the reference and the fix. No message or log line ever contains the token.
+
+Plain file paths (CSV, Parquet, Arrow) are read as they are, so configs may mix both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+
+from livecalc.assumptions.credentials import (
+    AMCredentials,
+    CredentialManager,
+    auth_header,
+    ssl_context,
+)
+from livecalc.errors import ConfigurationError, InitializationError
+from livecalc.log import get_logger, scrub_text
+
+__all__ = [
+    "AMReference",
+    "AssumptionCache",
+    "AssumptionResolutionError",
+    "AssumptionsClient",
+    "ResolvedAssumption",
+    "default_cache_dir",
+    "is_am_reference",
+    "parse_reference",
+    "resolve_reference",
+]
+
+AM_SCHEME = "am://"
+_WORD = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
+_REFERENCE = re.compile(rf"^am://(?P<name>{_WORD})@(?P<version>{_WORD})$")
+_log = get_logger()
+
+
+class AssumptionResolutionError(InitializationError, ConfigurationError):
+    """An ``am://`` reference could not be resolved (refused, unknown, unreachable).
+
+    An ``InitializationError`` (the engine cannot start) that is also a
+    ``ConfigurationError``: the fix lies in the run's input (the reference, the token, the
+    server address), so ``livecalc run`` reports it as such and exits with code 2.
+    """
+
+
+_MANAGERS: dict[tuple[str, str, str | None], CredentialManager] = {}
+
+
+@dataclass(frozen=True)
+class AMReference:
+    """A parsed ``am://name@version`` reference (``version`` may be ``latest``)."""
+
+    name: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{AM_SCHEME}{self.name}@{self.version}"
+
+
+@dataclass(frozen=True)
+class ResolvedAssumption:
+    """A table resolved from a reference, with the version it resolved to."""
+
+    name: str
+    version: str
+    table: pa.Table
+    from_cache: bool
+
+
+def is_am_reference(ref: str) -> bool:
+    """Whether ``ref`` is an ``am://`` reference (rather than a file path)."""
+    return ref.startswith(AM_SCHEME)
+
+
+def parse_reference(ref: str) -> AMReference:
+    """``am://name@version`` as an ``AMReference``.
+
+    Raises:
+        ConfigurationError: not of that form (the message shows it).
+    """
+    match = _REFERENCE.match(ref)
+    if match is None:
+        raise ConfigurationError(
+            f"{ref!r} is not an assumption reference: write am://NAME@VERSION "
+            "(e.g. am://mortality-standard@v2.1 or am://mortality-standard@latest)"
+        )
+    return AMReference(match["name"], match["version"])
+
+
+def default_cache_dir() -> Path:
+    """``~/.livecalc/cache``, used when the credentials name no cache folder."""
+    return Path.home() / ".livecalc" / "cache"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class _Cached:
+    table: pa.Table
+    etag: str | None
+
+
+class AssumptionCache:
+    """Tables fetched from one AM server, kept as the Arrow IPC streams it sent."""
+
+    def __init__(self, root: Path | str, am_url: str) -> None:
+        url = urlsplit(am_url)
+        # One folder per server, so two AMs with the same names never mix.
+        server = re.sub(r"[^A-Za-z0-9._-]", "_", f"{url.netloc}{url.path}".rstrip("/"))
+        self.folder = Path(root) / (server or "default")
+
+    def _paths(self, name: str, version: str) -> tuple[Path, Path]:
+        base = self.folder / name / version
+        return base.with_suffix(base.suffix + ".arrows"), base.with_suffix(base.suffix + ".json")
+
+    def load(self, name: str, version: str) -> _Cached | None:
+        """The cached table of ``name@version``, or None (absent or unreadable)."""
+        data_path, meta_path = self._paths(name, version)
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            with pa.memory_map(str(data_path)) as source:
+                table = pa.ipc.open_stream(source).read_all()
+        except (OSError, ValueError, pa.ArrowInvalid):
+            return None
+        return _Cached(table, meta.get("etag"))
+
+    def store(self, name: str, version: str, body: bytes, etag: str | None) -> None:
+        """Keep the server's answer for ``name@version`` (data first, then its metadata)."""
+        data_path, meta_path = self._paths(name, version)
+        _atomic_write(data_path, body)
+        meta = {"etag": etag, "fetched_at": time.time()}
+        _atomic_write(meta_path, json.dumps(meta).encode())
+
+    def latest(self, name: str) -> str | None:
+        """The version ``@latest`` last resolved to, or None."""
+        try:
+            data = json.loads((self.folder / name / "_latest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        version = data.get("version")
+        return str(version) if version else None
+
+    def set_latest(self, name: str, version: str) -> None:
+        """Remember that ``@latest`` resolved to ``version``."""
+        _atomic_write(
+            self.folder / name / "_latest.json", json.dumps({"version": version}).encode()
+        )
+
+
+class _Unavailable(Exception):
+    """The server could not be reached or failed (5xx): the cache may stand in."""
+
+
+class AssumptionsClient:
+    """Resolves references against one AM server, with a cache and token refresh.
+
+    Args:
+        credentials: the AM URL, token and cache folder, or a manager holding them (the
+            manager's token is what gets refreshed).
+        timeout_seconds: per request.
+        transport: an httpx transport (a test's ``MockTransport``, a proxy); None for HTTP.
+    """
+
+    def __init__(
+        self,
+        credentials: AMCredentials | CredentialManager,
+        *,
+        timeout_seconds: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._manager = (
+            credentials
+            if isinstance(credentials, CredentialManager)
+            else CredentialManager(credentials)
+        )
+        creds = self._manager.get_credentials()
+        self.am_url = creds.am_url
+        self.cache = AssumptionCache(creds.cache_dir or default_cache_dir(), creds.am_url)
+        self._http = httpx.Client(
+            base_url=creds.am_url,
+            timeout=timeout_seconds,
+            transport=transport,
+            verify=ssl_context(),
+        )
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._http.close()
+
+    def __enter__(self) -> AssumptionsClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _send(self, path: str, headers: dict[str, str]) -> httpx.Response:
+        """GET ``path`` with the current token; ``_Unavailable`` when the server is not there."""
+        token = self._manager.get_credentials().am_token
+        try:
+            response = self._http.get(path, headers={**headers, **auth_header(token)})
+        except httpx.HTTPError as exc:
+            raise _Unavailable(f"{type(exc).__name__}: {scrub_text(str(exc))}") from None
+        if response.status_code >= 500:
+            raise _Unavailable(f"HTTP {response.status_code}")
+        return response
+
+    def _get(self, path: str, headers: dict[str, str], what: str) -> httpx.Response:
+        """GET with a refresh-and-retry when the server says the token expired."""
+        try:
+            # Refresh ahead of expiry; if the server is down the request below says so.
+            self._manager.refresh_if_needed()
+        except InitializationError as exc:
+            _log.debug("token_refresh_skipped", reason=str(exc))
+        response = self._send(path, headers)
+        if response.status_code == 401 and _error_code(response) == "token_expired":
+            try:
+                self._manager.refresh_if_needed(force=True)
+            except InitializationError as exc:
+                raise AssumptionResolutionError(f"{what}: {exc}") from None
+            response = self._send(path, headers)
+        if response.status_code >= 400:
+            raise self._http_error(response, what)
+        return response
+
+    def _http_error(self, response: httpx.Response, what: str) -> AssumptionResolutionError:
+        """A clear error for a 4xx answer about ``what``."""
+        code, message = _error_code(response), _error_message(response)
+        status = response.status_code
+        if status == 401:
+            hint = (
+                "the token expired and could not be refreshed"
+                if code == "token_expired"
+                else "the token was not signed by this server (forged, or for another AM)"
+                if code == "token_invalid"
+                else "no token was accepted"
+            )
+            fix = "issue a new one (livecalc am token --user NAME) and set LIVECALC_AM_TOKEN"
+            return AssumptionResolutionError(
+                f"{what}: the Assumptions Manager at {self.am_url} answered 401 ({hint}); {fix}"
+            )
+        if status == 403:
+            return AssumptionResolutionError(
+                f"{what}: the Assumptions Manager at {self.am_url} answered 403 ({message}); "
+                "ask for a token whose scope includes this assumption"
+            )
+        if status == 404:
+            return AssumptionResolutionError(f"{what}: not found on {self.am_url}: {message}")
+        return AssumptionResolutionError(f"{what}: {self.am_url} answered {status}: {message}")
+
+    def list_versions(self, name: str) -> list[str]:
+        """The server's versions of ``name``, oldest first."""
+        response = self._get(f"/v1/assumptions/{name}", {}, f"{AM_SCHEME}{name}")
+        return [str(v) for v in response.json()["versions"]]
+
+    def resolve(self, ref: str | AMReference) -> ResolvedAssumption:
+        """The table ``ref`` names; logs ``assumption_resolved`` (and a ``warning`` offline).
+
+        Raises:
+            ConfigurationError: ``ref`` is not ``am://name@version``.
+            AssumptionResolutionError: refused (401, 403), unknown (404), or unreachable with
+                nothing cached.
+        """
+        ref = parse_reference(ref) if isinstance(ref, str) else ref
+        is_latest = ref.version == "latest"
+        cached_version = self.cache.latest(ref.name) if is_latest else ref.version
+        cached = self.cache.load(ref.name, cached_version) if cached_version else None
+        headers = {"If-None-Match": cached.etag} if cached and cached.etag else {}
+        try:
+            response = self._get(f"/v1/assumptions/{ref.name}/{ref.version}", headers, str(ref))
+        except _Unavailable as exc:
+            if cached is None or cached_version is None:
+                raise AssumptionResolutionError(
+                    f"{ref}: cannot reach the Assumptions Manager at {self.am_url} ({exc}) and "
+                    f"no copy is cached under {self.cache.folder}; start the server or check "
+                    "LIVECALC_AM_URL"
+                ) from None
+            _log.warning(
+                "warning",
+                message="Assumptions Manager unreachable: using the cached copy",
+                reason="am_unreachable",
+                assumption_name=ref.name,
+                requested_version=ref.version,
+                resolved_version=cached_version,
+                am_url=self.am_url,
+                error=str(exc),
+            )
+            return self._resolved(ref, cached_version, cached.table, from_cache=True)
+        version = response.headers.get("X-Assumption-Version", ref.version)
+        if not re.fullmatch(_WORD, version) or ".." in version:
+            # The version becomes a cache file name: never let an answer pick a path.
+            raise AssumptionResolutionError(
+                f"{ref}: the server named an invalid version {version!r}; check LIVECALC_AM_URL"
+            )
+        if response.status_code == 304 and cached is not None:
+            return self._resolved(ref, version, cached.table, from_cache=True)
+        body = response.content
+        try:
+            table = pa.ipc.open_stream(body).read_all()
+        except pa.ArrowInvalid as exc:
+            raise AssumptionResolutionError(
+                f"{ref}: the server's answer is not an Arrow table ({exc})"
+            ) from None
+        self.cache.store(ref.name, version, body, response.headers.get("ETag"))
+        if is_latest:
+            self.cache.set_latest(ref.name, version)
+        return self._resolved(ref, version, table, from_cache=False)
+
+    def _resolved(
+        self, ref: AMReference, version: str, table: pa.Table, *, from_cache: bool
+    ) -> ResolvedAssumption:
+        _log.info(
+            "assumption_resolved",
+            assumption_name=ref.name,
+            requested_version=ref.version,
+            resolved_version=version,
+            rows_loaded=table.num_rows,
+            from_cache=from_cache,
+            am_url=self.am_url,
+        )
+        return ResolvedAssumption(ref.name, version, table, from_cache)
+
+
+def _error_body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        return {}
+    return detail if isinstance(detail, dict) else {"message": str(detail)}
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    code = _error_body(response).get("error")
+    return str(code) if code else None
+
+
+def _error_message(response: httpx.Response) -> str:
+    return str(_error_body(response).get("message") or response.reason_phrase)
+
+
+def _read_local(path: Path) -> pa.Table:
+    """A CSV, Parquet or Arrow IPC file as a table."""
+    try:
+        if path.suffix == ".parquet":
+            return pq.read_table(path)
+        if path.suffix == ".csv":
+            return pa_csv.read_csv(path)
+        if path.suffix in (".arrow", ".feather"):
+            return feather.read_table(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise ConfigurationError(f"{path}: cannot read the table ({exc})") from None
+    raise ConfigurationError(f"{path}: expected a .csv, .parquet or .arrow file (or am://...)")
+
+
+def resolve_reference(ref: str, credentials: AMCredentials | None = None) -> ResolvedAssumption:
+    """The table ``ref`` names: ``am://name@version`` from the AM, or a local file path.
+
+    ``credentials`` None means the ``CredentialManager`` sources (explicit > environment >
+    ``~/.livecalc/credentials.json``). A local path resolves to version ``"file"``.
+
+    Raises:
+        ConfigurationError: a malformed reference or an unreadable local file.
+        AssumptionResolutionError: no credentials, refused, unknown, or unreachable with nothing
+            cached.
+    """
+    if not is_am_reference(ref):
+        path = Path(ref)
+        table = _read_local(path)
+        return ResolvedAssumption(path.stem, "file", table, from_cache=False)
+    parse_reference(ref)  # a malformed reference is a config error, even without credentials
+    try:
+        found = CredentialManager(credentials).get_credentials()
+    except InitializationError as exc:
+        raise AssumptionResolutionError(f"{ref}: {exc}") from None
+    key = (
+        found.am_url,
+        hashlib.sha256(found.am_token.get_secret_value().encode()).hexdigest(),
+        found.cache_dir,
+    )
+    # One manager per token in this process, so a token refreshed for the first table is
+    # reused for the next ones instead of being refreshed again.
+    manager = _MANAGERS.setdefault(key, CredentialManager(found))
+    with AssumptionsClient(manager) as client:
+        return client.resolve(ref)

@@ -1,0 +1,106 @@
+"""``livecalc am``: run the Assumptions Manager server, issue its tokens, check credentials."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from livecalc.errors import ConfigurationError
+from livecalc.log import scrub_text
+
+__all__ = ["am_app"]
+
+am_app = typer.Typer(
+    name="am",
+    help="The Assumptions Manager: serve versioned tables, issue tokens, check credentials.",
+    no_args_is_help=True,
+)
+_err_console = Console(stderr=True)
+
+
+def _fail(exc: ConfigurationError) -> typer.Exit:
+    _err_console.print(
+        f"[red]error:[/] {escape(scrub_text(str(exc)))}", highlight=False, soft_wrap=True
+    )
+    return typer.Exit(2)
+
+
+@am_app.command()
+def serve(
+    root: Annotated[
+        Path, typer.Option("--root", help="Folder of <name>/<version>.csv|parquet tables.")
+    ],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
+    token_ttl_seconds: Annotated[
+        float, typer.Option(help="Lifetime of the tokens it issues and refreshes.")
+    ] = 3600.0,
+    refresh_window_seconds: Annotated[
+        float, typer.Option(help="How long after expiry a token may still be refreshed.")
+    ] = 7 * 24 * 3600.0,
+) -> None:
+    """Serve ROOT's tables over HTTP behind tokens signed with LIVECALC_AM_SECRET."""
+    from livecalc.assumptions import server as am_server
+
+    try:
+        am_server.serve(
+            root,
+            host,
+            port,
+            token_ttl_seconds=token_ttl_seconds,
+            refresh_window_seconds=refresh_window_seconds,
+        )
+    except ConfigurationError as exc:
+        raise _fail(exc) from None
+
+
+@am_app.command()
+def token(
+    user: Annotated[str, typer.Option("--user", help="Who the token is for (its subject).")],
+    ttl_seconds: Annotated[float, typer.Option(help="How long the token is valid.")] = 3600.0,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option("--scope", help="Assumption names it may read (globs; repeatable)."),
+    ] = None,
+) -> None:
+    """Print a token for USER signed with LIVECALC_AM_SECRET (export it as LIVECALC_AM_TOKEN)."""
+    from livecalc.assumptions import server as am_server
+
+    try:
+        secret = am_server.secret_from_env(os.environ)
+    except ConfigurationError as exc:
+        raise _fail(exc) from None
+    typer.echo(am_server.issue_token(secret, user, ttl_seconds=ttl_seconds, scope=scope or ["*"]))
+
+
+@am_app.command()
+def check(
+    connect: Annotated[
+        bool, typer.Option(help="Also ask the server whether it accepts the token.")
+    ] = True,
+) -> None:
+    """Show where the AM credentials come from (token masked) and whether they work."""
+    from livecalc.assumptions.credentials import CredentialManager
+
+    try:
+        manager = CredentialManager()
+    except ConfigurationError as exc:
+        raise _fail(exc) from None
+    typer.echo(manager.to_string())
+    problems = manager.validation_errors(check_connectivity=connect)
+    for problem in problems:
+        _err_console.print(
+            f"[red]error:[/] {escape(scrub_text(str(problem)))}", highlight=False, soft_wrap=True
+        )
+    if problems:
+        raise typer.Exit(2)
+    typer.echo("ok")
+
+
+if __name__ == "__main__":
+    am_app()

@@ -1,0 +1,385 @@
+"""The ``livecalc`` command line: typer over the public API, rich for progress and tables.
+
+Exit codes: 0 success, 1 a run failed, 2 bad usage or a bad config or input. User errors get
+one line on stderr, never a traceback (``--debug`` shows one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from livecalc.cli.am import am_app
+from livecalc.cli.esg import esg_app
+from livecalc.errors import CalcEngineError, ConfigurationError
+from livecalc.log import LoggerConfig, configure_logging, scrub_text
+
+if TYPE_CHECKING:
+    from livecalc.pipeline.api import RunResult
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="livecalc",
+    help="Run actuarial calculation pipelines (ESG -> projection -> solver) as a DAG.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+generate_app = typer.Typer(help="Generate realistic, seeded sample data.", no_args_is_help=True)
+app.add_typer(generate_app, name="generate")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ExecutorName = Literal["local", "processes", "ray"]
+
+
+@contextlib.contextmanager
+def _user_errors(debug: bool) -> Iterator[None]:
+    """Turn LiveCalc's errors into one line and an exit code (a traceback with --debug)."""
+    try:
+        yield
+    except ConfigurationError as exc:
+        _print_error(exc, debug)
+        raise typer.Exit(2) from None
+    except CalcEngineError as exc:
+        _print_error(exc, debug)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        # A path the user gave cannot be created or written (a file where a folder should
+        # be, no permission, a full disk): their input to fix, not a bug to trace.
+        where = f"{exc.filename}: " if exc.filename else ""
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, FileExistsError | NotADirectoryError):
+            reason = "a file is where a folder is needed"
+        _print_error(f"{where}{reason}; check the path and its permissions", debug)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        # Running nodes stop at their next chunk; their files are not written.
+        err_console.print("[red]interrupted:[/] unfinished outputs were not written")
+        raise typer.Exit(130) from None
+
+
+def _print_error(exc: BaseException | str, debug: bool) -> None:
+    if debug:
+        err_console.print(scrub_text(traceback.format_exc()), markup=False, highlight=False)
+    # soft_wrap: the message stays one line (greppable), whatever the terminal width.
+    # escape: a message like "[projection] engine failed" is text, not rich markup.
+    # scrub_text: a token pasted into the wrong place is quoted back masked, never whole.
+    message = escape(scrub_text(str(exc)))
+    err_console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def _configure_logging(log_file: Path | None, log_json: bool, debug: bool) -> None:
+    level = "DEBUG" if debug else ("INFO" if log_file or log_json else "WARNING")
+    configure_logging(
+        LoggerConfig(
+            min_level=level,
+            enable_console=log_file is None or log_json,
+            enable_file=log_file is not None,
+            log_file_path=log_file,
+            enable_json=log_json or log_file is not None,
+            # The plain console: the CLI prints every failure itself, once (one line per error).
+            console_errors=debug or log_json,
+        )
+    )
+
+
+class _ProgressBars:
+    """Rich progress bars fed by the runner's progress callback (one bar per chunked node)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._tasks: dict[str, TaskID] = {}
+
+    def __call__(self, event: str, node_id: str, **info: Any) -> None:
+        if event == "node_started":
+            self._tasks[node_id] = self._progress.add_task(node_id, total=info.get("chunks", 1))
+        elif event == "chunk_finished" and node_id in self._tasks:
+            self._progress.update(self._tasks[node_id], completed=info["chunk"] + 1)
+        elif event == "node_finished" and node_id in self._tasks:
+            status = info.get("status", "")
+            colour = "green" if status == "succeeded" else "red"
+            self._progress.update(
+                self._tasks[node_id], description=f"[{colour}]{node_id}[/] {status}"
+            )
+
+
+def _run_with_progress(show: bool, start: Callable[[Any], RunResult]) -> RunResult:
+    if not show:
+        return start(None)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        return start(_ProgressBars(progress))
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.2f}"
+    if isinstance(value, dict | list):
+        text = json.dumps(value, default=str)
+        return text if len(text) <= 80 else text[:77] + "..."
+    return str(value)
+
+
+def _count(n: float) -> str:
+    """A count in at most 6 characters: 950, 12.3k, 10.0M."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e4)):
+        if n >= size:
+            return f"{n / (size if unit != 'k' else 1e3):.1f}{unit}"
+    return f"{n:,.0f}"
+
+
+def print_summary(result: RunResult) -> None:
+    """The end-of-run tables: per engine time, rows, throughput; statistics; failures."""
+    table = Table(title=f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
+    table.add_column("engine", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for column in ("seconds", "chunks", "rows", "rows/s", "records"):
+        table.add_column(column, justify="right", no_wrap=True)
+    colours = {"succeeded": "green", "failed": "red", "skipped": "yellow", "not_run": "dim"}
+    for r in result.nodes.values():
+        table.add_row(
+            r.node_id,
+            f"[{colours[r.status]}]{r.status}[/]",
+            f"{r.seconds:.3f}",
+            str(r.chunks),
+            _count(r.rows_processed),
+            _count(r.throughput),
+            _count(r.records),
+        )
+    console.print(table)
+    for node_id, outputs in result.statistics.items():
+        stats = Table(title=f"{node_id}: statistics", show_header=False)
+        stats.add_column("name")
+        stats.add_column("value", justify="right")
+        for key, value in outputs.items():
+            if isinstance(value, dict) and all(
+                not isinstance(v, dict | list) for v in value.values()
+            ):
+                for sub, v in value.items():
+                    stats.add_row(escape(f"{key}.{sub}"), escape(_format(v)))
+            else:
+                stats.add_row(escape(key), escape(_format(value)))
+        console.print(stats)
+    for r in result.nodes.values():
+        if r.status in ("failed", "skipped"):
+            colour = "red" if r.status == "failed" else "yellow"
+            err_console.print(
+                f"[{colour}]{r.node_id} {r.status}:[/] {escape(scrub_text(str(r.error)))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    for name, path in result.written.items():
+        console.print(f"wrote {name}: {escape(str(path))}", highlight=False)
+    console.print(f"total {result.seconds:.3f} s", highlight=False)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="pipeline config (JSON)")],
+    executor: Annotated[
+        ExecutorName | None, typer.Option(help="where engines run (default: the config's)")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override an engine's config: ENGINE_ID.KEY=VALUE"),
+    ] = None,
+    chunk_size: Annotated[int | None, typer.Option(min=1, help="policies per chunk")] = None,
+    log_file: Annotated[Path | None, typer.Option(help="write JSON log lines here")] = None,
+    log_json: Annotated[bool, typer.Option(help="JSON log lines on stderr")] = False,
+    debug: Annotated[bool, typer.Option(help="debug logs and tracebacks")] = False,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Run a pipeline config; exit 1 when a node fails, 2 when the config or input is bad."""
+    from livecalc.pipeline.api import run as api_run
+
+    with _user_errors(debug):
+        _configure_logging(log_file, log_json, debug)
+        result = _run_with_progress(
+            progress,
+            lambda bars: api_run(
+                config,
+                overrides=set_ or [],
+                executor=executor,
+                chunk_size=chunk_size,
+                progress=bars,
+            ),
+        )
+    print_summary(result)
+    if not result.success:
+        raise typer.Exit(1)
+
+
+@app.command()
+def validate(
+    config: Annotated[Path, typer.Argument(help="pipeline config (JSON)")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override: ENGINE_ID.KEY=VALUE")
+    ] = None,
+    engines: Annotated[
+        bool, typer.Option(help="also initialise each engine (its config, its assumptions)")
+    ] = True,
+    debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
+) -> None:
+    """Check a pipeline config without running it."""
+    from livecalc.pipeline.api import check_engines
+    from livecalc.pipeline.loading import load_config
+
+    with _user_errors(debug):
+        if engines:
+            parsed = check_engines(config, overrides=set_ or [])
+        else:
+            parsed = load_config(config, set_ or [])
+    order = " -> ".join(n.id for n in parsed.engines)
+    console.print(
+        f"[green]ok:[/] {escape(str(config))}: {len(parsed.engines)} engines ({order})",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def schema(
+    out: Annotated[Path | None, typer.Option(help="write to this file instead of stdout")] = None,
+) -> None:
+    """Print the config's JSON Schema (for editors)."""
+    from livecalc.pipeline.config import config_json_schema
+
+    text = json.dumps(config_json_schema(), indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        with _user_errors(False):
+            out.write_text(text, encoding="utf-8")
+
+
+@app.command()
+def engines() -> None:
+    """List the engine types, their aliases and their info."""
+    from livecalc.runtime.factory import BUILTIN_ALIASES, EngineFactory
+
+    factory = EngineFactory()
+    table = Table(title="engine types")
+    for column in ("type", "aliases", "name", "version", "AM"):
+        table.add_column(column)
+    for engine_type in factory.list_engine_types():
+        aliases = ", ".join(a for a, t in BUILTIN_ALIASES.items() if t == engine_type)
+        try:
+            info = factory.create_engine(engine_type).get_info()
+            name, version = escape(info.name), escape(info.version)
+            am = str(info.supports_assumptions_manager)
+        except CalcEngineError:
+            # Some engines (native libraries) only know their info once initialised.
+            name, version, am = "[dim](described once initialised)[/]", "", ""
+        table.add_row(engine_type, aliases, name, version, am)
+    console.print(table)
+
+
+@generate_app.command("policies")
+def generate_policies_cmd(
+    out: Annotated[Path, typer.Argument(help="output file (.parquet or .csv)")],
+    n: Annotated[int, typer.Option("--n", "-n", min=1, help="number of policies")] = 10_000,
+    seed: Annotated[int, typer.Option(help="random seed")] = 42,
+    in_force_fraction: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="share already in force")
+    ] = 0.0,
+    max_term: Annotated[int, typer.Option(min=1, help="longest term in years")] = 50,
+    debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
+) -> None:
+    """Write seeded, realistic sample policies."""
+    from livecalc.io.generate import generate_policies, write_policies
+
+    with _user_errors(debug):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        data = generate_policies(
+            n, seed=seed, in_force_fraction=in_force_fraction, max_term=max_term
+        )
+        rows = write_policies(out, data)
+    console.print(f"wrote {rows:,} policies to {escape(str(out))}", highlight=False)
+
+
+@generate_app.command("scenarios")
+def generate_scenarios_cmd(
+    out: Annotated[Path, typer.Argument(help="output file (.parquet or .csv)")],
+    n: Annotated[
+        int | None, typer.Option("--n", "-n", min=1, help="scenarios (split into outer x inner)")
+    ] = None,
+    outer: Annotated[int | None, typer.Option(min=1, help="outer (real-world) paths")] = None,
+    inner: Annotated[int | None, typer.Option(min=1, help="inner paths per outer path")] = None,
+    years: Annotated[int, typer.Option(min=1, help="projection years")] = 50,
+    model: Annotated[str, typer.Option(help="hull_white, vasicek, cir, ...")] = "hull_white",
+    seed: Annotated[int, typer.Option(help="random seed")] = 42,
+    debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
+) -> None:
+    """Write seeded interest-rate scenarios from the ESG (with its metadata)."""
+    from livecalc.io.generate import generate_scenarios, write_scenarios
+
+    if n is None and outer is None and inner is None:
+        n = 1_000
+    with _user_errors(debug):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        data = generate_scenarios(n, years, seed, model=model, outer=outer, inner=inner)
+        rows = write_scenarios(out, data)
+    console.print(f"wrote {rows:,} scenario rows to {escape(str(out))}", highlight=False)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="folder for the data, config and results")] = Path(
+        "demo_output"
+    ),
+    policies: Annotated[int, typer.Option(min=1, help="number of sample policies")] = 10_000,
+    executor: Annotated[ExecutorName, typer.Option(help="where engines run")] = "local",
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    debug: Annotated[bool, typer.Option(help="debug logs and tracebacks")] = False,
+) -> None:
+    """Generate sample data and run the full pipeline: ESG -> projection -> solver."""
+    from livecalc.cli.demo import write_demo
+    from livecalc.pipeline.api import run as api_run
+
+    _configure_logging(None, False, debug)
+    with _user_errors(debug):
+        config_path = write_demo(out, policies)
+        console.print(
+            f"demo data and config in {escape(str(out))} ({escape(config_path.name)})",
+            highlight=False,
+        )
+        result = _run_with_progress(
+            progress, lambda bars: api_run(config_path, executor=executor, progress=bars)
+        )
+    print_summary(result)
+    if not result.success:
+        raise typer.Exit(1)
+
+
+app.add_typer(esg_app, name="esg")
+app.add_typer(am_app, name="am")
+
+
+def main() -> None:
+    """The ``livecalc`` console script."""
+    app()

@@ -1,0 +1,144 @@
+"""Reading config files, applying ``--set`` overrides and checking file paths.
+
+Helpers of ``livecalc.pipeline.config`` that work on raw JSON values and paths, not on the models.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from livecalc.errors import ConfigurationError
+
+__all__ = [
+    "apply_overrides",
+    "parse_override",
+    "read_config_json",
+    "unwritable",
+    "with_absolute_paths",
+]
+
+
+def parse_override(text: str) -> tuple[str, list[str], Any]:
+    """Split ``engine.key=value`` into the node id, the key path and the JSON-parsed value.
+
+    ``run.chunk_size=500`` and ``output.path=x.parquet`` set those sections instead.
+    """
+    target, sep, raw = text.partition("=")
+    parts = target.strip().split(".")
+    if not sep or len(parts) < 2 or not all(parts):
+        raise ConfigurationError(
+            f"--set {text!r}: write it as ENGINE_ID.KEY=VALUE (e.g. projection.seed=7)"
+        )
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw  # a bare word is a string: --set esg.model=hull_white
+    return parts[0], parts[1:], value
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of the raw config with each ``engine.key=value`` override applied."""
+    data = copy.deepcopy(dict(raw))
+    for text in overrides:
+        head, keys, value = parse_override(text)
+        if head in ("run", "output"):
+            target = data.setdefault(head, {})
+        else:
+            engines = data.get("engines")
+            nodes = [e for e in engines or [] if isinstance(e, dict) and e.get("id") == head]
+            if not nodes:
+                ids = [e.get("id") for e in engines or [] if isinstance(e, dict)]
+                close = difflib.get_close_matches(head, [str(i) for i in ids], 1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigurationError(
+                    f"--set {text!r}: no engine with id {head!r}{hint}; ids: "
+                    + ", ".join(map(str, ids))
+                )
+            target = nodes[0].setdefault("config", {})
+        if not isinstance(target, dict):
+            raise ConfigurationError(f"--set {text!r}: {head!r} is not an object")
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+            if not isinstance(target, dict):
+                raise ConfigurationError(f"--set {text!r}: {key!r} is not an object")
+        target[keys[-1]] = value
+    return data
+
+
+def read_config_json(path: Path) -> dict[str, Any]:
+    """The JSON object in a config file; unreadable, non-UTF-8, invalid or duplicate-key
+    JSON is a ConfigurationError naming the file and the fix."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(f"{path}: config file not found; check the path") from None
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: cannot read the config ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8 JSON"
+        ) from None
+    duplicates: list[str] = []
+
+    def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # json.loads would silently keep the last of two equal keys: say so instead.
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:
+                duplicates.append(key)
+            seen[key] = value
+        return seen
+
+    try:
+        data = json.loads(text, object_pairs_hook=_pairs)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{path}: the config must be a JSON object {{...}}")
+    if duplicates:
+        names = ", ".join(repr(k) for k in dict.fromkeys(duplicates))
+        raise ConfigurationError(
+            f"{path}: key {names} appears twice in one object (JSON keeps only the last); "
+            "remove or merge the duplicate"
+        )
+    return data
+
+
+def unwritable(path: Path) -> str | None:
+    """Why a file cannot be written at ``path`` (None when it can, as far as we can tell)."""
+    if path.is_dir():
+        return f"{str(path)!r} is a folder, not a file"
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"cannot create {str(path)!r}: {str(folder)!r} is a file, not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot write into {str(folder)!r} (no write permission)"
+    return None
+
+
+_PATH_KEYS = ("file", "path", "library")
+_PATH_SUFFIXES = ("_table", "_file", "_path")
+
+
+def with_absolute_paths(value: Any, base: Path, key: str = "") -> Any:
+    """``value`` with relative file paths under path-like keys made absolute against ``base``."""
+    if isinstance(value, dict):
+        return {k: with_absolute_paths(v, base, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [with_absolute_paths(v, base, key) for v in value]
+    is_path_key = key in _PATH_KEYS or key.endswith(_PATH_SUFFIXES)
+    if isinstance(value, str) and is_path_key and value and "://" not in value:
+        path = Path(value).expanduser()
+        if not path.is_absolute() and (base / path).exists():
+            return str(base / path)
+    return value

@@ -1,0 +1,239 @@
+"""Running one DAG node: its policy chunks, its output buffers and the merge of chunk outputs.
+
+A node whose inputs include POLICY records runs once per chunk of ``chunk_size`` policies
+(POLICY_EXT records in lock-step); every other input is passed whole to each chunk. Output
+buffers are allocated once and reused. Chunk outputs merge by dtype:
+
+- SCENARIO_TOTAL: summed field by field per scenario (policy_count too), in a small
+  accumulator; the chunk buffer is reused;
+- other records (RESULT, RESULT_DETAIL, per-policy means): either streamed to a sink chunk by
+  chunk from one reused chunk buffer (bounded memory), or written by the engine straight into
+  its slice of one merged buffer sized for the whole policy set (no copy).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from livecalc.errors import ConfigurationError, ExecutionError
+from livecalc.log import get_logger
+from livecalc.pipeline.executors import EngineHandle
+from livecalc.runtime.buffers import (
+    POLICY_DTYPE,
+    POLICY_EXT_DTYPE,
+    SCENARIO_TOTAL_DTYPE,
+    BufferManager,
+)
+from livecalc.runtime.engine import ExecutionResult
+
+__all__ = ["ChunkPlan", "NodeOutput", "NodeRunner", "merge_scenario_totals"]
+
+_log = get_logger()
+
+ChunkSink = Callable[[np.ndarray], None]
+"""Receives each chunk's output records (a view valid only during the call)."""
+
+ChunkCallback = Callable[[int, int, int], None]
+"""Called after each chunk with (chunk index, chunk count, policies in the chunk)."""
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How a node's inputs split into chunks: which inputs are chunked and where they cut."""
+
+    chunked: tuple[str, ...]
+    n_policies: int
+    chunk_size: int
+
+    @classmethod
+    def of(cls, inputs: Mapping[str, np.ndarray], chunk_size: int) -> ChunkPlan:
+        """The plan for these inputs: POLICY and POLICY_EXT inputs are chunked together."""
+        chunked = tuple(
+            name for name, arr in inputs.items() if arr.dtype in (POLICY_DTYPE, POLICY_EXT_DTYPE)
+        )
+        lengths = {len(inputs[n]) for n in chunked}
+        if len(lengths) > 1:
+            sizes = ", ".join(f"{n}: {len(inputs[n])}" for n in chunked)
+            raise ConfigurationError(
+                f"policy inputs have different lengths ({sizes}); POLICY and POLICY_EXT "
+                "records must match one to one"
+            )
+        return cls(chunked, lengths.pop() if lengths else 0, max(1, chunk_size))
+
+    @property
+    def count(self) -> int:
+        """Number of chunks (1 for a node with no policy input, or with no policies)."""
+        if not self.chunked:
+            return 1
+        return max(1, -(-self.n_policies // self.chunk_size))
+
+    def bounds(self, i: int) -> tuple[int, int]:
+        """Start and end policy index of chunk ``i``."""
+        start = i * self.chunk_size
+        return start, min(self.n_policies, start + self.chunk_size)
+
+    def chunk(self, inputs: Mapping[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+        """Inputs of chunk ``i``: views of the chunked inputs, the others whole."""
+        if not self.chunked:
+            return dict(inputs)
+        start, end = self.bounds(i)
+        return {n: (a[start:end] if n in self.chunked else a) for n, a in inputs.items()}
+
+
+def merge_scenario_totals(acc: np.ndarray | None, chunk: np.ndarray) -> np.ndarray:
+    """``acc`` plus one chunk's SCENARIO_TOTAL records, every float field summed per scenario."""
+    if acc is None:
+        return chunk.copy()
+    floats = [n for n in SCENARIO_TOTAL_DTYPE.names or () if n not in ("scenario_id", "reserved")]
+    if len(acc) == len(chunk) and np.array_equal(acc["scenario_id"], chunk["scenario_id"]):
+        for name in floats:
+            acc[name] += chunk[name]
+        return acc
+    # Chunks reported different scenario sets: align by scenario_id.
+    ids = np.union1d(acc["scenario_id"], chunk["scenario_id"])
+    merged = np.zeros(len(ids), dtype=SCENARIO_TOTAL_DTYPE)
+    merged["scenario_id"] = ids
+    for part in (acc, chunk):
+        pos = np.searchsorted(ids, part["scenario_id"])
+        for name in floats:
+            np.add.at(merged[name], pos, part[name])
+    return merged
+
+
+@dataclass
+class NodeOutput:
+    """What a node run produced: its merged records (unless streamed) and its counters."""
+
+    records: np.ndarray | None = None
+    streamed_records: int = 0
+    rows_processed: int = 0
+    chunks: int = 0
+    engine_seconds: float = 0.0
+    compute_seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+class NodeRunner:
+    """Runs one node's engine over its chunks, with buffers allocated once and reused."""
+
+    def __init__(
+        self,
+        node_id: str,
+        handle: EngineHandle,
+        buffers: BufferManager,
+        shared: bool,
+    ) -> None:
+        self.node_id = node_id
+        self.handle = handle
+        self._buffers = buffers
+        self._shared = shared
+        self._allocated: dict[str, np.ndarray] = {}
+
+    def _buffer(self, role: str, dtype: np.dtype[Any], records: int) -> np.ndarray:
+        # One buffer per role, allocated the first time and reused while it is large enough
+        # (goal-seek re-runs ask for the same sizes).
+        key = f"{self.node_id}.{role}"
+        have = self._allocated.get(key)
+        if have is not None and have.dtype == dtype and len(have) >= records:
+            return have
+        if key in self._buffers:
+            self._buffers.free(key)
+        data = self._buffers.allocate(key, dtype, records, shared=self._shared).data
+        self._allocated[key] = data
+        return data
+
+    def run(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        chunk_size: int,
+        sink: ChunkSink | None = None,
+        role: str = "out",
+        on_chunk: ChunkCallback | None = None,
+    ) -> NodeOutput:
+        """Run every chunk; merge outputs into records, or hand each chunk to ``sink``.
+
+        Args:
+            inputs: the node's record inputs by name.
+            chunk_size: policies per chunk.
+            sink: when given, RESULT-like chunk outputs go there and are not kept.
+            role: names this run's buffers (``"out"``; ``"eval"`` for goal-seek re-runs, so
+                they never overwrite the records downstream engines read).
+            on_chunk: progress callback.
+        """
+        plan = ChunkPlan.of(inputs, chunk_size)
+        out = NodeOutput(chunks=plan.count)
+        first = plan.chunk(inputs, 0)
+        spec = self.handle.output_spec(first)
+        buf: np.ndarray | None = None
+        merged: np.ndarray | None = None
+        totals: np.ndarray | None = None
+        stream = False
+        if spec is not None:
+            dtype = np.dtype(spec.dtype)
+            if dtype == SCENARIO_TOTAL_DTYPE or sink is not None or plan.count == 1:
+                stream = sink is not None and dtype != SCENARIO_TOTAL_DTYPE
+                buf = self._buffer(f"{role}.chunk", dtype, spec.records)
+            else:
+                whole = self.handle.output_spec(inputs)
+                assert whole is not None
+                merged = self._buffer(f"{role}.merged", dtype, whole.records)
+        offset = 0
+        for i in range(plan.count):
+            chunk_inputs = first if i == 0 else plan.chunk(inputs, i)
+            target = buf if merged is None else merged[offset:]
+            start = time.perf_counter()
+            result = self.handle.run_chunk(chunk_inputs or None, target)
+            seconds = time.perf_counter() - start
+            self._check(result, i)
+            out.engine_seconds += seconds
+            out.compute_seconds += result.execution_time_ms / 1e3
+            out.rows_processed += result.rows_processed
+            out.warnings.extend(result.warnings)
+            n = 0
+            if target is not None:
+                n = result.bytes_written // target.dtype.itemsize
+                if n > len(target):
+                    raise ExecutionError(
+                        f"chunk {i}: engine reported {n} records written into a buffer of "
+                        f"{len(target)}",
+                        self.node_id,
+                    )
+            if merged is not None:
+                offset += n
+            elif buf is not None and buf.dtype == SCENARIO_TOTAL_DTYPE:
+                totals = merge_scenario_totals(totals, buf[:n])
+            elif stream:
+                assert sink is not None and buf is not None
+                sink(buf[:n])
+                out.streamed_records += n
+            elif buf is not None:
+                merged, offset = buf, n  # a single chunk: its buffer is the result
+            start_p, end_p = plan.bounds(i)
+            _log.debug(
+                "chunk_finished",
+                engine_id=self.node_id,
+                chunk=i,
+                chunks=plan.count,
+                rows=result.rows_processed,
+                records=n,
+                seconds=seconds,
+            )
+            if on_chunk is not None:
+                on_chunk(i, plan.count, end_p - start_p if plan.chunked else 0)
+        if totals is not None:
+            out.records = totals
+        elif merged is not None:
+            out.records = merged[:offset]
+        return out
+
+    def _check(self, result: ExecutionResult, i: int) -> None:
+        if not result.success:
+            raise ExecutionError(
+                f"chunk {i} failed: {result.error_message or 'the engine reported failure'}",
+                self.node_id,
+            )

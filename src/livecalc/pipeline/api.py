@@ -1,0 +1,233 @@
+"""The Python API for notebooks and scripts: ``livecalc.run(config)`` -> ``RunResult``.
+
+Example:
+    >>> import livecalc
+    >>> result = livecalc.run("examples/dag_config_full_pipeline.json")  # doctest: +SKIP
+    >>> result.success, result.statistics["solver"]["metrics"]["mean"]  # doctest: +SKIP
+    >>> result.to_pandas("results").describe()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from livecalc.assumptions.credentials import AMCredentials, CredentialManager
+from livecalc.errors import CalcEngineError, ConfigurationError, ExecutionError
+from livecalc.log import get_logger
+from livecalc.pipeline._summary import NodeReport, RunSummary
+from livecalc.pipeline.config import PipelineConfig
+from livecalc.pipeline.executors import Executor
+from livecalc.pipeline.loading import load_config
+from livecalc.pipeline.runner import ProgressCallback, Runner
+from livecalc.runtime.factory import EngineFactory
+
+__all__ = ["RunResult", "check_engines", "records_to_arrow", "run"]
+
+
+def records_to_arrow(records: np.ndarray) -> pa.Table:
+    """A record array as an Arrow table: one column per field, ``reserved*`` padding left out."""
+    names = [n for n in records.dtype.names or () if not n.startswith("reserved")]
+    return pa.table({n: pa.array(np.ascontiguousarray(records[n])) for n in names})
+
+
+@dataclass
+class RunResult:
+    """What a run produced: per-node status, statistics, timings and the record tables."""
+
+    summary: RunSummary
+    config: PipelineConfig
+
+    @property
+    def success(self) -> bool:
+        """Whether every node succeeded."""
+        return self.summary.success
+
+    @property
+    def run_id(self) -> str:
+        """The id every log line of this run carries."""
+        return self.summary.run_id
+
+    @property
+    def nodes(self) -> dict[str, NodeReport]:
+        """Per-node reports (status, error, timings, rows), in run order."""
+        return self.summary.nodes
+
+    @property
+    def status(self) -> dict[str, str]:
+        """Each node's status: succeeded, failed, skipped or not_run."""
+        return {k: r.status for k, r in self.summary.nodes.items()}
+
+    @property
+    def statistics(self) -> dict[str, dict[str, Any]]:
+        """Each node's non-record results (``get_outputs()``: the solver's statistics...)."""
+        return {k: r.outputs for k, r in self.summary.nodes.items() if r.outputs}
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Wall seconds per node, and ``"total"`` for the whole run."""
+        return {**{k: r.seconds for k, r in self.summary.nodes.items()}, "total": self.seconds}
+
+    @property
+    def seconds(self) -> float:
+        """Wall seconds of the whole run."""
+        return self.summary.seconds
+
+    @property
+    def written(self) -> dict[str, Path]:
+        """The files written, by output name (plus ``"summary"`` when configured)."""
+        return dict(self.summary.written)
+
+    @property
+    def table_names(self) -> list[str]:
+        """Record outputs available as tables (in memory or written)."""
+        names = [k for k, v in self.summary.datasets.items() if isinstance(v, np.ndarray)]
+        names += [k for k in self.summary.written if k != "summary" and k not in names]
+        return names
+
+    def records(self, name: str) -> np.ndarray:
+        """The records of output ``name`` kept in memory (streamed outputs: use ``table``)."""
+        value = self.summary.datasets.get(name)
+        if not isinstance(value, np.ndarray):
+            kept = [k for k, v in self.summary.datasets.items() if isinstance(v, np.ndarray)]
+            raise ConfigurationError(
+                f"{name!r} is not a record output kept in memory; available: "
+                f"{', '.join(kept) or 'none'} (outputs streamed to Parquet: use table(name))"
+            )
+        return value
+
+    def table(self, name: str) -> pa.Table:
+        """Output ``name`` as an Arrow table, from memory or from its Parquet file."""
+        value = self.summary.datasets.get(name)
+        if isinstance(value, np.ndarray):
+            return records_to_arrow(value)
+        path = self.summary.written.get(name)
+        if path is not None and name != "summary":
+            return pq.read_table(path)
+        raise ConfigurationError(
+            f"no table {name!r}; available: {', '.join(self.table_names) or 'none'}"
+        )
+
+    def to_pandas(self, name: str) -> Any:
+        """Output ``name`` as a pandas DataFrame."""
+        return self.table(name).to_pandas()
+
+    def raise_for_status(self) -> None:
+        """Raise ExecutionError naming every failed node when the run did not succeed."""
+        if not self.success:
+            raise ExecutionError("run failed:\n" + self.summary.describe())
+
+
+def run(
+    config_or_path: str | Path | Mapping[str, Any] | PipelineConfig,
+    *,
+    overrides: Sequence[str] = (),
+    executor: str | Executor | None = None,
+    chunk_size: int | None = None,
+    credentials: AMCredentials | None = None,
+    factory: EngineFactory | None = None,
+    progress: ProgressCallback | None = None,
+    base_dir: str | Path | None = None,
+) -> RunResult:
+    """Validate and run a pipeline; a failing node does not raise (see ``RunResult.success``).
+
+    Args:
+        config_or_path: a config file, its parsed JSON, or a validated ``PipelineConfig``.
+        overrides: ``engine.key=value`` strings, as the CLI's ``--set``.
+        executor: ``local``, ``processes`` or ``ray`` (default: the config's ``run.executor``).
+        chunk_size: policies per chunk (default: the config's ``run.chunk_size``).
+        credentials: AM credentials (default: from ``CredentialManager``: environment or file).
+        factory: the engine types (default: built-ins and installed plug-ins).
+        progress: called as ``progress(event, node_id, **info)`` while the run goes.
+        base_dir: folder for a dict config's relative paths (default: the current folder).
+
+    Raises:
+        ConfigurationError: the config, an engine's config or an input file is wrong; nothing
+            ran and no output file was written.
+    """
+    factory = factory if factory is not None else EngineFactory()
+    config = load_config(config_or_path, overrides, factory=factory, base_dir=base_dir)
+    if chunk_size is not None and chunk_size < 1:
+        raise ConfigurationError(f"chunk_size: must be >= 1, got {chunk_size}")
+    if credentials is None:
+        credentials = _default_credentials(config)
+    runner = Runner(
+        config,
+        factory=factory,
+        credentials=credentials,
+        executor=executor,
+        chunk_size=chunk_size,
+        progress=progress,
+    )
+    return RunResult(runner.run(), config)
+
+
+def check_engines(
+    config_or_path: str | Path | Mapping[str, Any] | PipelineConfig,
+    *,
+    overrides: Sequence[str] = (),
+    credentials: AMCredentials | None = None,
+    factory: EngineFactory | None = None,
+    base_dir: str | Path | None = None,
+) -> PipelineConfig:
+    """Validate a config, then initialise (and dispose of) each engine: ``livecalc validate``.
+
+    This runs the engines' own config checks, and resolves their assumption tables, the way
+    ``run`` does before anything runs, but reads no data and runs no chunk.
+
+    Raises:
+        ConfigurationError: every problem, by JSON path (``engines[1].config.x: ...``).
+    """
+    factory = factory if factory is not None else EngineFactory()
+    config = load_config(config_or_path, overrides, factory=factory, base_dir=base_dir)
+    if credentials is None:
+        credentials = _default_credentials(config)
+    problems = []
+    for i, node in enumerate(config.engines):
+        engine = factory.create_engine(node.type)
+        try:
+            engine.initialize(config.engine_config(node.id), credentials)
+        except CalcEngineError as exc:
+            text = str(exc)
+            # Engines name the key as "config.key: ..." (as the runner reports it).
+            problems.append(
+                f"engines[{i}].{text if text.startswith('config') else f'config: {text}'}"
+            )
+            continue
+        except Exception as exc:  # an engine's bug: still one line, naming the engine
+            problems.append(f"engines[{i}]: initialize failed: {type(exc).__name__}: {exc}")
+            continue
+        try:
+            engine.dispose()
+        except Exception as exc:
+            problems.append(f"engines[{i}]: dispose failed: {type(exc).__name__}: {exc}")
+    if problems:
+        raise ConfigurationError(
+            problems[0]
+            if len(problems) == 1
+            else f"{len(problems)} engine config problems:\n"
+            + "\n".join(f"  {p}" for p in problems)
+        )
+    return config
+
+
+def _default_credentials(config: PipelineConfig) -> AMCredentials | None:
+    """Credentials from the environment or ~/.livecalc/credentials.json, when there are any.
+
+    A credentials file that is refused (readable by others, malformed) stops only runs that
+    need the Assumptions Manager; the others go on without credentials and a warning.
+    """
+    try:
+        manager = CredentialManager()
+    except ConfigurationError as exc:
+        if config.uses_assumptions_manager():
+            raise
+        get_logger().warning("credentials_ignored", reason=str(exc))
+        return None
+    return manager.get_credentials() if manager.has_credentials() else None

@@ -1,0 +1,162 @@
+"""The JSON DAG config as pydantic models: the shapes, parsed once.
+
+``livecalc.pipeline.loading.load_config`` reads a file (or takes a dict) and validates it into
+these models; past that, nothing reads raw dicts. The graph module works on these models, and
+the loader on both, so there is no import cycle.
+
+Relative paths (data sources, outputs) resolve against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from livecalc.errors import ConfigurationError
+from livecalc.pipeline._config_files import (
+    with_absolute_paths,
+)
+
+__all__ = [
+    "DataSource",
+    "EngineNode",
+    "OutputConfig",
+    "PipelineConfig",
+    "RunOptions",
+    "config_json_schema",
+]
+
+_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataSource(_Model):
+    """One entry of "data_sources": a Parquet or CSV file of policies or scenarios."""
+
+    type: Literal["parquet", "csv"] = "parquet"
+    path: str = Field(description="file path; relative paths resolve against the config file")
+    kind: Literal["policies", "scenarios"] | None = Field(
+        default=None,
+        description="what the file holds; by default 'scenarios' when the source's name "
+        "contains 'scenario', otherwise 'policies'",
+    )
+
+    def resolved_kind(self, name: str) -> Literal["policies", "scenarios"]:
+        """The record kind of this source, inferred from its name when not given."""
+        if self.kind is not None:
+            return self.kind
+        return "scenarios" if "scenario" in name.lower() else "policies"
+
+
+class EngineNode(_Model):
+    """One entry of the config's "engines" list."""
+
+    id: str = Field(pattern=_ID_PATTERN, description="unique node id")
+    type: str = Field(description="engine type (see `livecalc engines`) or a seed alias")
+    config: dict[str, Any] = Field(default_factory=dict, description="passed to initialize")
+    inputs: list[str] = Field(default_factory=list, description="data source or output names")
+    outputs: list[str] = Field(
+        default_factory=list,
+        description="first: the record output; a second name: the engine's get_outputs()",
+    )
+    timeout_seconds: float | None = Field(default=None, gt=0, description="per chunk")
+    retries: int = Field(default=0, ge=0, le=1, description="1: retry a failed chunk once")
+    max_consecutive_errors: int = Field(default=3, ge=1)
+    chunk_size: int | None = Field(default=None, ge=1, description="policies per chunk")
+
+
+class OutputConfig(_Model):
+    """The "output" object: where record outputs are written as Parquet."""
+
+    type: Literal["parquet"] = "parquet"
+    path: str = Field(
+        description="Parquet file; with several outputs in 'write' it must contain '{name}'"
+    )
+    write: list[str] | None = Field(
+        default=None,
+        description="outputs to write; default: the record output of the last engine that "
+        "writes records",
+    )
+    summary_path: str | None = Field(
+        default=None, description="JSON file for the run summary and engines' statistics"
+    )
+
+
+class RunOptions(_Model):
+    """The "run" object: options for the whole run (CLI flags override them)."""
+
+    chunk_size: int = Field(default=10_000, ge=1, description="policies per chunk")
+    executor: Literal["local", "processes", "ray"] = "local"
+    max_parallel: int = Field(default=2, ge=1, description="nodes run at the same time")
+    timeout_seconds: float | None = Field(default=None, gt=0, description="per chunk default")
+
+
+class PipelineConfig(_Model):
+    """A whole pipeline: data sources, engine nodes, output and run options."""
+
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="'module:function' callables run as function(factory) before validation, "
+        "to register engine types without an installed entry point",
+    )
+    data_sources: dict[str, DataSource] = Field(default_factory=dict)
+    engines: list[EngineNode] = Field(min_length=1)
+    output: OutputConfig | None = None
+    run: RunOptions = Field(default_factory=RunOptions)
+    base_dir: str = Field(
+        default=".", description="folder relative paths resolve against (set by load_config)"
+    )
+
+    def resolve(self, path: str) -> Path:
+        """``path`` made absolute against the config's folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def engine_config(self, node_id: str) -> dict[str, Any]:
+        """A node's engine config with its relative file paths made absolute.
+
+        Relative paths in a config resolve against the config file's folder (DESIGN.md
+        section 4). Engines cannot know that folder, so the runner rewrites, at any depth, the
+        string values of keys named ``file``, ``path``, ``library`` or ending in ``_table``,
+        ``_file`` or ``_path`` when such a file exists there; ``am://`` references and
+        absolute paths are left as they are.
+        """
+        resolved: dict[str, Any] = with_absolute_paths(
+            self.node(node_id).config, Path(self.base_dir)
+        )
+        return resolved
+
+    def uses_assumptions_manager(self) -> bool:
+        """Whether any engine config refers to a table as ``am://...``."""
+        return "am://" in json.dumps([n.config for n in self.engines], default=str)
+
+    def node(self, node_id: str) -> EngineNode:
+        """The engine node called ``node_id``."""
+        for n in self.engines:
+            if n.id == node_id:
+                return n
+        raise ConfigurationError(f"no engine node {node_id!r}")
+
+    def node_index(self, node_id: str) -> int:
+        """The position of ``node_id`` in "engines" (for JSON paths)."""
+        for i, n in enumerate(self.engines):
+            if n.id == node_id:
+                return i
+        raise ConfigurationError(f"no engine node {node_id!r}")
+
+
+def config_json_schema() -> dict[str, Any]:
+    """The JSON Schema of the config file, for editors (``base_dir`` is internal)."""
+    schema = PipelineConfig.model_json_schema()
+    schema["properties"].pop("base_dir", None)
+    # Editors find the schema through this key; load_config ignores it.
+    schema["properties"]["$schema"] = {"type": "string", "description": "this schema's path"}
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "LiveCalc pipeline config"
+    return schema

@@ -1,0 +1,44 @@
+"""The ``processes`` executor: each engine in its own worker process over shared memory.
+
+Buffers live in shared-memory segments (the runner allocates them with ``shared=True``), so a
+worker reads its inputs and writes its outputs in place: handing a chunk over costs the same
+for 1 KB and 1 GB. A timeout kills the worker; a crash (even a segfault in a native engine)
+fails that node only, never the orchestrator.
+
+An engine that binds an evaluator (a goal-seeking solver) runs inline instead: its evaluator
+is a callback into this process's runner, which a worker process could not call. The
+projection it drives still runs in its own worker.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from livecalc.pipeline.config import EngineNode, RunOptions
+from livecalc.pipeline.executors.base import EngineHandle, Executor
+from livecalc.pipeline.executors.local import ManagedHandle, lifecycle_config
+from livecalc.runtime.engine import SupportsEvaluator
+from livecalc.runtime.factory import EngineFactory
+from livecalc.runtime.lifecycle import EngineLifecycleManager
+
+__all__ = ["ProcessExecutor"]
+
+
+class ProcessExecutor(Executor):
+    """Engines run in worker processes attached to shared-memory buffers."""
+
+    name = "processes"
+    shared_buffers = True
+
+    def create_handle(
+        self, node: EngineNode, factory: EngineFactory, options: RunOptions
+    ) -> EngineHandle:
+        """A handle running ``node``'s engine in a worker (inline for evaluator-binders)."""
+        engine = factory.create_engine(node.type)
+        isolation: Literal["inline", "process"] = (
+            "inline" if isinstance(engine, SupportsEvaluator) else "process"
+        )
+        manager = EngineLifecycleManager(
+            engine, lifecycle_config(node, options, isolation), engine_id=node.id
+        )
+        return ManagedHandle(engine, manager)

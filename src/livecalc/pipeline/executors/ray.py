@@ -1,0 +1,290 @@
+"""The ``ray`` executor: each engine a Ray actor, initialised once; chunks are actor calls.
+
+Input arrays go into Ray's object store once per run (the whole array, not each chunk): a
+chunk call sends the object reference and the chunk's record range, and the actor slices its
+zero-copy, read-only view. The actor writes into an output buffer of its own, reused between
+chunks, and returns the records written; the handle copies them into the runner's buffer
+(Ray hands results back read-only, so that one copy is the price of the object store).
+
+Ray's own retries are off (``max_restarts=0``, ``max_task_retries=0``): a retried chunk would
+run twice. LiveCalc's policy applies instead: ``retries`` re-runs a failed chunk once (not a
+timed-out one); a chunk past ``timeout_seconds`` is abandoned and its actor killed with
+``ray.kill``, which fails the node. An engine that binds an evaluator (a goal-seeking solver)
+runs in this process, since its evaluator calls back into the runner.
+
+Ray is an optional extra: ``pip install 'livecalc[ray]'``. The executor joins a running Ray
+(``ray.init`` already called, or ``RAY_ADDRESS`` set) or starts a local one, and shuts down
+only what it started.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from livecalc.assumptions.credentials import AMCredentials
+from livecalc.errors import (
+    CalcEngineError,
+    ConfigurationError,
+    EngineTimeoutError,
+    ExecutionError,
+    InitializationError,
+)
+from livecalc.log import get_logger
+from livecalc.pipeline.config import EngineNode, RunOptions
+from livecalc.pipeline.executors.base import EngineHandle, Executor
+from livecalc.pipeline.executors.local import (
+    DEFAULT_TIMEOUT_SECONDS,
+    LocalExecutor,
+)
+from livecalc.runtime.engine import (
+    EngineInfo,
+    ExecutionResult,
+    ICalcEngine,
+    InputBuffer,
+    OutputSpec,
+    SupportsEvaluator,
+)
+from livecalc.runtime.factory import EngineFactory
+
+__all__ = ["RayExecutor", "RayHandle"]
+
+_log = get_logger()
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigurationError(
+            "executor 'ray' needs Ray: pip install 'livecalc[ray]' (or use --executor local "
+            "or processes)"
+        ) from None
+    return ray
+
+
+class _EngineActor:
+    """Hosts one engine inside a Ray worker; the remote class is made from it lazily."""
+
+    def __init__(self, engine: ICalcEngine) -> None:
+        self.engine = engine
+        self.arrays: dict[str, np.ndarray] = {}
+        self.output: np.ndarray | None = None
+
+    def initialize(self, config: Mapping[str, Any], credentials: AMCredentials | None) -> Any:
+        self.engine.initialize(config, credentials)
+        return self.engine.get_info()
+
+    def _inputs(self, refs: Mapping[str, tuple[Any, int, int]]) -> dict[str, np.ndarray]:
+        import ray
+
+        inputs = {}
+        for name, (ref, start, end) in refs.items():
+            key = ref.hex()
+            if key not in self.arrays:
+                self.arrays[key] = ray.get(ref)  # a read-only view of the object store
+            inputs[name] = self.arrays[key][start:end]
+        return inputs
+
+    def run_chunk(
+        self, refs: Mapping[str, tuple[Any, int, int]], out: tuple[Any, int] | None
+    ) -> tuple[ExecutionResult, np.ndarray | None]:
+        inputs = self._inputs(refs)
+        buffer = None
+        if out is not None:
+            dtype, records = np.dtype(out[0]), out[1]
+            if self.output is None or self.output.dtype != dtype or len(self.output) < records:
+                self.output = np.empty(records, dtype=dtype)
+            buffer = self.output[:records]
+        result = self.engine.run_chunk(inputs or None, buffer)
+        if buffer is None:
+            return result, None
+        n = result.bytes_written // buffer.dtype.itemsize
+        return result, buffer[:n]
+
+    def call(self, method: str, args: tuple[Any, ...], refs: Any = None) -> Any:
+        if method == "output_spec":
+            return self.engine.output_spec(self._inputs(refs))
+        return getattr(self.engine, method)(*args)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _base_array(array: np.ndarray) -> tuple[np.ndarray, int]:
+    """The whole record array a chunk view belongs to, and the view's first record there."""
+    base = array
+    while isinstance(base.base, np.ndarray) and base.base.dtype == array.dtype:
+        base = base.base
+    if base is array or not base.flags.c_contiguous:
+        return array, 0
+    offset = (array.ctypes.data - base.ctypes.data) // array.dtype.itemsize
+    return base, int(offset)
+
+
+class RayHandle:
+    """An EngineHandle whose engine lives in a Ray actor."""
+
+    def __init__(
+        self, ray: Any, engine: ICalcEngine, node: EngineNode, options: RunOptions
+    ) -> None:
+        self._ray = ray
+        self._engine = engine
+        self._node = node
+        self._timeout = node.timeout_seconds or options.timeout_seconds or DEFAULT_TIMEOUT_SECONDS
+        # num_cpus=0: the runner decides what runs at once; reserving a CPU per actor would
+        # leave a pipeline of more engines than CPUs waiting forever for its last actor.
+        remote = ray.remote(max_restarts=0, max_task_retries=0, num_cpus=0)(_EngineActor)
+        self._actor = remote.remote(engine)
+        self._puts: dict[tuple[int, int], Any] = {}
+        self._info: EngineInfo | None = None
+        self._dead: str | None = None
+
+    def _get(self, ref: Any, what: str, timeout: float | None = None) -> Any:
+        ray = self._ray
+        if self._dead:
+            raise ExecutionError(f"{what}: the engine's actor was stopped ({self._dead})")
+        try:
+            return ray.get(ref, timeout=timeout)
+        except ray.exceptions.GetTimeoutError:
+            # An actor call cannot be cancelled with force=True (that is for tasks): killing
+            # the actor is the only way to stop code that does not return.
+            ray.kill(self._actor, no_restart=True)
+            self._dead = f"timed out after {timeout:g} s"
+            raise EngineTimeoutError(
+                f"{what} ran past timeout_seconds={timeout:g}; its actor was killed",
+                self._node.id,
+                timeout,
+            ) from None
+        except ray.exceptions.RayActorError as exc:
+            self._dead = "actor died"
+            raise ExecutionError(
+                f"{what}: the engine's actor died ({exc})", self._node.id
+            ) from None
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if isinstance(exc.cause, BaseException) else None
+            if isinstance(cause, CalcEngineError):
+                raise cause from None
+            raise ExecutionError(f"{what} failed: {cause or exc}", self._node.id) from cause
+
+    def _refs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, tuple[Any, int, int]]:
+        refs = {}
+        for name, array in inputs.items():
+            base, start = _base_array(array)
+            key = (base.ctypes.data, base.nbytes)
+            if key not in self._puts:
+                # The whole array goes in once; later chunks of it only send their range.
+                self._puts[key] = self._ray.put(base)
+            refs[name] = (self._puts[key], start, start + len(array))
+        return refs
+
+    def initialize(
+        self, config: Mapping[str, Any], credentials: AMCredentials | None = None
+    ) -> None:
+        """Initialise the engine in its actor."""
+        try:
+            self._info = self._get(
+                self._actor.initialize.remote(dict(config), credentials), "initialize"
+            )
+        except ConfigurationError:
+            raise
+        except CalcEngineError as exc:
+            raise InitializationError(
+                f"engine {self._node.id!r} failed to initialize: {exc}"
+            ) from exc
+
+    def get_info(self) -> EngineInfo:
+        """The engine's metadata, once initialised."""
+        if self._info is None:
+            raise ExecutionError("engine is not initialised", self._node.id)
+        return self._info
+
+    def run_chunk(
+        self, input_buffer: InputBuffer, output_buffer: np.ndarray | None
+    ) -> ExecutionResult:
+        """One chunk as an actor call; the records written are copied into ``output_buffer``."""
+        inputs = dict(input_buffer) if isinstance(input_buffer, Mapping) else {}
+        refs = self._refs(inputs)
+        out = None if output_buffer is None else (output_buffer.dtype, len(output_buffer))
+        attempts = 2 if self._node.retries else 1
+        for attempt in range(attempts):
+            try:
+                ref = self._actor.run_chunk.remote(refs, out)
+                result, records = self._get(ref, "run_chunk", self._timeout)
+                if not result.success:
+                    raise ExecutionError(
+                        result.error_message or "engine reported failure", self._node.id
+                    )
+                break
+            except EngineTimeoutError:
+                raise
+            except ExecutionError as exc:
+                if attempt + 1 == attempts or self._dead:
+                    raise
+                _log.warning("chunk_retried", engine_id=self._node.id, error=str(exc))
+        if records is not None and output_buffer is not None:
+            output_buffer[: len(records)] = records
+        return result  # type: ignore[no-any-return]
+
+    def output_spec(self, inputs: Mapping[str, np.ndarray]) -> OutputSpec | None:
+        """The engine's output buffer needs, computed in its actor."""
+        ref = self._actor.call.remote("output_spec", (), self._refs(inputs))
+        return self._get(ref, "output_spec")  # type: ignore[no-any-return]
+
+    def get_outputs(self) -> Mapping[str, Any]:
+        """The engine's non-record results."""
+        return self._get(self._actor.call.remote("get_outputs", ()), "get_outputs")  # type: ignore[no-any-return]
+
+    def supports(self, method: str) -> bool:
+        """Whether the engine's class defines ``method``."""
+        return callable(getattr(self._engine, method, None))
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Call an optional engine method in the actor."""
+        return self._get(self._actor.call.remote(method, args), f"{method}()")
+
+    def dispose(self) -> None:
+        """Dispose of the engine and stop its actor; never raises."""
+        try:
+            if not self._dead:
+                self._ray.get(self._actor.dispose.remote(), timeout=10)
+        except Exception:
+            pass
+        self._ray.kill(self._actor, no_restart=True)
+        self._dead = self._dead or "disposed"
+        self._puts.clear()
+
+
+class RayExecutor(Executor):
+    """Engines as Ray actors (a local Ray is started when none is running)."""
+
+    name = "ray"
+    shared_buffers = False
+
+    def __init__(self) -> None:
+        self._ray = _ray()
+        self._started = False
+        self._local = LocalExecutor()
+
+    def _ensure_started(self) -> None:
+        if not self._ray.is_initialized():
+            self._ray.init(include_dashboard=False, log_to_driver=False)
+            self._started = True
+
+    def create_handle(
+        self, node: EngineNode, factory: EngineFactory, options: RunOptions
+    ) -> EngineHandle:
+        """A Ray actor for ``node``'s engine (in this process for evaluator-binders)."""
+        engine = factory.create_engine(node.type)
+        if isinstance(engine, SupportsEvaluator):
+            return self._local.create_handle(node, factory, options)
+        self._ensure_started()
+        return RayHandle(self._ray, engine, node, options)
+
+    def close(self) -> None:
+        """Shut Ray down if this executor started it."""
+        if self._started:
+            self._ray.shutdown()
+            self._started = False

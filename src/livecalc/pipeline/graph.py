@@ -1,0 +1,139 @@
+"""The engine graph: who produces each named dataset, the run order, cycles, skipped nodes.
+
+Nodes are the config's engines; an edge runs from the engine that produces a dataset (its
+``outputs``) to every engine that lists it in ``inputs``. Data sources are produced by no
+engine. ``graphlib`` gives the order and names the cycle when there is one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import graphlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from livecalc.pipeline.config import DataSource, EngineNode, PipelineConfig
+
+__all__ = ["EngineGraph", "graph_problems"]
+
+
+def graph_problems(
+    nodes: Sequence[tuple[int, EngineNode]], sources: Mapping[str, DataSource]
+) -> list[str]:
+    """Every structural problem of the graph, each named by its JSON path with the fix."""
+    problems: list[str] = []
+    seen_ids: dict[str, int] = {}
+    for i, node in nodes:
+        if node.id in seen_ids:
+            problems.append(
+                f"engines[{i}].id: duplicate id {node.id!r} (also engines[{seen_ids[node.id]}]); "
+                "give every engine its own id"
+            )
+        else:
+            seen_ids[node.id] = i
+
+    producer: dict[str, str] = {name: f"data_sources.{name}" for name in sources}
+    for i, node in nodes:
+        for j, name in enumerate(node.outputs):
+            if name in producer:
+                problems.append(
+                    f"engines[{i}].outputs[{j}]: {name!r} is already produced by "
+                    f"{producer[name]}; rename one of them"
+                )
+            else:
+                producer[name] = f"engines[{i}] ({node.id!r})"
+
+    for i, node in nodes:
+        for j, name in enumerate(node.inputs):
+            if name not in producer:
+                close = difflib.get_close_matches(name, list(producer), 1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                known = ", ".join(sorted(producer)) or "none"
+                problems.append(
+                    f"engines[{i}].inputs[{j}]: {name!r} is produced by no engine and is no "
+                    f"data source{hint}; available: {known}"
+                )
+
+    index = {n.id: i for i, n in nodes}
+    for cycle in _find_cycles([n for _, n in nodes]):
+        problems.append(
+            f"engines[{index[cycle[0]]}]: cycle {' -> '.join(cycle)}; an engine cannot "
+            "depend on its own output: remove one of these inputs"
+        )
+    return problems
+
+
+def _edges(nodes: Sequence[EngineNode]) -> dict[str, set[str]]:
+    """Predecessors of each node id, through the datasets it reads."""
+    producer = {name: n.id for n in nodes for name in n.outputs}
+    edges: dict[str, set[str]] = {}
+    for n in nodes:
+        # setdefault: a duplicate id (reported elsewhere) adds its inputs to the same node.
+        edges.setdefault(n.id, set()).update(producer[i] for i in n.inputs if i in producer)
+    return edges
+
+
+def _find_cycles(nodes: Sequence[EngineNode]) -> list[list[str]]:
+    """Each cycle once, in data-flow order (producer -> consumer), first node repeated."""
+    edges = _edges(nodes)
+    cycles = []
+    while True:
+        try:
+            graphlib.TopologicalSorter(edges).prepare()
+        except graphlib.CycleError as exc:
+            # graphlib lists the cycle backwards (each node, then one it depends on).
+            cycle = list(reversed(exc.args[1]))
+            cycles.append(cycle)
+            # Cut one edge of this cycle so the next attempt finds another one, if any.
+            edges[cycle[1]].discard(cycle[0])
+            continue
+        return cycles
+
+
+@dataclass
+class EngineGraph:
+    """The validated engine graph of a config, with the questions the runner asks of it."""
+
+    config: PipelineConfig
+    predecessors: dict[str, set[str]] = field(init=False)
+    producers: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.predecessors = _edges(self.config.engines)
+        self.producers = {name: n.id for n in self.config.engines for name in n.outputs}
+
+    def order(self) -> list[str]:
+        """Node ids in an order where every node comes after those it reads from."""
+        return list(graphlib.TopologicalSorter(self.predecessors).static_order())
+
+    def successors(self, node_id: str) -> set[str]:
+        """Nodes that read ``node_id``'s outputs directly."""
+        return {n for n, preds in self.predecessors.items() if node_id in preds}
+
+    def descendants(self, node_id: str) -> set[str]:
+        """Every node downstream of ``node_id``, directly or not."""
+        found: set[str] = set()
+        todo = [node_id]
+        while todo:
+            for nxt in self.successors(todo.pop()):
+                if nxt not in found:
+                    found.add(nxt)
+                    todo.append(nxt)
+        return found
+
+    def consumers(self, dataset: str) -> list[str]:
+        """Nodes that list ``dataset`` among their inputs."""
+        return [n.id for n in self.config.engines if dataset in n.inputs]
+
+    def sorter(self) -> graphlib.TopologicalSorter[str]:
+        """A prepared sorter for running ready nodes as their inputs finish."""
+        sorter = graphlib.TopologicalSorter(self.predecessors)
+        sorter.prepare()
+        return sorter
+
+    def record_outputs(self) -> Iterator[tuple[str, str]]:
+        """(node id, dataset) of each node's first output, in run order."""
+        for node_id in self.order():
+            node = self.config.node(node_id)
+            if node.outputs:
+                yield node_id, node.outputs[0]

@@ -1,0 +1,255 @@
+"""Loading a config: read, override, validate, and report every problem at once.
+
+``load_config`` reads a file (or takes a dict), applies ``--set`` overrides, validates the
+shapes with pydantic (``livecalc.pipeline.config``) and the meaning with the engine graph
+(``livecalc.pipeline.graph``: known engine types, unique ids, no cycles, every input produced,
+no output produced twice, data files present), and raises one ``ConfigurationError`` listing
+every problem by JSON path with its fix.
+
+Relative paths (data sources, outputs) resolve against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from livecalc.errors import ConfigurationError
+from livecalc.pipeline._config_files import (
+    apply_overrides,
+    parse_override,
+    read_config_json,
+    unwritable,
+)
+from livecalc.pipeline.config import DataSource, EngineNode, PipelineConfig
+from livecalc.pipeline.graph import graph_problems
+from livecalc.runtime.factory import BUILTIN_ALIASES, EngineFactory
+
+__all__ = ["apply_overrides", "format_problems", "load_config", "parse_override"]
+
+
+def format_problems(problems: Sequence[str]) -> str:
+    """One message listing every problem, one per line."""
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems in the config:\n" + "\n".join(f"  {p}" for p in problems)
+
+
+def _json_path(loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _pydantic_problems(exc: ValidationError, prefix: Sequence[int | str] = ()) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = [*prefix, *err["loc"]]
+        path = _json_path(loc)
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            problems.append(f"{path}: unknown key; remove it or check its spelling")
+        elif kind == "missing":
+            problems.append(f"{path}: required key is missing; add it")
+        elif kind == "literal_error":
+            expected = err.get("ctx", {}).get("expected", "")
+            problems.append(f"{path}: {err['input']!r} is not allowed; use one of {expected}")
+        else:
+            problems.append(f"{path}: {err['msg']} (got {err['input']!r})")
+    return problems
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any] | PipelineConfig,
+    overrides: Sequence[str] = (),
+    factory: EngineFactory | None = None,
+    base_dir: str | Path | None = None,
+    check_files: bool = True,
+) -> PipelineConfig:
+    """Parse and validate a pipeline config; raise one ConfigurationError listing every problem.
+
+    Args:
+        source: a config file path, its parsed JSON, or an already-validated config.
+        overrides: ``engine.key=value`` strings (the CLI's ``--set``).
+        factory: resolves engine types (default: a discovering ``EngineFactory``).
+        base_dir: folder for relative paths of a dict config (default: the current folder).
+        check_files: also check that data source files exist.
+    """
+    if isinstance(source, PipelineConfig):
+        # Validated again (cheap), so its plugins register with this factory too.
+        raw: dict[str, Any] = source.model_dump(exclude={"base_dir"})
+        folder = Path(source.base_dir)
+    elif isinstance(source, Mapping):
+        raw = dict(source)
+        folder = Path(base_dir) if base_dir is not None else Path.cwd()
+    else:
+        path = Path(source)
+        raw = read_config_json(path)
+        folder = path.resolve().parent
+    raw = apply_overrides(raw, overrides)
+    raw.pop("$schema", None)  # editors' schema pointer
+    raw["base_dir"] = str(Path(base_dir).resolve() if base_dir is not None else folder.resolve())
+
+    problems: list[str] = []
+    config: PipelineConfig | None = None
+    try:
+        config = PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(_pydantic_problems(exc))
+    nodes = _valid_nodes(raw) if config is None else list(enumerate(config.engines))
+    sources = _valid_sources(raw) if config is None else dict(config.data_sources)
+    factory = factory if factory is not None else EngineFactory()
+    problems.extend(_plugin_problems(raw.get("plugins"), factory))
+    problems.extend(_type_problems(nodes, factory))
+    problems.extend(graph_problems(nodes, sources))
+    if check_files:
+        problems.extend(_file_problems(sources, Path(raw["base_dir"])))
+    if config is not None:
+        problems.extend(_output_problems(config, nodes, sources))
+        if check_files:
+            problems.extend(_output_path_problems(config))
+    if problems:
+        raise ConfigurationError(format_problems(problems))
+    assert config is not None
+    return config
+
+
+def _valid_nodes(raw: Mapping[str, Any]) -> list[tuple[int, EngineNode]]:
+    # The whole config failed validation: still check the graph with the well-typed parts of
+    # every node (id, type, inputs, outputs), so one run of `validate` reports everything.
+    engines = raw.get("engines")
+    nodes = []
+    for i, item in enumerate(engines if isinstance(engines, list) else []):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            continue
+        inputs, outputs = (
+            [v for v in item[key] if isinstance(v, str)] if isinstance(item.get(key), list) else []
+            for key in ("inputs", "outputs")
+        )
+        node_type = item.get("type")
+        node = EngineNode.model_construct(
+            id=item["id"],
+            type=node_type if isinstance(node_type, str) else "",
+            inputs=inputs,
+            outputs=outputs,
+        )
+        nodes.append((i, node))
+    return nodes
+
+
+def _valid_sources(raw: Mapping[str, Any]) -> dict[str, DataSource]:
+    found = raw.get("data_sources")
+    sources = {}
+    for name, item in (found if isinstance(found, dict) else {}).items():
+        try:
+            sources[name] = DataSource.model_validate(item)
+        except ValidationError:
+            continue
+    return sources
+
+
+def _plugin_problems(plugins: Any, factory: EngineFactory) -> list[str]:
+    """Run each plugin's registration function; the problems of those that fail."""
+    problems = []
+    for i, ref in enumerate(plugins if isinstance(plugins, list) else []):
+        if not isinstance(ref, str):
+            continue  # reported by the shape check
+        module, _, attr = ref.partition(":")
+        try:
+            register = getattr(importlib.import_module(module), attr)
+            register(factory)
+        except Exception as exc:
+            problems.append(
+                f"plugins[{i}]: {ref!r} failed ({type(exc).__name__}: {exc}); give "
+                "'module:function' where function(factory) registers engine types"
+            )
+    return problems
+
+
+def _type_problems(nodes: Sequence[tuple[int, EngineNode]], factory: EngineFactory) -> list[str]:
+    problems = []
+    for i, node in nodes:
+        if node.type and not factory.is_registered(node.type):
+            types = factory.list_engine_types()
+            close = difflib.get_close_matches(node.type, [*types, *BUILTIN_ALIASES], 1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            aliases = ", ".join(f"{a} = {t}" for a, t in BUILTIN_ALIASES.items())
+            problems.append(
+                f"engines[{i}].type: unknown engine type {node.type!r}{hint}; known types: "
+                f"{', '.join(types)} (aliases: {aliases})"
+            )
+    return problems
+
+
+def _file_problems(sources: Mapping[str, DataSource], base: Path) -> list[str]:
+    problems = []
+    for name, src in sources.items():
+        p = Path(src.path).expanduser()
+        p = p if p.is_absolute() else base / p
+        # The reader goes by suffix, so a *.csv path is CSV whatever the (default) type, as
+        # docs/config.md says; only "csv" on another suffix would be read as something else.
+        if src.type == "csv" and p.suffix.lower() != ".csv":
+            problems.append(
+                f"data_sources.{name}.type: {src.type!r} does not match the file name "
+                f"{p.name!r}; files are read by suffix: name CSV files *.csv, Parquet files "
+                "anything else"
+            )
+        if p.is_dir():
+            problems.append(
+                f"data_sources.{name}.path: {str(p)!r} is a folder; give the data file's path"
+            )
+        elif not p.is_file():
+            problems.append(
+                f"data_sources.{name}.path: file {str(p)!r} does not exist; check the path "
+                "(relative paths resolve against the config file's folder)"
+            )
+    return problems
+
+
+def _output_problems(
+    config: PipelineConfig,
+    nodes: Sequence[tuple[int, EngineNode]],
+    sources: Mapping[str, DataSource],
+) -> list[str]:
+    out = config.output
+    if out is None or out.write is None:
+        return []
+    problems = []
+    produced = [name for _, n in nodes for name in n.outputs[:1]]
+    for j, name in enumerate(out.write):
+        if name not in produced:
+            close = difflib.get_close_matches(name, produced, 1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(
+                f"output.write[{j}]: {name!r} is not an engine's record output{hint}; "
+                f"record outputs: {', '.join(produced) or 'none'}"
+            )
+    if len(out.write) > 1 and "{name}" not in out.path:
+        problems.append(
+            "output.path: several outputs are written; put '{name}' in the path "
+            "(e.g. out/{name}.parquet)"
+        )
+    return problems
+
+
+def _output_path_problems(config: PipelineConfig) -> list[str]:
+    # Found now, not after the whole run has computed its results and cannot write them.
+    out = config.output
+    if out is None:
+        return []
+    names = out.write or [n.outputs[0] for n in config.engines if n.outputs]
+    candidates = [("output.path", out.path.replace("{name}", name)) for name in names or ["x"]]
+    if out.summary_path:
+        candidates.append(("output.summary_path", out.summary_path))
+    problems: list[str] = []
+    for key, text in dict.fromkeys(candidates):
+        problem = unwritable(config.resolve(text))
+        if problem:
+            problems.append(f"{key}: {problem}; choose another path")
+    return list(dict.fromkeys(problems))

@@ -1,0 +1,436 @@
+"""The DAG runner: initialise every engine, run nodes in dependency order, merge, write, report.
+
+A run goes:
+
+1. data sources are read into buffers (shared memory when the executor needs it);
+2. every node's engine is created and initialised once; engine config errors from all nodes
+   are collected and raised as one ConfigurationError, prefixed with each node's JSON path,
+   before anything runs;
+3. nodes run as soon as their inputs are ready, independent ones at the same time on threads
+   (numba kernels release the GIL); a chunked node streams its records to the Parquet writer
+   when no other node reads them;
+4. a solver that binds an evaluator gets one that re-runs its upstream projection with
+   parameter overrides, on the same initialised engine and reused buffers; the projection's
+   original parameters are restored afterwards;
+5. a failing node fails alone: its downstream nodes are skipped, outputs already finished are
+   kept and written, and the summary says what ran, what failed and why.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextvars
+import graphlib
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from livecalc.assumptions.credentials import AMCredentials
+from livecalc.errors import (
+    CalcEngineError,
+    ConfigurationError,
+    ExecutionError,
+)
+from livecalc.io.generate import ESG_METADATA_KEY
+from livecalc.io.parquet import PolicyData
+from livecalc.log import get_logger, run_context
+from livecalc.pipeline._node import NodeOutput, NodeRunner
+from livecalc.pipeline._outputs import OutputPlan, load_source, policy_ext_name
+from livecalc.pipeline._summary import NodeReport, RunSummary, write_json_atomic
+from livecalc.pipeline.config import PipelineConfig
+from livecalc.pipeline.executors import EngineHandle, Executor, create_executor
+from livecalc.pipeline.graph import EngineGraph
+from livecalc.runtime.buffers import BufferManager
+from livecalc.runtime.factory import EngineFactory
+
+__all__ = ["ProgressCallback", "Runner"]
+
+_log = get_logger()
+
+RUN_ID_KEY = "livecalc.run_id"
+"""Parquet key-value metadata key of the run that wrote the file."""
+
+ProgressCallback = Callable[..., None]
+"""Called as ``progress(event, node_id, **info)`` with events ``node_started`` (chunks,
+policies), ``chunk_finished`` (chunk, chunks, policies) and ``node_finished`` (status)."""
+
+
+class Runner:
+    """Runs a validated pipeline config once; ``run()`` returns the RunSummary."""
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        *,
+        factory: EngineFactory | None = None,
+        credentials: AMCredentials | None = None,
+        executor: str | Executor | None = None,
+        chunk_size: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.config = config
+        self.graph = EngineGraph(config)
+        self.factory = factory if factory is not None else EngineFactory()
+        self.credentials = credentials
+        self._executor = executor if executor is not None else config.run.executor
+        self.chunk_size = chunk_size if chunk_size is not None else config.run.chunk_size
+        self._progress = progress
+        self._handles: dict[str, EngineHandle] = {}
+        self._runners: dict[str, NodeRunner] = {}
+        self._datasets: dict[str, Any] = {}
+        self._node_inputs: dict[str, dict[str, np.ndarray]] = {}
+        # Set on Ctrl-C: running nodes stop at their next chunk and leave no file behind.
+        self._cancel = threading.Event()
+
+    def _emit(self, event: str, node_id: str, **info: Any) -> None:
+        if self._progress is not None:
+            self._progress(event, node_id, **info)
+
+    def run(self) -> RunSummary:
+        """Run the whole pipeline.
+
+        Raises:
+            ConfigurationError: bad input data or engine config; nothing ran, nothing written.
+        """
+        executor = (
+            create_executor(self._executor) if isinstance(self._executor, str) else self._executor
+        )
+        with run_context() as run_id, BufferManager() as buffers, executor:
+            summary = RunSummary(
+                run_id=run_id,
+                executor=executor.name,
+                nodes={
+                    nid: NodeReport(nid, self.config.node(nid).type) for nid in self.graph.order()
+                },
+            )
+            start = time.perf_counter()
+            _log.info("run_started", executor=executor.name, nodes=len(summary.nodes))
+            try:
+                self._load_sources(buffers, executor.shared_buffers)
+                outputs = OutputPlan.of(self.config, self.graph, self._datasets)
+                outputs.metadata[RUN_ID_KEY] = run_id
+                self._initialize_all(executor, buffers, summary)
+                self._schedule(summary, outputs)
+            finally:
+                for node_id, handle in self._handles.items():
+                    try:
+                        handle.dispose()
+                    except Exception as exc:  # a failed dispose must not hide the run's outcome
+                        _log.warning("engine_dispose_failed", engine_id=node_id, error=str(exc))
+            summary.seconds = time.perf_counter() - start
+            summary.written = outputs.written
+            summary.datasets = {
+                # Shared segments are unlinked on exit: hand the caller its own copies.
+                k: (v.copy() if executor.shared_buffers and isinstance(v, np.ndarray) else v)
+                for k, v in self._datasets.items()
+            }
+            if self.config.output is not None and self.config.output.summary_path:
+                path = self.config.resolve(self.config.output.summary_path)
+                try:
+                    write_json_atomic(path, summary.to_dict())
+                except OSError as exc:
+                    raise ExecutionError(
+                        f"output.summary_path: cannot write {str(path)!r} ({exc.strerror}); "
+                        "choose another path"
+                    ) from exc
+                summary.written["summary"] = path
+            _log.info(
+                "run_finished",
+                success=summary.success,
+                seconds=summary.seconds,
+                failed=[r.node_id for r in summary.failed],
+                skipped=[r.node_id for r in summary.skipped],
+            )
+            return summary
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    def _load_sources(self, buffers: BufferManager, shared: bool) -> None:
+        for name, src in self.config.data_sources.items():
+            loaded = load_source(name, src, self.config)
+            parts = {name: loaded} if isinstance(loaded, np.ndarray) else {name: loaded.records}
+            if isinstance(loaded, PolicyData) and loaded.ext is not None:
+                parts[policy_ext_name(name)] = loaded.ext
+            for key, records in parts.items():
+                if shared:
+                    # Worker processes attach to shared segments by name: copy once into one.
+                    info = buffers.allocate(f"source.{key}", records.dtype, len(records), True)
+                    info.data[:] = records
+                    records = info.data
+                self._datasets[key] = records
+            _log.info("source_loaded", source=name, records=len(parts[name]))
+
+    def _initialize_all(
+        self, executor: Executor, buffers: BufferManager, summary: RunSummary
+    ) -> None:
+        problems: list[str] = []
+        for node_id in self.graph.order():
+            node = self.config.node(node_id)
+            report = summary.nodes[node_id]
+            prefix = f"engines[{self.config.node_index(node_id)}]"
+            start = time.perf_counter()
+            try:
+                handle = executor.create_handle(node, self.factory, self.config.run)
+                self._handles[node_id] = handle
+                handle.initialize(self.config.engine_config(node_id), self.credentials)
+            except ConfigurationError as exc:
+                problems.append(f"{prefix}.{_config_path(str(exc))}")
+                continue
+            except CalcEngineError as exc:
+                self._fail(summary, node_id, exc, "initialize")
+                continue
+            report.init_seconds = time.perf_counter() - start
+            self._runners[node_id] = NodeRunner(node_id, handle, buffers, executor.shared_buffers)
+            _log.info("engine_initialized", engine_id=node_id, engine_type=node.type)
+        if problems:
+            raise ConfigurationError(
+                problems[0]
+                if len(problems) == 1
+                else f"{len(problems)} engine config problems:\n"
+                + "\n".join(f"  {p}" for p in problems)
+            )
+
+    # -- scheduling -------------------------------------------------------------------------
+
+    def _schedule(self, summary: RunSummary, outputs: OutputPlan) -> None:
+        sorter = self.graph.sorter()
+        max_workers = max(1, self.config.run.max_parallel)
+        with cf.ThreadPoolExecutor(max_workers, thread_name_prefix="livecalc-node") as pool:
+            try:
+                self._schedule_ready(sorter, pool, summary, outputs)
+            except BaseException:
+                # KeyboardInterrupt reaches this (the main) thread only: without the flag the
+                # node threads would run to their end while the pool waits for them.
+                self._cancel.set()
+                _log.warning("run_interrupted")
+                raise
+
+    def _schedule_ready(
+        self,
+        sorter: graphlib.TopologicalSorter[str],
+        pool: cf.ThreadPoolExecutor,
+        summary: RunSummary,
+        outputs: OutputPlan,
+    ) -> None:
+        running: dict[cf.Future[None], str] = {}
+        while sorter.is_active():
+            for node_id in sorter.get_ready():
+                report = summary.nodes[node_id]
+                if report.status in ("failed", "skipped"):
+                    sorter.done(node_id)
+                    continue
+                # Each node runs in a copy of this context, so it logs with the run_id.
+                ctx = contextvars.copy_context()
+                fut = pool.submit(ctx.run, self._run_node, node_id, summary, outputs)
+                running[fut] = node_id
+            if not running:
+                continue
+            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                node_id = running.pop(fut)
+                fut.result()  # _run_node records failures itself; anything else is a bug
+                sorter.done(node_id)
+
+    def _fail(self, summary: RunSummary, node_id: str, exc: BaseException, stage: str) -> None:
+        report = summary.nodes[node_id]
+        report.status = "failed"
+        report.error = f"{stage}: {exc}" if stage != "run" else str(exc)
+        report.error_type = type(exc).__name__
+        _log.error("node_failed", engine_id=node_id, stage=stage, error=str(exc))
+        for down in sorted(self.graph.descendants(node_id)):
+            skipped = summary.nodes[down]
+            if skipped.status == "not_run":
+                skipped.status = "skipped"
+                skipped.error = f"not run: upstream node {node_id!r} failed"
+                _log.warning("node_skipped", engine_id=down, failed_upstream=node_id)
+        self._emit("node_finished", node_id, status="failed")
+
+    def _inputs_of(self, node_id: str) -> dict[str, np.ndarray]:
+        node = self.config.node(node_id)
+        # Non-record inputs (another engine's get_outputs) only order the run; engines read
+        # records, found by dtype. A policy source's in-force extension travels with it.
+        inputs = {}
+        for name in node.inputs:
+            value = self._datasets.get(name)
+            if isinstance(value, np.ndarray):
+                inputs[name] = value
+                ext = self._datasets.get(policy_ext_name(name))
+                if name in self.config.data_sources and isinstance(ext, np.ndarray):
+                    inputs[policy_ext_name(name)] = ext
+        return inputs
+
+    def _run_node(self, node_id: str, summary: RunSummary, outputs: OutputPlan) -> None:
+        node = self.config.node(node_id)
+        report = summary.nodes[node_id]
+        runner = self._runners[node_id]
+        inputs = self._inputs_of(node_id)
+        self._node_inputs[node_id] = inputs
+        chunk_size = node.chunk_size or self.chunk_size
+        dataset = node.outputs[0] if node.outputs else None
+        sink = outputs.stream_sink(node_id, dataset)
+        if sink is not None:
+            # A streamed scenario file keeps the ESG's description too (the ESG gives it from
+            # initialize on), for `livecalc esg check`.
+            sink.metadata.update(self._esg_metadata(node_id))
+        restore: Callable[[], None] | None = None
+        start = time.perf_counter()
+        _log.info("node_started", engine_id=node_id, engine_type=node.type)
+        try:
+            restore = self._bind_evaluator(node_id)
+            self._emit("node_started", node_id, chunks=_chunk_count(inputs, chunk_size))
+            result = runner.run(
+                inputs,
+                chunk_size,
+                sink=sink.write if sink is not None else None,
+                on_chunk=lambda i, n, k: self._chunk_finished(node_id, i, n, k),
+            )
+            if sink is not None:
+                sink.commit()
+        except CalcEngineError as exc:
+            if sink is not None:
+                sink.abort()
+            report.seconds = time.perf_counter() - start
+            self._fail(summary, node_id, exc, "run")
+            return
+        except Exception as exc:
+            # An engine bug (not a CalcEngineError): fail the node, keep the orchestrator.
+            if sink is not None:
+                sink.abort()
+            report.seconds = time.perf_counter() - start
+            wrapped = ExecutionError(f"{type(exc).__name__}: {exc}", node_id)
+            self._fail(summary, node_id, wrapped, "run")
+            return
+        finally:
+            if restore is not None:
+                try:
+                    restore()
+                except CalcEngineError as exc:
+                    # The node's outcome stands; later re-runs would see the overrides.
+                    report.warnings.append(f"restoring the projection's parameters: {exc}")
+                    _log.warning("parameters_restore_failed", engine_id=node_id, error=str(exc))
+        report.seconds = time.perf_counter() - start
+        self._record(node_id, report, result, sink.records if sink is not None else 0)
+        if dataset is not None:
+            self._publish(node_id, dataset, result, report, outputs)
+        report.status = "succeeded"
+        _log.info(
+            "node_finished",
+            engine_id=node_id,
+            seconds=report.seconds,
+            rows=report.rows_processed,
+            records=report.records,
+            chunks=report.chunks,
+        )
+        self._emit("node_finished", node_id, status="succeeded")
+
+    def _chunk_finished(self, node_id: str, chunk: int, chunks: int, policies: int) -> None:
+        self._emit("chunk_finished", node_id, chunk=chunk, chunks=chunks, policies=policies)
+        if self._cancel.is_set() and chunk + 1 < chunks:
+            raise ExecutionError(f"interrupted after chunk {chunk + 1} of {chunks}", node_id)
+
+    def _esg_metadata(self, node_id: str) -> dict[str, str]:
+        try:
+            esg = self._handles[node_id].get_outputs().get("esg_metadata")
+        except CalcEngineError:
+            return {}
+        return {ESG_METADATA_KEY: json.dumps(esg)} if isinstance(esg, Mapping) else {}
+
+    def _record(self, node_id: str, report: NodeReport, result: NodeOutput, streamed: int) -> None:
+        report.engine_seconds = result.engine_seconds
+        report.compute_seconds = result.compute_seconds
+        report.rows_processed = result.rows_processed
+        report.chunks = result.chunks
+        report.records = streamed if result.records is None else len(result.records)
+        report.warnings = [*report.warnings, *result.warnings]
+        try:
+            report.outputs = dict(self._handles[node_id].get_outputs())
+        except CalcEngineError as exc:
+            report.warnings.append(f"get_outputs failed: {exc}")
+
+    def _publish(
+        self,
+        node_id: str,
+        dataset: str,
+        result: NodeOutput,
+        report: NodeReport,
+        outputs: OutputPlan,
+    ) -> None:
+        node = self.config.node(node_id)
+        if result.records is not None:
+            self._datasets[dataset] = result.records
+            esg = report.outputs.get("esg_metadata")
+            # A scenario file keeps the ESG's description, for `livecalc esg check`.
+            meta = {ESG_METADATA_KEY: json.dumps(esg)} if isinstance(esg, Mapping) else {}
+            outputs.write_whole(dataset, result.records, meta)
+            if len(node.outputs) > 1:
+                self._datasets[node.outputs[1]] = report.outputs
+        elif outputs.is_streamed(dataset):
+            self._datasets[dataset] = outputs.written[dataset]
+        else:
+            # No record output: the engine's get_outputs() is its dataset (a solver's solution).
+            self._datasets[dataset] = report.outputs
+
+    # -- goal-seek ----------------------------------------------------------------------------
+
+    def _bind_evaluator(self, node_id: str) -> Callable[[], None] | None:
+        handle = self._handles[node_id]
+        if not handle.supports("bind_evaluator"):
+            return None
+        upstream = self._upstream_projection(node_id)
+        if upstream is None:
+            return None
+        up_handle = self._handles[upstream]
+        up_runner = self._runners[upstream]
+        up_node = self.config.node(upstream)
+        up_inputs = self._node_inputs[upstream]
+        chunk_size = up_node.chunk_size or self.chunk_size
+        original = (
+            dict(up_handle.call("get_parameters")) if up_handle.supports("get_parameters") else {}
+        )
+        touched: set[str] = set()
+
+        def evaluate(overrides: Mapping[str, float]) -> np.ndarray:
+            """Re-run the upstream projection with ``overrides``; its merged output records."""
+            touched.update(overrides)
+            up_handle.call("set_parameters", dict(overrides))
+            out = up_runner.run(up_inputs, chunk_size, role="eval")
+            _log.debug("evaluation_finished", engine_id=upstream, overrides=dict(overrides))
+            if out.records is None:
+                raise ExecutionError("the upstream engine wrote no records", upstream)
+            return out.records
+
+        handle.call("bind_evaluator", evaluate)
+
+        def restore() -> None:
+            if touched:
+                # Without get_parameters, the node's own config holds the originals (an
+                # absent multiplier is the neutral 1.0).
+                up_handle.call(
+                    "set_parameters",
+                    {k: original.get(k, up_node.config.get(k, 1.0)) for k in sorted(touched)},
+                )
+
+        return restore
+
+    def _upstream_projection(self, node_id: str) -> str | None:
+        node = self.config.node(node_id)
+        for name in node.inputs:
+            producer = self.graph.producers.get(name)
+            if producer is not None and self._handles[producer].supports("set_parameters"):
+                return producer
+        return None
+
+
+def _chunk_count(inputs: Mapping[str, np.ndarray], chunk_size: int) -> int:
+    from livecalc.pipeline._node import ChunkPlan
+
+    return ChunkPlan.of(inputs, chunk_size).count
+
+
+def _config_path(message: str) -> str:
+    # Engines name the key as "config.key: ..."; anything else gets "config: " in front.
+    return message if message.startswith("config") else f"config: {message}"
