@@ -55,3 +55,64 @@ class TestPublicApi:
         )
 
         assert "False" == out.stdout.strip()
+
+
+# The public names, pinned: a change here is a change of the public API and must be deliberate
+# (the layout of the package may move; these names may not).
+PINNED_ALL = [
+    "ALL_SCENARIOS", "POLICY_DTYPE", "POLICY_EXT_DTYPE", "RESULT_DETAIL_DTYPE", "RESULT_DTYPE",
+    "SCENARIO_DTYPE", "SCENARIO_TOTAL_DTYPE", "AMCredentials", "AssumptionResolutionError",
+    "AssumptionsClient", "BufferInfo", "BufferManager", "BufferType", "CalcEngineError",
+    "ConfigurationError", "CredentialManager", "CredentialSource", "EngineFactory", "EngineInfo",
+    "EngineLifecycleManager", "EngineState", "EngineTimeoutError", "ExecutionError",
+    "ExecutionResult", "ICalcEngine", "InitializationError", "LifecycleConfig", "LifecycleStats",
+    "LoggerConfig", "NativeEngine", "OutputSpec", "ParquetReader", "ParquetWriter",
+    "PipelineConfig", "PolicyData", "ResolvedAssumption", "RunResult", "SharedArrayRef",
+    "TokenInfo", "check_engines", "configure_logging", "load_config", "resolve_reference", "run",
+]  # fmt: skip
+
+
+class TestPinnedApi:
+    def test_all_is_pinned(self) -> None:
+        assert PINNED_ALL == list(livecalc.__all__)
+
+    def test_every_name_resolves_to_its_object(self) -> None:
+        """Lazy loading hands back the defining module's object, identical on every access."""
+        from livecalc.pipeline.api import run
+        from livecalc.runtime.records import POLICY_DTYPE
+
+        assert run is livecalc.run
+        assert POLICY_DTYPE is livecalc.POLICY_DTYPE
+        assert livecalc.run is livecalc.run
+
+    def test_unknown_name_is_an_attribute_error(self) -> None:
+        import pytest
+
+        with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+            _ = livecalc.nonexistent  # type: ignore[attr-defined]
+
+    def test_seed_style_imports_work(self) -> None:
+        """The seed's imports: names from the package, the engine modules by path."""
+        from livecalc import POLICY_DTYPE, EngineFactory, ICalcEngine  # noqa: F401
+        from livecalc.engines.esg import ESGEngine  # noqa: F401
+        from livecalc.engines.projection import ProjectionEngine  # noqa: F401
+        from livecalc.engines.solver import SolverEngine  # noqa: F401
+        from livecalc.testing import EchoEngine  # noqa: F401
+
+    def test_entry_points_resolve(self) -> None:
+        """The console script and the engine entry points name importable objects."""
+        from importlib.metadata import entry_points
+
+        scripts = {e.name: e for e in entry_points(group="console_scripts")}
+        engines = {e.name: e for e in entry_points(group="livecalc.engines")}
+
+        assert callable(scripts["livecalc"].load())
+        assert {"esg", "projection", "solver"} <= set(engines)
+        for entry in engines.values():
+            assert isinstance(entry.load(), type)
+
+    def test_c_header_is_packaged_where_native_says(self) -> None:
+        from livecalc.runtime.native import HEADER_PATH
+
+        assert HEADER_PATH.is_file()
+        assert "lc_create" in HEADER_PATH.read_text()

@@ -33,11 +33,13 @@ import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-import numpy as np
 import structlog
 from pydantic import BaseModel, ConfigDict, field_validator
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from livecalc.masking import mask_value, register_secret, scrub_text
 
@@ -308,6 +310,8 @@ def log_buffer_content(name: str, data: np.ndarray | bytes | memoryview, **conte
     if not buffer_dump_enabled():
         return
     limit = _STATE.config.max_buffer_dump_bytes
+    import numpy as np
+
     if isinstance(data, np.ndarray):
         size = data.nbytes
         # Only the records that hold the first `limit` bytes are made contiguous, never

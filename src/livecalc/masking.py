@@ -14,7 +14,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from pydantic import SecretStr
 
 __all__ = ["mask_secret", "mask_value", "register_secret", "scrub_text"]
@@ -104,7 +103,13 @@ def mask_value(key: str, value: Any) -> Any:
         return [mask_value(key, item) for item in value]
     if isinstance(value, bool | int | float):  # IntEnum, numpy float64
         return value
-    if isinstance(value, np.generic):  # numpy.int64 and friends: the number, not its text
+    # numpy.int64 and friends: the number, not its text (numpy is not imported for this test:
+    # logging stays light for the command line).
+    if (
+        type(value).__module__ == "numpy"
+        and hasattr(value, "item")
+        and getattr(value, "ndim", 1) == 0
+    ):
         return mask_value(key, value.item())
     # Anything else is rendered by its str(), which may embed a secret: scrub that text.
     return scrub_text(str(value))
