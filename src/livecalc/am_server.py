@@ -27,34 +27,40 @@ plain words (letters, digits, ``.``, ``_``, ``-``; no ``..``), and a file whose 
 
 # No "from __future__ import annotations": FastAPI reads the endpoint annotations, which
 # refer to dependencies local to create_app.
+import asyncio
 import fnmatch
 import hashlib
 import hmac
-import os
 import re
-import socket
-import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Annotated, Any
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-import uvicorn
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Response
 
+from livecalc._am_serving import (
+    MAX_BODY_BYTES,
+    BackgroundServer,
+    BodyLimit,
+    listening_socket,
+    serve,
+)
 from livecalc._am_tokens import (
     ENV_CLIENTS,
     ENV_SECRET,
+    MAX_SESSION_SECONDS,
+    MAX_TOKEN_TTL_SECONDS,
     MIN_SECRET_LENGTH,
     TokenError,
+    VerifiedTokens,
+    check_lifetime,
     issue_token,
-    parse_clients,
     secret_from_env,
     verify_token,
 )
@@ -65,11 +71,16 @@ __all__ = [
     "ARROW_STREAM_MEDIA_TYPE",
     "ENV_CLIENTS",
     "ENV_SECRET",
+    "MAX_BODY_BYTES",
+    "MAX_SESSION_SECONDS",
+    "MAX_TOKEN_TTL_SECONDS",
     "AssumptionStore",
     "BackgroundServer",
+    "BodyLimit",
     "TokenError",
     "create_app",
     "issue_token",
+    "listening_socket",
     "secret_from_env",
     "serve",
     "verify_token",
@@ -79,6 +90,7 @@ ARROW_STREAM_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
 _WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SUFFIXES = (".parquet", ".csv")
 _MAX_ENCODED_TABLES = 32
+_MAX_LISTED_NAMES = 4096
 _log = get_logger(component="am_server")
 
 
@@ -114,6 +126,9 @@ class AssumptionStore:
             raise ConfigurationError(f"--root {root}: not a folder of <name>/<version>.csv")
         self._encoded: dict[Path, _Encoded] = {}
         self._lock = threading.Lock()
+        # name -> (the folder's mtime, its versions): listed again only when it changes.
+        self._listed: dict[str, tuple[int, list[str]]] = {}
+        self._encoding: dict[Path, asyncio.Lock] = {}
 
     def _inside(self, path: Path) -> bool:
         """Whether ``path``'s real location (symlinks followed) is under the root."""
@@ -139,7 +154,16 @@ class AssumptionStore:
         """The versions of ``name``, oldest first (404 when unknown)."""
         self._check_word("assumption name", name)
         folder = self.root / name
-        if not folder.is_dir() or not self._inside(folder):
+        try:
+            stamp = folder.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        listed = self._listed.get(name)
+        if stamp is not None and listed is not None and listed[0] == stamp:
+            # Adding, removing or renaming a version (or a symlink) changes the folder's mtime.
+            return listed[1]
+        if stamp is None or not folder.is_dir() or not self._inside(folder):
+            self._listed.pop(name, None)
             raise _error(404, "unknown_assumption", f"no assumption named {name!r}")
         found = {
             p.stem
@@ -147,7 +171,11 @@ class AssumptionStore:
             if p.suffix in _SUFFIXES and _WORD.match(p.stem) and p.stem != "latest"
             if p.is_file() and self._inside(p)
         }
-        return sorted(found, key=_version_key)
+        versions = sorted(found, key=_version_key)
+        if len(self._listed) >= _MAX_LISTED_NAMES:
+            self._listed.clear()
+        self._listed[name] = (stamp, versions)
+        return versions
 
     def path(self, name: str, version: str) -> tuple[str, Path]:
         """The resolved version and its file (``latest`` is the newest version)."""
@@ -170,14 +198,33 @@ class AssumptionStore:
                 return version, candidate
         raise _error(404, "unknown_version", f"{name!r} has no version {version!r}")
 
-    def encoded(self, path: Path) -> _Encoded:
-        """The file's table as Arrow IPC stream bytes, re-read only when the file changes."""
+    def cached(self, path: Path) -> _Encoded | None:
+        """The file's encoded table when it is cached and the file unchanged, else None."""
         info = path.stat()
-        stamp = (info.st_mtime_ns, info.st_size)
         with self._lock:
             cached = self._encoded.get(path)
-        if cached is not None and cached.stamp == stamp:
+        if cached is not None and cached.stamp == (info.st_mtime_ns, info.st_size):
             return cached
+        return None
+
+    async def encode_once(self, path: Path) -> _Encoded:
+        """``encoded(path)`` in a thread, once however many requests ask at the same time."""
+        lock = self._encoding.setdefault(path, asyncio.Lock())
+        try:
+            async with lock:
+                found = self.cached(path)
+                return found if found is not None else await asyncio.to_thread(self.encoded, path)
+        finally:
+            if not lock.locked():
+                self._encoding.pop(path, None)
+
+    def encoded(self, path: Path) -> _Encoded:
+        """The file's table as Arrow IPC stream bytes, re-read only when the file changes."""
+        cached = self.cached(path)
+        if cached is not None:
+            return cached
+        info = path.stat()
+        stamp = (info.st_mtime_ns, info.st_size)
         raw = path.read_bytes()
         try:
             table = (
@@ -204,12 +251,17 @@ class AssumptionStore:
         return encoded
 
 
+def _days(seconds: float) -> str:
+    return f"{seconds / 86400:.3g} days"
+
+
 def create_app(
     root: Path | str,
     secret: str,
     *,
     token_ttl_seconds: float = 3600.0,
     refresh_window_seconds: float = 7 * 24 * 3600.0,
+    max_session_seconds: float = MAX_SESSION_SECONDS,
     clients: Mapping[str, str] | None = None,
 ) -> FastAPI:
     """The AM as a FastAPI app serving ``root`` and signing with ``secret``.
@@ -217,11 +269,27 @@ def create_app(
     Args:
         clients: client id -> client secret allowed to ask ``POST /v1/token``.
         refresh_window_seconds: how long after expiry a token may still be refreshed.
+        max_session_seconds: how long a chain of refreshes may last from its first token.
+
+    Raises:
+        ConfigurationError: a short secret, a bad root, or a lifetime that is not finite,
+            not positive or above its cap.
     """
     if len(secret) < MIN_SECRET_LENGTH:
         raise ConfigurationError(f"the AM secret must be at least {MIN_SECRET_LENGTH} characters")
+    ttl = check_lifetime("--token-ttl-seconds", token_ttl_seconds, maximum=MAX_TOKEN_TTL_SECONDS)
+    window = check_lifetime(
+        "--refresh-window-seconds",
+        refresh_window_seconds,
+        maximum=MAX_TOKEN_TTL_SECONDS,
+        allow_zero=True,
+    )
+    session = check_lifetime(
+        "--max-session-seconds", max_session_seconds, maximum=MAX_SESSION_SECONDS
+    )
     store = AssumptionStore(root)
     known_clients = dict(clients or {})
+    verified = VerifiedTokens(secret)
     app = FastAPI(title="LiveCalc Assumptions Manager", version="1")
 
     def token_of(authorization: str | None) -> str:
@@ -232,7 +300,7 @@ def create_app(
 
     def claims(authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
         try:
-            return verify_token(secret, token_of(authorization))
+            return verified.claims(token_of(authorization))
         except TokenError as exc:
             raise HTTPException(
                 401,
@@ -245,19 +313,23 @@ def create_app(
     Claims = Annotated[dict[str, Any], Depends(claims)]
 
     def allowed(token_claims: Mapping[str, Any], name: str) -> bool:
-        scope = token_claims.get("scope", ["*"])
-        return any(fnmatch.fnmatchcase(name, str(pattern)) for pattern in scope)
+        # verify_token made sure the scope is a list of strings.
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in token_claims["scope"])
 
-    def token_body(subject: str, scope: Iterable[str]) -> dict[str, Any]:
-        token = issue_token(secret, subject, ttl_seconds=token_ttl_seconds, scope=scope)
-        return {"access_token": token, "token_type": "bearer", "expires_in": token_ttl_seconds}
+    def token_body(
+        subject: str, scope: Iterable[str], lifetime: float, auth_time: int | None = None
+    ) -> dict[str, Any]:
+        token = issue_token(secret, subject, ttl_seconds=lifetime, scope=scope, auth_time=auth_time)
+        return {"access_token": token, "token_type": "bearer", "expires_in": int(lifetime)}
 
+    # Endpoints are coroutines: they do microseconds of work, which a thread pool would only
+    # slow down. The one slow step, encoding a changed table, runs in a thread (see table).
     @app.get("/health")
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.post("/v1/token")
-    def token(
+    async def token(
         client_id: Annotated[str, Body()], client_secret: Annotated[str, Body()]
     ) -> dict[str, Any]:
         expected = known_clients.get(client_id)
@@ -265,29 +337,40 @@ def create_app(
         if expected is None or not hmac.compare_digest(expected, client_secret):
             raise _error(401, "bad_client", "unknown client_id or wrong client_secret")
         _log.info("token_issued", subject=client_id)
-        return token_body(client_id, ["*"])
+        return token_body(client_id, ["*"], ttl)
 
     @app.post("/v1/token/refresh")
-    def refresh(authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+    async def refresh(authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
         try:
-            old = verify_token(
-                secret, token_of(authorization), expired_grace_seconds=refresh_window_seconds
-            )
+            old = verify_token(secret, token_of(authorization), expired_grace_seconds=window)
         except TokenError as exc:
             raise _error(401, f"token_{exc.reason}", str(exc)) from None
+        auth_time = old.get("auth_time", old["iat"])
+        if not isinstance(auth_time, int):
+            raise _error(401, "token_invalid", "the token is not valid (bad auth_time)")
+        # A chain of refreshes ends max_session_seconds after its first token: a stolen
+        # token cannot be renewed forever.
+        left = auth_time + session - time.time()
+        if left < 1:
+            raise _error(
+                401,
+                "token_expired",
+                f"this token's chain of refreshes began {_days(session - left)} ago and may "
+                f"last {_days(session)}; ask for a new token",
+            )
         _log.info("token_refreshed", subject=old["sub"])
-        return token_body(str(old["sub"]), old.get("scope", ["*"]))
+        return token_body(str(old["sub"]), old["scope"], min(ttl, left), auth_time)
 
     @app.get("/v1/whoami")
-    def whoami(token_claims: Claims) -> dict[str, Any]:
+    async def whoami(token_claims: Claims) -> dict[str, Any]:
         return {
             "subject": token_claims["sub"],
-            "scope": token_claims.get("scope", ["*"]),
+            "scope": token_claims["scope"],
             "expires_at": token_claims["exp"],
         }
 
     @app.get("/v1/assumptions")
-    def list_assumptions(token_claims: Claims) -> dict[str, list[str]]:
+    async def list_assumptions(token_claims: Claims) -> dict[str, list[str]]:
         return {"assumptions": [n for n in store.names() if allowed(token_claims, n)]}
 
     def check_scope(token_claims: Mapping[str, Any], name: str) -> None:
@@ -297,13 +380,13 @@ def create_app(
             )
 
     @app.get("/v1/assumptions/{name}")
-    def versions(name: str, token_claims: Claims) -> dict[str, Any]:
+    async def versions(name: str, token_claims: Claims) -> dict[str, Any]:
         check_scope(token_claims, name)
         found = store.versions(name)
         return {"name": name, "versions": found, "latest": found[-1] if found else None}
 
     @app.get("/v1/assumptions/{name}/{version}")
-    def table(
+    async def table(
         name: str,
         version: str,
         token_claims: Claims,
@@ -311,7 +394,10 @@ def create_app(
     ) -> Response:
         check_scope(token_claims, name)
         resolved, path = store.path(name, version)
-        encoded = store.encoded(path)
+        encoded = store.cached(path)
+        if encoded is None:
+            # A thundering herd on a changed table encodes it once: the others wait here.
+            encoded = await store.encode_once(path)
         headers = {
             "ETag": encoded.etag,
             "X-Assumption-Name": name,
@@ -329,115 +415,5 @@ def create_app(
         )
         return Response(encoded.body, media_type=ARROW_STREAM_MEDIA_TYPE, headers=headers)
 
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     return app
-
-
-def _uvicorn_config(app: FastAPI, host: str, port: int, quiet: bool) -> uvicorn.Config:
-    # h11 and no websockets/lifespan: the app needs neither, and fewer optional imports.
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        http="h11",
-        ws="none",
-        lifespan="off",
-        log_level="warning" if quiet else "info",
-        access_log=not quiet,
-        log_config=None if quiet else uvicorn.config.LOGGING_CONFIG,
-    )
-
-
-class BackgroundServer:
-    """Runs an app with uvicorn on a loopback port in a thread (tests, notebooks).
-
-    ``port=0`` picks a free port; ``url`` says which. Use as a context manager.
-    """
-
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
-        self.host, self.port = self._socket.getsockname()[:2]
-        self._server = uvicorn.Server(_uvicorn_config(app, host, self.port, quiet=True))
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        """The base URL clients use."""
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> "BackgroundServer":
-        """Start serving; returns once the server accepts connections."""
-        self._thread.start()
-        deadline = time.monotonic() + 15.0
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the AM server on {self.url} did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout=15.0)
-        self._socket.close()
-
-    def __enter__(self) -> "BackgroundServer":
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-def serve(
-    root: Path | str,
-    host: str = "127.0.0.1",
-    port: int = 8765,
-    *,
-    secret: str | None = None,
-    token_ttl_seconds: float = 3600.0,
-    refresh_window_seconds: float = 7 * 24 * 3600.0,
-) -> None:
-    """Run the AM in the foreground until interrupted (``livecalc am serve``).
-
-    Raises:
-        ConfigurationError: no usable secret, a bad ``--root`` or a bad client list.
-    """
-    app = create_app(
-        root,
-        secret or secret_from_env(),
-        token_ttl_seconds=token_ttl_seconds,
-        refresh_window_seconds=refresh_window_seconds,
-        clients=parse_clients(os.environ.get(ENV_CLIENTS, "")),
-    )
-    # Bound here, not by uvicorn: a port in use is then one clear error (exit 2), not
-    # uvicorn's log line and exit code 3.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigurationError(
-            f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); "
-            "choose another port, or stop the server that holds it"
-        ) from None
-    _log.info("am_server_start", root=str(Path(root).resolve()), host=host, port=port)
-    # The one line a person starting the server needs, whatever the log level.
-    url_host = f"[{host}]" if family == socket.AF_INET6 else host
-    print(
-        f"serving {Path(root).resolve()} on http://{url_host}:{port}", file=sys.stderr, flush=True
-    )
-    try:
-        uvicorn.Server(_uvicorn_config(app, host, port, quiet=False)).run(sockets=[sock])
-    finally:
-        sock.close()
