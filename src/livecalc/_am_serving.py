@@ -16,6 +16,7 @@ dependencies on Linux and macOS), else on asyncio with h11.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import socket
@@ -26,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -315,6 +316,13 @@ class BackgroundServer:
         self.stop()
 
 
+def _supervisor(multiprocess: Any, config: uvicorn.Config, sock: socket.socket) -> Any:
+    """uvicorn's worker supervisor, across its two signatures (older ones take ``target``)."""
+    if "target" in inspect.signature(multiprocess).parameters:
+        return multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock])
+    return multiprocess(config, sockets=[sock])
+
+
 def serve(
     root: Path | str,
     host: str = "127.0.0.1",
@@ -327,6 +335,7 @@ def serve(
     workers: int = 1,
     tls_cert: Path | str | None = None,
     tls_key: Path | str | None = None,
+    access_log: bool = True,
 ) -> None:
     """Run the AM in the foreground until interrupted (``livecalc am serve``).
 
@@ -382,6 +391,7 @@ def serve(
             config = _uvicorn_config(
                 app, host, port, quiet=False, tls_cert=tls_cert, tls_key=tls_key
             )
+            config.access_log = access_log
             uvicorn.Server(config).run(sockets=[sock])
             return
         from uvicorn.supervisors import Multiprocess
@@ -398,6 +408,7 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
         )
-        Multiprocess(config, sockets=[sock]).run()
+        config.access_log = access_log
+        _supervisor(Multiprocess, config, sock).run()
     finally:
         sock.close()

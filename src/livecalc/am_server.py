@@ -42,7 +42,7 @@ from typing import Annotated, Any
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-from fastapi import Body, Depends, FastAPI, Header, HTTPException, Response
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Request, Response
 
 from livecalc._am_serving import (
     MAX_BODY_BYTES,
@@ -129,6 +129,8 @@ class AssumptionStore:
         # name -> (the folder's mtime, its versions): listed again only when it changes.
         self._listed: dict[str, tuple[int, list[str]]] = {}
         self._encoding: dict[Path, asyncio.Lock] = {}
+        # (name, version asked) -> (the listing it was found in, version, file).
+        self._found: dict[tuple[str, str], tuple[list[str], str, Path]] = {}
 
     def _inside(self, path: Path) -> bool:
         """Whether ``path``'s real location (symlinks followed) is under the root."""
@@ -181,6 +183,10 @@ class AssumptionStore:
         """The resolved version and its file (``latest`` is the newest version)."""
         self._check_word("version", version)
         available = self.versions(name)
+        found = self._found.get((name, version))
+        if found is not None and found[0] is available:  # the same listing: nothing changed
+            return found[1], found[2]
+        requested = version
         if version == "latest":
             if not available:
                 raise _error(404, "unknown_version", f"{name!r} has no versions", available=[])
@@ -195,6 +201,9 @@ class AssumptionStore:
         for suffix in _SUFFIXES:
             candidate = self.root / name / f"{version}{suffix}"
             if candidate.is_file():
+                if len(self._found) >= _MAX_LISTED_NAMES:
+                    self._found.clear()
+                self._found[(name, requested)] = (available, version, candidate)
                 return version, candidate
         raise _error(404, "unknown_version", f"{name!r} has no version {version!r}")
 
@@ -298,9 +307,11 @@ def create_app(
             raise _error(401, "token_missing", "send Authorization: Bearer <token>")
         return token.strip()
 
-    def claims(authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+    # A coroutine reading the header itself: a plain function would run in a thread pool,
+    # and a Header() parameter is validated by pydantic, both dearer than the check itself.
+    async def claims(request: Request) -> dict[str, Any]:
         try:
-            return verified.claims(token_of(authorization))
+            return verified.claims(token_of(request.headers.get("authorization")))
         except TokenError as exc:
             raise HTTPException(
                 401,
@@ -385,13 +396,11 @@ def create_app(
         found = store.versions(name)
         return {"name": name, "versions": found, "latest": found[-1] if found else None}
 
-    @app.get("/v1/assumptions/{name}/{version}")
-    async def table(
-        name: str,
-        version: str,
-        token_claims: Claims,
-        if_none_match: Annotated[str | None, Header()] = None,
-    ) -> Response:
+    # The hot path, as a plain Starlette route: FastAPI's dependency solving cost more than
+    # the rest of the request. Errors still go through FastAPI's handlers (same bodies).
+    async def table(request: Request) -> Response:
+        name, version = request.path_params["name"], request.path_params["version"]
+        token_claims = await claims(request)
         check_scope(token_claims, name)
         resolved, path = store.path(name, version)
         encoded = store.cached(path)
@@ -404,7 +413,7 @@ def create_app(
             "X-Assumption-Version": resolved,
             "X-Assumption-Rows": str(encoded.rows),
         }
-        if if_none_match == encoded.etag:
+        if request.headers.get("if-none-match") == encoded.etag:
             return Response(status_code=304, headers=headers)
         _log.info(
             "assumption_served",
@@ -415,5 +424,6 @@ def create_app(
         )
         return Response(encoded.body, media_type=ARROW_STREAM_MEDIA_TYPE, headers=headers)
 
+    app.add_route("/v1/assumptions/{name}/{version}", table, methods=["GET"])
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     return app
