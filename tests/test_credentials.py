@@ -53,8 +53,19 @@ class TestMaskSecret:
     """mask_secret, the seed's masked form."""
 
     def test_long_secret_shows_its_ends(self) -> None:
-        """A secret of 8+ characters shows first 4 ... last 4."""
-        assert mask_secret("very_long_secret_token_12345") == "very...2345"
+        """A JWT-sized secret shows first 4 ... last 4; a 28-character one 1 ... 1."""
+        assert mask_secret("x" * 60 + "very_long_secret_token_12345") == "xxxx...2345"
+        assert mask_secret("very_long_secret_token_12345") == "v...5"
+
+    @pytest.mark.parametrize("secret", ["abcd1234", "abcdefgh12345", "0123456789abcde"])
+    def test_short_secret_is_never_revealed(self, secret: str) -> None:
+        """Issue 9 #24: an 8-character token showed all 8 characters (abcd...1234)."""
+        assert mask_secret(secret) == "***"
+
+    @pytest.mark.parametrize("length", [16, 17, 31, 32, 63, 64, 200])
+    def test_at_most_an_eighth_is_shown(self, length: int) -> None:
+        secret = "".join(chr(ord("a") + i % 26) for i in range(length))
+        assert len(mask_secret(secret)) - 3 <= length / 8
 
     def test_short_secret_is_stars(self) -> None:
         """A secret under 8 characters is ***."""

@@ -37,7 +37,12 @@ import pyarrow.csv as pa_csv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-from livecalc.credentials import AMCredentials, CredentialManager, auth_header, ssl_context
+from livecalc.credentials import (
+    AMCredentials,
+    CredentialManager,
+    auth_header,
+    why_unreachable,
+)
 from livecalc.errors import ConfigurationError, InitializationError
 from livecalc.log import get_logger, scrub_text
 
@@ -212,13 +217,14 @@ class AssumptionsClient:
             else CredentialManager(credentials)
         )
         creds = self._manager.get_credentials()
-        self.am_url = creds.am_url
+        # Checked before anything is sent: no password in the URL, no clear text off-host.
+        self.am_url = self._manager.checked_url()
         self.cache = AssumptionCache(creds.cache_dir or default_cache_dir(), creds.am_url)
         self._http = httpx.Client(
             base_url=creds.am_url,
             timeout=timeout_seconds,
             transport=transport,
-            verify=ssl_context(),
+            verify=self._manager.ssl_context(),
         )
 
     def close(self) -> None:
@@ -236,12 +242,17 @@ class AssumptionsClient:
     ) -> None:
         self.close()
 
-    def _send(self, path: str, headers: dict[str, str]) -> httpx.Response:
+    def _send(self, path: str, headers: dict[str, str], what: str) -> httpx.Response:
         """GET ``path`` with the current token; ``_Unavailable`` when the server is not there."""
         token = self._manager.get_credentials().am_token
         try:
             response = self._http.get(path, headers={**headers, **auth_header(token)})
         except httpx.HTTPError as exc:
+            reason = why_unreachable(exc)
+            if reason.startswith("the server's TLS certificate was refused"):
+                # Not an outage: the server is not who the URL says, or its CA is not
+                # trusted. Fix the URL or the CA; no cached copy stands in.
+                raise AssumptionResolutionError(f"{what}: {self.am_url}: {reason}") from None
             raise _Unavailable(f"{type(exc).__name__}: {scrub_text(str(exc))}") from None
         if response.status_code >= 500:
             raise _Unavailable(f"HTTP {response.status_code}")
@@ -254,13 +265,13 @@ class AssumptionsClient:
             self._manager.refresh_if_needed()
         except InitializationError as exc:
             _log.debug("token_refresh_skipped", reason=str(exc))
-        response = self._send(path, headers)
+        response = self._send(path, headers, what)
         if response.status_code == 401 and _error_code(response) == "token_expired":
             try:
                 self._manager.refresh_if_needed(force=True)
             except InitializationError as exc:
                 raise AssumptionResolutionError(f"{what}: {exc}") from None
-            response = self._send(path, headers)
+            response = self._send(path, headers, what)
         if response.status_code >= 400:
             raise self._http_error(response, what)
         return response

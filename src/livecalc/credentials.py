@@ -11,6 +11,7 @@ error message or log line can show one; ``mask_secret`` gives the seed's masked 
 from __future__ import annotations
 
 import enum
+import ipaddress
 import json
 import os
 import re
@@ -36,20 +37,28 @@ __all__ = [
     "CredentialSource",
     "TokenInfo",
     "auth_header",
+    "check_am_url",
     "default_config_path",
     "mask_secret",
     "ssl_context",
+    "why_unreachable",
 ]
 
 
 def mask_secret(secret: str | SecretStr | None) -> str:
-    """The seed's masked form of a secret: first 4 ... last 4, or ``***`` under 8 characters."""
+    """A secret's masked form: a few characters of each end, never more than 1/8 of it.
+
+    ``k`` characters of each end with ``k = min(4, len // 16)``: a JWT (100+ characters)
+    shows ``eyJh...a2Vu``, a 16-31 character secret one character of each end, and anything
+    under 16 characters only ``***``.
+    """
     if secret is None:
         return ""
     text = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
-    if len(text) < 8:
+    shown = min(4, len(text) // 16)
+    if shown == 0:
         return "***"
-    return f"{text[:4]}...{text[-4:]}"
+    return f"{text[:shown]}...{text[-shown:]}"
 
 
 class AMCredentials(BaseModel):
@@ -60,11 +69,15 @@ class AMCredentials(BaseModel):
     am_url: str
     am_token: SecretStr
     cache_dir: str | None = None
+    ca_bundle: str | None = None
+    """PEM file of the CA(s) that signed the AM's certificate (a private CA); None for the
+    system trust store (or ``LIVECALC_AM_CA_BUNDLE``)."""
 
     def __repr__(self) -> str:
         return (
-            f"AMCredentials(am_url={self.am_url!r}, am_token={mask_secret(self.am_token)!r}, "
-            f"cache_dir={self.cache_dir!r})"
+            f"AMCredentials(am_url={_safe_url(self.am_url)!r}, "
+            f"am_token={mask_secret(self.am_token)!r}, cache_dir={self.cache_dir!r}, "
+            f"ca_bundle={self.ca_bundle!r})"
         )
 
     __str__ = __repr__
@@ -81,14 +94,89 @@ class AMCredentials(BaseModel):
 ENV_URL = "LIVECALC_AM_URL"
 ENV_TOKEN = "LIVECALC_AM_TOKEN"
 ENV_CACHE_DIR = "LIVECALC_AM_CACHE_DIR"
+ENV_CA_BUNDLE = "LIVECALC_AM_CA_BUNDLE"
+ENV_ALLOW_HTTP = "LIVECALC_AM_ALLOW_HTTP"
 REFRESH_THRESHOLD_SECONDS = 300.0
 """A token closer than this to its expiry is refreshed (the seed's 5 minutes)."""
 
-_JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _FIX_HINT = (
     f"set {ENV_URL} and {ENV_TOKEN}, or write ~/.livecalc/credentials.json "
     '({"am_url": ..., "am_token": ..., "cache_dir": ...}) with mode 600'
 )
+_FILE_KEYS = ("am_url", "am_token", "cache_dir", "ca_bundle")
+
+
+def _safe_url(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@`` (for messages and reprs)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_am_url(url: str, env: Mapping[str, str] | None = None) -> None:
+    """Refuse an AM URL that would leak the token: a password in it, or clear text off-host.
+
+    ``http://`` is accepted to this machine only (``localhost``, ``127.0.0.0/8``, ``::1``);
+    to another host the token would cross the network in clear text, so it takes
+    ``LIVECALC_AM_ALLOW_HTTP=1`` to accept that.
+
+    Raises:
+        ConfigurationError: not http(s), a user name or password in the URL, or plain HTTP to
+            another host without the opt-in (the message never shows a password).
+    """
+    parts = urlsplit(url)
+    shown = _safe_url(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"am_url {shown!r} is not an http(s) URL (e.g. https://am.example.com)"
+        )
+    if "@" in parts.netloc:
+        raise ConfigurationError(
+            f"am_url {shown!r} holds a user name or password: remove it (it would be logged "
+            f"and sent instead of the token); the AM takes its token from am_token or {ENV_TOKEN}"
+        )
+    allowed = (os.environ if env is None else env).get(ENV_ALLOW_HTTP, "") == "1"
+    if parts.scheme == "http" and not _is_loopback(parts.hostname) and not allowed:
+        raise ConfigurationError(
+            f"am_url {shown!r} is plain HTTP to another machine: the token would cross the "
+            "network in clear text. Use https:// (livecalc am serve --tls-cert/--tls-key, or "
+            f"a TLS reverse proxy), or set {ENV_ALLOW_HTTP}=1 to accept the risk on a "
+            "network you trust"
+        )
+
+
+def _check_token_text(token: SecretStr, source: str) -> None:
+    """Refuse a token with spaces or control characters (a trailing newline, typically).
+
+    Such a token cannot go in an HTTP header: httpx would refuse to send it, and the run
+    would report the server unreachable instead of the token malformed.
+    """
+    text = token.get_secret_value()
+    if text and all("!" <= ch <= "~" for ch in text):
+        return
+    if not text:
+        where = "is empty"
+    elif text != text.rstrip():
+        where = "ends with a newline or space"
+    elif text != text.lstrip():
+        where = "starts with a space or newline"
+    else:
+        where = "holds a space, control or non-ASCII character"
+    raise ConfigurationError(
+        f"am_token from {source} is malformed: it {where}; a token is one line of printable "
+        "characters (copy it again, without the line break)"
+    )
 
 
 class CredentialSource(enum.Enum):
@@ -134,7 +222,7 @@ class TokenInfo:
     def from_token(cls, token: str | SecretStr) -> TokenInfo:
         """Read ``sub``, ``iat`` and ``exp`` from a JWT; ``is_valid`` False when malformed."""
         text = token.get_secret_value() if isinstance(token, SecretStr) else token
-        if not _JWT_SHAPE.match(text):
+        if not _JWT_SHAPE.fullmatch(text):
             return cls(is_valid=False)
         try:
             claims = jwt.decode(text, options={"verify_signature": False})
@@ -169,6 +257,16 @@ def _read_config_file(path: Path) -> AMCredentials | None:
             f"{path}: refusing a credentials file that others can read (mode {mode:03o}); "
             f"fix with: chmod 600 {path}"
         )
+    folder = path.resolve().parent
+    folder_mode = stat.S_IMODE(folder.stat().st_mode)
+    # Anyone may rename or replace a file in a world-writable folder (in a sticky one like
+    # /tmp, anyone may still plant the file before you write it): its 0600 proves nothing.
+    if folder_mode & 0o002:
+        raise ConfigurationError(
+            f"{path}: refusing a credentials file in a folder anyone can write to ({folder}, "
+            f"mode {folder_mode:03o}); move it to ~/.livecalc (chmod 700) or fix with: "
+            f"chmod o-w {folder}"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -183,15 +281,20 @@ def _read_config_file(path: Path) -> AMCredentials | None:
     missing = [key for key in ("am_url", "am_token") if not data.get(key)]
     if missing:
         raise ConfigurationError(f"{path}: missing {', '.join(missing)}; {_FIX_HINT}")
-    unknown = sorted(set(data) - {"am_url", "am_token", "cache_dir"})
+    unknown = sorted(set(data) - set(_FILE_KEYS))
     if unknown:
         raise ConfigurationError(
-            f"{path}: unknown key(s) {', '.join(unknown)}; expected am_url, am_token, cache_dir"
+            f"{path}: unknown key(s) {', '.join(unknown)}; expected {', '.join(_FILE_KEYS)}"
         )
+    ca_bundle = data.get("ca_bundle")
+    if ca_bundle:
+        # A relative bundle path is relative to the credentials file's folder.
+        ca_bundle = str(path.parent / str(ca_bundle))
     return AMCredentials(
         am_url=str(data["am_url"]),
         am_token=SecretStr(str(data["am_token"])),
         cache_dir=str(data["cache_dir"]) if data.get("cache_dir") else None,
+        ca_bundle=ca_bundle or None,
     )
 
 
@@ -229,12 +332,13 @@ class CredentialManager:
         config_path: Path | str | None = None,
     ) -> None:
         self._config_path = Path(config_path) if config_path else default_config_path()
+        self._env: Mapping[str, str] = os.environ if env is None else env
         self._credentials: AMCredentials | None = None
         self._source = CredentialSource.NONE
         if credentials is not None:
             self._set(credentials, CredentialSource.EXPLICIT)
             return
-        found = _from_environment(os.environ if env is None else env)
+        found = _from_environment(self._env)
         if found is not None:
             self._set(found, CredentialSource.ENVIRONMENT)
             return
@@ -247,7 +351,35 @@ class CredentialManager:
         from livecalc.log import register_secret  # log imports this module
 
         register_secret(credentials.am_token)
+        where = {
+            CredentialSource.ENVIRONMENT: ENV_TOKEN,
+            CredentialSource.CONFIG_FILE: str(self._config_path),
+        }.get(source, "the explicit credentials")
+        _check_token_text(credentials.am_token, where)
+        if "@" in urlsplit(credentials.am_url).netloc:
+            check_am_url(credentials.am_url, self._env)  # refuses it, password hidden
         self._credentials, self._source = credentials, source
+
+    def checked_url(self) -> str:
+        """The AM URL, checked before any token is sent to it (see ``check_am_url``).
+
+        Raises:
+            InitializationError: no credentials.
+            ConfigurationError: the URL would leak the token.
+        """
+        url = self.get_credentials().am_url
+        check_am_url(url, self._env)
+        return url
+
+    def ca_bundle(self) -> str | None:
+        """The private CA bundle to trust: ``ca_bundle`` of the credentials, else
+        ``LIVECALC_AM_CA_BUNDLE``, else None (the system trust store)."""
+        creds = self._credentials
+        return (creds.ca_bundle if creds else None) or self._env.get(ENV_CA_BUNDLE) or None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context that verifies the AM (see ``ssl_context``)."""
+        return ssl_context(self.ca_bundle())
 
     def get_source(self) -> CredentialSource:
         """Where the current credentials came from (NONE when there are none)."""
@@ -278,12 +410,11 @@ class CredentialManager:
         if self._credentials is None:
             return [f"no credentials: {_FIX_HINT}"]
         problems = []
-        url = urlsplit(self._credentials.am_url)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            problems.append(
-                f"am_url {self._credentials.am_url!r} is not an http(s) URL "
-                "(e.g. https://am.example.com)"
-            )
+        try:
+            check_am_url(self._credentials.am_url, self._env)
+            self.ssl_context()
+        except ConfigurationError as exc:
+            problems.append(str(exc))
         info = self.get_token_info()
         if info is None or not info.is_valid:
             problems.append("am_token is not a JWT (three base64url parts separated by dots)")
@@ -306,15 +437,15 @@ class CredentialManager:
         creds = self.get_credentials()
         try:
             response = httpx.get(
-                f"{creds.am_url.rstrip('/')}/v1/whoami",
+                f"{self.checked_url().rstrip('/')}/v1/whoami",
                 headers=auth_header(creds.am_token),
                 timeout=5.0,
-                verify=ssl_context(),
+                verify=self.ssl_context(),
             )
         except httpx.HTTPError as exc:
             return [
-                f"cannot reach the Assumptions Manager at {creds.am_url} ({type(exc).__name__}); "
-                "start the server or check the URL"
+                f"cannot reach the Assumptions Manager at {creds.am_url} "
+                f"({why_unreachable(exc)}); start the server or check the URL"
             ]
         if response.status_code != 200:
             fixes = {
@@ -342,14 +473,14 @@ class CredentialManager:
         if info is None or not (force or info.needs_refresh(threshold_seconds)):
             return False
         creds = self.get_credentials()
-        url = f"{creds.am_url.rstrip('/')}/v1/token/refresh"
+        url = f"{self.checked_url().rstrip('/')}/v1/token/refresh"
         try:
             response = httpx.post(
-                url, headers=auth_header(creds.am_token), timeout=10.0, verify=ssl_context()
+                url, headers=auth_header(creds.am_token), timeout=10.0, verify=self.ssl_context()
             )
         except httpx.HTTPError as exc:
             raise InitializationError(
-                f"cannot refresh the AM token: {creds.am_url} unreachable ({type(exc).__name__})"
+                f"cannot refresh the AM token: {creds.am_url} unreachable ({why_unreachable(exc)})"
             ) from None
         if response.status_code != 200:
             raise InitializationError(
@@ -395,20 +526,62 @@ class CredentialManager:
 
 
 _SSL_LOCK = threading.Lock()
-_SSL_CONTEXT: ssl.SSLContext | None = None
+_SSL_CONTEXTS: dict[str | None, ssl.SSLContext] = {}
 
 
-def ssl_context() -> ssl.SSLContext:
-    """httpx's default TLS context, built once per process.
+def ssl_context(ca_bundle: str | Path | None = None) -> ssl.SSLContext:
+    """The TLS context that verifies the AM's certificate and host name, built once per
+    process for each CA bundle.
 
-    Building one loads the CA bundle, which costs tens of milliseconds (hundreds on a busy
-    machine): far more than a request to the AM, so every client shares this one.
+    ``ca_bundle`` None trusts the system's store (certifi's bundle where the system has
+    none); a PEM file trusts the CA(s) in it instead (a private CA). Building a context
+    loads the bundle, which costs tens of milliseconds: far more than a request to the AM,
+    so every client shares one.
+
+    Raises:
+        ConfigurationError: the bundle is missing or holds no usable certificate.
     """
-    global _SSL_CONTEXT
+    key = None if ca_bundle is None else str(ca_bundle)
     with _SSL_LOCK:
-        if _SSL_CONTEXT is None:
-            _SSL_CONTEXT = httpx.create_ssl_context()
-        return _SSL_CONTEXT
+        found = _SSL_CONTEXTS.get(key)
+        if found is not None:
+            return found
+        if key is None:
+            context = ssl.create_default_context()
+            if not context.cert_store_stats()["x509_ca"]:
+                import certifi  # httpx depends on it
+
+                context.load_verify_locations(cafile=certifi.where())
+        else:
+            try:
+                context = ssl.create_default_context(cafile=key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigurationError(
+                    f"CA bundle {key}: cannot be used ({getattr(exc, 'strerror', None) or exc});"
+                    f" point ca_bundle or {ENV_CA_BUNDLE} at the PEM file of the CA that signed "
+                    "the AM's certificate"
+                ) from None
+        _SSL_CONTEXTS[key] = context
+        return context
+
+
+def why_unreachable(exc: httpx.HTTPError) -> str:
+    """A short reason for a failed request; a refused certificate says which check failed.
+
+    httpx's messages quote no header, so no token can show; the text is scrubbed anyway by
+    whoever logs it.
+    """
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return (
+                f"the server's TLS certificate was refused: {cause.verify_message}; check the "
+                f"host name in the URL, or trust its CA with ca_bundle or {ENV_CA_BUNDLE}"
+            )
+        if isinstance(cause, ssl.SSLError):
+            return f"TLS failed ({cause.reason or cause}); is the server speaking HTTPS?"
+        cause = cause.__cause__ or cause.__context__
+    return type(exc).__name__
 
 
 def auth_header(token: SecretStr) -> dict[str, str]:
