@@ -59,7 +59,7 @@ __all__ = [
 MAX_BODY_BYTES = 64 * 1024
 """The largest request body any endpoint reads (token requests are a few hundred bytes)."""
 MAX_HEADER_BYTES = 16 * 1024
-"""The largest request head (request line and headers) h11 buffers."""
+"""The largest request head (request line and headers) the server buffers."""
 MAX_WORKERS = 64
 _ENV_SETTINGS = "LIVECALC_AM_WORKER_SETTINGS"
 _log = get_logger(component="am_server")
@@ -132,6 +132,47 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+def _http_protocol(http: str) -> Any:
+    """uvicorn's ``http`` setting: httptools with a cap on the request head, else h11.
+
+    h11 caps an unfinished head itself (``h11_max_incomplete_event_size``); httptools keeps
+    an endless header line in its own buffer, so the bytes that arrive before a head ends are
+    counted here and the connection answered 431 past the cap.
+    """
+    if http not in ("auto", "httptools"):
+        return http
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # httptools not installed
+        return "h11"
+
+    class BoundedHttpTools(HttpToolsProtocol):
+        _in_head = True
+        _head_bytes = 0
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_head:
+                self._head_bytes += len(data)
+            super().data_received(data)
+            # Still inside the same head after this piece, and past the cap: cut it off.
+            if self._in_head and self._head_bytes > MAX_HEADER_BYTES:
+                self.transport.write(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                    b"content-length: 0\r\nconnection: close\r\n\r\n"
+                )
+                self.transport.close()
+
+        def on_headers_complete(self) -> None:
+            self._in_head, self._head_bytes = False, 0
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._in_head, self._head_bytes = True, 0
+            super().on_message_complete()
+
+    return BoundedHttpTools
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -229,7 +270,7 @@ def _uvicorn_config(
         factory=isinstance(app, str),
         workers=workers,
         loop=loop,
-        http=http,
+        http=_http_protocol(http),
         ws="none",
         lifespan="off",
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,

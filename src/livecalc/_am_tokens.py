@@ -196,15 +196,16 @@ def verify_token(secret: str, token: str, *, expired_grace_seconds: float = 0.0)
 
 
 def _signature_message(secret: str, token: str) -> str:
-    """Why a signature failed: a retired key (after a rotation) or a forgery."""
+    """Why a signature failed, naming the key id the token claims when it is not ours."""
     try:
         kid = jwt.get_unverified_header(token).get("kid")
     except jwt.PyJWTError:
         kid = None
     if isinstance(kid, str) and kid != key_id(secret):
         return (
-            f"the token is not valid (signed with key {kid[:16]!r}, which this server no longer "
-            "uses: the key was rotated, so ask for a new token)"
+            f"the token is not valid (signed with key {kid[:16]!r}, which this server does not "
+            "use: the key was rotated, or the token is forged or for another AM; ask for a new "
+            "token)"
         )
     return "the token is not valid (Signature verification failed)"
 
