@@ -10,8 +10,8 @@
   port (each builds the same app from the same settings, so tokens and tables behave the
   same whichever answers), over plain HTTP or TLS (``tls_cert``/``tls_key``).
 
-uvicorn runs on uvloop with the httptools parser when they are installed (they are
-dependencies on Linux and macOS), else on asyncio with h11.
+uvicorn runs on uvloop (a dependency where it builds; asyncio elsewhere) with the httptools
+parser, its request head capped at ``MAX_HEADER_BYTES``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from livecalc._am_tokens import (
     ENV_CLIENTS,
@@ -134,45 +135,41 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": payload})
 
 
-def _http_protocol(http: str) -> Any:
-    """uvicorn's ``http`` setting: httptools with a cap on the request head, else h11.
+class BoundedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a cap on the request head (431 past it).
 
     h11 caps an unfinished head itself (``h11_max_incomplete_event_size``); httptools keeps
     an endless header line in its own buffer, so the bytes that arrive before a head ends are
-    counted here and the connection answered 431 past the cap.
+    counted here. At module level, so worker processes can unpickle uvicorn's config.
     """
-    if http not in ("auto", "httptools"):
-        return http
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:  # httptools not installed
-        return "h11"
 
-    class BoundedHttpTools(HttpToolsProtocol):
-        _in_head = True
-        _head_bytes = 0
+    _in_head = True
+    _head_bytes = 0
 
-        def data_received(self, data: bytes) -> None:
-            if self._in_head:
-                self._head_bytes += len(data)
-            super().data_received(data)
-            # Still inside the same head after this piece, and past the cap: cut it off.
-            if self._in_head and self._head_bytes > MAX_HEADER_BYTES:
-                self.transport.write(
-                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                    b"content-length: 0\r\nconnection: close\r\n\r\n"
-                )
-                self.transport.close()
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        # Still inside the same head after this piece, and past the cap: cut it off.
+        if self._in_head and self._head_bytes > MAX_HEADER_BYTES:
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                b"content-length: 0\r\nconnection: close\r\n\r\n"
+            )
+            self.transport.close()
 
-        def on_headers_complete(self) -> None:
-            self._in_head, self._head_bytes = False, 0
-            super().on_headers_complete()
+    def on_headers_complete(self) -> None:
+        self._in_head, self._head_bytes = False, 0
+        super().on_headers_complete()
 
-        def on_message_complete(self) -> None:
-            self._in_head, self._head_bytes = True, 0
-            super().on_message_complete()
+    def on_message_complete(self) -> None:
+        self._in_head, self._head_bytes = True, 0
+        super().on_message_complete()
 
-    return BoundedHttpTools
+
+def _http_protocol(http: str) -> Any:
+    """uvicorn's ``http`` setting: httptools with a cap on the request head, or h11."""
+    return BoundedHttpTools if http in ("auto", "httptools") else http
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

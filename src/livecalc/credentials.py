@@ -574,9 +574,10 @@ def why_unreachable(exc: httpx.HTTPError) -> str:
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ssl.SSLCertVerificationError):
+            why = str(cause.verify_message).rstrip(".")
             return (
-                f"the server's TLS certificate was refused: {cause.verify_message}; check the "
-                f"host name in the URL, or trust its CA with ca_bundle or {ENV_CA_BUNDLE}"
+                f"the server's TLS certificate was refused: {why}; check the host name in the "
+                f"URL, or trust its CA with ca_bundle or {ENV_CA_BUNDLE}"
             )
         if isinstance(cause, ssl.SSLError):
             return f"TLS failed ({cause.reason or cause}); is the server speaking HTTPS?"
