@@ -126,6 +126,10 @@ def _rss_bytes(pid: int) -> int:
     return total
 
 
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def _herd(url: str, path: str, token: str, clients: int) -> list[tuple[int, bytes]]:
     """``clients`` connections asking for ``path`` at the same moment."""
     gate = asyncio.Event()
@@ -165,13 +169,21 @@ class TestThunderingHerd:
             token = issue_token(SECRET, "herd")
             answers = asyncio.run(_herd(url, "/v1/assumptions/mortality-standard/v1", token, 500))
             after = _rss_bytes(process.pid)
+            # Tokens behave the same in every worker: one refreshed on one connection is
+            # accepted on fresh connections, which the workers share between them.
+            fresh = httpx.post(f"{url}/v1/token/refresh", headers=_bearer(token))
+            renewed = fresh.json()["access_token"]
+            whoami = {
+                httpx.get(f"{url}/v1/whoami", headers=_bearer(renewed)).status_code
+                for _ in range(20)
+            }
         finally:
             process.terminate()
             process.wait(timeout=30)
 
         statuses = {status for status, _ in answers}
         bodies = {body for _, body in answers}
-        assert (statuses, len(bodies), len(answers)) == ({200}, 1, 500)
+        assert (statuses, len(bodies), len(answers), whoami) == ({200}, 1, 500, {200})
         # Every response shares the one encoded table: 500 copies would be 80 MB.
         assert after - before < 64 * 2**20, (before, after)
 

@@ -2,16 +2,19 @@
 
 Tables live at ``ROOT/<name>/<version>.parquet`` (or ``.csv``) and are served as Arrow IPC
 streams. Tokens are HS256 JWTs signed with ``LIVECALC_AM_SECRET`` (at least 32 characters);
-the server refuses to start without one. A token carries ``sub`` (who), ``exp`` and ``scope``
-(glob patterns of the assumption names it may read; ``*`` for all). Tokens and secrets are
-made and checked in ``livecalc._am_tokens``, whose public names are re-exported here.
+the server refuses to start without one. A token carries ``sub`` (who), ``exp``, ``auth_time``
+and ``scope`` (a list of glob patterns of the assumption names it may read; ``["*"]`` for
+all). Tokens and secrets are made and checked in ``livecalc._am_tokens``; the socket, worker
+processes, TLS and request limits live in ``livecalc._am_serving``; both modules' public
+names are re-exported here.
 
 Endpoints (all but ``/health`` and token issuing need ``Authorization: Bearer <token>``):
 
 - ``GET /health``: ``{"status": "ok"}``;
 - ``POST /v1/token``: a token for ``{"client_id", "client_secret"}`` of a configured client;
 - ``POST /v1/token/refresh``: a fresh token for a valid one, also up to
-  ``refresh_window_seconds`` after it expired (so an expired token can still be swapped);
+  ``refresh_window_seconds`` after it expired (so an expired token can still be swapped),
+  while the chain of refreshes is younger than ``max_session_seconds``;
 - ``GET /v1/whoami``: the token's subject, scope and expiry;
 - ``GET /v1/assumptions``: the names the token may read;
 - ``GET /v1/assumptions/{name}``: its versions, oldest first, and ``latest``;
@@ -20,7 +23,8 @@ Endpoints (all but ``/health`` and token issuing need ``Authorization: Bearer <t
 
 Errors answer ``{"detail": {"error": code, "message": text}}``: 401 ``token_missing``,
 ``token_expired`` or ``token_invalid``; 403 ``forbidden``; 400 ``invalid_name``; 404
-``unknown_assumption`` or ``unknown_version`` (with ``available``). Names and versions are
+``unknown_assumption`` or ``unknown_version`` (with ``available``); 413
+``request_too_large`` for a body over ``MAX_BODY_BYTES``. Names and versions are
 plain words (letters, digits, ``.``, ``_``, ``-``; no ``..``), and a file whose real path
 (symlinks followed) leaves the root is treated as absent.
 """
