@@ -5,19 +5,20 @@
 token's expiry and swaps it for a fresh one through the AM's refresh endpoint.
 
 Tokens are ``pydantic.SecretStr`` and are unwrapped only where they are sent, so no repr,
-error message or log line can show one; ``mask_secret`` gives the seed's masked form.
+error message or log line can show one; ``mask_secret`` shows at most 1/8 of a secret. A
+token with spaces or control characters (a trailing newline) is refused as malformed, a URL
+with ``user:password@`` as soon as it is given, and the URL and TLS rules of
+``livecalc._am_transport`` before any token is sent (its public names are re-exported here).
 """
 
 from __future__ import annotations
 
 import enum
-import ipaddress
 import json
 import os
 import re
 import ssl
 import stat
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,9 +30,19 @@ import httpx
 import jwt
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from livecalc._am_transport import (
+    ENV_ALLOW_HTTP,
+    ENV_CA_BUNDLE,
+    check_am_url,
+    safe_url,
+    ssl_context,
+    why_unreachable,
+)
 from livecalc.errors import ConfigurationError, InitializationError
 
 __all__ = [
+    "ENV_ALLOW_HTTP",
+    "ENV_CA_BUNDLE",
     "AMCredentials",
     "CredentialManager",
     "CredentialSource",
@@ -75,7 +86,7 @@ class AMCredentials(BaseModel):
 
     def __repr__(self) -> str:
         return (
-            f"AMCredentials(am_url={_safe_url(self.am_url)!r}, "
+            f"AMCredentials(am_url={safe_url(self.am_url)!r}, "
             f"am_token={mask_secret(self.am_token)!r}, cache_dir={self.cache_dir!r}, "
             f"ca_bundle={self.ca_bundle!r})"
         )
@@ -94,8 +105,6 @@ class AMCredentials(BaseModel):
 ENV_URL = "LIVECALC_AM_URL"
 ENV_TOKEN = "LIVECALC_AM_TOKEN"
 ENV_CACHE_DIR = "LIVECALC_AM_CACHE_DIR"
-ENV_CA_BUNDLE = "LIVECALC_AM_CA_BUNDLE"
-ENV_ALLOW_HTTP = "LIVECALC_AM_ALLOW_HTTP"
 REFRESH_THRESHOLD_SECONDS = 300.0
 """A token closer than this to its expiry is refreshed (the seed's 5 minutes)."""
 
@@ -105,55 +114,6 @@ _FIX_HINT = (
     '({"am_url": ..., "am_token": ..., "cache_dir": ...}) with mode 600'
 )
 _FILE_KEYS = ("am_url", "am_token", "cache_dir", "ca_bundle")
-
-
-def _safe_url(url: str) -> str:
-    """``url`` with any ``user:password@`` replaced by ``***@`` (for messages and reprs)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_am_url(url: str, env: Mapping[str, str] | None = None) -> None:
-    """Refuse an AM URL that would leak the token: a password in it, or clear text off-host.
-
-    ``http://`` is accepted to this machine only (``localhost``, ``127.0.0.0/8``, ``::1``);
-    to another host the token would cross the network in clear text, so it takes
-    ``LIVECALC_AM_ALLOW_HTTP=1`` to accept that.
-
-    Raises:
-        ConfigurationError: not http(s), a user name or password in the URL, or plain HTTP to
-            another host without the opt-in (the message never shows a password).
-    """
-    parts = urlsplit(url)
-    shown = _safe_url(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"am_url {shown!r} is not an http(s) URL (e.g. https://am.example.com)"
-        )
-    if "@" in parts.netloc:
-        raise ConfigurationError(
-            f"am_url {shown!r} holds a user name or password: remove it (it would be logged "
-            f"and sent instead of the token); the AM takes its token from am_token or {ENV_TOKEN}"
-        )
-    allowed = (os.environ if env is None else env).get(ENV_ALLOW_HTTP, "") == "1"
-    if parts.scheme == "http" and not _is_loopback(parts.hostname) and not allowed:
-        raise ConfigurationError(
-            f"am_url {shown!r} is plain HTTP to another machine: the token would cross the "
-            "network in clear text. Use https:// (livecalc am serve --tls-cert/--tls-key, or "
-            f"a TLS reverse proxy), or set {ENV_ALLOW_HTTP}=1 to accept the risk on a "
-            "network you trust"
-        )
 
 
 def _check_token_text(token: SecretStr, source: str) -> None:
@@ -523,66 +483,6 @@ class CredentialManager:
         )
 
     __repr__ = __str__ = to_string
-
-
-_SSL_LOCK = threading.Lock()
-_SSL_CONTEXTS: dict[str | None, ssl.SSLContext] = {}
-
-
-def ssl_context(ca_bundle: str | Path | None = None) -> ssl.SSLContext:
-    """The TLS context that verifies the AM's certificate and host name, built once per
-    process for each CA bundle.
-
-    ``ca_bundle`` None trusts the system's store (certifi's bundle where the system has
-    none); a PEM file trusts the CA(s) in it instead (a private CA). Building a context
-    loads the bundle, which costs tens of milliseconds: far more than a request to the AM,
-    so every client shares one.
-
-    Raises:
-        ConfigurationError: the bundle is missing or holds no usable certificate.
-    """
-    key = None if ca_bundle is None else str(ca_bundle)
-    with _SSL_LOCK:
-        found = _SSL_CONTEXTS.get(key)
-        if found is not None:
-            return found
-        if key is None:
-            context = ssl.create_default_context()
-            if not context.cert_store_stats()["x509_ca"]:
-                import certifi  # httpx depends on it
-
-                context.load_verify_locations(cafile=certifi.where())
-        else:
-            try:
-                context = ssl.create_default_context(cafile=key)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigurationError(
-                    f"CA bundle {key}: cannot be used ({getattr(exc, 'strerror', None) or exc});"
-                    f" point ca_bundle or {ENV_CA_BUNDLE} at the PEM file of the CA that signed "
-                    "the AM's certificate"
-                ) from None
-        _SSL_CONTEXTS[key] = context
-        return context
-
-
-def why_unreachable(exc: httpx.HTTPError) -> str:
-    """A short reason for a failed request; a refused certificate says which check failed.
-
-    httpx's messages quote no header, so no token can show; the text is scrubbed anyway by
-    whoever logs it.
-    """
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            why = str(cause.verify_message).rstrip(".")
-            return (
-                f"the server's TLS certificate was refused: {why}; check the host name in the "
-                f"URL, or trust its CA with ca_bundle or {ENV_CA_BUNDLE}"
-            )
-        if isinstance(cause, ssl.SSLError):
-            return f"TLS failed ({cause.reason or cause}); is the server speaking HTTPS?"
-        cause = cause.__cause__ or cause.__context__
-    return type(exc).__name__
 
 
 def auth_header(token: SecretStr) -> dict[str, str]:
