@@ -608,3 +608,17 @@ class TestLifetimes:
             verify_token(SECRET, token)
 
         assert jwt.get_unverified_header(token)["kid"] in str(caught.value)
+
+
+class TestServeOptions:
+    """``livecalc am serve --workers``: a bad count is one clear error."""
+
+    @pytest.mark.parametrize("workers", ["0", "-1", "65"])
+    def test_bad_worker_count_exits_2(
+        self, root: Path, monkeypatch: pytest.MonkeyPatch, workers: str
+    ) -> None:
+        monkeypatch.setenv("LIVECALC_AM_SECRET", SECRET)
+
+        result = CliRunner().invoke(am_app, ["serve", "--root", str(root), "--workers", workers])
+
+        assert (result.exit_code, "--workers must be from 1 to 64" in result.output) == (2, True)
