@@ -9,8 +9,10 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import jwt
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -423,3 +425,200 @@ class TestCli:
             process.wait(timeout=30)
 
         assert pa.ipc.open_stream(response.content).read_all().num_rows == 1
+
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+class TestScopeClaim:
+    """Issue 9 #20: a scope is a list of name patterns, never a string."""
+
+    def test_issue_token_refuses_a_string_scope(self) -> None:
+        # It signed ['l','a','p','s','e','-','*'], and that '*' granted every table.
+        with pytest.raises(ConfigurationError, match="list of name patterns"):
+            issue_token(SECRET, "bob", scope="lapse-*")
+
+    @pytest.mark.parametrize("scope", [[1, 2], [None], [""]])
+    def test_issue_token_refuses_non_string_patterns(self, scope: list[Any]) -> None:
+        with pytest.raises(ConfigurationError, match="non-empty strings"):
+            issue_token(SECRET, "bob", scope=scope)
+
+    @pytest.mark.parametrize("scope", ["lapse-*", "*", {"a": 1}, [1], None])
+    def test_a_token_whose_scope_is_not_a_list_of_strings_is_refused(
+        self, server: BackgroundServer, scope: Any
+    ) -> None:
+        now = int(time.time())
+        claims = {"iss": "livecalc-am", "sub": "bob", "iat": now, "exp": now + 60, "scope": scope}
+        token = jwt.encode(claims, SECRET, algorithm="HS256")
+
+        response = _get(server, "/v1/assumptions/mortality-standard/v1", token)
+
+        assert (response.status_code, response.json()["detail"]["error"]) == (401, "token_invalid")
+        with pytest.raises(TokenError, match="scope"):
+            verify_token(SECRET, token)
+
+    def test_a_token_without_scope_is_refused(self, server: BackgroundServer) -> None:
+        now = int(time.time())
+        claims = {"iss": "livecalc-am", "sub": "bob", "iat": now, "exp": now + 60}
+        token = jwt.encode(claims, SECRET, algorithm="HS256")
+
+        assert _get(server, "/v1/assumptions", token).status_code == 401
+
+
+class TestRequestSizeLimits:
+    """Issue 9 #21: no endpoint reads an unbounded request body."""
+
+    def test_a_declared_huge_body_is_refused_before_it_is_read(
+        self, server: BackgroundServer
+    ) -> None:
+        with socket.create_connection((server.host, server.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 268435456\r\n\r\n{"
+            )
+            answer = sock.recv(4096)
+
+        assert answer.startswith(b"HTTP/1.1 413")
+
+    @pytest.mark.parametrize("path", ["/v1/token", "/v1/token/refresh", "/health"])
+    def test_a_streamed_huge_body_is_refused_and_not_kept(
+        self, server: BackgroundServer, path: str
+    ) -> None:
+        # 64 MB in 1 MB chunks, without Content-Length (chunked): 256 MB took the server to
+        # 990 MB RSS. The server now stops reading at 64 KiB.
+        chunk = b"x" * 2**20
+        before = _rss_bytes()  # the server runs in this process
+
+        def body() -> Iterator[bytes]:
+            for _ in range(64):
+                yield chunk
+
+        try:
+            response = httpx.post(server.url + path, content=body(), timeout=30)
+            status = response.status_code
+        except httpx.TransportError:
+            status = 413  # the server answered and closed while the client was still sending
+
+        assert (status, _rss_bytes() - before < 48 * 2**20) == (413, True)
+
+    def test_a_small_body_still_works(self, server: BackgroundServer) -> None:
+        response = httpx.post(
+            server.url + "/v1/token", json={"client_id": "ci", "client_secret": "ci-client-secret"}
+        )
+
+        assert response.status_code == 200
+
+    @pytest.mark.parametrize("parser", ["h11", "httptools"])
+    def test_an_endless_header_is_cut_off(self, root: Path, parser: str) -> None:
+        # 4 MB of one header line, sent in 64 KiB pieces: the server must stop reading.
+        app = create_app(root, SECRET)
+        piece = b"a" * 65536
+        with (
+            BackgroundServer(app, http=parser) as running,
+            socket.create_connection((running.host, running.port), timeout=10) as sock,
+        ):
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ")
+            try:
+                for _ in range(64):
+                    sock.sendall(piece)
+                answer = sock.recv(4096) or b"closed"
+            except TimeoutError:  # still reading and waiting for more: not cut off
+                answer = b"timeout"
+            except OSError:  # reset by the server: it stopped reading
+                answer = b"closed"
+
+        assert answer == b"closed" or answer[9:12] in (b"400", b"431"), answer[:40]
+
+
+class TestLifetimes:
+    """Issue 9 #22: lifetimes finite and capped, refresh chains capped, keys named."""
+
+    @pytest.mark.parametrize("ttl", [float("nan"), float("inf"), float("-inf"), 1e300, 0.0, -5.0])
+    def test_create_app_refuses_a_bad_token_lifetime(self, root: Path, ttl: float) -> None:
+        with pytest.raises(ConfigurationError, match="--token-ttl-seconds must be a number"):
+            create_app(root, SECRET, token_ttl_seconds=ttl)
+
+    @pytest.mark.parametrize("window", [float("nan"), float("inf"), -1.0, 1e300])
+    def test_create_app_refuses_a_bad_refresh_window(self, root: Path, window: float) -> None:
+        with pytest.raises(ConfigurationError, match="--refresh-window-seconds"):
+            create_app(root, SECRET, refresh_window_seconds=window)
+
+    @pytest.mark.parametrize("ttl", [float("nan"), float("inf"), float("-inf"), 1e300])
+    def test_issue_token_refuses_an_endless_lifetime(self, ttl: float) -> None:
+        with pytest.raises(ConfigurationError, match="ttl_seconds"):
+            issue_token(SECRET, "alice", ttl_seconds=ttl)
+
+    @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e300", "0"])
+    @pytest.mark.parametrize(
+        "option", ["--token-ttl-seconds", "--refresh-window-seconds", "--max-session-seconds"]
+    )
+    def test_serve_refuses_bad_lifetimes_with_exit_2(
+        self, root: Path, monkeypatch: pytest.MonkeyPatch, option: str, value: str
+    ) -> None:
+        if option == "--refresh-window-seconds" and value == "0":
+            return  # no refresh after expiry: allowed
+        monkeypatch.setenv("LIVECALC_AM_SECRET", SECRET)
+
+        result = CliRunner().invoke(am_app, ["serve", "--root", str(root), option, value])
+
+        assert (result.exit_code, f"{option} must be" in result.output) == (2, True)
+        assert "Traceback" not in result.output
+
+    @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e300", "0", "-5"])
+    def test_token_command_refuses_bad_lifetimes_with_exit_2(
+        self, monkeypatch: pytest.MonkeyPatch, value: str
+    ) -> None:
+        monkeypatch.setenv("LIVECALC_AM_SECRET", SECRET)
+
+        result = CliRunner().invoke(am_app, ["token", "--user", "u", "--ttl-seconds", value])
+
+        assert (result.exit_code, "--ttl-seconds must be" in result.output) == (2, True)
+        assert "Traceback" not in result.output
+
+    def test_a_refresh_chain_ends_after_max_session_seconds(self, root: Path) -> None:
+        app = create_app(root, SECRET, token_ttl_seconds=3600, max_session_seconds=600)
+        now = int(time.time())
+        young = issue_token(SECRET, "alice", ttl_seconds=60, auth_time=now - 500)
+        old = issue_token(SECRET, "alice", ttl_seconds=60, auth_time=now - 700)
+        with BackgroundServer(app) as running:
+            renewed = httpx.post(running.url + "/v1/token/refresh", headers=_auth(young))
+            refused = httpx.post(running.url + "/v1/token/refresh", headers=_auth(old))
+            # The renewed token keeps the chain's start: it cannot outlive it either.
+            claims = verify_token(SECRET, renewed.json()["access_token"])
+
+        assert (claims["auth_time"], claims["exp"] <= now - 500 + 600) == (now - 500, True)
+        assert (refused.status_code, "chain of refreshes" in refused.text) == (401, True)
+
+    def test_an_expired_token_is_renewed_only_within_the_window(self, root: Path) -> None:
+        app = create_app(root, SECRET, refresh_window_seconds=60)
+        with BackgroundServer(app) as running:
+            late = issue_token(SECRET, "alice", ttl_seconds=-120)
+            response = httpx.post(running.url + "/v1/token/refresh", headers=_auth(late))
+
+        assert (response.status_code, response.json()["detail"]["error"]) == (401, "token_expired")
+
+    def test_a_token_of_a_rotated_key_names_the_key(self) -> None:
+        token = issue_token(OTHER_SECRET, "alice")
+
+        with pytest.raises(TokenError, match="was rotated") as caught:
+            verify_token(SECRET, token)
+
+        assert jwt.get_unverified_header(token)["kid"] in str(caught.value)
+
+
+class TestServeOptions:
+    """``livecalc am serve --workers``: a bad count is one clear error."""
+
+    @pytest.mark.parametrize("workers", ["0", "-1", "65"])
+    def test_bad_worker_count_exits_2(
+        self, root: Path, monkeypatch: pytest.MonkeyPatch, workers: str
+    ) -> None:
+        monkeypatch.setenv("LIVECALC_AM_SECRET", SECRET)
+
+        result = CliRunner().invoke(am_app, ["serve", "--root", str(root), "--workers", workers])
+
+        assert (result.exit_code, "--workers must be from 1 to 64" in result.output) == (2, True)

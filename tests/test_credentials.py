@@ -53,8 +53,19 @@ class TestMaskSecret:
     """mask_secret, the seed's masked form."""
 
     def test_long_secret_shows_its_ends(self) -> None:
-        """A secret of 8+ characters shows first 4 ... last 4."""
-        assert mask_secret("very_long_secret_token_12345") == "very...2345"
+        """A JWT-sized secret shows first 4 ... last 4; a 28-character one 1 ... 1."""
+        assert mask_secret("x" * 60 + "very_long_secret_token_12345") == "xxxx...2345"
+        assert mask_secret("very_long_secret_token_12345") == "v...5"
+
+    @pytest.mark.parametrize("secret", ["abcd1234", "abcdefgh12345", "0123456789abcde"])
+    def test_short_secret_is_never_revealed(self, secret: str) -> None:
+        """Issue 9 #24: an 8-character token showed all 8 characters (abcd...1234)."""
+        assert mask_secret(secret) == "***"
+
+    @pytest.mark.parametrize("length", [16, 17, 31, 32, 63, 64, 200])
+    def test_at_most_an_eighth_is_shown(self, length: int) -> None:
+        secret = "".join(chr(ord("a") + i % 26) for i in range(length))
+        assert len(mask_secret(secret)) - 3 <= length / 8
 
     def test_short_secret_is_stars(self) -> None:
         """A secret under 8 characters is ***."""
@@ -90,7 +101,7 @@ class TestTokenInfo:
         assert TokenInfo.from_token(text).is_valid is False
 
     @settings(max_examples=20, deadline=None)
-    @given(ttl=st.integers(min_value=-10_000, max_value=10_000_000))
+    @given(ttl=st.integers(min_value=-10_000, max_value=30 * 24 * 3600))  # up to the cap
     def test_expiry_matches_the_ttl_it_was_issued_with(self, ttl: int) -> None:
         """For any lifetime, seconds_until_expiry at issue time equals that lifetime."""
         info = TokenInfo.from_token(_token(ttl_seconds=ttl, now=NOW))
@@ -299,3 +310,133 @@ class TestRefresh:
 
         with pytest.raises(InitializationError, match=r"127\.0\.0\.1:9 unreachable"):
             manager.refresh_if_needed()
+
+
+class TestUrlPolicy:
+    """Issue 9 #23 and issue 13 #4: what an AM URL may be before a token is sent to it."""
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "http://bob:hunter2-password@127.0.0.1:8765",
+            "https://bob:hunter2-password@am.example.com",
+            "https://hunter2-password@am.example.com",
+        ],
+    )
+    def test_userinfo_in_the_url_is_refused_without_showing_it(self, url: str) -> None:
+        # It was logged, named the cache folder, and replaced the Bearer token.
+        with pytest.raises(ConfigurationError, match="user name or password") as caught:
+            CredentialManager(_creds(_token(), url))
+
+        assert "hunter2" not in str(caught.value)
+
+    def test_userinfo_from_the_environment_is_refused(self) -> None:
+        env = {"LIVECALC_AM_URL": "https://u:hunter2-password@am", "LIVECALC_AM_TOKEN": _token()}
+
+        with pytest.raises(ConfigurationError, match="user name or password") as caught:
+            CredentialManager(env=env)
+
+        assert "hunter2" not in str(caught.value)
+
+    def test_credentials_repr_hides_userinfo(self) -> None:
+        creds = _creds(_token(), "https://u:hunter2-password@am.example.com")
+
+        assert "hunter2" not in repr(creds)
+
+    @pytest.mark.parametrize("url", ["http://am.example.com", "http://10.0.0.5:8765"])
+    def test_plain_http_to_another_host_is_refused_with_the_reason(self, url: str) -> None:
+        manager = CredentialManager(_creds(_token(), url), env={})
+
+        with pytest.raises(ConfigurationError, match=r"clear text.*LIVECALC_AM_ALLOW_HTTP=1"):
+            manager.checked_url()
+        assert any("clear text" in p for p in manager.validation_errors())
+
+    @pytest.mark.parametrize(
+        "url", ["http://127.0.0.1:8765", "http://localhost:1", "http://[::1]:2", "http://127.9.0.1"]
+    )
+    def test_plain_http_to_this_machine_is_accepted(self, url: str) -> None:
+        assert CredentialManager(_creds(_token(), url), env={}).checked_url() == url
+
+    def test_plain_http_to_another_host_is_accepted_when_opted_in(self) -> None:
+        env = {"LIVECALC_AM_ALLOW_HTTP": "1"}
+        manager = CredentialManager(_creds(_token(), "http://am.example.com"), env=env)
+
+        assert manager.checked_url() == "http://am.example.com"
+
+    def test_the_client_refuses_plain_http_before_sending_anything(self, tmp_path: Path) -> None:
+        from livecalc.assumptions.client import AssumptionsClient
+
+        creds = AMCredentials(
+            am_url="http://am.example.com", am_token=SecretStr(_token()), cache_dir=str(tmp_path)
+        )
+
+        with pytest.raises(ConfigurationError, match="clear text"):
+            AssumptionsClient(CredentialManager(creds, env={}))
+
+
+class TestCredentialsFolder:
+    """Issue 9 #25: a 0600 file in a folder anyone can write to is refused."""
+
+    @pytest.mark.parametrize("folder_mode", [0o777, 0o1777, 0o703])
+    def test_world_writable_folder_is_refused(self, tmp_path: Path, folder_mode: int) -> None:
+        folder = tmp_path / "shared"
+        path = _write_file(folder / "c.json", 0o600, {"am_url": "http://f", "am_token": "t"})
+        folder.chmod(folder_mode)
+        try:
+            with pytest.raises(ConfigurationError, match="folder anyone can write to") as caught:
+                CredentialManager(env={}, config_path=path)
+        finally:
+            folder.chmod(0o700)
+
+        assert f"chmod o-w {folder}" in str(caught.value)
+
+    def test_private_folder_is_accepted(self, tmp_path: Path) -> None:
+        folder = tmp_path / "private"
+        path = _write_file(folder / "c.json", 0o600, {"am_url": "http://f", "am_token": _token()})
+        folder.chmod(0o700)
+
+        assert CredentialManager(env={}, config_path=path).has_credentials()
+
+
+class TestMalformedToken:
+    """Issue 9 #26: a token with a trailing newline was reported as 'cannot reach'."""
+
+    @pytest.mark.parametrize("suffix", ["\n", " ", "\r\n", "\t"])
+    def test_trailing_whitespace_in_the_environment_is_malformed(self, suffix: str) -> None:
+        env = {"LIVECALC_AM_URL": "http://127.0.0.1:1", "LIVECALC_AM_TOKEN": _token() + suffix}
+
+        with pytest.raises(ConfigurationError, match="LIVECALC_AM_TOKEN is malformed") as caught:
+            CredentialManager(env=env)
+
+        assert "cannot reach" not in str(caught.value)
+
+    def test_trailing_newline_in_the_file_is_malformed(self, tmp_path: Path) -> None:
+        token = _token()
+        path = _write_file(
+            tmp_path / "c" / "c.json", 0o600, {"am_url": "http://f", "am_token": token + "\n"}
+        )
+
+        with pytest.raises(ConfigurationError, match="malformed: it ends with a newline") as e:
+            CredentialManager(env={}, config_path=path)
+
+        assert (str(path) in str(e.value), token in str(e.value)) == (True, False)
+
+    def test_check_says_malformed_not_unreachable(
+        self, server: BackgroundServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        from typer.testing import CliRunner
+
+        from livecalc.cli.am import am_app
+
+        token = _token()
+        monkeypatch.setenv("HOME", str(tmp_path))
+        monkeypatch.setenv("LIVECALC_AM_URL", server.url)
+        monkeypatch.setenv("LIVECALC_AM_TOKEN", token + "\n")
+
+        result = CliRunner().invoke(am_app, ["check"])
+
+        assert (result.exit_code, "malformed" in result.output) == (2, True)
+        assert ("cannot reach" in result.output, token in result.output) == (False, False)
+
+    def test_jwt_with_trailing_newline_is_not_a_valid_jwt_shape(self) -> None:
+        assert TokenInfo.from_token(_token() + "\n").is_valid is False

@@ -51,13 +51,19 @@ _REGISTRY = _Registry()
 
 
 def mask_secret(secret: str | SecretStr | None) -> str:
-    """The seed's masked form of a secret: first 4 ... last 4, or ``***`` under 8 characters."""
+    """A secret's masked form: a few characters of each end, never more than 1/8 of it.
+
+    ``k`` characters of each end with ``k = min(4, len // 16)``: a JWT (100+ characters)
+    shows ``eyJh...a2Vu``, a 16-31 character secret one character of each end, and anything
+    under 16 characters only ``***``.
+    """
     if secret is None:
         return ""
     text = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
-    if len(text) < 8:
+    shown = min(4, len(text) // 16)
+    if shown == 0:
         return "***"
-    return f"{text[:4]}...{text[-4:]}"
+    return f"{text[:shown]}...{text[-shown:]}"
 
 
 @functools.lru_cache(maxsize=4096)

@@ -6,6 +6,12 @@ cache folder (``<cache_dir>/<server>/<name>/<version>.arrows``, written atomical
 
 - Every resolution asks the server, sending the cached copy's ETag, so the server stays the
   authority on who may read what; an unchanged table answers 304 and is read from the cache.
+- Within a run (``run_id`` bound), ``resolve_reference`` resolves each reference once per
+  process: later engines and chunks, and threads asking at the same moment, get that table.
+- The URL is checked before a token is sent: no ``user:password@``, and ``http://`` only to
+  this machine unless ``LIVECALC_AM_ALLOW_HTTP=1``; ``https://`` servers are verified against
+  the system trust store or ``ca_bundle`` / ``LIVECALC_AM_CA_BUNDLE``, and a refused
+  certificate is an error (no cached copy stands in for a server that is not who it says).
 - ``@latest`` resolves to the server's newest version; the cache remembers which that was.
 - Server unreachable (or failing with 5xx): the cached copy is used and a ``warning`` event
   says so; with nothing cached, ``AssumptionResolutionError``.
@@ -24,7 +30,9 @@ import json
 import os
 import re
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -36,15 +44,16 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
+import structlog
 
 from livecalc.assumptions.credentials import (
     AMCredentials,
     CredentialManager,
     auth_header,
-    ssl_context,
+    why_unreachable,
 )
 from livecalc.errors import ConfigurationError, InitializationError
-from livecalc.log import get_logger, scrub_text
+from livecalc.log import ENV_RUN_ID, get_logger, scrub_text
 
 __all__ = [
     "AMReference",
@@ -217,13 +226,14 @@ class AssumptionsClient:
             else CredentialManager(credentials)
         )
         creds = self._manager.get_credentials()
-        self.am_url = creds.am_url
+        # Checked before anything is sent: no password in the URL, no clear text off-host.
+        self.am_url = self._manager.checked_url()
         self.cache = AssumptionCache(creds.cache_dir or default_cache_dir(), creds.am_url)
         self._http = httpx.Client(
             base_url=creds.am_url,
             timeout=timeout_seconds,
             transport=transport,
-            verify=ssl_context(),
+            verify=self._manager.ssl_context(),
         )
 
     def close(self) -> None:
@@ -241,12 +251,17 @@ class AssumptionsClient:
     ) -> None:
         self.close()
 
-    def _send(self, path: str, headers: dict[str, str]) -> httpx.Response:
+    def _send(self, path: str, headers: dict[str, str], what: str) -> httpx.Response:
         """GET ``path`` with the current token; ``_Unavailable`` when the server is not there."""
         token = self._manager.get_credentials().am_token
         try:
             response = self._http.get(path, headers={**headers, **auth_header(token)})
         except httpx.HTTPError as exc:
+            reason = why_unreachable(exc)
+            if reason.startswith("the server's TLS certificate was refused"):
+                # Not an outage: the server is not who the URL says, or its CA is not
+                # trusted. Fix the URL or the CA; no cached copy stands in.
+                raise AssumptionResolutionError(f"{what}: {self.am_url}: {reason}") from None
             raise _Unavailable(f"{type(exc).__name__}: {scrub_text(str(exc))}") from None
         if response.status_code >= 500:
             raise _Unavailable(f"HTTP {response.status_code}")
@@ -259,13 +274,13 @@ class AssumptionsClient:
             self._manager.refresh_if_needed()
         except InitializationError as exc:
             _log.debug("token_refresh_skipped", reason=str(exc))
-        response = self._send(path, headers)
+        response = self._send(path, headers, what)
         if response.status_code == 401 and _error_code(response) == "token_expired":
             try:
                 self._manager.refresh_if_needed(force=True)
             except InitializationError as exc:
                 raise AssumptionResolutionError(f"{what}: {exc}") from None
-            response = self._send(path, headers)
+            response = self._send(path, headers, what)
         if response.status_code >= 400:
             raise self._http_error(response, what)
         return response
@@ -427,5 +442,60 @@ def resolve_reference(ref: str, credentials: AMCredentials | None = None) -> Res
     # One manager per token in this process, so a token refreshed for the first table is
     # reused for the next ones instead of being refreshed again.
     manager = _MANAGERS.setdefault(key, CredentialManager(found))
+    return _RUN_TABLES.resolve((*key, ref), lambda: _resolve_now(manager, ref))
+
+
+def _resolve_now(manager: CredentialManager, ref: str) -> ResolvedAssumption:
     with AssumptionsClient(manager) as client:
         return client.resolve(ref)
+
+
+def _current_run_id() -> str | None:
+    """The run this call belongs to: bound by ``run_context``, or inherited by a worker."""
+    bound = structlog.contextvars.get_contextvars().get("run_id")
+    return str(bound) if bound else os.environ.get(ENV_RUN_ID) or None
+
+
+class _RunTables:
+    """The tables resolved during the current run, so each reference is resolved once.
+
+    Inside a run (a ``run_id`` is bound), the first engine or chunk that asks for a reference
+    resolves it and every later one, in any thread of this process, gets the same table;
+    callers asking at the same moment wait for that one resolution instead of each asking
+    the server. Outside a run every call asks the server. Only the current run's tables are
+    kept: a new run id empties the memory.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._run_id: str | None = None
+        self._tables: dict[tuple[str | None, ...], ResolvedAssumption] = {}
+        self._pending: dict[tuple[str | None, ...], threading.Lock] = {}
+
+    def resolve(
+        self, key: tuple[str | None, ...], resolve: Callable[[], ResolvedAssumption]
+    ) -> ResolvedAssumption:
+        """The memory's table for ``key`` in this run, else ``resolve()`` (once)."""
+        run_id = _current_run_id()
+        if run_id is None:
+            return resolve()
+        with self._lock:
+            if run_id != self._run_id:
+                self._run_id, self._tables, self._pending = run_id, {}, {}
+            found = self._tables.get(key)
+            if found is not None:
+                return found
+            pending = self._pending.setdefault(key, threading.Lock())
+        with pending:
+            with self._lock:
+                found = self._tables.get(key) if run_id == self._run_id else None
+            if found is not None:
+                return found
+            resolved = resolve()
+            with self._lock:
+                if run_id == self._run_id:
+                    self._tables[key] = resolved
+            return resolved
+
+
+_RUN_TABLES = _RunTables()

@@ -5,7 +5,11 @@
 token's expiry and swaps it for a fresh one through the AM's refresh endpoint.
 
 Tokens are ``pydantic.SecretStr`` and are unwrapped only where they are sent, so no repr,
-error message or log line can show one; ``mask_secret`` gives the seed's masked form.
+error message or log line can show one; ``mask_secret`` shows at most 1/8 of a secret. A
+token with spaces or control characters (a trailing newline) is refused as malformed, a URL
+with ``user:password@`` as soon as it is given, and the URL and TLS rules of
+``livecalc.assumptions._transport`` before any token is sent (its public names are re-exported
+here).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import os
 import re
 import ssl
 import stat
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,18 +31,30 @@ import httpx
 import jwt
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from livecalc.assumptions._transport import (
+    ENV_ALLOW_HTTP,
+    ENV_CA_BUNDLE,
+    check_am_url,
+    safe_url,
+    ssl_context,
+    why_unreachable,
+)
 from livecalc.errors import ConfigurationError, InitializationError
 from livecalc.masking import mask_secret
 
 __all__ = [
+    "ENV_ALLOW_HTTP",
+    "ENV_CA_BUNDLE",
     "AMCredentials",
     "CredentialManager",
     "CredentialSource",
     "TokenInfo",
     "auth_header",
+    "check_am_url",
     "default_config_path",
     "mask_secret",
     "ssl_context",
+    "why_unreachable",
 ]
 
 
@@ -51,11 +66,15 @@ class AMCredentials(BaseModel):
     am_url: str
     am_token: SecretStr
     cache_dir: str | None = None
+    ca_bundle: str | None = None
+    """PEM file of the CA(s) that signed the AM's certificate (a private CA); None for the
+    system trust store (or ``LIVECALC_AM_CA_BUNDLE``)."""
 
     def __repr__(self) -> str:
         return (
-            f"AMCredentials(am_url={self.am_url!r}, am_token={mask_secret(self.am_token)!r}, "
-            f"cache_dir={self.cache_dir!r})"
+            f"AMCredentials(am_url={safe_url(self.am_url)!r}, "
+            f"am_token={mask_secret(self.am_token)!r}, cache_dir={self.cache_dir!r}, "
+            f"ca_bundle={self.ca_bundle!r})"
         )
 
     __str__ = __repr__
@@ -75,11 +94,35 @@ ENV_CACHE_DIR = "LIVECALC_AM_CACHE_DIR"
 REFRESH_THRESHOLD_SECONDS = 300.0
 """A token closer than this to its expiry is refreshed (the seed's 5 minutes)."""
 
-_JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _FIX_HINT = (
     f"set {ENV_URL} and {ENV_TOKEN}, or write ~/.livecalc/credentials.json "
     '({"am_url": ..., "am_token": ..., "cache_dir": ...}) with mode 600'
 )
+_FILE_KEYS = ("am_url", "am_token", "cache_dir", "ca_bundle")
+
+
+def _check_token_text(token: SecretStr, source: str) -> None:
+    """Refuse a token with spaces or control characters (a trailing newline, typically).
+
+    Such a token cannot go in an HTTP header: httpx would refuse to send it, and the run
+    would report the server unreachable instead of the token malformed.
+    """
+    text = token.get_secret_value()
+    if text and all("!" <= ch <= "~" for ch in text):
+        return
+    if not text:
+        where = "is empty"
+    elif text != text.rstrip():
+        where = "ends with a newline or space"
+    elif text != text.lstrip():
+        where = "starts with a space or newline"
+    else:
+        where = "holds a space, control or non-ASCII character"
+    raise ConfigurationError(
+        f"am_token from {source} is malformed: it {where}; a token is one line of printable "
+        "characters (copy it again, without the line break)"
+    )
 
 
 class CredentialSource(enum.Enum):
@@ -125,7 +168,7 @@ class TokenInfo:
     def from_token(cls, token: str | SecretStr) -> TokenInfo:
         """Read ``sub``, ``iat`` and ``exp`` from a JWT; ``is_valid`` False when malformed."""
         text = token.get_secret_value() if isinstance(token, SecretStr) else token
-        if not _JWT_SHAPE.match(text):
+        if not _JWT_SHAPE.fullmatch(text):
             return cls(is_valid=False)
         try:
             claims = jwt.decode(text, options={"verify_signature": False})
@@ -160,6 +203,16 @@ def _read_config_file(path: Path) -> AMCredentials | None:
             f"{path}: refusing a credentials file that others can read (mode {mode:03o}); "
             f"fix with: chmod 600 {path}"
         )
+    folder = path.resolve().parent
+    folder_mode = stat.S_IMODE(folder.stat().st_mode)
+    # Anyone may rename or replace a file in a world-writable folder (in a sticky one like
+    # /tmp, anyone may still plant the file before you write it): its 0600 proves nothing.
+    if folder_mode & 0o002:
+        raise ConfigurationError(
+            f"{path}: refusing a credentials file in a folder anyone can write to ({folder}, "
+            f"mode {folder_mode:03o}); move it to ~/.livecalc (chmod 700) or fix with: "
+            f"chmod o-w {folder}"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
@@ -174,15 +227,20 @@ def _read_config_file(path: Path) -> AMCredentials | None:
     missing = [key for key in ("am_url", "am_token") if not data.get(key)]
     if missing:
         raise ConfigurationError(f"{path}: missing {', '.join(missing)}; {_FIX_HINT}")
-    unknown = sorted(set(data) - {"am_url", "am_token", "cache_dir"})
+    unknown = sorted(set(data) - set(_FILE_KEYS))
     if unknown:
         raise ConfigurationError(
-            f"{path}: unknown key(s) {', '.join(unknown)}; expected am_url, am_token, cache_dir"
+            f"{path}: unknown key(s) {', '.join(unknown)}; expected {', '.join(_FILE_KEYS)}"
         )
+    ca_bundle = data.get("ca_bundle")
+    if ca_bundle:
+        # A relative bundle path is relative to the credentials file's folder.
+        ca_bundle = str(path.parent / str(ca_bundle))
     return AMCredentials(
         am_url=str(data["am_url"]),
         am_token=SecretStr(str(data["am_token"])),
         cache_dir=str(data["cache_dir"]) if data.get("cache_dir") else None,
+        ca_bundle=ca_bundle or None,
     )
 
 
@@ -220,12 +278,13 @@ class CredentialManager:
         config_path: Path | str | None = None,
     ) -> None:
         self._config_path = Path(config_path) if config_path else default_config_path()
+        self._env: Mapping[str, str] = os.environ if env is None else env
         self._credentials: AMCredentials | None = None
         self._source = CredentialSource.NONE
         if credentials is not None:
             self._set(credentials, CredentialSource.EXPLICIT)
             return
-        found = _from_environment(os.environ if env is None else env)
+        found = _from_environment(self._env)
         if found is not None:
             self._set(found, CredentialSource.ENVIRONMENT)
             return
@@ -238,7 +297,35 @@ class CredentialManager:
         from livecalc.masking import register_secret
 
         register_secret(credentials.am_token)
+        where = {
+            CredentialSource.ENVIRONMENT: ENV_TOKEN,
+            CredentialSource.CONFIG_FILE: str(self._config_path),
+        }.get(source, "the explicit credentials")
+        _check_token_text(credentials.am_token, where)
+        if "@" in urlsplit(credentials.am_url).netloc:
+            check_am_url(credentials.am_url, self._env)  # refuses it, password hidden
         self._credentials, self._source = credentials, source
+
+    def checked_url(self) -> str:
+        """The AM URL, checked before any token is sent to it (see ``check_am_url``).
+
+        Raises:
+            InitializationError: no credentials.
+            ConfigurationError: the URL would leak the token.
+        """
+        url = self.get_credentials().am_url
+        check_am_url(url, self._env)
+        return url
+
+    def ca_bundle(self) -> str | None:
+        """The private CA bundle to trust: ``ca_bundle`` of the credentials, else
+        ``LIVECALC_AM_CA_BUNDLE``, else None (the system trust store)."""
+        creds = self._credentials
+        return (creds.ca_bundle if creds else None) or self._env.get(ENV_CA_BUNDLE) or None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context that verifies the AM (see ``ssl_context``)."""
+        return ssl_context(self.ca_bundle())
 
     def get_source(self) -> CredentialSource:
         """Where the current credentials came from (NONE when there are none)."""
@@ -269,12 +356,11 @@ class CredentialManager:
         if self._credentials is None:
             return [f"no credentials: {_FIX_HINT}"]
         problems = []
-        url = urlsplit(self._credentials.am_url)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            problems.append(
-                f"am_url {self._credentials.am_url!r} is not an http(s) URL "
-                "(e.g. https://am.example.com)"
-            )
+        try:
+            check_am_url(self._credentials.am_url, self._env)
+            self.ssl_context()
+        except ConfigurationError as exc:
+            problems.append(str(exc))
         info = self.get_token_info()
         if info is None or not info.is_valid:
             problems.append("am_token is not a JWT (three base64url parts separated by dots)")
@@ -297,15 +383,15 @@ class CredentialManager:
         creds = self.get_credentials()
         try:
             response = httpx.get(
-                f"{creds.am_url.rstrip('/')}/v1/whoami",
+                f"{self.checked_url().rstrip('/')}/v1/whoami",
                 headers=auth_header(creds.am_token),
                 timeout=5.0,
-                verify=ssl_context(),
+                verify=self.ssl_context(),
             )
         except httpx.HTTPError as exc:
             return [
-                f"cannot reach the Assumptions Manager at {creds.am_url} ({type(exc).__name__}); "
-                "start the server or check the URL"
+                f"cannot reach the Assumptions Manager at {creds.am_url} "
+                f"({why_unreachable(exc)}); start the server or check the URL"
             ]
         if response.status_code != 200:
             fixes = {
@@ -333,14 +419,14 @@ class CredentialManager:
         if info is None or not (force or info.needs_refresh(threshold_seconds)):
             return False
         creds = self.get_credentials()
-        url = f"{creds.am_url.rstrip('/')}/v1/token/refresh"
+        url = f"{self.checked_url().rstrip('/')}/v1/token/refresh"
         try:
             response = httpx.post(
-                url, headers=auth_header(creds.am_token), timeout=10.0, verify=ssl_context()
+                url, headers=auth_header(creds.am_token), timeout=10.0, verify=self.ssl_context()
             )
         except httpx.HTTPError as exc:
             raise InitializationError(
-                f"cannot refresh the AM token: {creds.am_url} unreachable ({type(exc).__name__})"
+                f"cannot refresh the AM token: {creds.am_url} unreachable ({why_unreachable(exc)})"
             ) from None
         if response.status_code != 200:
             raise InitializationError(
@@ -383,23 +469,6 @@ class CredentialManager:
         )
 
     __repr__ = __str__ = to_string
-
-
-_SSL_LOCK = threading.Lock()
-_SSL_CONTEXT: ssl.SSLContext | None = None
-
-
-def ssl_context() -> ssl.SSLContext:
-    """httpx's default TLS context, built once per process.
-
-    Building one loads the CA bundle, which costs tens of milliseconds (hundreds on a busy
-    machine): far more than a request to the AM, so every client shares this one.
-    """
-    global _SSL_CONTEXT
-    with _SSL_LOCK:
-        if _SSL_CONTEXT is None:
-            _SSL_CONTEXT = httpx.create_ssl_context()
-        return _SSL_CONTEXT
 
 
 def auth_header(token: SecretStr) -> dict[str, str]:

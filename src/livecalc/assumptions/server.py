@@ -1,443 +1,63 @@
-"""The Assumptions Manager server: versioned tables from a folder, behind signed JWTs.
+"""The Assumptions Manager service: the public names of its app, serving and tokens, in one place.
 
-Tables live at ``ROOT/<name>/<version>.parquet`` (or ``.csv``) and are served as Arrow IPC
-streams. Tokens are HS256 JWTs signed with ``LIVECALC_AM_SECRET`` (at least 32 characters);
-the server refuses to start without one. A token carries ``sub`` (who), ``exp`` and ``scope``
-(glob patterns of the assumption names it may read; ``*`` for all). Tokens and secrets are
-made and checked in ``livecalc.assumptions._tokens``, whose public names are re-exported here.
-
-Endpoints (all but ``/health`` and token issuing need ``Authorization: Bearer <token>``):
-
-- ``GET /health``: ``{"status": "ok"}``;
-- ``POST /v1/token``: a token for ``{"client_id", "client_secret"}`` of a configured client;
-- ``POST /v1/token/refresh``: a fresh token for a valid one, also up to
-  ``refresh_window_seconds`` after it expired (so an expired token can still be swapped);
-- ``GET /v1/whoami``: the token's subject, scope and expiry;
-- ``GET /v1/assumptions``: the names the token may read;
-- ``GET /v1/assumptions/{name}``: its versions, oldest first, and ``latest``;
-- ``GET /v1/assumptions/{name}/{version}``: the table (``version`` may be ``latest``), with
-  ``ETag``, ``X-Assumption-Version`` (the resolved one) and 304 for ``If-None-Match``.
-
-Errors answer ``{"detail": {"error": code, "message": text}}``: 401 ``token_missing``,
-``token_expired`` or ``token_invalid``; 403 ``forbidden``; 400 ``invalid_name``; 404
-``unknown_assumption`` or ``unknown_version`` (with ``available``). Names and versions are
-plain words (letters, digits, ``.``, ``_``, ``-``; no ``..``), and a file whose real path
-(symlinks followed) leaves the root is treated as absent.
+``livecalc.assumptions.app`` builds the FastAPI app (endpoints, tables, errors: see its
+docstring), ``livecalc.assumptions._serving`` puts it on the network (socket, uvicorn,
+workers, TLS), ``livecalc.assumptions._limits`` bounds requests and
+``livecalc.assumptions.tokens`` makes and checks the JWTs. ``livecalc am serve`` and tests
+use this module: ``serve``, ``BackgroundServer``, ``create_app``, ``issue_token``, ...
 """
 
-# No "from __future__ import annotations": FastAPI reads the endpoint annotations, which
-# refer to dependencies local to create_app.
-import fnmatch
-import hashlib
-import hmac
-import os
-import re
-import socket
-import sys
-import threading
-import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from types import TracebackType
-from typing import Annotated, Any
+from __future__ import annotations
 
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
-import uvicorn
-from fastapi import Body, Depends, FastAPI, Header, HTTPException, Response
-
-from livecalc.assumptions._tokens import (
+from livecalc.assumptions._limits import MAX_BODY_BYTES, BodyLimit
+from livecalc.assumptions._serving import (
+    MAX_HEADER_BYTES,
+    MAX_WORKERS,
+    BackgroundServer,
+    ServeSettings,
+    check_tls,
+    listening_socket,
+    serve,
+    worker_app,
+)
+from livecalc.assumptions.app import ARROW_STREAM_MEDIA_TYPE, AssumptionStore, create_app
+from livecalc.assumptions.tokens import (
     ENV_CLIENTS,
     ENV_SECRET,
+    MAX_SESSION_SECONDS,
+    MAX_TOKEN_TTL_SECONDS,
     MIN_SECRET_LENGTH,
     TokenError,
+    VerifiedTokens,
+    check_lifetime,
     issue_token,
-    parse_clients,
     secret_from_env,
     verify_token,
 )
-from livecalc.errors import ConfigurationError
-from livecalc.log import get_logger
 
 __all__ = [
     "ARROW_STREAM_MEDIA_TYPE",
     "ENV_CLIENTS",
     "ENV_SECRET",
+    "MAX_BODY_BYTES",
+    "MAX_HEADER_BYTES",
+    "MAX_SESSION_SECONDS",
+    "MAX_TOKEN_TTL_SECONDS",
+    "MAX_WORKERS",
+    "MIN_SECRET_LENGTH",
     "AssumptionStore",
     "BackgroundServer",
+    "BodyLimit",
+    "ServeSettings",
     "TokenError",
+    "VerifiedTokens",
+    "check_lifetime",
+    "check_tls",
     "create_app",
     "issue_token",
+    "listening_socket",
     "secret_from_env",
     "serve",
     "verify_token",
+    "worker_app",
 ]
-
-ARROW_STREAM_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
-_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SUFFIXES = (".parquet", ".csv")
-_MAX_ENCODED_TABLES = 32
-_log = get_logger(component="am_server")
-
-
-def _version_key(version: str) -> tuple[tuple[int, int, str], ...]:
-    """Natural order, so v2.10 sorts after v2.9."""
-    return tuple(
-        (0, int(part), "") if part.isdigit() else (1, 0, part)
-        for part in re.findall(r"\d+|\D+", version)
-    )
-
-
-def _error(status: int, code: str, message: str, **extra: Any) -> HTTPException:
-    """An HTTPException with the server's error body."""
-    return HTTPException(status, detail={"error": code, "message": message, **extra})
-
-
-@dataclass(frozen=True)
-class _Encoded:
-    """A table file's Arrow IPC bytes and ETag, valid while the file is unchanged."""
-
-    stamp: tuple[int, int]
-    etag: str
-    body: bytes
-    rows: int
-
-
-class AssumptionStore:
-    """The versioned tables under a root folder, confined to it."""
-
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root).resolve()
-        if not self.root.is_dir():
-            raise ConfigurationError(f"--root {root}: not a folder of <name>/<version>.csv")
-        self._encoded: dict[Path, _Encoded] = {}
-        self._lock = threading.Lock()
-
-    def _inside(self, path: Path) -> bool:
-        """Whether ``path``'s real location (symlinks followed) is under the root."""
-        return path.resolve().is_relative_to(self.root)
-
-    def _check_word(self, kind: str, value: str) -> None:
-        if not _WORD.match(value) or ".." in value:
-            raise _error(
-                400,
-                "invalid_name",
-                f"{kind} {value!r} is not allowed: use letters, digits, '.', '_' and '-'",
-            )
-
-    def names(self) -> list[str]:
-        """Every assumption name, sorted."""
-        return sorted(
-            p.name
-            for p in self.root.iterdir()
-            if p.is_dir() and _WORD.match(p.name) and self._inside(p)
-        )
-
-    def versions(self, name: str) -> list[str]:
-        """The versions of ``name``, oldest first (404 when unknown)."""
-        self._check_word("assumption name", name)
-        folder = self.root / name
-        if not folder.is_dir() or not self._inside(folder):
-            raise _error(404, "unknown_assumption", f"no assumption named {name!r}")
-        found = {
-            p.stem
-            for p in folder.iterdir()
-            if p.suffix in _SUFFIXES and _WORD.match(p.stem) and p.stem != "latest"
-            if p.is_file() and self._inside(p)
-        }
-        return sorted(found, key=_version_key)
-
-    def path(self, name: str, version: str) -> tuple[str, Path]:
-        """The resolved version and its file (``latest`` is the newest version)."""
-        self._check_word("version", version)
-        available = self.versions(name)
-        if version == "latest":
-            if not available:
-                raise _error(404, "unknown_version", f"{name!r} has no versions", available=[])
-            version = available[-1]
-        if version not in available:
-            raise _error(
-                404,
-                "unknown_version",
-                f"{name!r} has no version {version!r} (available: {', '.join(available)})",
-                available=available,
-            )
-        for suffix in _SUFFIXES:
-            candidate = self.root / name / f"{version}{suffix}"
-            if candidate.is_file():
-                return version, candidate
-        raise _error(404, "unknown_version", f"{name!r} has no version {version!r}")
-
-    def encoded(self, path: Path) -> _Encoded:
-        """The file's table as Arrow IPC stream bytes, re-read only when the file changes."""
-        info = path.stat()
-        stamp = (info.st_mtime_ns, info.st_size)
-        with self._lock:
-            cached = self._encoded.get(path)
-        if cached is not None and cached.stamp == stamp:
-            return cached
-        raw = path.read_bytes()
-        try:
-            table = (
-                pq.read_table(pa.BufferReader(raw))
-                if path.suffix == ".parquet"
-                else (pa_csv.read_csv(pa.BufferReader(raw)))
-            )
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise _error(
-                500, "unreadable_table", f"{path.relative_to(self.root)} cannot be read: {exc}"
-            ) from None
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        etag = '"' + hashlib.sha256(raw).hexdigest()[:32] + '"'
-        encoded = _Encoded(stamp, etag, sink.getvalue().to_pybytes(), table.num_rows)
-        with self._lock:
-            self._encoded.pop(path, None)
-            self._encoded[path] = encoded
-            # Keep the most recently encoded tables only: memory stays bounded however many
-            # versions the root holds (dicts keep insertion order, oldest first).
-            while len(self._encoded) > _MAX_ENCODED_TABLES:
-                del self._encoded[next(iter(self._encoded))]
-        return encoded
-
-
-def create_app(
-    root: Path | str,
-    secret: str,
-    *,
-    token_ttl_seconds: float = 3600.0,
-    refresh_window_seconds: float = 7 * 24 * 3600.0,
-    clients: Mapping[str, str] | None = None,
-) -> FastAPI:
-    """The AM as a FastAPI app serving ``root`` and signing with ``secret``.
-
-    Args:
-        clients: client id -> client secret allowed to ask ``POST /v1/token``.
-        refresh_window_seconds: how long after expiry a token may still be refreshed.
-    """
-    if len(secret) < MIN_SECRET_LENGTH:
-        raise ConfigurationError(f"the AM secret must be at least {MIN_SECRET_LENGTH} characters")
-    store = AssumptionStore(root)
-    known_clients = dict(clients or {})
-    app = FastAPI(title="LiveCalc Assumptions Manager", version="1")
-
-    def token_of(authorization: str | None) -> str:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise _error(401, "token_missing", "send Authorization: Bearer <token>")
-        return token.strip()
-
-    def claims(authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
-        try:
-            return verify_token(secret, token_of(authorization))
-        except TokenError as exc:
-            raise HTTPException(
-                401,
-                detail={"error": f"token_{exc.reason}", "message": str(exc)},
-                headers={
-                    "WWW-Authenticate": f'Bearer error="invalid_token", reason="{exc.reason}"'
-                },
-            ) from None
-
-    Claims = Annotated[dict[str, Any], Depends(claims)]
-
-    def allowed(token_claims: Mapping[str, Any], name: str) -> bool:
-        scope = token_claims.get("scope", ["*"])
-        return any(fnmatch.fnmatchcase(name, str(pattern)) for pattern in scope)
-
-    def token_body(subject: str, scope: Iterable[str]) -> dict[str, Any]:
-        token = issue_token(secret, subject, ttl_seconds=token_ttl_seconds, scope=scope)
-        return {"access_token": token, "token_type": "bearer", "expires_in": token_ttl_seconds}
-
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.post("/v1/token")
-    def token(
-        client_id: Annotated[str, Body()], client_secret: Annotated[str, Body()]
-    ) -> dict[str, Any]:
-        expected = known_clients.get(client_id)
-        # Compared in constant time, so the answer's timing says nothing about the secret.
-        if expected is None or not hmac.compare_digest(expected, client_secret):
-            raise _error(401, "bad_client", "unknown client_id or wrong client_secret")
-        _log.info("token_issued", subject=client_id)
-        return token_body(client_id, ["*"])
-
-    @app.post("/v1/token/refresh")
-    def refresh(authorization: Annotated[str | None, Header()] = None) -> dict[str, Any]:
-        try:
-            old = verify_token(
-                secret, token_of(authorization), expired_grace_seconds=refresh_window_seconds
-            )
-        except TokenError as exc:
-            raise _error(401, f"token_{exc.reason}", str(exc)) from None
-        _log.info("token_refreshed", subject=old["sub"])
-        return token_body(str(old["sub"]), old.get("scope", ["*"]))
-
-    @app.get("/v1/whoami")
-    def whoami(token_claims: Claims) -> dict[str, Any]:
-        return {
-            "subject": token_claims["sub"],
-            "scope": token_claims.get("scope", ["*"]),
-            "expires_at": token_claims["exp"],
-        }
-
-    @app.get("/v1/assumptions")
-    def list_assumptions(token_claims: Claims) -> dict[str, list[str]]:
-        return {"assumptions": [n for n in store.names() if allowed(token_claims, n)]}
-
-    def check_scope(token_claims: Mapping[str, Any], name: str) -> None:
-        if not allowed(token_claims, name):
-            raise _error(
-                403, "forbidden", f"token of {token_claims['sub']!r} may not read {name!r}"
-            )
-
-    @app.get("/v1/assumptions/{name}")
-    def versions(name: str, token_claims: Claims) -> dict[str, Any]:
-        check_scope(token_claims, name)
-        found = store.versions(name)
-        return {"name": name, "versions": found, "latest": found[-1] if found else None}
-
-    @app.get("/v1/assumptions/{name}/{version}")
-    def table(
-        name: str,
-        version: str,
-        token_claims: Claims,
-        if_none_match: Annotated[str | None, Header()] = None,
-    ) -> Response:
-        check_scope(token_claims, name)
-        resolved, path = store.path(name, version)
-        encoded = store.encoded(path)
-        headers = {
-            "ETag": encoded.etag,
-            "X-Assumption-Name": name,
-            "X-Assumption-Version": resolved,
-            "X-Assumption-Rows": str(encoded.rows),
-        }
-        if if_none_match == encoded.etag:
-            return Response(status_code=304, headers=headers)
-        _log.info(
-            "assumption_served",
-            subject=token_claims["sub"],
-            assumption_name=name,
-            resolved_version=resolved,
-            rows=encoded.rows,
-        )
-        return Response(encoded.body, media_type=ARROW_STREAM_MEDIA_TYPE, headers=headers)
-
-    return app
-
-
-def _uvicorn_config(app: FastAPI, host: str, port: int, quiet: bool) -> uvicorn.Config:
-    # h11 and no websockets/lifespan: the app needs neither, and fewer optional imports.
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        http="h11",
-        ws="none",
-        lifespan="off",
-        log_level="warning" if quiet else "info",
-        access_log=not quiet,
-        log_config=None if quiet else uvicorn.config.LOGGING_CONFIG,
-    )
-
-
-class BackgroundServer:
-    """Runs an app with uvicorn on a loopback port in a thread (tests, notebooks).
-
-    ``port=0`` picks a free port; ``url`` says which. Use as a context manager.
-    """
-
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
-        self.host, self.port = self._socket.getsockname()[:2]
-        self._server = uvicorn.Server(_uvicorn_config(app, host, self.port, quiet=True))
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
-        )
-
-    @property
-    def url(self) -> str:
-        """The base URL clients use."""
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> "BackgroundServer":
-        """Start serving; returns once the server accepts connections."""
-        self._thread.start()
-        deadline = time.monotonic() + 15.0
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the AM server on {self.url} did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout=15.0)
-        self._socket.close()
-
-    def __enter__(self) -> "BackgroundServer":
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-def serve(
-    root: Path | str,
-    host: str = "127.0.0.1",
-    port: int = 8765,
-    *,
-    secret: str | None = None,
-    token_ttl_seconds: float = 3600.0,
-    refresh_window_seconds: float = 7 * 24 * 3600.0,
-) -> None:
-    """Run the AM in the foreground until interrupted (``livecalc am serve``).
-
-    Raises:
-        ConfigurationError: no usable secret, a bad ``--root`` or a bad client list.
-    """
-    app = create_app(
-        root,
-        secret or secret_from_env(),
-        token_ttl_seconds=token_ttl_seconds,
-        refresh_window_seconds=refresh_window_seconds,
-        clients=parse_clients(os.environ.get(ENV_CLIENTS, "")),
-    )
-    # Bound here, not by uvicorn: a port in use is then one clear error (exit 2), not
-    # uvicorn's log line and exit code 3.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigurationError(
-            f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc}); "
-            "choose another port, or stop the server that holds it"
-        ) from None
-    _log.info("am_server_start", root=str(Path(root).resolve()), host=host, port=port)
-    # The one line a person starting the server needs, whatever the log level.
-    url_host = f"[{host}]" if family == socket.AF_INET6 else host
-    print(
-        f"serving {Path(root).resolve()} on http://{url_host}:{port}", file=sys.stderr, flush=True
-    )
-    try:
-        uvicorn.Server(_uvicorn_config(app, host, port, quiet=False)).run(sockets=[sock])
-    finally:
-        sock.close()

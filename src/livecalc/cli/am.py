@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from livecalc.assumptions import tokens as am_tokens
 from livecalc.errors import ConfigurationError
 from livecalc.log import scrub_text
 
@@ -37,14 +38,28 @@ def serve(
     ],
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
+    workers: Annotated[
+        int, typer.Option(help="Processes sharing the port (one per core is a good start).")
+    ] = 1,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="PEM certificate chain: serve HTTPS (with --tls-key).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
     token_ttl_seconds: Annotated[
-        float, typer.Option(help="Lifetime of the tokens it issues and refreshes.")
+        float, typer.Option(help="Lifetime of the tokens it issues and refreshes (max 30 days).")
     ] = 3600.0,
     refresh_window_seconds: Annotated[
         float, typer.Option(help="How long after expiry a token may still be refreshed.")
     ] = 7 * 24 * 3600.0,
+    max_session_seconds: Annotated[
+        float,
+        typer.Option(help="How long a chain of refreshes may last from its first token."),
+    ] = am_tokens.MAX_SESSION_SECONDS,
+    access_log: Annotated[
+        bool, typer.Option(help="Log one line per request (off behind a proxy that logs).")
+    ] = True,
 ) -> None:
-    """Serve ROOT's tables over HTTP behind tokens signed with LIVECALC_AM_SECRET."""
+    """Serve ROOT's tables over HTTP(S) behind tokens signed with LIVECALC_AM_SECRET."""
     from livecalc.assumptions import server as am_server
 
     try:
@@ -54,6 +69,11 @@ def serve(
             port,
             token_ttl_seconds=token_ttl_seconds,
             refresh_window_seconds=refresh_window_seconds,
+            max_session_seconds=max_session_seconds,
+            workers=workers,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            access_log=access_log,
         )
     except ConfigurationError as exc:
         raise _fail(exc) from None
@@ -73,9 +93,13 @@ def token(
 
     try:
         secret = am_server.secret_from_env(os.environ)
+        ttl = am_tokens.check_lifetime(
+            "--ttl-seconds", ttl_seconds, maximum=am_tokens.MAX_TOKEN_TTL_SECONDS
+        )
+        text = am_server.issue_token(secret, user, ttl_seconds=ttl, scope=scope or ["*"])
     except ConfigurationError as exc:
         raise _fail(exc) from None
-    typer.echo(am_server.issue_token(secret, user, ttl_seconds=ttl_seconds, scope=scope or ["*"]))
+    typer.echo(text)
 
 
 @am_app.command()
