@@ -74,20 +74,30 @@ def _edges(nodes: Sequence[EngineNode]) -> dict[str, set[str]]:
 
 
 def _find_cycles(nodes: Sequence[EngineNode]) -> list[list[str]]:
-    """Each cycle once, in data-flow order (producer -> consumer), first node repeated."""
-    edges = _edges(nodes)
+    """Each cycle once, in data-flow order (producer -> consumer), first node repeated.
+
+    A cycle starts at its node listed first in "engines", so the message is the same on
+    every run (graphlib's starting point depends on set order).
+    """
+    edges = {node: set(preds) for node, preds in _edges(nodes).items()}
+    position = {n.id: i for i, n in reversed(list(enumerate(nodes)))}
     cycles = []
-    while True:
+    # Each round cuts one edge, so there are at most as many rounds as edges.
+    for _ in range(sum(len(p) for p in edges.values()) + 1):
         try:
             graphlib.TopologicalSorter(edges).prepare()
         except graphlib.CycleError as exc:
-            # graphlib lists the cycle backwards (each node, then one it depends on).
-            cycle = list(reversed(exc.args[1]))
-            cycles.append(cycle)
-            # Cut one edge of this cycle so the next attempt finds another one, if any.
-            edges[cycle[1]].discard(cycle[0])
+            # graphlib lists the cycle in data-flow order: each node, then one that reads it.
+            found = list(exc.args[1][:-1])
+            start = min(range(len(found)), key=lambda k: position.get(found[k], len(nodes)))
+            ring = found[start:] + found[:start]
+            cycles.append([*ring, ring[0]])
+            # Cut one edge of this cycle (ring[1] reads ring[0]) so the next attempt finds
+            # another one, if any.
+            edges[ring[1 % len(ring)]].discard(ring[0])
             continue
         return cycles
+    raise AssertionError(f"cycle search did not end: {cycles}")  # pragma: no cover
 
 
 @dataclass
