@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -21,7 +20,6 @@ from livecalc.errors import ConfigurationError
 from livecalc.io.parquet import ParquetReader, ParquetWriter, PolicyData
 from livecalc.pipeline.config import DataSource, PipelineConfig
 from livecalc.pipeline.graph import EngineGraph
-from livecalc.runtime.buffers import POLICY_DTYPE
 
 __all__ = ["OutputPlan", "StreamSink", "load_source", "policy_ext_name"]
 
@@ -100,33 +98,10 @@ class OutputPlan:
     written: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, config: PipelineConfig, graph: EngineGraph, datasets: dict[str, Any]) -> OutputPlan:
-        """The plan for this config, given the data sources already loaded."""
-        out = config.output
-        if out is None:
-            return cls({}, set())
-        if out.write is not None:
-            names = list(out.write)
-        else:
-            policy_sources = {
-                k
-                for k, v in datasets.items()
-                if isinstance(v, np.ndarray) and v.dtype == POLICY_DTYPE
-            }
-            readers = [
-                n
-                for n in graph.order()
-                if policy_sources & set(config.node(n).inputs) and config.node(n).outputs
-            ]
-            if not readers:
-                readers = [n for n in graph.order() if config.node(n).outputs][-1:]
-            names = [config.node(n).outputs[0] for n in readers]
-        paths = {}
-        for name in names:
-            text = out.path.replace("{name}", name)
-            if len(names) > 1 and "{name}" not in out.path:
-                text = str(Path(text).with_name(f"{Path(text).stem}_{name}.parquet"))
-            paths[name] = config.resolve(text)
+    def of(cls, graph: EngineGraph) -> OutputPlan:
+        """The plan for the graph's config (``EngineGraph.output_paths``)."""
+        paths = graph.output_paths()
+        names = list(paths)
         streamed = {name for name in names if not graph.consumers(name)}
         return cls(paths, streamed)
 

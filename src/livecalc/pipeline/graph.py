@@ -11,6 +11,7 @@ import difflib
 import graphlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from livecalc.pipeline.config import DataSource, EngineNode, PipelineConfig
 
@@ -140,6 +141,41 @@ class EngineGraph:
         sorter = graphlib.TopologicalSorter(self.predecessors)
         sorter.prepare()
         return sorter
+
+    def output_paths(self) -> dict[str, Path]:
+        """The file each written record output goes to, by dataset name (absolute paths).
+
+        The config's ``output.write`` list, or by default the record output of every node that
+        reads a policy data source (the projection), or failing that of the last node that
+        has outputs. With several outputs and no ``{name}`` in the path, each file gets
+        ``_<name>`` after the path's stem.
+        """
+        out = self.config.output
+        if out is None:
+            return {}
+        if out.write is not None:
+            names = list(out.write)
+        else:
+            policy_sources = {
+                name
+                for name, src in self.config.data_sources.items()
+                if src.resolved_kind(name) == "policies"
+            }
+            readers = [
+                n
+                for n in self.order()
+                if policy_sources & set(self.config.node(n).inputs) and self.config.node(n).outputs
+            ]
+            if not readers:
+                readers = [n for n in self.order() if self.config.node(n).outputs][-1:]
+            names = [self.config.node(n).outputs[0] for n in readers]
+        paths = {}
+        for name in names:
+            text = out.path.replace("{name}", name)
+            if len(names) > 1 and "{name}" not in out.path:
+                text = str(Path(text).with_name(f"{Path(text).stem}_{name}.parquet"))
+            paths[name] = self.config.resolve(text)
+        return paths
 
     def record_outputs(self) -> Iterator[tuple[str, str]]:
         """(node id, dataset) of each node's first output, in run order."""

@@ -12,7 +12,9 @@ Relative paths (data sources, outputs) resolve against the config file's folder.
 from __future__ import annotations
 
 import difflib
+import graphlib
 import importlib
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from livecalc.pipeline._config_files import (
     unwritable,
 )
 from livecalc.pipeline.config import DataSource, EngineNode, PipelineConfig
-from livecalc.pipeline.graph import graph_problems
+from livecalc.pipeline.graph import EngineGraph, graph_problems
 from livecalc.runtime.factory import BUILTIN_ALIASES, EngineFactory
 
 __all__ = ["apply_overrides", "format_problems", "load_config", "parse_override"]
@@ -112,6 +114,7 @@ def load_config(
         problems.extend(_file_problems(sources, Path(raw["base_dir"])))
     if config is not None:
         problems.extend(_output_problems(config, nodes, sources))
+        problems.extend(_collision_problems(config))
         if check_files:
             problems.extend(_output_path_problems(config))
     if problems:
@@ -253,3 +256,60 @@ def _output_path_problems(config: PipelineConfig) -> list[str]:
         if problem:
             problems.append(f"{key}: {problem}; choose another path")
     return list(dict.fromkeys(problems))
+
+
+def _collision_problems(config: PipelineConfig) -> list[str]:
+    """Output files that are an input file or another output (resolved: links, ``..``)."""
+    out = config.output
+    if out is None:
+        return []
+    try:
+        written = EngineGraph(config).output_paths()
+    except graphlib.CycleError:
+        return []  # reported as a cycle
+    inputs = [
+        (f"data_sources.{name}", config.resolve(src.path))
+        for name, src in config.data_sources.items()
+    ]
+    for i, node in enumerate(config.engines):
+        inputs.extend(_config_files(f"engines[{i}].config", config.engine_config(node.id)))
+    targets = [(f"output.path (output {name!r})", path) for name, path in written.items()]
+    if out.summary_path:
+        targets.append(("output.summary_path", config.resolve(out.summary_path)))
+    problems = []
+    for k, (key, path) in enumerate(targets):
+        for other_key, other in inputs:
+            if _same_file(path, other):
+                problems.append(
+                    f"{key}: {str(path)!r} is the file of {other_key}; writing there would "
+                    "replace that input: choose another path"
+                )
+        for other_key, other in targets[:k]:
+            if _same_file(path, other):
+                problems.append(
+                    f"{key}: {str(path)!r} is also written by {other_key}; one would "
+                    "overwrite the other: choose another path"
+                )
+    return problems
+
+
+def _config_files(where: str, value: Any) -> list[tuple[str, Path]]:
+    """(JSON path, file) of every existing file an engine config names by absolute path."""
+    if isinstance(value, dict):
+        return [f for k, v in value.items() for f in _config_files(f"{where}.{k}", v)]
+    if isinstance(value, list):
+        return [f for j, v in enumerate(value) for f in _config_files(f"{where}[{j}]", v)]
+    if isinstance(value, str) and "://" not in value and os.path.isabs(value):
+        path = Path(value)
+        if path.is_file():
+            return [(where, path)]
+    return []
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links too
+    except OSError:
+        return False  # one of them does not exist yet

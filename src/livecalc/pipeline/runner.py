@@ -111,7 +111,7 @@ class Runner:
             _log.info("run_started", executor=executor.name, nodes=len(summary.nodes))
             try:
                 self._load_sources(buffers, executor.shared_buffers)
-                outputs = OutputPlan.of(self.config, self.graph, self._datasets)
+                outputs = OutputPlan.of(self.graph)
                 outputs.metadata[RUN_ID_KEY] = run_id
                 self._initialize_all(executor, buffers, summary)
                 self._schedule(summary, outputs)
