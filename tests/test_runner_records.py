@@ -1,0 +1,153 @@
+"""The runner's record buffers: counts engines report, alignment, sizes, failed writes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import livecalc
+from livecalc.errors import ExecutionError
+from livecalc.io.generate import generate_policies, write_policies
+from livecalc.runtime.engine import ExecutionResult, OutputSpec
+from livecalc.runtime.factory import EngineFactory
+from livecalc.runtime.records import POLICY_DTYPE, RESULT_DTYPE
+from livecalc.testing import register_testing_engines
+
+
+class SeedCopyEngine:
+    """A seed-style engine (duck-typed, ``runChunk`` returning a dict) writing RESULT records.
+
+    ``config["report"]`` picks what its dict says: "rows" (rows_processed only, as many seed
+    engines did), "records" (records_written) or "bytes" (bytes_written).
+    """
+
+    def __init__(self) -> None:
+        self.is_initialized = False
+
+    def initialize(self, config: dict[str, Any], credentials: Any) -> None:
+        self.report = config.get("report", "rows")
+        self.is_initialized = True
+
+    def get_info(self) -> dict[str, Any]:
+        return {"name": "SeedCopy", "version": "0.9", "engine_type": "projection"}
+
+    def output_spec(self, inputs: Mapping[str, np.ndarray]) -> OutputSpec:
+        return OutputSpec(RESULT_DTYPE, len(next(iter(inputs.values()))))
+
+    def runChunk(self, input_buffer: Any, output_buffer: Any) -> dict[str, Any]:
+        policies = next(a for a in input_buffer.values() if a.dtype == POLICY_DTYPE)
+        n = len(policies)
+        output_buffer[:n]["policy_id"] = policies["policy_id"]
+        output_buffer[:n]["npv"] = policies["sum_assured"]
+        counts = {"rows": {}, "records": {"records_written": n}, "bytes": {"bytes_written": n * 24}}
+        return {"success": True, "rows_processed": n, **counts[self.report]}
+
+    def dispose(self) -> None:
+        self.is_initialized = False
+
+
+@pytest.fixture
+def factory() -> EngineFactory:
+    f = EngineFactory(discover=False)
+    register_testing_engines(f)
+    f.register_engine("seed_copy", SeedCopyEngine)
+    return f
+
+
+@pytest.fixture
+def policies_file(tmp_path: Path) -> Path:
+    path = tmp_path / "policies.parquet"
+    write_policies(path, generate_policies(40, seed=5, in_force_fraction=0.5))
+    return path
+
+
+def _config(node: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "data_sources": {"policies": {"path": "policies.parquet"}},
+        "engines": [{"id": "a", "inputs": ["policies"], "outputs": ["a_out"], **node}],
+        **extra,
+    }
+
+
+class TestSeedStyleRecordCounts:
+    def test_dict_without_a_count_fails_the_node_saying_what_to_return(
+        self, tmp_path: Path, policies_file: Path, factory: EngineFactory
+    ) -> None:
+        """A seed dict with rows_processed only fails its node; no empty file is written."""
+        raw = _config(
+            {"type": "seed_copy"},
+            output={"path": "out/results.parquet", "summary_path": "out/summary.json"},
+        )
+
+        result = livecalc.run(raw, factory=factory, base_dir=tmp_path)
+
+        assert "failed" == result.status["a"]
+        assert "without 'bytes_written'" in str(result.nodes["a"].error)
+        assert "records_written" in str(result.nodes["a"].error)
+        assert not (tmp_path / "out" / "results.parquet").exists()
+
+    @pytest.mark.parametrize("report", ["records", "bytes"])
+    def test_counted_records_are_all_kept(
+        self, tmp_path: Path, policies_file: Path, factory: EngineFactory, report: str
+    ) -> None:
+        """records_written or bytes_written keeps every record the seed engine wrote."""
+        raw = _config(
+            {"type": "seed_copy", "config": {"report": report}, "chunk_size": 7},
+            output={"path": "out/results.parquet"},
+        )
+
+        result = livecalc.run(raw, factory=factory, base_dir=tmp_path)
+
+        assert "succeeded" == result.status["a"]
+        assert 40 == result.table("a_out").num_rows == result.nodes["a"].records
+
+    def test_from_legacy_needs_a_count_when_given_a_buffer(self) -> None:
+        """from_legacy raises for a success dict without a count once a buffer was given."""
+        buffer = np.zeros(4, RESULT_DTYPE)
+
+        with pytest.raises(ExecutionError) as info:
+            ExecutionResult.from_legacy({"success": True, "rows_processed": 4}, 1.0, buffer)
+        counted = ExecutionResult.from_legacy({"records_written": 3}, 1.0, buffer)
+
+        assert "bytes_written" in str(info.value)
+        assert 3 * 24 == counted.bytes_written
+
+
+class TestAlignment:
+    @pytest.mark.parametrize("chunk_size", [1, 2, 3, 5, 7, 13, 64])
+    def test_every_buffer_an_engine_sees_is_16_byte_aligned(
+        self, tmp_path: Path, policies_file: Path, factory: EngineFactory, chunk_size: int
+    ) -> None:
+        """Merged 24-byte RESULT outputs and POLICY_EXT chunks start on 16 bytes, all chunks."""
+        raw = _config({"type": "test_align", "chunk_size": chunk_size})
+
+        result = livecalc.run(raw, factory=factory, base_dir=tmp_path)
+        offsets = result.statistics["a"]["offsets"]
+        records = result.records("a_out")
+
+        assert -(-40 // chunk_size) == len(offsets)
+        assert {"policies", "policies_ext"} == set(offsets[0]["inputs"])
+        assert [0] * len(offsets) == [o["output"] for o in offsets]
+        assert [[0, 0]] * len(offsets) == [list(o["inputs"].values()) for o in offsets]
+        assert list(range(1, 41)) == records["policy_id"].tolist()
+        assert records["npv"].tolist() == records["policy_id"].astype(float).tolist()
+
+    def test_streamed_chunks_are_aligned_too(
+        self, tmp_path: Path, policies_file: Path, factory: EngineFactory
+    ) -> None:
+        """Chunks streamed to Parquet (odd chunk size) see aligned buffers; all rows written."""
+        raw = _config(
+            {"type": "test_align", "chunk_size": 3}, output={"path": "out/results.parquet"}
+        )
+
+        result = livecalc.run(raw, factory=factory, base_dir=tmp_path)
+        offsets = result.statistics["a"]["offsets"]
+
+        assert {0} == {o["output"] for o in offsets} | {
+            v for o in offsets for v in o["inputs"].values()
+        }
+        assert list(range(1, 41)) == result.table("a_out")["policy_id"].to_pylist()
