@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,11 +13,17 @@ import numpy as np
 import pytest
 
 import livecalc
-from livecalc.errors import ExecutionError
-from livecalc.io.generate import generate_policies, write_policies
+from livecalc.errors import ConfigurationError, ExecutionError
+from livecalc.io.generate import ScenarioData, generate_policies, write_policies, write_scenarios
 from livecalc.runtime.engine import ExecutionResult, OutputSpec
 from livecalc.runtime.factory import EngineFactory
-from livecalc.runtime.records import POLICY_DTYPE, RESULT_DTYPE
+from livecalc.runtime.records import (
+    MAX_RECORDS,
+    POLICY_DTYPE,
+    RESULT_DTYPE,
+    SCENARIO_DTYPE,
+    BufferType,
+)
 from livecalc.testing import register_testing_engines
 
 
@@ -151,3 +160,123 @@ class TestAlignment:
             v for o in offsets for v in o["inputs"].values()
         }
         assert list(range(1, 41)) == result.table("a_out")["policy_id"].to_pylist()
+
+
+def _livecalc(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).with_name("livecalc")), *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def _sized_config(tmp_path: Path, n_policies: int, **extra: Any) -> Path:
+    """20,000 policies x 6,000 ESG scenarios (60 x 100, 2 years): 1.2e8 records."""
+    write_policies(tmp_path / "policies.parquet", generate_policies(n_policies, seed=1))
+    raw = {
+        "data_sources": {"policies": {"path": "policies.parquet"}},
+        "engines": [
+            {
+                "id": "esg",
+                "type": "esg",
+                "config": {"outer": 60, "inner": 100, "years": 2},
+                "outputs": ["scenarios"],
+            },
+            {
+                "id": "projection",
+                "type": "projection",
+                "inputs": ["policies", "scenarios"],
+                "outputs": ["results"],
+            },
+        ],
+        "output": {"path": "out/results.parquet", "summary_path": "out/summary.json"},
+        **extra,
+    }
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+class TestRecordLimits:
+    def test_merged_output_past_the_limit_is_refused_before_anything_runs(
+        self, tmp_path: Path
+    ) -> None:
+        """1.2e8 RESULT records read by a solver: validate and run exit 2, nothing written."""
+        config = _sized_config(tmp_path, 20_000)
+        raw = json.loads(config.read_text())
+        raw["engines"].append(
+            {"id": "solver", "type": "solver", "inputs": ["results"], "outputs": ["stats"]}
+        )
+        config.write_text(json.dumps(raw))
+
+        validated = _livecalc("validate", str(config), cwd=tmp_path)
+        ran = _livecalc("run", str(config), cwd=tmp_path)
+
+        for done in (validated, ran):
+            assert 2 == done.returncode, done.stderr
+            assert "engines[1] ('projection')" in done.stderr
+            assert "120,000,000 RESULT records (20,000 policies x 6,000 scenarios)" in (done.stderr)
+            assert '"output": "scenario_totals"' in done.stderr
+            assert "Traceback" not in done.stderr
+        assert not (tmp_path / "out").exists()
+
+    def test_streamed_chunk_past_the_limit_says_which_chunk_size_fits(self, tmp_path: Path) -> None:
+        """A streamed output whose chunk alone passes the limit names the chunk size that fits."""
+        config = _sized_config(tmp_path, 20_000, run={"chunk_size": 20_000})
+
+        problem = _problem(config)
+
+        assert "each chunk's output would hold 120,000,000 RESULT records" in problem
+        assert "lower chunk_size to at most 16,666" in problem
+
+    def test_scenario_file_sizes_come_from_the_footer(self, tmp_path: Path) -> None:
+        """100,000 scenarios in a file x 2,000 policies read by a solver are refused."""
+        scenarios = np.zeros(100_000, SCENARIO_DTYPE)
+        scenarios["scenario_id"] = np.arange(100_000)
+        scenarios["year"] = 1
+        write_scenarios(tmp_path / "scenarios.parquet", ScenarioData(scenarios, {}))
+        config = _sized_config(tmp_path, 2_000)
+        raw = json.loads(config.read_text())
+        raw["data_sources"]["scenarios"] = {"path": "scenarios.parquet"}
+        raw["engines"][0] = {
+            "id": "solver",
+            "type": "solver",
+            "inputs": ["results"],
+            "outputs": ["stats"],
+        }
+        config.write_text(json.dumps(raw))
+
+        problem = _problem(config)
+
+        assert "200,000,000 RESULT records (2,000 policies x 100,000 scenarios)" in problem
+
+    def test_within_the_limit_passes(self, tmp_path: Path) -> None:
+        """Streaming the same 1.2e8 records in chunks of 10,000 policies is fine."""
+        config = _sized_config(tmp_path, 20_000)
+
+        livecalc.check_engines(config)
+
+    def test_runner_refuses_any_engine_asking_past_the_limit(
+        self, tmp_path: Path, policies_file: Path, factory: EngineFactory
+    ) -> None:
+        """A plug-in engine whose output_spec passes the limit fails its node, nothing allocated."""
+        factory.register_engine("huge", HugeSpecEngine)
+        raw = _config({"type": "huge"}, output={"path": "out/r.parquet", "summary_path": "s.json"})
+
+        result = livecalc.run(raw, factory=factory, base_dir=tmp_path)
+
+        assert "failed" == result.status["a"]
+        assert "100,000,001 RESULT records, over the limit of 100,000,000" in str(
+            result.nodes["a"].error
+        )
+        assert (tmp_path / "s.json").exists()
+
+
+class HugeSpecEngine(SeedCopyEngine):
+    """Asks for one RESULT record more than a buffer may hold."""
+
+    def output_spec(self, inputs: Mapping[str, np.ndarray]) -> OutputSpec:
+        return OutputSpec(RESULT_DTYPE, MAX_RECORDS[BufferType.RESULT] + 1)
+
+
+def _problem(config: Path) -> str:
+    with pytest.raises(ConfigurationError) as info:
+        livecalc.check_engines(config)
+    return str(info.value)

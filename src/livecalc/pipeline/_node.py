@@ -25,6 +25,7 @@ from livecalc.log import get_logger
 from livecalc.pipeline.executors import EngineHandle
 from livecalc.runtime.buffers import (
     ALIGNMENT,
+    MAX_RECORDS,
     POLICY_DTYPE,
     POLICY_EXT_DTYPE,
     SCENARIO_TOTAL_DTYPE,
@@ -179,10 +180,12 @@ class NodeRunner:
             dtype = np.dtype(spec.dtype)
             if dtype == SCENARIO_TOTAL_DTYPE or sink is not None or plan.count == 1:
                 stream = sink is not None and dtype != SCENARIO_TOTAL_DTYPE
+                _check_limit(dtype, spec.records, whole=plan.count == 1 and sink is None)
                 buf = self._buffer(f"{role}.chunk", dtype, spec.records)
             else:
                 whole = self.handle.output_spec(inputs)
                 assert whole is not None
+                _check_limit(dtype, whole.records, whole=True)
                 merged = self._buffer(f"{role}.merged", dtype, whole.records)
         offset = 0
         for i in range(plan.count):
@@ -278,3 +281,20 @@ class NodeRunner:
 
 def _misaligned(records: np.ndarray) -> bool:
     return len(records) > 0 and records.ctypes.data % ALIGNMENT != 0
+
+
+def _check_limit(dtype: np.dtype[Any], records: int, whole: bool) -> None:
+    """Refuse an output buffer past the record limit of its type, saying what to do."""
+    for kind, limit in MAX_RECORDS.items():
+        if kind.dtype == dtype and records > limit:
+            advice = (
+                "let no engine read this output, so that it streams to Parquet chunk by "
+                "chunk, or have the engine write fewer records (the projection's "
+                '"output": "scenario_totals")'
+                if whole
+                else "lower chunk_size"
+            )
+            raise ConfigurationError(
+                f"the output buffer would hold {records:,} {kind.name} records, over the limit "
+                f"of {limit:,}; {advice}"
+            )
