@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import resource
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -280,3 +282,50 @@ def _problem(config: Path) -> str:
     with pytest.raises(ConfigurationError) as info:
         livecalc.check_engines(config)
     return str(info.value)
+
+
+def _limit_file_size() -> None:
+    # Files may grow to 1 MB; past that a write fails with EFBIG (the signal that would
+    # otherwise kill the process is ignored, as a server would).
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+class TestFailedWrites:
+    def test_failed_write_of_an_in_memory_output_fails_only_its_node(self, tmp_path: Path) -> None:
+        """A file too large: its node fails, dependants are skipped, the summary is written."""
+        write_policies(tmp_path / "policies.parquet", generate_policies(100_000, seed=2))
+        raw = {
+            "plugins": ["livecalc.testing:register_testing_engines"],
+            "data_sources": {"policies": {"path": "policies.parquet"}},
+            "engines": [
+                {"id": "a", "type": "test_echo", "inputs": ["policies"], "outputs": ["a_out"]},
+                {"id": "b", "type": "test_echo", "inputs": ["a_out"], "outputs": ["b_out"]},
+                {"id": "c", "type": "test_noop", "inputs": ["policies"], "outputs": ["c_out"]},
+            ],
+            "output": {"path": "out/{name}.parquet", "write": ["a_out"]},
+            "run": {"chunk_size": 30_000},
+        }
+        raw["output"]["summary_path"] = "out/summary.json"
+        (tmp_path / "config.json").write_text(json.dumps(raw))
+        command = [str(Path(sys.executable).with_name("livecalc")), "run", "config.json"]
+
+        done = subprocess.run(
+            command,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            preexec_fn=_limit_file_size,
+        )
+        summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+        nodes = {n["node_id"]: n for n in summary["nodes"]}
+
+        assert 1 == done.returncode, done.stderr
+        assert "Traceback" not in done.stderr
+        assert ("failed", "skipped", "succeeded") == tuple(nodes[k]["status"] for k in "abc")
+        assert "write: " in nodes["a"]["error"]
+        assert "cannot write " in nodes["a"]["error"] and "a_out.parquet" in nodes["a"]["error"]
+        assert "choose another output.path" in nodes["a"]["error"]
+        assert "not run: upstream node 'a' failed" == nodes["b"]["error"]
+        assert ["summary.json"] == sorted(p.name for p in (tmp_path / "out").iterdir())

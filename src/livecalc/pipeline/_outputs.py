@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from livecalc.errors import ConfigurationError
+from livecalc.errors import ConfigurationError, ExecutionError
 from livecalc.io.parquet import ParquetReader, ParquetWriter, PolicyData
 from livecalc.pipeline.config import DataSource, PipelineConfig
 from livecalc.pipeline.graph import EngineGraph
@@ -69,18 +69,38 @@ class StreamSink:
         self._writer: ParquetWriter | None = None
 
     def write(self, records: np.ndarray) -> None:
-        """Append one chunk's records (copied into the file before the buffer is reused)."""
-        if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = ParquetWriter(self.path, records.dtype, self.metadata)
-        self._writer.write_chunk(records)
+        """Append one chunk's records (copied into the file before the buffer is reused).
+
+        Raises:
+            ExecutionError: the file cannot be written (disk full, file too large...).
+        """
+        try:
+            if self._writer is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._writer = ParquetWriter(self.path, records.dtype, self.metadata)
+            self._writer.write_chunk(records)
+        except (OSError, ExecutionError) as exc:
+            raise self._write_error(exc) from exc
         self.records += len(records)
 
     def commit(self) -> None:
         """Finish the file (an empty output still gets its file, with no rows)."""
         if self._writer is None:
             return
-        self._writer.close()
+        try:
+            self._writer.close()
+        except (OSError, ExecutionError) as exc:
+            raise self._write_error(exc) from exc
+
+    def _write_error(self, exc: OSError | ExecutionError) -> ExecutionError:
+        # The writer's own error says "writing <path> failed: <reason>": keep the reason.
+        reason = str(exc).partition(" failed: ")[2] or str(exc)
+        if isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
+        return ExecutionError(
+            f"cannot write {str(self.path)!r} ({reason}); free disk space, raise the file "
+            "size limit or choose another output.path"
+        )
 
     def abort(self) -> None:
         """Drop the temporary file: nothing is left at the target path."""

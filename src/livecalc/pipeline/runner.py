@@ -335,7 +335,13 @@ class Runner:
         report.seconds = time.perf_counter() - start
         self._record(node_id, report, result, sink.records if sink is not None else 0)
         if dataset is not None:
-            self._publish(node_id, dataset, result, report, outputs)
+            try:
+                self._publish(node_id, dataset, result, report, outputs)
+            except CalcEngineError as exc:
+                # The output file could not be written (disk full...): this node fails, its
+                # dependants are skipped, the rest of the run and its summary go on.
+                self._fail(summary, node_id, exc, "write")
+                return
         report.status = "succeeded"
         _log.info(
             "node_finished",
