@@ -110,6 +110,7 @@ def load_config(
     problems.extend(_plugin_problems(raw.get("plugins"), factory))
     problems.extend(_type_problems(nodes, factory))
     problems.extend(graph_problems(nodes, sources))
+    problems.extend(_required_input_problems(nodes, sources, factory))
     if check_files:
         problems.extend(_file_problems(sources, Path(raw["base_dir"])))
     if config is not None:
@@ -187,6 +188,43 @@ def _type_problems(nodes: Sequence[tuple[int, EngineNode]], factory: EngineFacto
                 f"engines[{i}].type: unknown engine type {node.type!r}{hint}; known types: "
                 f"{', '.join(types)} (aliases: {aliases})"
             )
+    return problems
+
+
+# What each built-in engine type writes, and the input the ones that read need.
+_PRODUCES = {"esg": "scenarios", "projection": "results", "solver": "statistics"}
+_NEEDS = {
+    "projection": ("policies", "policy records (a data source of policies)"),
+    "solver": ("results", "projection results (RESULT, RESULT_DETAIL or SCENARIO_TOTAL records)"),
+}
+
+
+def _required_input_problems(
+    nodes: Sequence[tuple[int, EngineNode]],
+    sources: Mapping[str, DataSource],
+    factory: EngineFactory,
+) -> list[str]:
+    """Built-in engines none of whose inputs can give what they need (a solver with none)."""
+    kinds: dict[str, str | None] = {n: s.resolved_kind(n) for n, s in sources.items()}
+    for _, node in nodes:
+        for name in node.outputs[:1]:
+            # A plug-in's output may be anything (None): it is given the benefit of the doubt.
+            kinds.setdefault(name, _PRODUCES.get(factory.canonical_type(node.type)))
+    problems = []
+    for i, node in nodes:
+        need = _NEEDS.get(factory.canonical_type(node.type))
+        if need is None:
+            continue
+        kind, what = need
+        # An input nothing produces is reported already; it may be meant to give this.
+        if any(name not in kinds or kinds[name] in (kind, None) for name in node.inputs):
+            continue
+        offers = [name for name, k in kinds.items() if k in (kind, None)]
+        hint = f"add one of {', '.join(map(repr, offers))}" if offers else "add one"
+        problems.append(
+            f"engines[{i}].inputs: the {factory.canonical_type(node.type)} {node.id!r} needs "
+            f"{what} and none of its inputs {list(node.inputs)} gives them; {hint}"
+        )
     return problems
 
 
