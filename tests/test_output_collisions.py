@@ -88,6 +88,17 @@ class TestOutputCollisions:
         assert "output.summary_path:" in result.output
         assert "data_sources.policies" in result.output
 
+    def test_summary_onto_the_config_file_is_refused(self, tmp_path: Path, policies: Path) -> None:
+        """A summary path that is the config file itself exits 2; the config is intact."""
+        config = _config(tmp_path, summary_path="config.json")
+        before = config.read_text()
+
+        result = CliRunner().invoke(app, ["run", str(config)])
+
+        assert 2 == result.exit_code, result.output
+        assert "is the config file itself" in result.output
+        assert before == config.read_text()
+
     def test_output_onto_an_engine_config_file_is_refused(
         self, tmp_path: Path, policies: Path
     ) -> None:

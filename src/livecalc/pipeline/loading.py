@@ -83,6 +83,7 @@ def load_config(
         base_dir: folder for relative paths of a dict config (default: the current folder).
         check_files: also check that data source files exist.
     """
+    config_file: Path | None = None
     if isinstance(source, PipelineConfig):
         # Validated again (cheap), so its plugins register with this factory too.
         raw: dict[str, Any] = source.model_dump(exclude={"base_dir"})
@@ -93,6 +94,7 @@ def load_config(
     else:
         path = Path(source)
         raw = read_config_json(path)
+        config_file = path
         folder = path.resolve().parent
     raw = apply_overrides(raw, overrides)
     raw.pop("$schema", None)  # editors' schema pointer
@@ -115,7 +117,7 @@ def load_config(
         problems.extend(_file_problems(sources, Path(raw["base_dir"])))
     if config is not None:
         problems.extend(_output_problems(config, nodes, sources))
-        problems.extend(_collision_problems(config))
+        problems.extend(_collision_problems(config, config_file))
         if check_files:
             problems.extend(_output_path_problems(config))
     if problems:
@@ -296,8 +298,9 @@ def _output_path_problems(config: PipelineConfig) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
-def _collision_problems(config: PipelineConfig) -> list[str]:
-    """Output files that are an input file or another output (resolved: links, ``..``)."""
+def _collision_problems(config: PipelineConfig, config_file: Path | None) -> list[str]:
+    """Output files that are an input file (the config's own included) or another output,
+    compared resolved (links, ``..``)."""
     out = config.output
     if out is None:
         return []
@@ -306,11 +309,14 @@ def _collision_problems(config: PipelineConfig) -> list[str]:
     except graphlib.CycleError:
         return []  # reported as a cycle
     inputs = [
-        (f"data_sources.{name}", config.resolve(src.path))
+        (f"the file of data_sources.{name}", config.resolve(src.path))
         for name, src in config.data_sources.items()
     ]
+    if config_file is not None:
+        inputs.append(("the config file itself", config_file))
     for i, node in enumerate(config.engines):
-        inputs.extend(_config_files(f"engines[{i}].config", config.engine_config(node.id)))
+        found = _config_files(f"engines[{i}].config", config.engine_config(node.id))
+        inputs.extend((f"the file of {where}", path) for where, path in found)
     targets = [(f"output.path (output {name!r})", path) for name, path in written.items()]
     if out.summary_path:
         targets.append(("output.summary_path", config.resolve(out.summary_path)))
@@ -319,7 +325,7 @@ def _collision_problems(config: PipelineConfig) -> list[str]:
         for other_key, other in inputs:
             if _same_file(path, other):
                 problems.append(
-                    f"{key}: {str(path)!r} is the file of {other_key}; writing there would "
+                    f"{key}: {str(path)!r} is {other_key}; writing there would "
                     "replace that input: choose another path"
                 )
         for other_key, other in targets[:k]:
