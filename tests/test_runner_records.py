@@ -249,6 +249,24 @@ class TestRecordLimits:
 
         assert "200,000,000 RESULT records (2,000 policies x 100,000 scenarios)" in problem
 
+    def test_run_checks_file_sizes_before_reading_the_data(self, tmp_path: Path) -> None:
+        """livecalc.run refuses from the footers, before reading rates it would refuse too."""
+        scenarios = np.zeros(100_000, SCENARIO_DTYPE)
+        scenarios["scenario_id"] = np.arange(100_000)
+        scenarios["year"] = 1
+        scenarios["rate"] = np.nan  # reading the file would stop at row 0
+        write_scenarios(tmp_path / "scenarios.parquet", ScenarioData(scenarios, {}))
+        config = _sized_config(tmp_path, 2_000)
+        raw = json.loads(config.read_text())
+        raw["data_sources"]["scenarios"] = {"path": "scenarios.parquet"}
+        raw["engines"][0] = {"id": "solver", "type": "solver", "inputs": ["results"]}
+
+        with pytest.raises(ConfigurationError) as info:
+            livecalc.run(raw, base_dir=tmp_path)
+
+        assert "2,000 policies x 100,000 scenarios" in str(info.value)
+        assert not (tmp_path / "out").exists()
+
     def test_within_the_limit_passes(self, tmp_path: Path) -> None:
         """Streaming the same 1.2e8 records in chunks of 10,000 policies is fine."""
         config = _sized_config(tmp_path, 20_000)

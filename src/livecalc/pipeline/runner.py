@@ -112,11 +112,14 @@ class Runner:
             start = time.perf_counter()
             _log.info("run_started", executor=executor.name, nodes=len(summary.nodes))
             try:
+                # Projections fed by files are sized from the footers before the data is
+                # read; those fed by an ESG once it is initialised (and says how many).
+                self._check_buffer_sizes(with_engines=False)
                 self._load_sources(buffers, executor.shared_buffers)
                 outputs = OutputPlan.of(self.graph)
                 outputs.metadata[RUN_ID_KEY] = run_id
                 self._initialize_all(executor, buffers, summary)
-                self._check_buffer_sizes()
+                self._check_buffer_sizes(with_engines=True)
                 self._schedule(summary, outputs)
             finally:
                 for node_id, handle in self._handles.items():
@@ -197,11 +200,11 @@ class Runner:
                 + "\n".join(f"  {p}" for p in problems)
             )
 
-    def _check_buffer_sizes(self) -> None:
+    def _check_buffer_sizes(self, with_engines: bool) -> None:
         # Before any node runs: an output past the record limit would take gigabytes or end
         # in a MemoryError (NodeRunner checks again, exactly, for any engine).
         produced = {}
-        for node_id, handle in self._handles.items():
+        for node_id, handle in self._handles.items() if with_engines else ():
             node = self.config.node(node_id)
             if node.outputs and self.factory.canonical_type(node.type) == "esg":
                 try:
