@@ -136,3 +136,42 @@ class TestRecordsToArrow:
 
         assert list(POLICY_DTYPE.names or ()) == table.column_names
         assert np.array_equal(records["sum_assured"], table["sum_assured"].to_numpy())
+
+
+_SCRIPT = """
+import sys
+import livecalc
+
+if __name__ == "__main__":  # worker processes import this file
+    try:
+        livecalc.run(sys.argv[1], executor=sys.argv[2], overrides=[sys.argv[3]])
+    except livecalc.ConfigurationError as exc:
+        print(f"caught: {exc}")
+"""
+
+
+class TestConfigErrorsAreOneMessage:
+    @pytest.mark.parametrize("executor", ["local", "processes"])
+    def test_engine_config_error_logs_no_error_line(self, tmp_path: Path, executor: str) -> None:
+        """livecalc.run raising an engine's config error writes nothing to stderr."""
+        import shutil
+        import subprocess
+        import sys
+
+        examples = Path(__file__).parent.parent / "examples"
+        shutil.copytree(examples / "data", tmp_path / "data")
+        shutil.copy(examples / "dag_config_projection_only.json", tmp_path / "config.json")
+        script = tmp_path / "script.py"
+        script.write_text(_SCRIPT)
+        override = "projection.mortality_table=nope.csv"
+
+        done = subprocess.run(
+            [sys.executable, str(script), str(tmp_path / "config.json"), executor, override],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+        assert 0 == done.returncode, done.stderr
+        assert "caught: engines[0].config.mortality_table (file 'nope.csv')" in done.stdout
+        assert "" == done.stderr

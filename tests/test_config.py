@@ -15,6 +15,7 @@ from livecalc.pipeline.config import PipelineConfig, config_json_schema
 from livecalc.pipeline.loading import apply_overrides, load_config, parse_override
 
 DATA = Path(__file__).parent / "data"
+EXAMPLE_POLICIES = Path(__file__).parent.parent / "examples" / "data" / "policies.parquet"
 
 
 def _problems(source: Any, **kwargs: Any) -> str:
@@ -25,15 +26,16 @@ def _problems(source: Any, **kwargs: Any) -> str:
 
 def _minimal() -> dict[str, Any]:
     return {
+        "data_sources": {"policies": {"path": str(EXAMPLE_POLICIES)}},
         "engines": [
             {"id": "esg", "type": "esg", "config": {"outer": 2}, "outputs": ["scenarios"]},
             {
                 "id": "projection",
                 "type": "projection",
-                "inputs": ["scenarios"],
+                "inputs": ["policies", "scenarios"],
                 "outputs": ["results"],
             },
-        ]
+        ],
     }
 
 
@@ -269,3 +271,54 @@ class TestSchema:
 
         assert 3 == len(configs)
         assert all(isinstance(c, PipelineConfig) for c in configs)
+
+
+class TestRequiredInputs:
+    def test_solver_without_inputs_is_refused_by_validate_and_run(self, tmp_path: Path) -> None:
+        """A solver with "inputs": [] fails validation (exit 2) naming its JSON path."""
+        from typer.testing import CliRunner
+
+        from livecalc.cli.app import app
+
+        raw = _minimal()
+        raw["engines"].append(
+            {"id": "solver", "type": "solver", "config": {"metrics": ["mean"]}, "inputs": []}
+        )
+        raw["output"] = {"path": "out/results.parquet", "summary_path": "out/summary.json"}
+        config = tmp_path / "config.json"
+        config.write_text(json.dumps(raw))
+
+        validated = CliRunner().invoke(app, ["validate", str(config)])
+        ran = CliRunner().invoke(app, ["run", str(config)])
+
+        for result in (validated, ran):
+            assert 2 == result.exit_code, result.output
+            assert "engines[2].inputs: the solver 'solver' needs projection results" in (
+                result.output
+            )
+            assert "add one of 'results'" in result.output
+        assert not (tmp_path / "out").exists()
+
+    def test_projection_without_policies_is_refused(self) -> None:
+        """A projection reading only scenarios is refused: it needs policy records."""
+        raw = _minimal()
+        raw["engines"][1]["inputs"] = ["scenarios"]
+
+        problems = _problems(raw)
+
+        assert "engines[1].inputs: the projection 'projection' needs policy records" in problems
+
+    def test_seed_alias_and_plug_in_producers(self) -> None:
+        """Aliases are checked like their type; a plug-in's output may feed a solver."""
+        raw = _minimal()
+        raw["engines"] = [
+            {"id": "p", "type": "cpp_projection", "inputs": ["x"], "outputs": ["r"]},
+            {"id": "x", "type": "native", "outputs": ["x"]},
+            {"id": "s", "type": "python_solver", "inputs": ["p_out"]},
+        ]
+
+        problems = _problems(raw)
+
+        assert "engines[0].inputs" not in problems
+        assert "engines[2].inputs[0]: 'p_out' is produced by no engine" in problems
+        assert "engines[2].inputs: " not in problems

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -98,3 +105,76 @@ class TestGraphProblems:
 
         assert [] == problems
         assert [f"n{i}" for i in range(n)] == order
+
+
+def _ring(prefix: str, n: int) -> list[dict[str, Any]]:
+    """``n`` engines, each reading the previous one's output, the first reading the last."""
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "type": "test_echo",
+            "inputs": [f"{prefix}{(i - 1) % n}_out"],
+            "outputs": [f"{prefix}{i}_out"],
+        }
+        for i in range(n)
+    ]
+
+
+def _livecalc(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    # A cycle used to make validation spin forever: the timeout turns a hang into a failure.
+    command = [str(Path(sys.executable).with_name("livecalc")), *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+class TestCyclesFromTheCommandLine:
+    @pytest.mark.parametrize("length", [1, 2, 3, 4, 5, 6])
+    def test_cycle_of_every_length_is_refused(self, tmp_path: Path, length: int) -> None:
+        """validate and run name a cycle of any length, exit 2 and write nothing."""
+        config = tmp_path / "cycle.json"
+        raw = {
+            "plugins": ["livecalc.testing:register_testing_engines"],
+            "engines": _ring("e", length),
+            "output": {"path": "out/results.parquet", "summary_path": "out/summary.json"},
+        }
+        config.write_text(json.dumps(raw))
+        names = " -> ".join([*(f"e{i}" for i in range(length)), "e0"])
+
+        validated = _livecalc("validate", str(config), cwd=tmp_path)
+        ran = _livecalc("run", str(config), cwd=tmp_path)
+
+        for done in (validated, ran):
+            assert 2 == done.returncode, done.stderr
+            assert f"engines[0]: cycle {names};" in done.stderr
+            assert "Traceback" not in done.stderr
+        assert not (tmp_path / "out").exists()
+
+    def test_two_disjoint_cycles_are_both_named(self, tmp_path: Path) -> None:
+        """Two separate cycles (of 3 and 4 engines) are both reported by validate and run."""
+        config = tmp_path / "cycles.json"
+        raw = {
+            "plugins": ["livecalc.testing:register_testing_engines"],
+            "engines": [*_ring("a", 3), *_ring("b", 4)],
+        }
+        config.write_text(json.dumps(raw))
+
+        for command in ("validate", "run"):
+            done = _livecalc(command, str(config), cwd=tmp_path)
+
+            assert 2 == done.returncode, done.stderr
+            assert "engines[0]: cycle a0 -> a1 -> a2 -> a0;" in done.stderr
+            assert "engines[3]: cycle b0 -> b1 -> b2 -> b3 -> b0;" in done.stderr
+
+    def test_long_cycle_is_named_without_the_command_line(self) -> None:
+        """graph_problems names a cycle of three, in data-flow order, from its first engine."""
+        nodes = [
+            (0, _node("c", ["b1"], ["c1"])),
+            (1, _node("a", ["c1"], ["a1"])),
+            (2, _node("b", ["a1"], ["b1"])),
+        ]
+
+        problems = graph_problems(nodes, {})
+
+        assert [
+            "engines[0]: cycle c -> a -> b -> c; an engine cannot depend on its own output: "
+            "remove one of these inputs"
+        ] == problems

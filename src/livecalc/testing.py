@@ -1,12 +1,14 @@
-"""Small fake engines for tests, users' and ours: echo, no-op, sleep, spin, crash, fail-n.
+"""Small fake engines for tests, users' and ours: echo, no-op, sleep, spin, crash, fail-n,
+alignment probe.
 
 Every fake is a module-level ``ICalcEngine`` subclass, so it pickles into a worker process
 (process isolation). Each reads one record array (or the first array of a mapping of named
 inputs), and those that write anything copy their input records to ``output_buffer[:n]``,
-so ``output_spec`` asks for an output buffer of the input's dtype and length.
+so ``output_spec`` asks for an output buffer of the input's dtype and length (the alignment
+probe writes one RESULT record per input record instead).
 
 ``register_testing_engines(factory)`` registers them under "test_echo", "test_noop",
-"test_sleep", "test_spin", "test_numba_spin", "test_crash" and "test_fail_n".
+"test_sleep", "test_spin", "test_numba_spin", "test_crash", "test_fail_n" and "test_align".
 """
 
 from __future__ import annotations
@@ -31,9 +33,11 @@ from livecalc.runtime.engine import (
     OutputSpec,
 )
 from livecalc.runtime.factory import EngineFactory
+from livecalc.runtime.records import ALIGNMENT, RESULT_DTYPE
 
 __all__ = [
     "TESTING_ENGINE_TYPES",
+    "AlignmentProbeEngine",
     "CrashEngine",
     "EchoEngine",
     "FailNTimesEngine",
@@ -282,6 +286,66 @@ class FailNTimesEngine(_FakeEngine):
         return self._echo(input_buffer, output_buffer)
 
 
+class AlignmentProbeEngine(_FakeEngine):
+    """Writes one RESULT record (24 bytes) per input record, noting where each buffer starts.
+
+    ``get_outputs()["offsets"]`` has one entry per chunk: the address modulo ALIGNMENT (16) of
+    the output buffer and of every input array, ``{"output": 0, "inputs": {"policies": 0}}``;
+    0 everywhere is the alignment the C header promises.
+    """
+
+    engine_type = "test_align"
+
+    def initialize(
+        self, config: Mapping[str, Any], credentials: AMCredentials | None = None
+    ) -> None:
+        """Start a fresh list of offsets."""
+        self.offsets: list[dict[str, Any]] = []
+        super().initialize(config, credentials)
+
+    def output_spec(self, inputs: Mapping[str, np.ndarray]) -> OutputSpec | None:
+        """One RESULT record per record of the first input."""
+        first = _first_array(inputs)
+        return None if first is None else OutputSpec(RESULT_DTYPE, len(first))
+
+    def get_outputs(self) -> Mapping[str, Any]:
+        """The calls, the config and the offsets of every buffer seen."""
+        return {**super().get_outputs(), "offsets": list(self.offsets)}
+
+    def run_chunk(
+        self, input_buffer: InputBuffer, output_buffer: np.ndarray | None
+    ) -> ExecutionResult:
+        """Note the buffers' offsets; write (scenario 0, policy_id, npv = policy_id)."""
+        self.calls += 1
+        if isinstance(input_buffer, Mapping):
+            arrays = dict(input_buffer)
+        else:
+            arrays = {} if input_buffer is None else {"input": input_buffer}
+        self.offsets.append(
+            {
+                "output": None if output_buffer is None else output_buffer.ctypes.data % ALIGNMENT,
+                "inputs": {k: int(v.ctypes.data % ALIGNMENT) for k, v in arrays.items()},
+            }
+        )
+        records = _first_array(input_buffer)
+        if records is None or output_buffer is None:
+            return ExecutionResult(rows_processed=0)
+        n = len(records)
+        if output_buffer.dtype != RESULT_DTYPE or len(output_buffer) < n:
+            raise ConfigurationError(
+                f"AlignmentProbeEngine: output_buffer ({len(output_buffer)} records of "
+                f"{output_buffer.dtype}) cannot hold {n} RESULT records; allocate it from "
+                "output_spec"
+            )
+        ids = records["policy_id"] if "policy_id" in (records.dtype.names or ()) else range(n)
+        out = output_buffer[:n]
+        out["scenario_id"] = 0
+        out["policy_id"] = np.asarray(ids, dtype=np.uint64) % (1 << 32)
+        out["npv"] = out["policy_id"]
+        out["reserved"] = 0
+        return ExecutionResult(rows_processed=n, bytes_written=n * RESULT_DTYPE.itemsize)
+
+
 TESTING_ENGINE_TYPES: dict[str, type[ICalcEngine]] = {
     "test_echo": EchoEngine,
     "test_noop": NoOpEngine,
@@ -290,6 +354,7 @@ TESTING_ENGINE_TYPES: dict[str, type[ICalcEngine]] = {
     "test_numba_spin": NumbaSpinEngine,
     "test_crash": CrashEngine,
     "test_fail_n": FailNTimesEngine,
+    "test_align": AlignmentProbeEngine,
 }
 """The fakes by the type name ``register_testing_engines`` gives them."""
 

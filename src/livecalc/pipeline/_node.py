@@ -24,6 +24,8 @@ from livecalc.errors import ConfigurationError, ExecutionError
 from livecalc.log import get_logger
 from livecalc.pipeline.executors import EngineHandle
 from livecalc.runtime.buffers import (
+    ALIGNMENT,
+    MAX_RECORDS,
     POLICY_DTYPE,
     POLICY_EXT_DTYPE,
     SCENARIO_TOTAL_DTYPE,
@@ -165,9 +167,10 @@ class NodeRunner:
                 they never overwrite the records downstream engines read).
             on_chunk: progress callback.
         """
+        inputs = {name: self._aligned(f"{role}.input.{name}", a) for name, a in inputs.items()}
         plan = ChunkPlan.of(inputs, chunk_size)
         out = NodeOutput(chunks=plan.count)
-        first = plan.chunk(inputs, 0)
+        first = self._chunk(plan, inputs, 0, role)
         spec = self.handle.output_spec(first)
         buf: np.ndarray | None = None
         merged: np.ndarray | None = None
@@ -177,15 +180,24 @@ class NodeRunner:
             dtype = np.dtype(spec.dtype)
             if dtype == SCENARIO_TOTAL_DTYPE or sink is not None or plan.count == 1:
                 stream = sink is not None and dtype != SCENARIO_TOTAL_DTYPE
+                _check_limit(dtype, spec.records, whole=plan.count == 1 and sink is None)
                 buf = self._buffer(f"{role}.chunk", dtype, spec.records)
             else:
                 whole = self.handle.output_spec(inputs)
                 assert whole is not None
+                _check_limit(dtype, whole.records, whole=True)
                 merged = self._buffer(f"{role}.merged", dtype, whole.records)
         offset = 0
         for i in range(plan.count):
-            chunk_inputs = first if i == 0 else plan.chunk(inputs, i)
+            chunk_inputs = first if i == 0 else self._chunk(plan, inputs, i, role)
             target = buf if merged is None else merged[offset:]
+            landing = target
+            if merged is not None and spec is not None and _misaligned(merged[offset:]):
+                # RESULT records are 24 bytes: after an odd number of them the slice starts
+                # 8 bytes off. The engine writes into an aligned buffer; its records are
+                # copied into place below.
+                room = min(spec.records, len(merged) - offset)
+                target = self._buffer(f"{role}.aligned", merged.dtype, max(1, room))[:room]
             start = time.perf_counter()
             result = self.handle.run_chunk(chunk_inputs or None, target)
             seconds = time.perf_counter() - start
@@ -196,7 +208,14 @@ class NodeRunner:
             out.warnings.extend(result.warnings)
             n = 0
             if target is not None:
-                n = result.bytes_written // target.dtype.itemsize
+                n, rest = divmod(result.bytes_written, target.dtype.itemsize)
+                if rest or n < 0:
+                    raise ExecutionError(
+                        f"chunk {i}: engine reported bytes_written={result.bytes_written}, not "
+                        f"a whole number of {target.dtype.itemsize}-byte records; report "
+                        "n * output_buffer.dtype.itemsize for the n records written",
+                        self.node_id,
+                    )
                 if n > len(target):
                     raise ExecutionError(
                         f"chunk {i}: engine reported {n} records written into a buffer of "
@@ -204,6 +223,9 @@ class NodeRunner:
                         self.node_id,
                     )
             if merged is not None:
+                if target is not landing:
+                    assert landing is not None and target is not None
+                    landing[:n] = target[:n]
                 offset += n
             elif buf is not None and buf.dtype == SCENARIO_TOTAL_DTYPE:
                 totals = merge_scenario_totals(totals, buf[:n])
@@ -231,9 +253,48 @@ class NodeRunner:
             out.records = merged[:offset]
         return out
 
+    def _aligned(self, key: str, records: np.ndarray) -> np.ndarray:
+        """``records`` when it starts on an ALIGNMENT boundary, else an aligned copy."""
+        if not _misaligned(records):
+            return records
+        copy = self._buffer(key, records.dtype, len(records))[: len(records)]
+        copy[:] = records
+        return copy
+
+    def _chunk(
+        self, plan: ChunkPlan, inputs: Mapping[str, np.ndarray], i: int, role: str
+    ) -> dict[str, np.ndarray]:
+        # A chunk of 24-byte POLICY_EXT records may start 8 bytes off: engines get every
+        # buffer 16-byte aligned, as the C header promises.
+        return {
+            name: self._aligned(f"{role}.chunk_input.{name}", a)
+            for name, a in plan.chunk(inputs, i).items()
+        }
+
     def _check(self, result: ExecutionResult, i: int) -> None:
         if not result.success:
             raise ExecutionError(
                 f"chunk {i} failed: {result.error_message or 'the engine reported failure'}",
                 self.node_id,
+            )
+
+
+def _misaligned(records: np.ndarray) -> bool:
+    return len(records) > 0 and records.ctypes.data % ALIGNMENT != 0
+
+
+def _check_limit(dtype: np.dtype[Any], records: int, whole: bool) -> None:
+    """Refuse an output buffer past the record limit of its type, saying what to do."""
+    for kind, limit in MAX_RECORDS.items():
+        if kind.dtype == dtype and records > limit:
+            advice = (
+                "let no engine read this output, so that it streams to Parquet chunk by "
+                "chunk, or have the engine write fewer records (the projection's "
+                '"output": "scenario_totals")'
+                if whole
+                else "lower chunk_size"
+            )
+            raise ConfigurationError(
+                f"the output buffer would hold {records:,} {kind.name} records, over the limit "
+                f"of {limit:,}; {advice}"
             )

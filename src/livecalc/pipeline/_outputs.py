@@ -13,15 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from livecalc.errors import ConfigurationError
+from livecalc.errors import ConfigurationError, ExecutionError
 from livecalc.io.parquet import ParquetReader, ParquetWriter, PolicyData
 from livecalc.pipeline.config import DataSource, PipelineConfig
 from livecalc.pipeline.graph import EngineGraph
-from livecalc.runtime.buffers import POLICY_DTYPE
 
 __all__ = ["OutputPlan", "StreamSink", "load_source", "policy_ext_name"]
 
@@ -71,18 +69,38 @@ class StreamSink:
         self._writer: ParquetWriter | None = None
 
     def write(self, records: np.ndarray) -> None:
-        """Append one chunk's records (copied into the file before the buffer is reused)."""
-        if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = ParquetWriter(self.path, records.dtype, self.metadata)
-        self._writer.write_chunk(records)
+        """Append one chunk's records (copied into the file before the buffer is reused).
+
+        Raises:
+            ExecutionError: the file cannot be written (disk full, file too large...).
+        """
+        try:
+            if self._writer is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._writer = ParquetWriter(self.path, records.dtype, self.metadata)
+            self._writer.write_chunk(records)
+        except (OSError, ExecutionError) as exc:
+            raise self._write_error(exc) from exc
         self.records += len(records)
 
     def commit(self) -> None:
         """Finish the file (an empty output still gets its file, with no rows)."""
         if self._writer is None:
             return
-        self._writer.close()
+        try:
+            self._writer.close()
+        except (OSError, ExecutionError) as exc:
+            raise self._write_error(exc) from exc
+
+    def _write_error(self, exc: OSError | ExecutionError) -> ExecutionError:
+        # The writer's own error says "writing <path> failed: <reason>": keep the reason.
+        reason = str(exc).partition(" failed: ")[2] or str(exc)
+        if isinstance(exc, OSError) and exc.strerror:
+            reason = exc.strerror
+        return ExecutionError(
+            f"cannot write {str(self.path)!r} ({reason}); free disk space, raise the file "
+            "size limit or choose another output.path"
+        )
 
     def abort(self) -> None:
         """Drop the temporary file: nothing is left at the target path."""
@@ -100,33 +118,10 @@ class OutputPlan:
     written: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, config: PipelineConfig, graph: EngineGraph, datasets: dict[str, Any]) -> OutputPlan:
-        """The plan for this config, given the data sources already loaded."""
-        out = config.output
-        if out is None:
-            return cls({}, set())
-        if out.write is not None:
-            names = list(out.write)
-        else:
-            policy_sources = {
-                k
-                for k, v in datasets.items()
-                if isinstance(v, np.ndarray) and v.dtype == POLICY_DTYPE
-            }
-            readers = [
-                n
-                for n in graph.order()
-                if policy_sources & set(config.node(n).inputs) and config.node(n).outputs
-            ]
-            if not readers:
-                readers = [n for n in graph.order() if config.node(n).outputs][-1:]
-            names = [config.node(n).outputs[0] for n in readers]
-        paths = {}
-        for name in names:
-            text = out.path.replace("{name}", name)
-            if len(names) > 1 and "{name}" not in out.path:
-                text = str(Path(text).with_name(f"{Path(text).stem}_{name}.parquet"))
-            paths[name] = config.resolve(text)
+    def of(cls, graph: EngineGraph) -> OutputPlan:
+        """The plan for the graph's config (``EngineGraph.output_paths``)."""
+        paths = graph.output_paths()
+        names = list(paths)
         streamed = {name for name in names if not graph.consumers(name)}
         return cls(paths, streamed)
 

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from livecalc.assumptions.credentials import AMCredentials, CredentialManager
 from livecalc.errors import CalcEngineError, ConfigurationError, ExecutionError
 from livecalc.log import get_logger
+from livecalc.pipeline._sizes import buffer_problems, esg_scenario_count
 from livecalc.pipeline._summary import NodeReport, RunSummary
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import Executor
@@ -189,6 +190,7 @@ def check_engines(
     if credentials is None:
         credentials = _default_credentials(config)
     problems = []
+    produced_scenarios: dict[str, int] = {}
     for i, node in enumerate(config.engines):
         engine = factory.create_engine(node.type)
         try:
@@ -203,10 +205,16 @@ def check_engines(
         except Exception as exc:  # an engine's bug: still one line, naming the engine
             problems.append(f"engines[{i}]: initialize failed: {type(exc).__name__}: {exc}")
             continue
+        if node.outputs and factory.canonical_type(node.type) == "esg":
+            count = esg_scenario_count(engine.get_outputs())
+            if count is not None:
+                produced_scenarios[node.outputs[0]] = count
         try:
             engine.dispose()
         except Exception as exc:
             problems.append(f"engines[{i}]: dispose failed: {type(exc).__name__}: {exc}")
+    if not problems:
+        problems = buffer_problems(config, factory, produced_scenarios)
     if problems:
         raise ConfigurationError(
             problems[0]

@@ -11,6 +11,7 @@ import difflib
 import graphlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from livecalc.pipeline.config import DataSource, EngineNode, PipelineConfig
 
@@ -74,20 +75,30 @@ def _edges(nodes: Sequence[EngineNode]) -> dict[str, set[str]]:
 
 
 def _find_cycles(nodes: Sequence[EngineNode]) -> list[list[str]]:
-    """Each cycle once, in data-flow order (producer -> consumer), first node repeated."""
-    edges = _edges(nodes)
+    """Each cycle once, in data-flow order (producer -> consumer), first node repeated.
+
+    A cycle starts at its node listed first in "engines", so the message is the same on
+    every run (graphlib's starting point depends on set order).
+    """
+    edges = {node: set(preds) for node, preds in _edges(nodes).items()}
+    position = {n.id: i for i, n in reversed(list(enumerate(nodes)))}
     cycles = []
-    while True:
+    # Each round cuts one edge, so there are at most as many rounds as edges.
+    for _ in range(sum(len(p) for p in edges.values()) + 1):
         try:
             graphlib.TopologicalSorter(edges).prepare()
         except graphlib.CycleError as exc:
-            # graphlib lists the cycle backwards (each node, then one it depends on).
-            cycle = list(reversed(exc.args[1]))
-            cycles.append(cycle)
-            # Cut one edge of this cycle so the next attempt finds another one, if any.
-            edges[cycle[1]].discard(cycle[0])
+            # graphlib lists the cycle in data-flow order: each node, then one that reads it.
+            found = list(exc.args[1][:-1])
+            start = min(range(len(found)), key=lambda k: position.get(found[k], len(nodes)))
+            ring = found[start:] + found[:start]
+            cycles.append([*ring, ring[0]])
+            # Cut one edge of this cycle (ring[1] reads ring[0]) so the next attempt finds
+            # another one, if any.
+            edges[ring[1 % len(ring)]].discard(ring[0])
             continue
         return cycles
+    raise AssertionError(f"cycle search did not end: {cycles}")  # pragma: no cover
 
 
 @dataclass
@@ -130,6 +141,41 @@ class EngineGraph:
         sorter = graphlib.TopologicalSorter(self.predecessors)
         sorter.prepare()
         return sorter
+
+    def output_paths(self) -> dict[str, Path]:
+        """The file each written record output goes to, by dataset name (absolute paths).
+
+        The config's ``output.write`` list, or by default the record output of every node that
+        reads a policy data source (the projection), or failing that of the last node that
+        has outputs. With several outputs and no ``{name}`` in the path, each file gets
+        ``_<name>`` after the path's stem.
+        """
+        out = self.config.output
+        if out is None:
+            return {}
+        if out.write is not None:
+            names = list(out.write)
+        else:
+            policy_sources = {
+                name
+                for name, src in self.config.data_sources.items()
+                if src.resolved_kind(name) == "policies"
+            }
+            readers = [
+                n
+                for n in self.order()
+                if policy_sources & set(self.config.node(n).inputs) and self.config.node(n).outputs
+            ]
+            if not readers:
+                readers = [n for n in self.order() if self.config.node(n).outputs][-1:]
+            names = [self.config.node(n).outputs[0] for n in readers]
+        paths = {}
+        for name in names:
+            text = out.path.replace("{name}", name)
+            if len(names) > 1 and "{name}" not in out.path:
+                text = str(Path(text).with_name(f"{Path(text).stem}_{name}.parquet"))
+            paths[name] = self.config.resolve(text)
+        return paths
 
     def record_outputs(self) -> Iterator[tuple[str, str]]:
         """(node id, dataset) of each node's first output, in run order."""

@@ -12,7 +12,9 @@ Relative paths (data sources, outputs) resolve against the config file's folder.
 from __future__ import annotations
 
 import difflib
+import graphlib
 import importlib
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from livecalc.pipeline._config_files import (
     unwritable,
 )
 from livecalc.pipeline.config import DataSource, EngineNode, PipelineConfig
-from livecalc.pipeline.graph import graph_problems
+from livecalc.pipeline.graph import EngineGraph, graph_problems
 from livecalc.runtime.factory import BUILTIN_ALIASES, EngineFactory
 
 __all__ = ["apply_overrides", "format_problems", "load_config", "parse_override"]
@@ -81,6 +83,7 @@ def load_config(
         base_dir: folder for relative paths of a dict config (default: the current folder).
         check_files: also check that data source files exist.
     """
+    config_file: Path | None = None
     if isinstance(source, PipelineConfig):
         # Validated again (cheap), so its plugins register with this factory too.
         raw: dict[str, Any] = source.model_dump(exclude={"base_dir"})
@@ -91,6 +94,7 @@ def load_config(
     else:
         path = Path(source)
         raw = read_config_json(path)
+        config_file = path
         folder = path.resolve().parent
     raw = apply_overrides(raw, overrides)
     raw.pop("$schema", None)  # editors' schema pointer
@@ -108,10 +112,12 @@ def load_config(
     problems.extend(_plugin_problems(raw.get("plugins"), factory))
     problems.extend(_type_problems(nodes, factory))
     problems.extend(graph_problems(nodes, sources))
+    problems.extend(_required_input_problems(nodes, sources, factory))
     if check_files:
         problems.extend(_file_problems(sources, Path(raw["base_dir"])))
     if config is not None:
         problems.extend(_output_problems(config, nodes, sources))
+        problems.extend(_collision_problems(config, config_file))
         if check_files:
             problems.extend(_output_path_problems(config))
     if problems:
@@ -187,6 +193,43 @@ def _type_problems(nodes: Sequence[tuple[int, EngineNode]], factory: EngineFacto
     return problems
 
 
+# What each built-in engine type writes, and the input the ones that read need.
+_PRODUCES = {"esg": "scenarios", "projection": "results", "solver": "statistics"}
+_NEEDS = {
+    "projection": ("policies", "policy records (a data source of policies)"),
+    "solver": ("results", "projection results (RESULT, RESULT_DETAIL or SCENARIO_TOTAL records)"),
+}
+
+
+def _required_input_problems(
+    nodes: Sequence[tuple[int, EngineNode]],
+    sources: Mapping[str, DataSource],
+    factory: EngineFactory,
+) -> list[str]:
+    """Built-in engines none of whose inputs can give what they need (a solver with none)."""
+    kinds: dict[str, str | None] = {n: s.resolved_kind(n) for n, s in sources.items()}
+    for _, node in nodes:
+        for name in node.outputs[:1]:
+            # A plug-in's output may be anything (None): it is given the benefit of the doubt.
+            kinds.setdefault(name, _PRODUCES.get(factory.canonical_type(node.type)))
+    problems = []
+    for i, node in nodes:
+        need = _NEEDS.get(factory.canonical_type(node.type))
+        if need is None:
+            continue
+        kind, what = need
+        # An input nothing produces is reported already; it may be meant to give this.
+        if any(name not in kinds or kinds[name] in (kind, None) for name in node.inputs):
+            continue
+        offers = [name for name, k in kinds.items() if k in (kind, None)]
+        hint = f"add one of {', '.join(map(repr, offers))}" if offers else "add one"
+        problems.append(
+            f"engines[{i}].inputs: the {factory.canonical_type(node.type)} {node.id!r} needs "
+            f"{what} and none of its inputs {list(node.inputs)} gives them; {hint}"
+        )
+    return problems
+
+
 def _file_problems(sources: Mapping[str, DataSource], base: Path) -> list[str]:
     problems = []
     for name, src in sources.items():
@@ -253,3 +296,64 @@ def _output_path_problems(config: PipelineConfig) -> list[str]:
         if problem:
             problems.append(f"{key}: {problem}; choose another path")
     return list(dict.fromkeys(problems))
+
+
+def _collision_problems(config: PipelineConfig, config_file: Path | None) -> list[str]:
+    """Output files that are an input file (the config's own included) or another output,
+    compared resolved (links, ``..``)."""
+    out = config.output
+    if out is None:
+        return []
+    try:
+        written = EngineGraph(config).output_paths()
+    except graphlib.CycleError:
+        return []  # reported as a cycle
+    inputs = [
+        (f"the file of data_sources.{name}", config.resolve(src.path))
+        for name, src in config.data_sources.items()
+    ]
+    if config_file is not None:
+        inputs.append(("the config file itself", config_file))
+    for i, node in enumerate(config.engines):
+        found = _config_files(f"engines[{i}].config", config.engine_config(node.id))
+        inputs.extend((f"the file of {where}", path) for where, path in found)
+    targets = [(f"output.path (output {name!r})", path) for name, path in written.items()]
+    if out.summary_path:
+        targets.append(("output.summary_path", config.resolve(out.summary_path)))
+    problems = []
+    for k, (key, path) in enumerate(targets):
+        for other_key, other in inputs:
+            if _same_file(path, other):
+                problems.append(
+                    f"{key}: {str(path)!r} is {other_key}; writing there would "
+                    "replace that input: choose another path"
+                )
+        for other_key, other in targets[:k]:
+            if _same_file(path, other):
+                problems.append(
+                    f"{key}: {str(path)!r} is also written by {other_key}; one would "
+                    "overwrite the other: choose another path"
+                )
+    return problems
+
+
+def _config_files(where: str, value: Any) -> list[tuple[str, Path]]:
+    """(JSON path, file) of every existing file an engine config names by absolute path."""
+    if isinstance(value, dict):
+        return [f for k, v in value.items() for f in _config_files(f"{where}.{k}", v)]
+    if isinstance(value, list):
+        return [f for j, v in enumerate(value) for f in _config_files(f"{where}[{j}]", v)]
+    if isinstance(value, str) and "://" not in value and os.path.isabs(value):
+        path = Path(value)
+        if path.is_file():
+            return [(where, path)]
+    return []
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links too
+    except OSError:
+        return False  # one of them does not exist yet

@@ -40,10 +40,12 @@ from livecalc.io.parquet import PolicyData
 from livecalc.log import get_logger, run_context
 from livecalc.pipeline._node import NodeOutput, NodeRunner
 from livecalc.pipeline._outputs import OutputPlan, load_source, policy_ext_name
+from livecalc.pipeline._sizes import buffer_problems, esg_scenario_count
 from livecalc.pipeline._summary import NodeReport, RunSummary, write_json_atomic
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import EngineHandle, Executor, create_executor
 from livecalc.pipeline.graph import EngineGraph
+from livecalc.pipeline.loading import format_problems
 from livecalc.runtime.buffers import BufferManager
 from livecalc.runtime.factory import EngineFactory
 
@@ -110,10 +112,14 @@ class Runner:
             start = time.perf_counter()
             _log.info("run_started", executor=executor.name, nodes=len(summary.nodes))
             try:
+                # Projections fed by files are sized from the footers before the data is
+                # read; those fed by an ESG once it is initialised (and says how many).
+                self._check_buffer_sizes(with_engines=False)
                 self._load_sources(buffers, executor.shared_buffers)
-                outputs = OutputPlan.of(self.config, self.graph, self._datasets)
+                outputs = OutputPlan.of(self.graph)
                 outputs.metadata[RUN_ID_KEY] = run_id
                 self._initialize_all(executor, buffers, summary)
+                self._check_buffer_sizes(with_engines=True)
                 self._schedule(summary, outputs)
             finally:
                 for node_id, handle in self._handles.items():
@@ -193,6 +199,23 @@ class Runner:
                 else f"{len(problems)} engine config problems:\n"
                 + "\n".join(f"  {p}" for p in problems)
             )
+
+    def _check_buffer_sizes(self, with_engines: bool) -> None:
+        # Before any node runs: an output past the record limit would take gigabytes or end
+        # in a MemoryError (NodeRunner checks again, exactly, for any engine).
+        produced = {}
+        for node_id, handle in self._handles.items() if with_engines else ():
+            node = self.config.node(node_id)
+            if node.outputs and self.factory.canonical_type(node.type) == "esg":
+                try:
+                    count = esg_scenario_count(handle.get_outputs())
+                except CalcEngineError:
+                    continue
+                if count is not None:
+                    produced[node.outputs[0]] = count
+        problems = buffer_problems(self.config, self.factory, produced, self.chunk_size)
+        if problems:
+            raise ConfigurationError(format_problems(problems))
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -315,7 +338,13 @@ class Runner:
         report.seconds = time.perf_counter() - start
         self._record(node_id, report, result, sink.records if sink is not None else 0)
         if dataset is not None:
-            self._publish(node_id, dataset, result, report, outputs)
+            try:
+                self._publish(node_id, dataset, result, report, outputs)
+            except CalcEngineError as exc:
+                # The output file could not be written (disk full...): this node fails, its
+                # dependants are skipped, the rest of the run and its summary go on.
+                self._fail(summary, node_id, exc, "write")
+                return
         report.status = "succeeded"
         _log.info(
             "node_finished",

@@ -64,24 +64,52 @@ class ExecutionResult:
     error_message: str = ""
 
     @classmethod
-    def from_legacy(cls, value: Any, elapsed_ms: float) -> ExecutionResult:
-        """Convert what a seed-style ``runChunk`` returned (a dict, or None) to a result."""
+    def from_legacy(
+        cls, value: Any, elapsed_ms: float, output_buffer: np.ndarray | None = None
+    ) -> ExecutionResult:
+        """Convert what a seed-style ``runChunk`` returned (a dict, or None) to a result.
+
+        The records written are ``bytes_written`` (bytes) or ``records_written`` (records).
+        When the engine was given an output buffer and says neither, the count cannot be
+        known: rather than report success with its records dropped, this raises.
+
+        Raises:
+            ExecutionError: ``value`` is of another type, or the record count is missing.
+        """
         if isinstance(value, ExecutionResult):
             return value
-        if value is None:
-            return cls(success=True, execution_time_ms=elapsed_ms)
-        if not isinstance(value, Mapping):
+        if value is not None and not isinstance(value, Mapping):
             raise ExecutionError(
                 f"runChunk returned {type(value).__name__}; expected an ExecutionResult or a dict"
             )
+        raw: Mapping[str, Any] = value if value is not None else {}
+        success = bool(raw.get("success", True))
+        bytes_written = int(raw.get("bytes_written", 0))
+        if "bytes_written" not in raw and "records_written" in raw:
+            itemsize = output_buffer.dtype.itemsize if isinstance(output_buffer, np.ndarray) else 0
+            bytes_written = int(raw["records_written"]) * itemsize
+        elif "bytes_written" not in raw and success and _holds_records(output_buffer):
+            assert isinstance(output_buffer, np.ndarray)
+            returned = "None" if value is None else f"a dict with keys {sorted(map(str, raw))}"
+            raise ExecutionError(
+                f"runChunk returned {returned}, without 'bytes_written', after being given "
+                f"an output buffer of {len(output_buffer)} records: the records it wrote "
+                "cannot be counted. Return {'bytes_written': n * output_buffer.dtype.itemsize} "
+                "(or {'records_written': n}) for the n records written to output_buffer[:n], "
+                "0 when it wrote none"
+            )
         return cls(
-            success=bool(value.get("success", True)),
-            execution_time_ms=float(value.get("execution_time_ms", elapsed_ms)),
-            rows_processed=int(value.get("rows_processed", 0)),
-            bytes_written=int(value.get("bytes_written", 0)),
-            warnings=[str(w) for w in value.get("warnings", [])],
-            error_message=str(value.get("error_message", value.get("error", ""))),
+            success=success,
+            execution_time_ms=float(raw.get("execution_time_ms", elapsed_ms)),
+            rows_processed=int(raw.get("rows_processed", 0)),
+            bytes_written=bytes_written,
+            warnings=[str(w) for w in raw.get("warnings", [])],
+            error_message=str(raw.get("error_message", raw.get("error", ""))),
         )
+
+
+def _holds_records(buffer: Any) -> bool:
+    return isinstance(buffer, np.ndarray) and buffer.dtype.itemsize > 0 and len(buffer) > 0
 
 
 @dataclass(frozen=True)
@@ -110,7 +138,8 @@ class ICalcEngine(ABC):
             ) -> ExecutionResult:
                 start = time.perf_counter()
                 value = legacy(self, input_buffer, output_buffer)
-                return ExecutionResult.from_legacy(value, (time.perf_counter() - start) * 1e3)
+                elapsed_ms = (time.perf_counter() - start) * 1e3
+                return ExecutionResult.from_legacy(value, elapsed_ms, output_buffer)
 
             run_chunk.__doc__ = "Seed-style ``runChunk`` adapted to return an ExecutionResult."
             cls.run_chunk = run_chunk  # type: ignore[method-assign]
@@ -206,7 +235,8 @@ class _LegacyEngine(ICalcEngine):
     ) -> ExecutionResult:
         start = time.perf_counter()
         value = self._inner.runChunk(input_buffer, output_buffer)
-        return ExecutionResult.from_legacy(value, (time.perf_counter() - start) * 1e3)
+        elapsed_ms = (time.perf_counter() - start) * 1e3
+        return ExecutionResult.from_legacy(value, elapsed_ms, output_buffer)
 
     def dispose(self) -> None:
         with contextlib.suppress(Exception):  # dispose never raises, as in the seed

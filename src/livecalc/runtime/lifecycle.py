@@ -224,7 +224,16 @@ class EngineLifecycleManager:
                 info = self._host.initialize(config, credentials)
             except EngineFailed as failed:
                 self._transition(EngineState.UNINITIALIZED)
-                self._log_error(str(failed), failed.failure.stack_trace)
+                if isinstance(failed.failure.exception, ConfigurationError):
+                    # A user error: the caller gets the exception, one clean message, and no
+                    # ERROR line with a stack trace beside it (the trace is kept for --debug).
+                    self._log().debug(
+                        "engine_config_refused",
+                        error_message=str(failed),
+                        stack_trace=failed.failure.stack_trace,
+                    )
+                else:
+                    self._log_error(str(failed), failed.failure.stack_trace)
                 _reraise_engine_error(failed)
                 raise InitializationError(
                     f"engine {self.engine_id!r} failed to initialize: {failed}"
