@@ -8,7 +8,6 @@ re-exports ``ESGSettings`` and ``parse_esg_config``; ``docs/engines/esg.md`` lis
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from livecalc.assumptions.curves import ZeroCurve
+from livecalc.engines._config_keys import unknown_key
 from livecalc.errors import ConfigurationError
 from livecalc.kernels.esg import MAX_INNER, PathLayout
 from livecalc.kernels.esg_rng import seed_key
@@ -191,9 +191,7 @@ def _unknown_keys(config: Mapping[str, Any], model: str, allowed: Mapping[str, A
         if key in every_key:
             problems.append(f"config.{key}: not a parameter of model {model!r}; remove it")
             continue
-        near = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        problems.append(f"config.{key}: unknown key{hint}")
+        problems.append("config." + unknown_key(str(key), str(key), sorted(allowed)))
     return problems
 
 
@@ -234,6 +232,10 @@ def _model_parameters(read: _Reader, model: str) -> dict[str, float]:
     return params
 
 
+_CURVE_KEYS = ("rate", "file", "kind", "compounding", "maturities", "rates", "discount_factors")
+"""The keys of an object ``curve``; any other key is refused, so a misspelling is not ignored."""
+
+
 def _curve(value: Any, base_dir: Path | None) -> ZeroCurve:
     """The initial curve from ``curve``: a flat rate, inline nodes, or a file."""
     if isinstance(value, int | float | str) and not isinstance(value, bool):
@@ -246,17 +248,42 @@ def _curve(value: Any, base_dir: Path | None) -> ZeroCurve:
             f"curve: {value!r} is not a curve; give a flat rate (0.03), "
             '{"file": "curve.csv", "kind": "spot"} or {"maturities": [...], "rates": [...]}'
         )
+    unknown = [
+        unknown_key(f"curve.{key}", str(key), _CURVE_KEYS)
+        for key in value
+        if key not in _CURVE_KEYS
+    ]
+    if unknown:
+        raise ConfigurationError("; config.".join(unknown))
     compounding = value.get("compounding", "annual")
     if compounding not in ("annual", "continuous"):
         raise ConfigurationError(f"curve.compounding: {compounding!r}: use annual or continuous")
+    sources = [k for k in ("rate", "file", "maturities") if k in value]
+    if len(sources) > 1:
+        raise ConfigurationError(
+            f"curve: {' and '.join(repr(k) for k in sources)} both given; give one of 'rate', "
+            "'file' or 'maturities'"
+        )
+    if "kind" in value and "file" not in value:
+        raise ConfigurationError(
+            "curve.kind: applies to a curve 'file'; inline nodes say their kind by giving "
+            "'rates' or 'discount_factors'"
+        )
     if "rate" in value:
-        return ZeroCurve.flat(float(value["rate"]))
+        rate = value["rate"]
+        if isinstance(rate, bool) or not isinstance(rate, int | float | str):
+            raise ConfigurationError(f"curve.rate: {rate!r} is not a rate; give a number")
+        return ZeroCurve.flat(float(rate), compounding)
     if "file" in value:
         path = Path(str(value["file"]))
         if base_dir is not None and not path.is_absolute():
             path = base_dir / path
         kind = value.get("kind", "spot")
         return ZeroCurve.from_file(path, kind, compounding)
+    if "maturities" in value and "rates" in value and "discount_factors" in value:
+        raise ConfigurationError(
+            "curve: 'rates' and 'discount_factors' both given; give one of them"
+        )
     if "maturities" in value and "rates" in value:
         return ZeroCurve.from_spot_rates(value["maturities"], value["rates"], compounding)
     if "maturities" in value and "discount_factors" in value:
