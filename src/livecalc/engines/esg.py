@@ -99,6 +99,8 @@ def initial_discount_factors(settings: ESGSettings) -> np.ndarray | None:
 class ESGEngine(ICalcEngine):
     """Economic scenario generator: Hull-White, Vasicek, CIR or the original simple model."""
 
+    config_file_keys = ("curve.file",)
+
     BLOCK_RECORDS = 1 << 22
     """Outer paths are generated in blocks of about this many records (one kernel call each)."""
 

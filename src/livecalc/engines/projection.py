@@ -288,6 +288,14 @@ def scenario_matrix(scenarios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class ProjectionEngine(ICalcEngine):
     """Projects POLICY records under SCENARIO records (or a deterministic curve)."""
 
+    config_file_keys = (
+        "mortality_table",
+        "lapse_table",
+        "commissions",
+        "surrender_values",
+        "yield_curve",
+    )
+
     def __init__(self) -> None:
         self._cfg: ProjectionConfig | None = None
         self._basis: ProjectionBasis | None = None

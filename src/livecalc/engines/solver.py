@@ -270,6 +270,8 @@ def _lookup_assumption(credentials: AMCredentials | None) -> Any:
 class SolverEngine(ICalcEngine):
     """Risk measures of projection results and, optionally, an optimisation of parameters."""
 
+    config_file_keys = ("optimization.objective.target", "optimization.constraints.*.value")
+
     def __init__(self) -> None:
         self._config: SolverConfig | None = None
         self._custom: dict[str, Expression] = {}

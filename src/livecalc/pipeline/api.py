@@ -192,7 +192,7 @@ def check_engines(
     for i, node in enumerate(config.engines):
         engine = factory.create_engine(node.type)
         try:
-            engine.initialize(config.engine_config(node.id), credentials)
+            engine.initialize(config.engine_config(node.id, factory), credentials)
         except CalcEngineError as exc:
             text = str(exc)
             # Engines name the key as "config.key: ..." (as the runner reports it).

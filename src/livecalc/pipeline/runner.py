@@ -176,7 +176,9 @@ class Runner:
             try:
                 handle = executor.create_handle(node, self.factory, self.config.run)
                 self._handles[node_id] = handle
-                handle.initialize(self.config.engine_config(node_id), self.credentials)
+                handle.initialize(
+                    self.config.engine_config(node_id, self.factory), self.credentials
+                )
             except ConfigurationError as exc:
                 problems.append(f"{prefix}.{_config_path(str(exc))}")
                 continue

@@ -19,7 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -99,6 +99,13 @@ class ICalcEngine(ABC):
     ``runChunk``), ``dispose`` and ``is_initialized``. Engines used in a DAG also implement
     ``output_spec`` so the runner can allocate their output buffer once.
     """
+
+    config_file_keys: ClassVar[tuple[str, ...] | None] = None
+    """The config keys whose values are file paths, as dotted paths: ``"yield_curve"``,
+    ``"curve.file"``, ``"constraints.*.value"`` (``*``: any list item or object key). The
+    pipeline makes exactly these relative paths absolute against the config file's folder.
+    None (not declared): keys named ``file``, ``path``, ``library`` or ending in ``_table``,
+    ``_file`` or ``_path`` are taken as paths, at any depth."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
