@@ -137,7 +137,7 @@ def parse_esg_config(config: Mapping[str, Any], base_dir: Path | None = None) ->
     seed = read.integer("seed", 0, 2**63 - 1)
     antithetic = read.flag("antithetic")
     branching = read.integer("branching_year", 0, years)
-    lam = read.number("market_price_of_risk", lambda v: True, "a number")
+    lam = read.number("market_price_of_risk", lambda v: abs(v) <= 100.0, "a number in [-100, 100]")
     params = _model_parameters(read, model)
     if antithetic and inner % 2:
         read.problems.append(f"config.inner: {inner} is odd; antithetic pairs need an even count")
@@ -196,14 +196,20 @@ def _unknown_keys(config: Mapping[str, Any], model: str, allowed: Mapping[str, A
 
 
 def _model_parameters(read: _Reader, model: str) -> dict[str, float]:
-    positive, any_number = (lambda v: v > 0.0), (lambda v: True)
+    # Sane ranges: rates of -100%..100% a year, volatilities up to 100% a year. Beyond them the
+    # paths overflow to infinite or NaN rates within a few years, which is no scenario set.
+    def rate(v: float) -> bool:
+        return -1.0 < v <= 1.0
+
     if model == "simple":
         params = {
-            "initial_rate": read.number("initial_rate", lambda v: v > -1.0, "a rate > -1"),
-            "drift": read.number("drift", any_number, "a number"),
-            "volatility": read.number("volatility", lambda v: v >= 0.0, "a number >= 0"),
-            "floor": read.number("floor", lambda v: v > -1.0, "a rate > -1"),
-            "cap": read.number("cap", lambda v: v > -1.0, "a rate > -1"),
+            "initial_rate": read.number("initial_rate", rate, "a rate in (-1, 1]"),
+            "drift": read.number("drift", lambda v: abs(v) <= 1.0, "a number in [-1, 1]"),
+            "volatility": read.number(
+                "volatility", lambda v: 0.0 <= v <= 1.0, "a volatility in [0, 1]"
+            ),
+            "floor": read.number("floor", rate, "a rate in (-1, 1]"),
+            "cap": read.number("cap", rate, "a rate in (-1, 1]"),
         }
         if params["floor"] > params["cap"]:
             read.problems.append(
@@ -217,13 +223,19 @@ def _model_parameters(read: _Reader, model: str) -> dict[str, float]:
             )
         return params
     params = {
-        "a": read.number("a", positive, "a mean-reversion speed > 0"),
-        "sigma": read.number("sigma", lambda v: v >= 0.0, "a volatility >= 0"),
+        "a": read.number("a", lambda v: 0.0 < v <= 100.0, "a mean-reversion speed in (0, 100]"),
+        "sigma": read.number("sigma", lambda v: 0.0 <= v <= 1.0, "a volatility in [0, 1]"),
     }
     if model in ("vasicek", "cir"):
-        params["b"] = read.number("b", positive if model == "cir" else any_number, "a level")
+        params["b"] = read.number(
+            "b",
+            (lambda v: 0.0 < v <= 1.0) if model == "cir" else rate,
+            "a level in (0, 1]" if model == "cir" else "a level in (-1, 1]",
+        )
         params["r0"] = read.number(
-            "r0", (lambda v: v >= 0.0) if model == "cir" else any_number, "an initial rate"
+            "r0",
+            (lambda v: 0.0 <= v <= 1.0) if model == "cir" else rate,
+            "an initial rate in [0, 1]" if model == "cir" else "an initial rate in (-1, 1]",
         )
     if model == "cir":
         if params["sigma"] == 0.0:

@@ -29,6 +29,12 @@ from livecalc.assumptions.tables import (
     load_mortality_table,
     load_rate_table,
 )
+from livecalc.engines._finite import (
+    MAX_MULTIPLIER,
+    PROJECTION_RANGES,
+    check_projection_output,
+    check_ranges,
+)
 from livecalc.errors import ConfigurationError, ExecutionError
 from livecalc.kernels.projection_audit import audit_cashflows
 from livecalc.kernels.projection_basis import (
@@ -170,6 +176,7 @@ def parse_config(config: Mapping[str, Any]) -> ProjectionConfig:
             f"config.dynamic_lapse: min_factor {dyn.min_factor:g} is above max_factor "
             f"{dyn.max_factor:g}; give min_factor <= max_factor"
         )
+    check_ranges(cfg, PROJECTION_RANGES)
     return cfg
 
 
@@ -357,9 +364,10 @@ class ProjectionEngine(ICalcEngine):
                     f"set_parameters: unknown parameter {name!r}; known: {', '.join(MULTIPLIERS)}"
                 )
             number = isinstance(value, int | float) and not isinstance(value, bool)
-            if not (number and math.isfinite(value) and value >= 0):
+            if not (number and math.isfinite(value) and 0 <= value <= MAX_MULTIPLIER):
                 raise ConfigurationError(
-                    f"set_parameters: {name} = {value!r} must be a number >= 0"
+                    f"set_parameters: {name} = {value!r} must be a number in "
+                    f"[0, {MAX_MULTIPLIER:g}]"
                 )
         basis.multipliers.update({k: float(v) for k, v in params.items()})
 
@@ -417,6 +425,7 @@ class ProjectionEngine(ICalcEngine):
             written = project(chunk, basis, mode, output_buffer, separable)
         except ValueError as exc:
             raise ExecutionError(f"projection kernel failed: {exc}") from exc
+        check_projection_output(output_buffer[:written], cfg, basis.multipliers)
         self._outputs["method"] = "separable" if separable else "full"
         if cfg.audit is not None:
             self._audit(cfg, basis, chunk)
