@@ -35,6 +35,7 @@ from livecalc.engines._finite import (
     check_projection_output,
     check_ranges,
 )
+from livecalc.engines._input_checks import projection_data_problems
 from livecalc.errors import ConfigurationError, ExecutionError
 from livecalc.kernels.projection_audit import audit_cashflows
 from livecalc.kernels.projection_basis import (
@@ -47,6 +48,7 @@ from livecalc.kernels.projection_basis import (
 from livecalc.kernels.projection_run import project
 from livecalc.runtime.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE, SCENARIO_DTYPE
 from livecalc.runtime.engine import (
+    DataProblem,
     EngineInfo,
     ExecutionResult,
     ICalcEngine,
@@ -388,6 +390,21 @@ class ProjectionEngine(ICalcEngine):
         n_scen = 1 if scen is None else len(self._scenarios(scen)[1])
         mode = self.output_mode
         return OutputSpec(mode.dtype, mode.records(len(policies), n_scen))
+
+    def check_data(self, inputs: Mapping[str, np.ndarray]) -> list[DataProblem]:
+        """What ``run_chunk`` would refuse mid-run in whole inputs, by input, column and 0-based
+        row (``livecalc validate`` and the start of ``run`` call it)."""
+        cfg, basis = self._ready()
+        assert self._curve is not None
+        low = basis.mortality_age_min
+        return projection_data_problems(
+            inputs,
+            output=cfg.output,
+            class_factors=len(basis.class_factors),
+            steps_per_year=basis.steps_per_year,
+            mortality_ages=(low, low + basis.mortality.shape[1] - 1),
+            deterministic_years=self._curve.shape[1],
+        )
 
     def get_outputs(self) -> Mapping[str, Any]:
         """``{"cashflows": {policy_id: {column: [values by period]}}, ...}`` when auditing."""

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from livecalc.assumptions.credentials import AMCredentials, CredentialManager
 from livecalc.errors import CalcEngineError, ConfigurationError, ExecutionError
 from livecalc.log import get_logger
+from livecalc.pipeline._data_checks import check_source_data, load_datasets
 from livecalc.pipeline._summary import NodeReport, RunSummary
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import Executor
@@ -179,7 +180,9 @@ def check_engines(
     """Validate a config, then initialise (and dispose of) each engine: ``livecalc validate``.
 
     This runs the engines' own config checks, and resolves their assumption tables, the way
-    ``run`` does before anything runs, but reads no data and runs no chunk.
+    ``run`` does before anything runs; then it reads the data sources and has the engines that
+    check data (the projection) check them, as ``run`` does before its first chunk. It runs no
+    chunk.
 
     Raises:
         ConfigurationError: every problem, by JSON path (``engines[1].config.x: ...``).
@@ -214,6 +217,8 @@ def check_engines(
             else f"{len(problems)} engine config problems:\n"
             + "\n".join(f"  {p}" for p in problems)
         )
+    # The data too, as `run` checks it before its first chunk: bad rows are found here.
+    check_source_data(config, factory, load_datasets(config), credentials)
     return config
 
 

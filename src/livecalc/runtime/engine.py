@@ -27,11 +27,13 @@ from livecalc.assumptions.credentials import AMCredentials
 from livecalc.errors import ConfigurationError, ExecutionError
 
 __all__ = [
+    "DataProblem",
     "EngineInfo",
     "ExecutionResult",
     "ICalcEngine",
     "InputBuffer",
     "OutputSpec",
+    "SupportsDataCheck",
     "SupportsEvaluator",
     "SupportsParameters",
     "as_engine",
@@ -180,6 +182,28 @@ class SupportsEvaluator(Protocol):
 
     def bind_evaluator(self, evaluator: Evaluator) -> None:
         """Receive the callback: overrides in, the upstream engine's fresh output records out."""
+
+
+@dataclass(frozen=True)
+class DataProblem:
+    """A bad value in an engine's input data: the input, its column (record field), the
+    0-based row (record index, which is the file's data row), what is wrong and the fix."""
+
+    input: str
+    column: str
+    row: int
+    problem: str
+    fix: str
+
+
+@runtime_checkable
+class SupportsDataCheck(Protocol):
+    """An engine that checks whole input data sets before a run (``livecalc validate`` and
+    the start of ``run``), so bad data is refused by file, column and row before any chunk."""
+
+    def check_data(self, inputs: Mapping[str, np.ndarray]) -> list[DataProblem]:
+        """The problems of these inputs (named record arrays, found by dtype) for this config."""
+        ...
 
 
 class _LegacyEngine(ICalcEngine):
