@@ -229,13 +229,14 @@ class TestCIRVariance:
         assert (True, 5) == (report.passed, sum(r.check == "variance" for r in report.rows))
 
 
-class TestNestedPerOuterPath:
-    NESTED = {"outer": 200, "inner": 50, "years": 20, "seed": 3, "branching_year": 5}
+NESTED = {"outer": 200, "inner": 50, "years": 20, "seed": 3, "branching_year": 5}
 
+
+class TestNestedPerOuterPath:
     @pytest.mark.parametrize("model", ["hull_white", "vasicek", "cir"])
     def test_correct_nested_sets_pass_the_per_outer_rows(self, model: str) -> None:
         """A correct nested set passes the inner_history row and an inner_variance row a year."""
-        records, metadata = _scenarios({**self.NESTED, "model": model})
+        records, metadata = _scenarios({**NESTED, "model": model})
 
         report = check_scenarios(records, metadata=metadata)
 
@@ -249,7 +250,7 @@ class TestNestedPerOuterPath:
     def test_inner_paths_that_forget_their_outer_path_fail(self) -> None:
         """Inner paths drawn without their outer path's state pass the pooled rows but fail
         the per-outer-path variance rows."""
-        records, metadata = _scenarios(self.NESTED)
+        records, metadata = _scenarios(NESTED)
         unconditional, _ = _scenarios({"outer": 10, "inner": 1000, "years": 20, "seed": 9})
         rates = records["rate"].reshape(-1, 20)
         rates[:, 5:] = unconditional["rate"].reshape(-1, 20)[:, 5:]
@@ -261,7 +262,7 @@ class TestNestedPerOuterPath:
 
     def test_inner_paths_must_share_the_outer_history(self) -> None:
         """Inner paths that differ before the branching year fail inner_history."""
-        records, metadata = _scenarios(self.NESTED)
+        records, metadata = _scenarios(NESTED)
         independent, _ = _scenarios({"outer": 10, "inner": 1000, "years": 20, "seed": 9})
         records["rate"] = independent["rate"]
 
