@@ -144,3 +144,35 @@ class TestValidateFindsBadData:
         checked = check_engines(config)
 
         assert "projection" == checked.engines[0].id
+
+
+class TestWhereTheCheckRuns:
+    def test_scenarios_from_an_engine_are_not_judged_before_the_run(self, tmp_path: Path) -> None:
+        """Scenarios an ESG will produce are unknown at validation: no deterministic-curve rule."""
+        policies = _policies(tmp_path, "policies.parquet")
+        config = json.loads(_config(tmp_path, policies, {}, False).read_text("utf-8"))
+        esg = {"id": "esg", "type": "esg", "config": {"inner": 2, "years": 130}}
+        config["engines"].insert(0, {**esg, "outputs": ["scenarios"]})
+        config["engines"][1]["inputs"].append("scenarios")
+        path = tmp_path / "esg.json"
+        path.write_text(json.dumps(config), "utf-8")
+
+        checked = check_engines(path)
+
+        assert ["esg", "projection"] == [n.id for n in checked.engines]
+
+    def test_process_workers_check_their_own_engine(self, tmp_path: Path) -> None:
+        """Under the processes executor the worker's engine checks the data: exit 2, by row."""
+        policies = _policies(tmp_path, "policies.parquet", "policy_id", 2**32 + 5)
+        config = _config(tmp_path, policies, {}, False)
+
+        result = subprocess.run(
+            [LIVECALC, "run", str(config), "--executor", "processes"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+        assert 2 == result.returncode
+        assert "column 'policy_id', row 3: value 4294967301" in result.stderr
+        assert not (tmp_path / "out").exists()

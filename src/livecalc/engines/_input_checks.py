@@ -24,8 +24,8 @@ __all__ = ["projection_data_problems"]
 _UINT32_MAX = 0xFFFFFFFF
 
 
-def _by_dtype(inputs: Mapping[str, np.ndarray], dtype: Any) -> tuple[str, np.ndarray] | None:
-    return next(((k, v) for k, v in inputs.items() if v.dtype == dtype), None)
+def _by_dtype(inputs: Mapping[str, np.ndarray | None], dtype: Any) -> tuple[str, np.ndarray] | None:
+    return next(((k, v) for k, v in inputs.items() if v is not None and v.dtype == dtype), None)
 
 
 def _first(bad: np.ndarray) -> int | None:
@@ -45,7 +45,7 @@ def projection_steps(policies: np.ndarray, months: np.ndarray, steps_per_year: i
 
 
 def projection_data_problems(
-    inputs: Mapping[str, np.ndarray],
+    inputs: Mapping[str, np.ndarray | None],
     *,
     output: str,
     class_factors: int,
@@ -54,6 +54,9 @@ def projection_data_problems(
     deterministic_years: int,
 ) -> list[DataProblem]:
     """The first bad row of each rule, for whole POLICY (+ POLICY_EXT, SCENARIO) inputs.
+
+    An input given as None is another engine's output, not known before the run (an ESG's
+    scenarios): the scenario length is then not checked.
 
     Args:
         output: the configured output mode ("npv" holds 32-bit policy ids).
@@ -110,6 +113,8 @@ def projection_data_problems(
         changes = np.flatnonzero(scenario_ids != scenario_ids[0])
         n_years = int(changes[0]) if len(changes) else len(scenario_ids)
         covered = f"the scenarios ({scenarios[0]!r}) cover {n_years} years"
+    elif any(v is None for v in inputs.values()):
+        return problems  # the scenarios come from another engine: known only during the run
     else:
         n_years = deterministic_years
         covered = f"the deterministic curve (discount_rate or yield_curve) covers {n_years} years"

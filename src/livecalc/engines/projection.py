@@ -391,7 +391,7 @@ class ProjectionEngine(ICalcEngine):
         mode = self.output_mode
         return OutputSpec(mode.dtype, mode.records(len(policies), n_scen))
 
-    def check_data(self, inputs: Mapping[str, np.ndarray]) -> list[DataProblem]:
+    def check_data(self, inputs: Mapping[str, np.ndarray | None]) -> list[DataProblem]:
         """What ``run_chunk`` would refuse mid-run in whole inputs, by input, column and 0-based
         row (``livecalc validate`` and the start of ``run`` call it)."""
         cfg, basis = self._ready()

@@ -21,12 +21,13 @@ import pyarrow.parquet as pq
 from livecalc.assumptions.credentials import AMCredentials, CredentialManager
 from livecalc.errors import CalcEngineError, ConfigurationError, ExecutionError
 from livecalc.log import get_logger
-from livecalc.pipeline._data_checks import check_source_data, load_datasets
+from livecalc.pipeline._data_checks import check_source_data, engines_checker, load_datasets
 from livecalc.pipeline._summary import NodeReport, RunSummary
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import Executor
 from livecalc.pipeline.loading import load_config
 from livecalc.pipeline.runner import ProgressCallback, Runner
+from livecalc.runtime.engine import ICalcEngine
 from livecalc.runtime.factory import EngineFactory
 
 __all__ = ["RunResult", "check_engines", "records_to_arrow", "run"]
@@ -192,34 +193,45 @@ def check_engines(
     if credentials is None:
         credentials = _default_credentials(config)
     problems = []
-    for i, node in enumerate(config.engines):
-        engine = factory.create_engine(node.type)
-        try:
-            engine.initialize(config.engine_config(node.id, factory), credentials)
-        except CalcEngineError as exc:
-            text = str(exc)
-            # Engines name the key as "config.key: ..." (as the runner reports it).
-            problems.append(
-                f"engines[{i}].{text if text.startswith('config') else f'config: {text}'}"
-            )
-            continue
-        except Exception as exc:  # an engine's bug: still one line, naming the engine
-            problems.append(f"engines[{i}]: initialize failed: {type(exc).__name__}: {exc}")
-            continue
-        try:
-            engine.dispose()
-        except Exception as exc:
-            problems.append(f"engines[{i}]: dispose failed: {type(exc).__name__}: {exc}")
+    ready: dict[str, ICalcEngine] = {}
+    try:
+        for i, node in enumerate(config.engines):
+            engine = factory.create_engine(node.type)
+            try:
+                engine.initialize(config.engine_config(node.id, factory), credentials)
+            except CalcEngineError as exc:
+                text = str(exc)
+                # Engines name the key as "config.key: ..." (as the runner reports it).
+                problems.append(
+                    f"engines[{i}].{text if text.startswith('config') else f'config: {text}'}"
+                )
+                continue
+            except Exception as exc:  # an engine's bug: still one line, naming the engine
+                problems.append(f"engines[{i}]: initialize failed: {type(exc).__name__}: {exc}")
+                continue
+            ready[node.id] = engine
+        if problems:
+            raise _engine_problems(problems)
+        # The data too, as `run` checks it before its first chunk: bad rows are found here.
+        check_source_data(config, load_datasets(config), engines_checker(ready))
+    finally:
+        for i, node in enumerate(config.engines):
+            if node.id not in ready:
+                continue
+            try:
+                ready[node.id].dispose()
+            except Exception as exc:
+                problems.append(f"engines[{i}]: dispose failed: {type(exc).__name__}: {exc}")
     if problems:
-        raise ConfigurationError(
-            problems[0]
-            if len(problems) == 1
-            else f"{len(problems)} engine config problems:\n"
-            + "\n".join(f"  {p}" for p in problems)
-        )
-    # The data too, as `run` checks it before its first chunk: bad rows are found here.
-    check_source_data(config, factory, load_datasets(config), credentials)
+        raise _engine_problems(problems)
     return config
+
+
+def _engine_problems(problems: list[str]) -> ConfigurationError:
+    if len(problems) == 1:
+        return ConfigurationError(problems[0])
+    listed = "\n".join(f"  {p}" for p in problems)
+    return ConfigurationError(f"{len(problems)} engine config problems:\n{listed}")
 
 
 def _default_credentials(config: PipelineConfig) -> AMCredentials | None:

@@ -38,7 +38,7 @@ from livecalc.errors import (
 from livecalc.io.generate import ESG_METADATA_KEY
 from livecalc.io.parquet import PolicyData
 from livecalc.log import get_logger, run_context
-from livecalc.pipeline._data_checks import check_source_data
+from livecalc.pipeline._data_checks import check_source_data, handles_checker
 from livecalc.pipeline._node import NodeOutput, NodeRunner
 from livecalc.pipeline._outputs import OutputPlan, load_source, policy_ext_name
 from livecalc.pipeline._summary import NodeReport, RunSummary, write_json_atomic
@@ -112,10 +112,11 @@ class Runner:
             _log.info("run_started", executor=executor.name, nodes=len(summary.nodes))
             try:
                 self._load_sources(buffers, executor.shared_buffers)
-                check_source_data(self.config, self.factory, self._datasets, self.credentials)
                 outputs = OutputPlan.of(self.config, self.graph, self._datasets)
                 outputs.metadata[RUN_ID_KEY] = run_id
                 self._initialize_all(executor, buffers, summary)
+                ready = {n: self._handles[n] for n in self._runners}
+                check_source_data(self.config, self._datasets, handles_checker(ready))
                 self._schedule(summary, outputs)
             finally:
                 for node_id, handle in self._handles.items():

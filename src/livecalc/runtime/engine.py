@@ -201,8 +201,9 @@ class SupportsDataCheck(Protocol):
     """An engine that checks whole input data sets before a run (``livecalc validate`` and
     the start of ``run``), so bad data is refused by file, column and row before any chunk."""
 
-    def check_data(self, inputs: Mapping[str, np.ndarray]) -> list[DataProblem]:
-        """The problems of these inputs (named record arrays, found by dtype) for this config."""
+    def check_data(self, inputs: Mapping[str, np.ndarray | None]) -> list[DataProblem]:
+        """The problems of these inputs (named record arrays, found by dtype) for this config;
+        an input that another engine produces is None (it is not known before the run)."""
         ...
 
 
