@@ -19,7 +19,7 @@ from livecalc.engines.esg_check import check_scenarios
 from livecalc.errors import ConfigurationError
 from livecalc.io.parquet import ParquetWriter
 from livecalc.kernels.esg import GaussianParams, PathLayout, generate
-from livecalc.kernels.esg_models import GaussianStep
+from livecalc.kernels.esg_models import GaussianStep, cir_integral_variances, cir_rate_variance
 from livecalc.kernels.esg_rng import seed_key
 from livecalc.runtime.buffers import SCENARIO_DTYPE
 
@@ -194,6 +194,83 @@ class TestMartingaleCheck:
             check_scenarios(records)
 
 
+class TestCIRVariance:
+    def test_closed_form_matches_a_direct_double_integral(self) -> None:
+        """Var(I_y) equals the double integral of Cov(r_s, r_u) = e^(-a|u-s|) Var(r_min)."""
+        a, b, sigma, r0 = 0.3, 0.04, 0.1, 0.01
+        n = 2000
+        expected = []
+        for y in (1, 3):
+            s = (y - 1) + (np.arange(n) + 0.5) / n  # midpoint rule on a fine grid
+            var_r = np.array([cir_rate_variance(a, b, sigma, r0, float(t)) for t in s])
+            cov = np.exp(-a * np.abs(s[:, None] - s[None, :])) * np.minimum.outer(var_r, var_r)
+            expected.append(cov.sum() / n**2)
+
+        found = cir_integral_variances(a, b, sigma, r0, 3)
+
+        np.testing.assert_allclose(expected, found[[0, 2]], rtol=1e-5)
+
+    def test_one_substep_fails_the_variance_row(self) -> None:
+        """A 1-sub-step CIR (year-1 variance 27% low) fails the variance row of year 1."""
+        config = {"model": "cir", "outer": 2000, "inner": 1, "years": 5, "seed": 1}
+        coarse, coarse_meta = _scenarios({**config, "substeps": 1})
+
+        report = check_scenarios(coarse, metadata=coarse_meta)
+
+        assert [("variance", 1)] == [(r.check, r.maturity) for r in report.failures]
+        assert report.failures[0].z < -4
+
+    def test_default_substeps_pass_with_variance_rows(self) -> None:
+        """The default 4 sub-steps pass, and the report now has a variance row per year."""
+        records, metadata = _scenarios({"model": "cir", "outer": 2000, "inner": 1, "years": 5})
+
+        report = check_scenarios(records, metadata=metadata)
+
+        assert (True, 5) == (report.passed, sum(r.check == "variance" for r in report.rows))
+
+
+NESTED = {"outer": 200, "inner": 50, "years": 20, "seed": 3, "branching_year": 5}
+
+
+class TestNestedPerOuterPath:
+    @pytest.mark.parametrize("model", ["hull_white", "vasicek", "cir"])
+    def test_correct_nested_sets_pass_the_per_outer_rows(self, model: str) -> None:
+        """A correct nested set passes the inner_history row and an inner_variance row a year."""
+        records, metadata = _scenarios({**NESTED, "model": model})
+
+        report = check_scenarios(records, metadata=metadata)
+
+        checks = [r.check for r in report.rows]
+        assert (True, 1, 15) == (
+            report.passed,
+            checks.count("inner_history"),
+            checks.count("inner_variance"),
+        )
+
+    def test_inner_paths_that_forget_their_outer_path_fail(self) -> None:
+        """Inner paths drawn without their outer path's state pass the pooled rows but fail
+        the per-outer-path variance rows."""
+        records, metadata = _scenarios(NESTED)
+        unconditional, _ = _scenarios({"outer": 10, "inner": 1000, "years": 20, "seed": 9})
+        rates = records["rate"].reshape(-1, 20)
+        rates[:, 5:] = unconditional["rate"].reshape(-1, 20)[:, 5:]
+
+        report = check_scenarios(records, metadata=metadata)
+
+        assert {"inner_variance"} == {r.check for r in report.failures}
+        assert min(r.z for r in report.failures) > 4
+
+    def test_inner_paths_must_share_the_outer_history(self) -> None:
+        """Inner paths that differ before the branching year fail inner_history."""
+        records, metadata = _scenarios(NESTED)
+        independent, _ = _scenarios({"outer": 10, "inner": 1000, "years": 20, "seed": 9})
+        records["rate"] = independent["rate"]
+
+        report = check_scenarios(records, metadata=metadata)
+
+        assert "inner_history" in {r.check for r in report.failures}
+
+
 class TestCheckCommand:
     def _invoke(self, *args: str) -> tuple[int, str]:
         result = CliRunner().invoke(esg_app, ["check", *args])
@@ -219,6 +296,19 @@ class TestCheckCommand:
         code, output = self._invoke(str(path))
 
         assert (0, True) == (code, "PASS" in output)
+
+    def test_coarse_cir_file_fails_its_variance_row(self, tmp_path: Path) -> None:
+        """`esg check` on a 1-sub-step CIR file prints a failing variance row and exits 1."""
+        config = {"model": "cir", "outer": 2000, "inner": 1, "years": 3, "substeps": 1}
+        path = _write(tmp_path / "cir.parquet", *_scenarios(config))
+
+        code, output = self._invoke(str(path))
+
+        assert 1 == code
+        assert any(
+            line.split()[:3] == ["│", "variance", "│"] and "FAIL" in line
+            for line in output.splitlines()
+        )
 
     def test_failing_file_exits_one(self, tmp_path: Path) -> None:
         """A biased scenario file exits 1 and says FAIL."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,15 @@ class TestESGConfig:
             ({"model": "cir", "market_price_of_risk": 5.0}, "config.market_price_of_risk"),
             ({"model": "simple", "market_price_of_risk": 0.1}, "config.market_price_of_risk"),
             ({"model": "simple", "initial_rate": 0.5}, "config.initial_rate: must lie within"),
-            ({"curve": {"kind": "spot"}}, "config.curve: keys ['kind'] name no curve"),
+            ({"curve": {"file": "c.csv", "kinds": "spot"}}, "config.curve.kinds: unknown key"),
+            (
+                {"curve": {"rate": 0.03, "compunding": "continuous"}},
+                "config.curve.compunding: unknown key (did you mean 'compounding'?); known keys "
+                "here: rate, file, kind, compounding",
+            ),
+            ({"curve": {"rate": 0.03, "file": "c.csv"}}, "config.curve: 'rate' and 'file' both"),
+            ({"curve": {"rate": 0.03, "kind": "spot"}}, "config.curve.kind: applies to a curve"),
+            ({"curve": {"compounding": "annual"}}, "config.curve: keys ['compounding'] name no"),
             ({"curve": "abc"}, "config.curve"),
             ({"curve": {"file": "/nonexistent/c.csv"}}, "config.curve.file"),
             ({"outer": 100_000, "inner": 1000, "years": 50}, "exceeds the SCENARIO limit"),
@@ -105,6 +114,18 @@ class TestESGConfig:
             settings.parameters["sigma"],
             settings.layout.antithetic,
         )
+
+    @pytest.mark.parametrize(
+        ("compounding", "expected"), [("continuous", math.exp(-0.03)), ("annual", 1 / 1.03)]
+    )
+    def test_flat_curve_follows_its_compounding(self, compounding: str, expected: float) -> None:
+        """A flat curve object reads its rate with its compounding: P(0, 1) = exp(-0.03)."""
+        config = {"curve": {"rate": 0.03, "compounding": compounding}}
+
+        settings = parse_esg_config(config)
+
+        assert settings.curve is not None
+        assert math.isclose(expected, float(settings.curve.discount_factor(1.0)), rel_tol=1e-12)
 
     def test_curve_file_relative_to_base_dir(self, tmp_path: Path) -> None:
         """A relative curve file resolves against base_dir; discount factors are read as such."""

@@ -239,6 +239,46 @@ class TestSlsqp:
         assert ["std >= 5: actual 4"] == r.as_dict()["constraint_violations"]
         assert 1.0 == pytest.approx(r.constraints[0]["violation"], abs=1e-6)
 
+    def test_infeasible_constraint_says_it_cannot_be_met(self) -> None:
+        """The reason names the constraint that cannot be met and the closest value reached,
+        not SLSQP's "Positive directional derivative for linesearch"."""
+        ev = Recorder(lambda p, m: {"mean": p, "std": p + m})
+        cfg = config(
+            parameters=[
+                {"name": PREMIUM, "bounds": [0.0, 2.0]},
+                {"name": MORTALITY, "bounds": [0.0, 2.0]},
+            ],
+            objective={"metric": "mean", "direction": "minimize"},
+            constraints=[{"metric": "std", "operator": ">=", "value": 5.0}],
+        )
+
+        r = optimize(cfg, ev)
+
+        assert r.reason.startswith(
+            "constraint std >= 5 cannot be met within the parameter bounds (none of the "
+        )
+        assert (
+            "the closest value reached is std = 4 (at premium_multiplier = 2, "
+            "mortality_multiplier = 2); relax the constraint or widen the bounds"
+        ) in r.reason
+
+    def test_closest_value_is_found_when_the_algorithm_gives_up_early(self) -> None:
+        """A constraint far out of reach: SLSQP stops at once, and the bounds' corners give
+        the closest value the metric can reach."""
+        ev = Recorder(lambda p, m: {"mean": 1000.0 * p})
+        cfg = config(
+            algorithm="slsqp",
+            parameters=[{"name": PREMIUM, "bounds": [0.5, 2.0]}],
+            objective={"metric": "mean", "direction": "minimize"},
+            constraints=[{"metric": "mean", "operator": ">=", "value": 1e15}],
+        )
+
+        r = optimize(cfg, ev)
+
+        assert not r.converged
+        assert "the closest value reached is mean = 2000 (at premium_multiplier = 2)" in r.reason
+        assert 2.0 == r.parameters[PREMIUM]
+
     def test_constraint_tolerance_scales_with_the_metric(self) -> None:
         """A CTE constraint on a 1e8 portfolio holds at SLSQP's answer (QA regression)."""
 

@@ -84,7 +84,22 @@ class TestSolverConfig:
     @pytest.mark.parametrize(
         ("config", "message"),
         [
-            ({"colour": 1}, "config.colour: unknown key: remove it"),
+            ({"colour": 1}, "config.colour: unknown key; known keys here: basis, metrics"),
+            (
+                {"optimization": {**premium_goal()["optimization"], "algoritm": "slsqp"}},
+                "config.optimization.algoritm: unknown key (did you mean 'algorithm'?); "
+                "known keys here: algorithm, parameters",
+            ),
+            (
+                {
+                    "optimization": {
+                        **premium_goal()["optimization"],
+                        "constraints": [{"metric": "mean", "operator": ">=", "valu": 1}],
+                    }
+                },
+                "config.optimization.constraints[0].valu: unknown key (did you mean 'value'?); "
+                "known keys here: metric, operator, value",
+            ),
             ({"basis": "profit"}, "config.basis: Input should be 'npv' or 'loss'"),
             ({"metrics": ["cte_95", "ctee_9"]}, "config.metrics: metric 'ctee_9' is unknown"),
             ({"percentiles": [150]}, "config.percentiles: 150 is not a percentile"),

@@ -62,8 +62,15 @@ class ZeroCurve:
                 )
 
     @classmethod
-    def flat(cls, rate_pa: float) -> ZeroCurve:
-        """A flat curve at an annual effective rate: ``P(0, t) = (1 + rate_pa) ** -t``."""
+    def flat(
+        cls, rate_pa: float, compounding: Literal["annual", "continuous"] = "annual"
+    ) -> ZeroCurve:
+        """A flat curve: ``P(0, t) = (1 + rate_pa) ** -t``, or ``exp(-rate_pa t)`` when
+        ``compounding`` is ``"continuous"``."""
+        if compounding == "continuous":
+            if not math.isfinite(rate_pa):
+                raise ConfigurationError(f"curve: flat rate {rate_pa!r} must be a finite number")
+            return cls((1.0,), (math.exp(-rate_pa),))
         if not (math.isfinite(rate_pa) and rate_pa > -1.0):
             raise ConfigurationError(f"curve: flat rate {rate_pa!r} must be a number > -1")
         return cls((1.0,), ((1.0 + rate_pa) ** -1.0,))

@@ -8,7 +8,6 @@ re-exports ``ESGSettings`` and ``parse_esg_config``; ``docs/engines/esg.md`` lis
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from livecalc.assumptions.curves import ZeroCurve
+from livecalc.engines._config_keys import unknown_key
 from livecalc.errors import ConfigurationError
 from livecalc.kernels.esg import MAX_INNER, PathLayout
 from livecalc.kernels.esg_rng import seed_key
@@ -137,7 +137,7 @@ def parse_esg_config(config: Mapping[str, Any], base_dir: Path | None = None) ->
     seed = read.integer("seed", 0, 2**63 - 1)
     antithetic = read.flag("antithetic")
     branching = read.integer("branching_year", 0, years)
-    lam = read.number("market_price_of_risk", lambda v: True, "a number")
+    lam = read.number("market_price_of_risk", lambda v: abs(v) <= 100.0, "a number in [-100, 100]")
     params = _model_parameters(read, model)
     if antithetic and inner % 2:
         read.problems.append(f"config.inner: {inner} is odd; antithetic pairs need an even count")
@@ -191,21 +191,25 @@ def _unknown_keys(config: Mapping[str, Any], model: str, allowed: Mapping[str, A
         if key in every_key:
             problems.append(f"config.{key}: not a parameter of model {model!r}; remove it")
             continue
-        near = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        problems.append(f"config.{key}: unknown key{hint}")
+        problems.append("config." + unknown_key(str(key), str(key), sorted(allowed)))
     return problems
 
 
 def _model_parameters(read: _Reader, model: str) -> dict[str, float]:
-    positive, any_number = (lambda v: v > 0.0), (lambda v: True)
+    # Sane ranges: rates of -100%..100% a year, volatilities up to 100% a year. Beyond them the
+    # paths overflow to infinite or NaN rates within a few years, which is no scenario set.
+    def rate(v: float) -> bool:
+        return -1.0 < v <= 1.0
+
     if model == "simple":
         params = {
-            "initial_rate": read.number("initial_rate", lambda v: v > -1.0, "a rate > -1"),
-            "drift": read.number("drift", any_number, "a number"),
-            "volatility": read.number("volatility", lambda v: v >= 0.0, "a number >= 0"),
-            "floor": read.number("floor", lambda v: v > -1.0, "a rate > -1"),
-            "cap": read.number("cap", lambda v: v > -1.0, "a rate > -1"),
+            "initial_rate": read.number("initial_rate", rate, "a rate in (-1, 1]"),
+            "drift": read.number("drift", lambda v: abs(v) <= 1.0, "a number in [-1, 1]"),
+            "volatility": read.number(
+                "volatility", lambda v: 0.0 <= v <= 1.0, "a volatility in [0, 1]"
+            ),
+            "floor": read.number("floor", rate, "a rate in (-1, 1]"),
+            "cap": read.number("cap", rate, "a rate in (-1, 1]"),
         }
         if params["floor"] > params["cap"]:
             read.problems.append(
@@ -219,19 +223,29 @@ def _model_parameters(read: _Reader, model: str) -> dict[str, float]:
             )
         return params
     params = {
-        "a": read.number("a", positive, "a mean-reversion speed > 0"),
-        "sigma": read.number("sigma", lambda v: v >= 0.0, "a volatility >= 0"),
+        "a": read.number("a", lambda v: 0.0 < v <= 100.0, "a mean-reversion speed in (0, 100]"),
+        "sigma": read.number("sigma", lambda v: 0.0 <= v <= 1.0, "a volatility in [0, 1]"),
     }
     if model in ("vasicek", "cir"):
-        params["b"] = read.number("b", positive if model == "cir" else any_number, "a level")
+        params["b"] = read.number(
+            "b",
+            (lambda v: 0.0 < v <= 1.0) if model == "cir" else rate,
+            "a level in (0, 1]" if model == "cir" else "a level in (-1, 1]",
+        )
         params["r0"] = read.number(
-            "r0", (lambda v: v >= 0.0) if model == "cir" else any_number, "an initial rate"
+            "r0",
+            (lambda v: 0.0 <= v <= 1.0) if model == "cir" else rate,
+            "an initial rate in [0, 1]" if model == "cir" else "an initial rate in (-1, 1]",
         )
     if model == "cir":
         if params["sigma"] == 0.0:
             read.problems.append("config.sigma: CIR needs sigma > 0")
         params["substeps"] = float(read.integer("substeps", 1, 365))
     return params
+
+
+_CURVE_KEYS = ("rate", "file", "kind", "compounding", "maturities", "rates", "discount_factors")
+"""The keys of an object ``curve``; any other key is refused, so a misspelling is not ignored."""
 
 
 def _curve(value: Any, base_dir: Path | None) -> ZeroCurve:
@@ -246,17 +260,42 @@ def _curve(value: Any, base_dir: Path | None) -> ZeroCurve:
             f"curve: {value!r} is not a curve; give a flat rate (0.03), "
             '{"file": "curve.csv", "kind": "spot"} or {"maturities": [...], "rates": [...]}'
         )
+    unknown = [
+        unknown_key(f"curve.{key}", str(key), _CURVE_KEYS)
+        for key in value
+        if key not in _CURVE_KEYS
+    ]
+    if unknown:
+        raise ConfigurationError("; config.".join(unknown))
     compounding = value.get("compounding", "annual")
     if compounding not in ("annual", "continuous"):
         raise ConfigurationError(f"curve.compounding: {compounding!r}: use annual or continuous")
+    sources = [k for k in ("rate", "file", "maturities") if k in value]
+    if len(sources) > 1:
+        raise ConfigurationError(
+            f"curve: {' and '.join(repr(k) for k in sources)} both given; give one of 'rate', "
+            "'file' or 'maturities'"
+        )
+    if "kind" in value and "file" not in value:
+        raise ConfigurationError(
+            "curve.kind: applies to a curve 'file'; inline nodes say their kind by giving "
+            "'rates' or 'discount_factors'"
+        )
     if "rate" in value:
-        return ZeroCurve.flat(float(value["rate"]))
+        rate = value["rate"]
+        if isinstance(rate, bool) or not isinstance(rate, int | float | str):
+            raise ConfigurationError(f"curve.rate: {rate!r} is not a rate; give a number")
+        return ZeroCurve.flat(float(rate), compounding)
     if "file" in value:
         path = Path(str(value["file"]))
         if base_dir is not None and not path.is_absolute():
             path = base_dir / path
         kind = value.get("kind", "spot")
         return ZeroCurve.from_file(path, kind, compounding)
+    if "maturities" in value and "rates" in value and "discount_factors" in value:
+        raise ConfigurationError(
+            "curve: 'rates' and 'discount_factors' both given; give one of them"
+        )
     if "maturities" in value and "rates" in value:
         return ZeroCurve.from_spot_rates(value["maturities"], value["rates"], compounding)
     if "maturities" in value and "discount_factors" in value:

@@ -22,6 +22,7 @@ import numpy as np
 
 from livecalc.assumptions.credentials import AMCredentials
 from livecalc.engines._esg_config import ESGSettings, parse_esg_config
+from livecalc.engines._finite import check_finite
 from livecalc.errors import ConfigurationError, ExecutionError
 from livecalc.kernels.esg import (
     ModelParams,
@@ -99,6 +100,8 @@ def initial_discount_factors(settings: ESGSettings) -> np.ndarray | None:
 class ESGEngine(ICalcEngine):
     """Economic scenario generator: Hull-White, Vasicek, CIR or the original simple model."""
 
+    config_file_keys = ("curve.file",)
+
     BLOCK_RECORDS = 1 << 22
     """Outer paths are generated in blocks of about this many records (one kernel call each)."""
 
@@ -112,7 +115,17 @@ class ESGEngine(ICalcEngine):
     ) -> None:
         """Validate ``config`` and prepare the model; raises ConfigurationError naming keys."""
         settings = parse_esg_config(config)
-        dfs = initial_discount_factors(settings)
+        try:
+            dfs = initial_discount_factors(settings)
+        except OverflowError:
+            dfs = None
+        if settings.model != "simple" and (dfs is None or not np.isfinite(np.log(dfs)).all()):
+            p = settings.parameters
+            raise ConfigurationError(
+                f"config.sigma: the {settings.model} model's bond prices overflow within "
+                f"{settings.layout.years} years at a = {p['a']!r}, sigma = {p['sigma']!r}; "
+                "lower sigma or years, or raise a"
+            )
         layout = settings.layout
         self._params = model_params(
             settings.model,
@@ -179,9 +192,18 @@ class ESGEngine(ICalcEngine):
             )
         assert self._params is not None
         try:
-            return generate(out, settings.layout, self._params, outer_start, outer_stop)
+            rows = generate(out, settings.layout, self._params, outer_start, outer_stop)
         except ValueError as exc:
             raise ExecutionError(f"scenario generation failed: {exc}") from exc
+        in_play = {"model": settings.model, **settings.parameters}
+        in_play["market_price_of_risk"] = settings.market_price_of_risk
+        check_finite(
+            out[:rows],
+            "esg",
+            in_play,
+            "The model's paths overflowed: lower sigma or years (or raise a).",
+        )
+        return rows
 
     def get_outputs(self) -> Mapping[str, Any]:
         """``{"esg_metadata": {...}}``: model, parameters, seed, curve (JSON-able).

@@ -4,8 +4,11 @@ The martingale test compares, per maturity T, the mean over scenarios of the dis
 ``DF(T) = prod_{y<=T} 1/(1 + rate_y)`` with ``P(0, T)`` of the initial curve, in standard
 errors: risk-neutral scenarios must reproduce the curve they were fitted to. The moment checks
 compare, per year, the mean of the year's log-return ``I_y = ln(1 + rate_y)`` (the integral of
-the short rate) with its closed form, and for the Gaussian models (Hull-White, Vasicek) also its
-variance, measured as the mean of ``(I_y - E[I_y])**2``.
+the short rate) with its closed form, and also its variance, measured as the mean of
+``(I_y - E[I_y])**2`` (Gaussian models: exact; CIR: the continuous model's exact variance, so a
+coarse sub-step scheme fails it). Nested sets get a per-outer-path test too: the inner paths of
+each outer path must share its history up to the branching year, and their variance around
+each other must be the model's variance given the outer path (``_per_outer_rows``).
 
 Standard errors are taken over independent units: single scenarios, antithetic pairs, or, for
 nested sets (``branching_year > 0``), all inner scenarios of one outer path, which share that
@@ -25,6 +28,7 @@ The scenarios come from a Parquet file (the ESG metadata is read from its key-va
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +40,13 @@ from livecalc.assumptions.curves import ZeroCurve
 from livecalc.engines.esg import METADATA_KEY, model_params
 from livecalc.errors import ConfigurationError
 from livecalc.kernels.esg import GaussianParams
-from livecalc.kernels.esg_models import FloatArray, cir_integral_means, gaussian_integral_moments
+from livecalc.kernels.esg_models import (
+    FloatArray,
+    cir_integral_means,
+    cir_integral_variances,
+    cir_rate_variance,
+    gaussian_integral_moments,
+)
 
 __all__ = ["CheckRow", "ESGCheckReport", "check_scenarios", "read_scenario_file"]
 
@@ -224,6 +234,14 @@ def check_scenarios(
     variances = (
         _Accumulator(moments.var) if moments is not None and moments.var is not None else None
     )
+    branching = int(meta.get("branching_year", 0))
+    nested = branching > 0 and group > 1 and group == _default_group(meta)
+    inner_expected = moments.inner_variances(branching) if moments and nested else None
+    inner = _Accumulator(inner_expected) if inner_expected is not None else None
+    # Antithetic Gaussian pairs average to the conditional mean exactly: deviations from the
+    # sample mean are then deviations from the true mean, so divide by n, not n - 1.
+    ddof = 0 if meta.get("antithetic") else 1
+    history_spread = 0.0
     units_per_block = max(1, _BLOCK_ROWS // (group * years))
     for first_unit in range(0, n_scen // group, units_per_block):
         first_row = first_unit * group * years
@@ -239,6 +257,12 @@ def check_scenarios(
             means.add(_unit_means(log_returns, group))
         if variances is not None and moments is not None:
             variances.add(_unit_means((log_returns - moments.mean) ** 2, group))
+        if nested:
+            by_outer = log_returns.reshape(-1, group, years)
+            shared = by_outer[:, :, :branching]
+            history_spread = max(history_spread, float(np.abs(shared - shared[:, :1]).max()))
+            if inner is not None:
+                inner.add(by_outer.var(axis=1, ddof=ddof))
     report_rows = martingale.rows("martingale", z_threshold, None)
     if moments is not None and means is not None:
         # Model-based errors need the metadata's unit structure; an override drops them.
@@ -247,6 +271,8 @@ def check_scenarios(
         report_rows += means.rows("mean", z_threshold, mean_var)
         if variances is not None:
             report_rows += variances.rows("variance", z_threshold, square_var)
+    if nested:
+        report_rows += _per_outer_rows(inner, history_spread, branching, z_threshold)
     return ESGCheckReport(
         model=meta.get("model"),
         scenarios=n_scen,
@@ -255,6 +281,41 @@ def check_scenarios(
         z_threshold=z_threshold,
         rows=tuple(report_rows),
     )
+
+
+_HISTORY_TOLERANCE = 1e-12
+
+
+def _per_outer_rows(
+    inner: _Accumulator | None, history_spread: float, branching: int, z_threshold: float
+) -> list[CheckRow]:
+    """Rows of the per-outer-path test of a nested set.
+
+    ``inner_history`` (at the branching year): the inner paths of each outer path must share
+    its first ``branching_year`` years exactly (observed: the largest gap in ``I_y``).
+    ``inner_variance`` (each later year): the variance of ``I_y`` among the inner paths of one
+    outer path, averaged over outer paths, against the model's conditional variance given the
+    outer path; the error is the sample's, over outer paths. Inner paths that do not continue
+    their own outer path's state (drawn from the initial state, or from another path) pass the
+    pooled rows but not these.
+    """
+    shared = history_spread <= _HISTORY_TOLERANCE
+    rows = [
+        CheckRow(
+            check="inner_history",
+            maturity=branching,
+            expected=0.0,
+            observed=history_spread,
+            std_error=0.0,
+            z=0.0 if shared else math.inf,
+            passed=shared,
+        )
+    ]
+    if inner is not None:
+        rows += [
+            r for r in inner.rows("inner_variance", z_threshold, None) if r.maturity > branching
+        ]
+    return rows
 
 
 def _unit_means(values: FloatArray, group: int) -> FloatArray:
@@ -341,6 +402,35 @@ class _Moments:
     mean: FloatArray
     var: FloatArray | None = None
     params: GaussianParams | None = None
+    cir: tuple[float, float, float, float] | None = None  # a, b, sigma, r0
+
+    def inner_variances(self, branching: int) -> FloatArray | None:
+        """Expected variance of ``I_y`` among the inner paths of one outer path, per year.
+
+        Given the outer path up to the branching year, ``Var(I_y | F_b) = Var(I_y) -
+        Var(E[I_y | F_b])``, and ``E[I_y | F_b]`` is affine in the state at the branching
+        year with the known factor ``bfac e^(-a (y - 1 - b))`` (Gaussian and CIR alike). Before
+        the branching year the inner paths share the outer path: 0.
+        """
+        if self.var is None:
+            return None
+        out = np.zeros_like(self.var)
+        if self.params is not None:
+            step = self.params.step
+            decay, bfac = step.e, step.bfac
+            var_state = 0.0
+            for _ in range(branching):
+                var_state = step.e**2 * var_state + step.var_x
+        elif self.cir is not None:
+            a, b, sigma, r0 = self.cir
+            decay, bfac = math.exp(-a), -math.expm1(-a) / a
+            var_state = cir_rate_variance(a, b, sigma, r0, float(branching))
+        else:
+            return None
+        for y in range(branching, len(self.var)):
+            explained = (bfac * decay ** (y - branching)) ** 2 * var_state
+            out[y] = float(self.var[y]) - explained
+        return out
 
     def unit_variances(
         self, meta: Mapping[str, Any], group: int
@@ -398,4 +488,8 @@ def _expected_moments(meta: Mapping[str, Any], initial: FloatArray) -> _Moments 
     levels = np.full(years, params["b"])
     speeds[:branching] = params["a"] - lam * params["sigma"]
     levels[:branching] = params["a"] * params["b"] / speeds[:branching]
-    return _Moments(cir_integral_means(float(params["r0"]), speeds, levels))
+    means = cir_integral_means(float(params["r0"]), speeds, levels)
+    if branching and lam:
+        return _Moments(means)  # real-world years first: refused before the check anyway
+    cir = (float(params["a"]), float(params["b"]), float(params["sigma"]), float(params["r0"]))
+    return _Moments(means, cir_integral_variances(*cir, years), cir=cir)

@@ -29,6 +29,13 @@ from livecalc.assumptions.tables import (
     load_mortality_table,
     load_rate_table,
 )
+from livecalc.engines._finite import (
+    MAX_MULTIPLIER,
+    PROJECTION_RANGES,
+    check_projection_output,
+    check_ranges,
+)
+from livecalc.engines._input_checks import projection_data_problems
 from livecalc.errors import ConfigurationError, ExecutionError
 from livecalc.kernels.projection_audit import audit_cashflows
 from livecalc.kernels.projection_basis import (
@@ -41,6 +48,7 @@ from livecalc.kernels.projection_basis import (
 from livecalc.kernels.projection_run import project
 from livecalc.runtime.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE, SCENARIO_DTYPE
 from livecalc.runtime.engine import (
+    DataProblem,
     EngineInfo,
     ExecutionResult,
     ICalcEngine,
@@ -170,6 +178,7 @@ def parse_config(config: Mapping[str, Any]) -> ProjectionConfig:
             f"config.dynamic_lapse: min_factor {dyn.min_factor:g} is above max_factor "
             f"{dyn.max_factor:g}; give min_factor <= max_factor"
         )
+    check_ranges(cfg, PROJECTION_RANGES)
     return cfg
 
 
@@ -288,6 +297,14 @@ def scenario_matrix(scenarios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class ProjectionEngine(ICalcEngine):
     """Projects POLICY records under SCENARIO records (or a deterministic curve)."""
 
+    config_file_keys = (
+        "mortality_table",
+        "lapse_table",
+        "commissions",
+        "surrender_values",
+        "yield_curve",
+    )
+
     def __init__(self) -> None:
         self._cfg: ProjectionConfig | None = None
         self._basis: ProjectionBasis | None = None
@@ -349,9 +366,10 @@ class ProjectionEngine(ICalcEngine):
                     f"set_parameters: unknown parameter {name!r}; known: {', '.join(MULTIPLIERS)}"
                 )
             number = isinstance(value, int | float) and not isinstance(value, bool)
-            if not (number and math.isfinite(value) and value >= 0):
+            if not (number and math.isfinite(value) and 0 <= value <= MAX_MULTIPLIER):
                 raise ConfigurationError(
-                    f"set_parameters: {name} = {value!r} must be a number >= 0"
+                    f"set_parameters: {name} = {value!r} must be a number in "
+                    f"[0, {MAX_MULTIPLIER:g}]"
                 )
         basis.multipliers.update({k: float(v) for k, v in params.items()})
 
@@ -372,6 +390,21 @@ class ProjectionEngine(ICalcEngine):
         n_scen = 1 if scen is None else len(self._scenarios(scen)[1])
         mode = self.output_mode
         return OutputSpec(mode.dtype, mode.records(len(policies), n_scen))
+
+    def check_data(self, inputs: Mapping[str, np.ndarray | None]) -> list[DataProblem]:
+        """What ``run_chunk`` would refuse mid-run in whole inputs, by input, column and 0-based
+        row (``livecalc validate`` and the start of ``run`` call it)."""
+        cfg, basis = self._ready()
+        assert self._curve is not None
+        low = basis.mortality_age_min
+        return projection_data_problems(
+            inputs,
+            output=cfg.output,
+            class_factors=len(basis.class_factors),
+            steps_per_year=basis.steps_per_year,
+            mortality_ages=(low, low + basis.mortality.shape[1] - 1),
+            deterministic_years=self._curve.shape[1],
+        )
 
     def get_outputs(self) -> Mapping[str, Any]:
         """``{"cashflows": {policy_id: {column: [values by period]}}, ...}`` when auditing."""
@@ -409,6 +442,7 @@ class ProjectionEngine(ICalcEngine):
             written = project(chunk, basis, mode, output_buffer, separable)
         except ValueError as exc:
             raise ExecutionError(f"projection kernel failed: {exc}") from exc
+        check_projection_output(output_buffer[:written], cfg, basis.multipliers)
         self._outputs["method"] = "separable" if separable else "full"
         if cfg.audit is not None:
             self._audit(cfg, basis, chunk)

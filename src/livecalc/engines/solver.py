@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from livecalc._version import __version__
 from livecalc.assumptions.credentials import AMCredentials
+from livecalc.engines._config_keys import unknown_key_in_model
 from livecalc.errors import ConfigurationError, ExecutionError, InitializationError
 from livecalc.runtime.engine import EngineInfo, Evaluator, ExecutionResult, ICalcEngine, InputBuffer
 from livecalc.solver.expr import Expression, ExpressionError, parse_expression
@@ -128,8 +129,9 @@ def _config_error(exc: ValidationError) -> ConfigurationError:
     for err in exc.errors():
         msg = str(err["msg"])
         if err["type"] == "extra_forbidden":
-            msg = "unknown key: remove it or fix its spelling"
-        elif err["type"] == "missing":
+            lines.append(unknown_key_in_model(SolverConfig, err["loc"], _path(err["loc"])))
+            continue
+        if err["type"] == "missing":
             msg = "required: add it"
         msg = msg.removeprefix("Value error, ")
         lines.append(f"{_path(err['loc'])}: {msg}")
@@ -267,6 +269,8 @@ def _lookup_assumption(credentials: AMCredentials | None) -> Any:
 
 class SolverEngine(ICalcEngine):
     """Risk measures of projection results and, optionally, an optimisation of parameters."""
+
+    config_file_keys = ("optimization.objective.target", "optimization.constraints.*.value")
 
     def __init__(self) -> None:
         self._config: SolverConfig | None = None

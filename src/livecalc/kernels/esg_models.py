@@ -30,6 +30,8 @@ __all__ = [
     "GaussianStep",
     "cir_discount_factors",
     "cir_integral_means",
+    "cir_integral_variances",
+    "cir_rate_variance",
     "gaussian_integral_moments",
     "hull_white_shifts",
     "integrated_ou_variance",
@@ -179,4 +181,30 @@ def cir_integral_means(r0: float, speeds: FloatArray, levels: FloatArray) -> Flo
         bfac = -math.expm1(-a) / a
         out[y] = mean_r * bfac + b * (1.0 - bfac)
         mean_r = mean_r * math.exp(-a) + b * -math.expm1(-a)
+    return out
+
+
+def cir_rate_variance(a: float, b: float, sigma: float, r0: float, t: float) -> float:
+    """``Var(r_t)`` of CIR started at ``r0``: ``r0 s^2/a (e - e^2) + b s^2/(2a) (1 - e)^2``,
+    ``e = exp(-a t)``."""
+    e, one_minus_e = math.exp(-a * t), -math.expm1(-a * t)
+    return r0 * sigma**2 / a * e * one_minus_e + b * sigma**2 / (2.0 * a) * one_minus_e**2
+
+
+def cir_integral_variances(a: float, b: float, sigma: float, r0: float, years: int) -> FloatArray:
+    """Exact ``Var(I_y)``, ``I_y`` the integral of the short rate over year y, for CIR.
+
+    CIR's conditional mean is affine (``E[r_u | r_s] = b + (r_s - b) e^(-a (u - s))``), so
+    ``Cov(r_s, r_u) = e^(-a (u - s)) Var(r_s)`` for ``s <= u`` and
+    ``Var(I_y) = 2 integral_{y-1}^{y} Var(r_s) B(y - s) ds`` with ``B(t) = (1 - e^(-a t)) / a``.
+    The integrand is a smooth sum of exponentials: 32-point Gauss-Legendre integrates it to
+    rounding error. This is the continuous model's variance, which a coarse sub-step scheme
+    misses (one sub-step a year: 27% low in year 1 at a = 0.1, sigma = 0.05).
+    """
+    nodes, weights = np.polynomial.legendre.leggauss(32)
+    out = np.empty(years)
+    for y in range(1, years + 1):
+        s = (y - 1) + (nodes + 1.0) / 2.0
+        var_r = np.array([cir_rate_variance(a, b, sigma, r0, float(t)) for t in s])
+        out[y - 1] = float(np.sum(weights / 2.0 * var_r * 2.0 * -np.expm1(-a * (y - s)) / a))
     return out

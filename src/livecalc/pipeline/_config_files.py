@@ -21,6 +21,7 @@ __all__ = [
     "read_config_json",
     "unwritable",
     "with_absolute_paths",
+    "with_declared_paths",
 ]
 
 
@@ -141,4 +142,34 @@ def with_absolute_paths(value: Any, base: Path, key: str = "") -> Any:
         path = Path(value).expanduser()
         if not path.is_absolute() and (base / path).exists():
             return str(base / path)
+    return value
+
+
+def with_declared_paths(config: Any, base: Path, keys: Sequence[str]) -> Any:
+    """``config`` with the relative paths at the declared ``keys`` made absolute against
+    ``base`` (dotted paths; ``*`` matches every list item or object key).
+
+    A declared key is a path whether or not the file exists, so a missing file is reported
+    with the folder it was looked for in; ``am://`` and other URLs, absolute paths and
+    non-string values (a list of rates) are left as they are.
+    """
+    result = copy.deepcopy(config)
+    for key in keys:
+        result = _resolve_at(result, key.split("."), base)
+    return result
+
+
+def _resolve_at(value: Any, parts: list[str], base: Path) -> Any:
+    if not parts:
+        if isinstance(value, str) and value and "://" not in value:
+            path = Path(value).expanduser()
+            return value if path.is_absolute() else str(base / path)
+        return value
+    head, rest = parts[0], parts[1:]
+    if isinstance(value, dict):
+        names = list(value) if head == "*" else [head] if head in value else []
+        for name in names:
+            value[name] = _resolve_at(value[name], rest, base)
+    elif isinstance(value, list) and head == "*":
+        value[:] = [_resolve_at(item, rest, base) for item in value]
     return value

@@ -21,12 +21,14 @@ import pyarrow.parquet as pq
 from livecalc.assumptions.credentials import AMCredentials, CredentialManager
 from livecalc.errors import CalcEngineError, ConfigurationError, ExecutionError
 from livecalc.log import get_logger
+from livecalc.pipeline._data_checks import check_source_data, engines_checker, load_datasets
 from livecalc.pipeline._sizes import buffer_problems, esg_scenario_count
 from livecalc.pipeline._summary import NodeReport, RunSummary
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import Executor
 from livecalc.pipeline.loading import load_config
 from livecalc.pipeline.runner import ProgressCallback, Runner
+from livecalc.runtime.engine import ICalcEngine
 from livecalc.runtime.factory import EngineFactory
 
 __all__ = ["RunResult", "check_engines", "records_to_arrow", "run"]
@@ -180,7 +182,9 @@ def check_engines(
     """Validate a config, then initialise (and dispose of) each engine: ``livecalc validate``.
 
     This runs the engines' own config checks, and resolves their assumption tables, the way
-    ``run`` does before anything runs, but reads no data and runs no chunk.
+    ``run`` does before anything runs; then it reads the data sources and has the engines that
+    check data (the projection) check them, as ``run`` does before its first chunk. It runs no
+    chunk.
 
     Raises:
         ConfigurationError: every problem, by JSON path (``engines[1].config.x: ...``).
@@ -190,39 +194,53 @@ def check_engines(
     if credentials is None:
         credentials = _default_credentials(config)
     problems = []
+    ready: dict[str, ICalcEngine] = {}
     produced_scenarios: dict[str, int] = {}
-    for i, node in enumerate(config.engines):
-        engine = factory.create_engine(node.type)
-        try:
-            engine.initialize(config.engine_config(node.id), credentials)
-        except CalcEngineError as exc:
-            text = str(exc)
-            # Engines name the key as "config.key: ..." (as the runner reports it).
-            problems.append(
-                f"engines[{i}].{text if text.startswith('config') else f'config: {text}'}"
-            )
-            continue
-        except Exception as exc:  # an engine's bug: still one line, naming the engine
-            problems.append(f"engines[{i}]: initialize failed: {type(exc).__name__}: {exc}")
-            continue
-        if node.outputs and factory.canonical_type(node.type) == "esg":
-            count = esg_scenario_count(engine.get_outputs())
-            if count is not None:
-                produced_scenarios[node.outputs[0]] = count
-        try:
-            engine.dispose()
-        except Exception as exc:
-            problems.append(f"engines[{i}]: dispose failed: {type(exc).__name__}: {exc}")
-    if not problems:
+    try:
+        for i, node in enumerate(config.engines):
+            engine = factory.create_engine(node.type)
+            try:
+                engine.initialize(config.engine_config(node.id, factory), credentials)
+            except CalcEngineError as exc:
+                text = str(exc)
+                # Engines name the key as "config.key: ..." (as the runner reports it).
+                problems.append(
+                    f"engines[{i}].{text if text.startswith('config') else f'config: {text}'}"
+                )
+                continue
+            except Exception as exc:  # an engine's bug: still one line, naming the engine
+                problems.append(f"engines[{i}]: initialize failed: {type(exc).__name__}: {exc}")
+                continue
+            ready[node.id] = engine
+            if node.outputs and factory.canonical_type(node.type) == "esg":
+                count = esg_scenario_count(engine.get_outputs())
+                if count is not None:
+                    produced_scenarios[node.outputs[0]] = count
+        if problems:
+            raise _engine_problems(problems)
         problems = buffer_problems(config, factory, produced_scenarios)
+        if problems:
+            raise _engine_problems(problems)
+        # The data too, as `run` checks it before its first chunk: bad rows are found here.
+        check_source_data(config, load_datasets(config), engines_checker(ready))
+    finally:
+        for i, node in enumerate(config.engines):
+            if node.id not in ready:
+                continue
+            try:
+                ready[node.id].dispose()
+            except Exception as exc:
+                problems.append(f"engines[{i}]: dispose failed: {type(exc).__name__}: {exc}")
     if problems:
-        raise ConfigurationError(
-            problems[0]
-            if len(problems) == 1
-            else f"{len(problems)} engine config problems:\n"
-            + "\n".join(f"  {p}" for p in problems)
-        )
+        raise _engine_problems(problems)
     return config
+
+
+def _engine_problems(problems: list[str]) -> ConfigurationError:
+    if len(problems) == 1:
+        return ConfigurationError(problems[0])
+    listed = "\n".join(f"  {p}" for p in problems)
+    return ConfigurationError(f"{len(problems)} engine config problems:\n{listed}")
 
 
 def _default_credentials(config: PipelineConfig) -> AMCredentials | None:

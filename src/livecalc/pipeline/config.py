@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from livecalc.errors import ConfigurationError
-from livecalc.pipeline._config_files import (
-    with_absolute_paths,
-)
+from livecalc.pipeline._config_files import with_absolute_paths, with_declared_paths
+
+if TYPE_CHECKING:
+    from livecalc.runtime.factory import EngineFactory
 
 __all__ = [
     "DataSource",
@@ -118,18 +119,27 @@ class PipelineConfig(_Model):
         p = Path(path).expanduser()
         return p if p.is_absolute() else Path(self.base_dir) / p
 
-    def engine_config(self, node_id: str) -> dict[str, Any]:
+    def engine_config(self, node_id: str, factory: EngineFactory | None = None) -> dict[str, Any]:
         """A node's engine config with its relative file paths made absolute.
 
-        Relative paths in a config resolve against the config file's folder (DESIGN.md
-        section 4). Engines cannot know that folder, so the runner rewrites, at any depth, the
-        string values of keys named ``file``, ``path``, ``library`` or ending in ``_table``,
-        ``_file`` or ``_path`` when such a file exists there; ``am://`` references and
-        absolute paths are left as they are.
+        Relative paths in a config resolve against the config file's folder; engines cannot
+        know that folder, so the runner rewrites them. Which keys hold paths, the engine type
+        declares (``ICalcEngine.config_file_keys``, read through ``factory``; by default the
+        built-in types): exactly those are resolved, at any depth. For an engine that declares
+        none, the string values of keys named ``file``, ``path``, ``library`` or ending in
+        ``_table``, ``_file`` or ``_path`` are rewritten when such a file exists there.
+        ``am://`` references and absolute paths are left as they are.
         """
-        resolved: dict[str, Any] = with_absolute_paths(
-            self.node(node_id).config, Path(self.base_dir)
-        )
+        from livecalc.runtime.factory import EngineFactory
+
+        node = self.node(node_id)
+        factory = factory if factory is not None else EngineFactory(discover=False)
+        keys = factory.config_file_keys(node.type)
+        base = Path(self.base_dir)
+        if keys is not None:
+            declared: dict[str, Any] = with_declared_paths(node.config, base, keys)
+            return declared
+        resolved: dict[str, Any] = with_absolute_paths(node.config, base)
         return resolved
 
     def uses_assumptions_manager(self) -> bool:

@@ -117,7 +117,7 @@ def load_config(
         problems.extend(_file_problems(sources, Path(raw["base_dir"])))
     if config is not None:
         problems.extend(_output_problems(config, nodes, sources))
-        problems.extend(_collision_problems(config, config_file))
+        problems.extend(_collision_problems(config, config_file, factory))
         if check_files:
             problems.extend(_output_path_problems(config))
     if problems:
@@ -298,7 +298,9 @@ def _output_path_problems(config: PipelineConfig) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
-def _collision_problems(config: PipelineConfig, config_file: Path | None) -> list[str]:
+def _collision_problems(
+    config: PipelineConfig, config_file: Path | None, factory: EngineFactory
+) -> list[str]:
     """Output files that are an input file (the config's own included) or another output,
     compared resolved (links, ``..``)."""
     out = config.output
@@ -315,7 +317,7 @@ def _collision_problems(config: PipelineConfig, config_file: Path | None) -> lis
     if config_file is not None:
         inputs.append(("the config file itself", config_file))
     for i, node in enumerate(config.engines):
-        found = _config_files(f"engines[{i}].config", config.engine_config(node.id))
+        found = _config_files(f"engines[{i}].config", config.engine_config(node.id, factory))
         inputs.extend((f"the file of {where}", path) for where, path in found)
     targets = [(f"output.path (output {name!r})", path) for name, path in written.items()]
     if out.summary_path:

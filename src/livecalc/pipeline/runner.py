@@ -38,6 +38,7 @@ from livecalc.errors import (
 from livecalc.io.generate import ESG_METADATA_KEY
 from livecalc.io.parquet import PolicyData
 from livecalc.log import get_logger, run_context
+from livecalc.pipeline._data_checks import check_source_data, handles_checker
 from livecalc.pipeline._node import NodeOutput, NodeRunner
 from livecalc.pipeline._outputs import OutputPlan, load_source, policy_ext_name
 from livecalc.pipeline._sizes import buffer_problems, esg_scenario_count
@@ -120,6 +121,8 @@ class Runner:
                 outputs.metadata[RUN_ID_KEY] = run_id
                 self._initialize_all(executor, buffers, summary)
                 self._check_buffer_sizes(with_engines=True)
+                ready = {n: self._handles[n] for n in self._runners}
+                check_source_data(self.config, self._datasets, handles_checker(ready))
                 self._schedule(summary, outputs)
             finally:
                 for node_id, handle in self._handles.items():
@@ -182,7 +185,9 @@ class Runner:
             try:
                 handle = executor.create_handle(node, self.factory, self.config.run)
                 self._handles[node_id] = handle
-                handle.initialize(self.config.engine_config(node_id), self.credentials)
+                handle.initialize(
+                    self.config.engine_config(node_id, self.factory), self.credentials
+                )
             except ConfigurationError as exc:
                 problems.append(f"{prefix}.{_config_path(str(exc))}")
                 continue

@@ -19,7 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -27,11 +27,13 @@ from livecalc.assumptions.credentials import AMCredentials
 from livecalc.errors import ConfigurationError, ExecutionError
 
 __all__ = [
+    "DataProblem",
     "EngineInfo",
     "ExecutionResult",
     "ICalcEngine",
     "InputBuffer",
     "OutputSpec",
+    "SupportsDataCheck",
     "SupportsEvaluator",
     "SupportsParameters",
     "as_engine",
@@ -128,6 +130,13 @@ class ICalcEngine(ABC):
     ``output_spec`` so the runner can allocate their output buffer once.
     """
 
+    config_file_keys: ClassVar[tuple[str, ...] | None] = None
+    """The config keys whose values are file paths, as dotted paths: ``"yield_curve"``,
+    ``"curve.file"``, ``"constraints.*.value"`` (``*``: any list item or object key). The
+    pipeline makes exactly these relative paths absolute against the config file's folder.
+    None (not declared): keys named ``file``, ``path``, ``library`` or ending in ``_table``,
+    ``_file`` or ``_path`` are taken as paths, at any depth."""
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         legacy = cls.__dict__.get("runChunk")
@@ -202,6 +211,29 @@ class SupportsEvaluator(Protocol):
 
     def bind_evaluator(self, evaluator: Evaluator) -> None:
         """Receive the callback: overrides in, the upstream engine's fresh output records out."""
+
+
+@dataclass(frozen=True)
+class DataProblem:
+    """A bad value in an engine's input data: the input, its column (record field), the
+    0-based row (record index, which is the file's data row), what is wrong and the fix."""
+
+    input: str
+    column: str
+    row: int
+    problem: str
+    fix: str
+
+
+@runtime_checkable
+class SupportsDataCheck(Protocol):
+    """An engine that checks whole input data sets before a run (``livecalc validate`` and
+    the start of ``run``), so bad data is refused by file, column and row before any chunk."""
+
+    def check_data(self, inputs: Mapping[str, np.ndarray | None]) -> list[DataProblem]:
+        """The problems of these inputs (named record arrays, found by dtype) for this config;
+        an input that another engine produces is None (it is not known before the run)."""
+        ...
 
 
 class _LegacyEngine(ICalcEngine):

@@ -93,6 +93,20 @@ class EngineFactory:
         """Every registered type name, sorted (aliases not included)."""
         return sorted(self._creators)
 
+    def config_file_keys(self, engine_type: str) -> tuple[str, ...] | None:
+        """The file-valued config keys ``engine_type`` declares (``ICalcEngine.config_file_keys``),
+        or None when it declares none or cannot be loaded (its creation reports why)."""
+        creator = self._creators.get(self.canonical_type(engine_type))
+        if isinstance(creator, str):
+            try:
+                creator = _load(creator)
+            except Exception:
+                return None
+        keys = getattr(creator, "config_file_keys", None)
+        if isinstance(keys, tuple | list) and all(isinstance(k, str) for k in keys):
+            return tuple(keys)
+        return None
+
     def create_engine(self, engine_type: str) -> ICalcEngine:
         """A new, uninitialised engine of ``engine_type``.
 

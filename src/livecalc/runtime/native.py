@@ -84,6 +84,8 @@ def _bind(lib: ctypes.CDLL) -> None:
 class NativeEngine(ICalcEngine):
     """Runs a C ABI engine from a shared library; picklable before ``initialize``."""
 
+    config_file_keys = ("library",)
+
     def __init__(self) -> None:
         self._lib: ctypes.CDLL | None = None
         self._handle: int | None = None

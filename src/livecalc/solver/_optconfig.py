@@ -29,6 +29,9 @@ PARAMETER_NAMES = (
 )
 """The projection parameters a solver may vary (``set_parameters`` overrides)."""
 
+MAX_MULTIPLIER = 1000.0
+"""The largest multiplier the projection takes (livecalc.engines' sanity ranges say the same)."""
+
 AM_REFERENCE = re.compile(r"^am://[^@\s]+@[^@\s]+$")
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -105,6 +108,11 @@ class ParameterConfig(_Model):
             raise ValueError(f"lower bound {bounds[0]:g} must be below upper bound {bounds[1]:g}")
         if bounds[0] < 0:
             raise ValueError(f"lower bound {bounds[0]:g}: multipliers cannot be negative; use >= 0")
+        if bounds[1] > MAX_MULTIPLIER:
+            raise ValueError(
+                f"upper bound {bounds[1]:g}: the projection takes multipliers up to "
+                f"{MAX_MULTIPLIER:g}; lower it"
+            )
         return bounds
 
     @model_validator(mode="after")

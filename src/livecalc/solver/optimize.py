@@ -231,6 +231,66 @@ def _differential_evolution(problem: Problem) -> Outcome:
     return Outcome(point, bool(res.success), f"differential evolution: {res.message}")
 
 
+def _probe_corners(problem: Problem, point: Point) -> Point:
+    """The best-ranked point after also evaluating the corners of the bounds (up to 4
+    parameters: 16 corners), while the budget lasts.
+
+    Run when the algorithm ends outside the constraints: a monotone metric (the usual case for
+    multipliers) reaches its extremes at the corners, so the report of the closest value
+    reached does not depend on where the algorithm gave up, and a feasible corner is found.
+    """
+    params = problem.cfg.parameters
+    if len(params) > 4:
+        return point
+    ends = [
+        (p.on_grid(0), p.on_grid(p.grid_max)) if p.type == "discrete" else p.bounds for p in params
+    ]
+    corners: list[list[float]] = [[]]
+    for low, high in ends:
+        corners = [[*c, v] for c in corners for v in (low, high)]
+    try:
+        for corner in corners:
+            problem.at(corner)
+    except Stop:
+        pass  # the budget is spent: report on what was evaluated
+    assert problem.best is not None
+    return min(point, problem.best, key=lambda q: q.rank)
+
+
+def _unmet_reason(
+    problem: Problem, checks: list[dict[str, Any]], algorithm_reason: str, partial: bool
+) -> str:
+    """Why the result breaks a constraint, in the user's terms: which constraint, and the
+    closest its metric came over every point evaluated (and where), instead of the
+    algorithm's own words ("Positive directional derivative for linesearch")."""
+    lines = []
+    tolerances = problem.constraint_tolerances
+    for i, (c, check) in enumerate(zip(problem.cfg.constraints, checks, strict=True)):
+        if check["ok"]:
+            continue
+        closest = min(
+            problem.cache.values(), key=lambda q: c.check(q.metrics[c.metric], tolerances[i])[1]
+        )
+        at = ", ".join(f"{n} = {v:g}" for n, v in zip(problem.names, closest.params, strict=True))
+        what = f"constraint {c.metric} {c.operator} {float(c.value):g}"
+        value = f"{c.metric} = {closest.metrics[c.metric]:g} (at {at})"
+        if c.check(closest.metrics[c.metric], tolerances[i])[0]:
+            lines.append(f"{what} is not met at the result, though it holds at {value}")
+        elif partial:
+            lines.append(
+                f"{what} is not met at any of the {problem.evaluations} points evaluated before "
+                f"the search stopped: the closest value reached is {value}"
+            )
+        else:
+            lines.append(
+                f"{what} cannot be met within the parameter bounds (none of the "
+                f"{problem.evaluations} points evaluated meets it): the closest value reached "
+                f"is {value}"
+            )
+    fix = "relax the constraint or widen the bounds" if not partial else "raise the budget"
+    return f"{'; '.join(lines)}; {fix} ({algorithm_reason})"
+
+
 _ALGORITHMS = {
     "brentq": goal_seek,
     "slsqp": _slsqp,
@@ -275,6 +335,9 @@ def optimize(
             )
         outcome = Outcome(problem.best, False, str(stop))
     point = outcome.point
+    probed = False
+    if not partial and not point.feasible and config.constraints:
+        point, probed = _probe_corners(problem, point), True
     checks = []
     for c, tol in zip(config.constraints, problem.constraint_tolerances, strict=True):
         actual = point.metrics[c.metric]
@@ -292,8 +355,16 @@ def optimize(
             }
         )
     converged, reason = outcome.converged, outcome.reason
-    if converged and not all(c["ok"] for c in checks):
-        converged, reason = False, reason + "; but a constraint does not hold at the result"
+    if not all(c["ok"] for c in checks):
+        converged, reason = False, _unmet_reason(problem, checks, reason, partial)
+    elif probed:
+        converged, reason = (
+            False,
+            (
+                f"{reason}; the algorithm ended outside the constraints, so the best point "
+                "that meets them among those evaluated (corners of the bounds included) is returned"
+            ),
+        )
     return OptimizationResult(
         algorithm=algorithm,
         parameters=dict(zip(problem.names, point.params, strict=True)),
