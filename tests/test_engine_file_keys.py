@@ -31,7 +31,12 @@ FILE_KEYS: list[tuple[str, list[str | int], str, str]] = [
     ("projection", ["lapse_table"], "lapse.csv", ""),
     ("projection", ["commissions"], "commissions.csv", "policy_year,rate\n1,0.5\n2,0.05\n"),
     ("projection", ["surrender_values"], "surrender.csv", "policy_year,rate\n1,0.0\n2,0.1\n"),
-    ("projection", ["yield_curve"], "yields.csv", "year,rate\n1,0.02\n2,0.025\n"),
+    (
+        "projection",
+        ["yield_curve"],
+        "yields.csv",
+        "year,rate\n" + "".join(f"{y},0.02\n" for y in range(1, 121)),
+    ),
     ("solver", ["optimization", "objective", "target"], "target.csv", "name,value\nmean,0\n"),
     (
         "solver",
@@ -86,7 +91,7 @@ def _node(engine_type: str) -> dict[str, Any]:
         "config": json.loads(json.dumps(_BASE[engine_type])),
         "outputs": ["out"],
     }
-    if engine_type == "native":
+    if engine_type in ("native", "projection"):
         node["inputs"] = ["policies"]
     return node
 
@@ -94,6 +99,13 @@ def _node(engine_type: str) -> dict[str, Any]:
 def _pipeline(folder: Path, nodes: list[dict[str, Any]]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     write_policies(folder / "policies.parquet", generate_policies(20, seed=1))
+    # Validation wants a solver fed by projection results: give a lone solver a projection.
+    for node in list(nodes):
+        if node["type"] == "solver" and not node.get("inputs"):
+            upstream = _node("projection")
+            upstream.update(id="upstream_projection", outputs=["upstream_results"])
+            nodes.insert(nodes.index(node), upstream)
+            node["inputs"] = ["upstream_results"]
     config = {"data_sources": {"policies": {"path": "policies.parquet"}}, "engines": nodes}
     path = folder / "pipeline.json"
     path.write_text(json.dumps(config), "utf-8")
