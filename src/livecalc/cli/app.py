@@ -159,7 +159,7 @@ def print_summary(result: RunResult) -> None:
     table = Table(title=f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
     table.add_column("engine", no_wrap=True)
     table.add_column("status", no_wrap=True)
-    for column in ("seconds", "chunks", "rows", "rows/s", "records"):
+    for column in ("seconds", "compile s", "chunks", "rows", "rows/s", "records"):
         table.add_column(column, justify="right", no_wrap=True)
     colours = {"succeeded": "green", "failed": "red", "skipped": "yellow", "not_run": "dim"}
     for r in result.nodes.values():
@@ -167,6 +167,7 @@ def print_summary(result: RunResult) -> None:
             r.node_id,
             f"[{colours[r.status]}]{r.status}[/]",
             f"{r.seconds:.3f}",
+            f"{r.compile_seconds:.3f}",
             str(r.chunks),
             _count(r.rows_processed),
             _count(r.throughput),
@@ -196,7 +197,11 @@ def print_summary(result: RunResult) -> None:
             )
     for name, path in result.written.items():
         console.print(f"wrote {name}: {escape(str(path))}", highlight=False)
-    console.print(f"total {result.seconds:.3f} s", highlight=False)
+    compiled = sum(r.compile_seconds for r in result.nodes.values())
+    note = f" (numba compiling: {compiled:.3f} s; `livecalc warmup` fills the cache)"
+    console.print(
+        f"total {result.seconds:.3f} s" + (note if compiled >= 0.05 else ""), highlight=False
+    )
 
 
 @app.command()
@@ -374,6 +379,31 @@ def demo(
     print_summary(result)
     if not result.success:
         raise typer.Exit(1)
+
+
+@app.command()
+def warmup(
+    debug: Annotated[bool, typer.Option(help="debug logs and tracebacks")] = False,
+) -> None:
+    """Compile every numba kernel the engines use into numba's cache (once per install)."""
+    from livecalc.pipeline.warmup import warm_up
+
+    # The warm-up data trips the engines' advice (e.g. annual steps for policies in force):
+    # not the user's business.
+    configure_logging(LoggerConfig(min_level="DEBUG" if debug else "ERROR", console_errors=debug))
+    with _user_errors(debug):
+        report = warm_up(lambda message: err_console.print(message, highlight=False))
+    table = Table(title="numba kernels")
+    for column in ("kernel", "signatures", "compiled", "from cache"):
+        table.add_column(column, justify="left" if column == "kernel" else "right")
+    for k in report.kernels:
+        table.add_row(k.name, str(k.signatures), str(k.compiled), str(k.from_cache))
+    console.print(table)
+    console.print(
+        f"compiled {report.compiled} signatures, loaded {report.from_cache} from the cache; "
+        f"compiling took {report.compile_seconds:.1f} s, warm-up {report.seconds:.1f} s",
+        highlight=False,
+    )
 
 
 app.add_typer(esg_app, name="esg")

@@ -19,7 +19,7 @@ import os
 import pickle
 import signal
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -28,7 +28,7 @@ import numpy as np
 
 from livecalc.assumptions.credentials import AMCredentials
 from livecalc.errors import ConfigurationError
-from livecalc.runtime import _worker
+from livecalc.runtime import _worker, jit
 from livecalc.runtime.buffers import shared_ref_of
 from livecalc.runtime.engine import (
     EngineInfo,
@@ -91,6 +91,16 @@ class InlineHost:
 
     def __init__(self, engine: ICalcEngine) -> None:
         self._engine = engine
+        self.compile_seconds = 0.0
+        """Seconds numba spent compiling during this engine's calls (``livecalc.runtime.jit``)."""
+
+    @contextlib.contextmanager
+    def _timing_compiles(self) -> Iterator[None]:
+        start = jit.compile_seconds()
+        try:
+            yield
+        finally:
+            self.compile_seconds += jit.compile_seconds() - start
 
     @property
     def pid(self) -> int | None:
@@ -105,7 +115,8 @@ class InlineHost:
     ) -> EngineInfo:
         """Initialise the engine and return its info."""
         try:
-            self._engine.initialize(config, credentials)
+            with self._timing_compiles():
+                self._engine.initialize(config, credentials)
             return self._engine.get_info()
         except Exception as exc:
             raise _local_failure(exc) from exc
@@ -115,7 +126,8 @@ class InlineHost:
     ) -> tuple[ExecutionResult, float]:
         """Run one chunk to its end (a thread cannot be stopped); result and resident MiB."""
         try:
-            result = self._engine.run_chunk(inputs, output)
+            with self._timing_compiles():
+                result = self._engine.run_chunk(inputs, output)
         except Exception as exc:
             raise _local_failure(exc) from exc
         return result, _worker.resident_mb()
@@ -138,7 +150,8 @@ class InlineHost:
         if not callable(method):
             raise ConfigurationError(f"{type(self._engine).__name__} has no method {name!r}")
         try:
-            return method(*args, **kwargs)
+            with self._timing_compiles():
+                return method(*args, **kwargs)
         except Exception as exc:
             raise _local_failure(exc) from exc
 
@@ -192,6 +205,8 @@ class ProcessHost:
         # them again after initialize (a solver's overrides survive a crash or timeout).
         self._parameters: dict[str, Any] = {}
         self._finalizer = weakref.finalize(self, _stop, self._live)
+        self.compile_seconds = 0.0
+        """Seconds numba spent compiling in the worker(s) while serving this engine."""
 
     @property
     def pid(self) -> int | None:
@@ -233,7 +248,7 @@ class ProcessHost:
         pid = proc.pid
         with contextlib.suppress(OSError):  # a dead worker's sentinel is ready below
             conn.send(request)
-        reply: tuple[str, Any] | None = None
+        reply: tuple[str, Any, float] | None = None
         try:
             ready = wait([conn, proc.sentinel], timeout_seconds)
             if conn in ready:
@@ -247,7 +262,8 @@ class ProcessHost:
             _stop(self._live)  # SIGKILL and reap: nothing keeps burning CPU
             raise WorkerTimedOut(f"worker process {pid} killed at the deadline")
         if reply is not None:
-            status, value = reply
+            status, value, compiled = reply
+            self.compile_seconds += compiled
             if status == "err":
                 raise EngineFailed(value)
             return value

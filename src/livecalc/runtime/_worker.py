@@ -9,7 +9,9 @@ requests over a pipe, one at a time:
 - ``("call", method_name, args, kwargs)`` -> whatever the method returned
 - ``("dispose",)`` -> None, and the worker exits
 
-Each reply is ``("ok", value)`` or ``("err", RemoteFailure)``. Arrays never travel in a
+Each reply is ``("ok", value, compile_seconds)`` or ``("err", RemoteFailure, compile_seconds)``,
+``compile_seconds`` being the time numba spent compiling while serving the request
+(``livecalc.runtime.jit``). Arrays never travel in a
 message: a buffer in shared memory travels as a ``SharedArrayRef`` and its shape, and the
 worker maps the same pages (``attach_shared``), so the engine reads its inputs and writes its
 outputs straight into the caller's memory. Segments stay mapped between requests, since a
@@ -31,13 +33,18 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from livecalc.errors import ConfigurationError
+from livecalc.runtime import jit
 from livecalc.runtime.buffers import SharedArrayRef, _Segment, attach_shared, detach, shared_ref_of
-from livecalc.runtime.engine import ICalcEngine
+
+if TYPE_CHECKING:
+    # The worker learns the engine's class from its pickle; importing the interface here
+    # would load more than the worker needs before it can answer.
+    from livecalc.runtime.engine import ICalcEngine
 
 __all__ = [
     "ArraySpec",
@@ -173,6 +180,7 @@ def _serve(conn: Connection, engine: ICalcEngine) -> None:
         except (EOFError, OSError):
             return  # the parent closed the pipe or died
         kind = request[0]
+        compile_start = jit.compile_seconds()
         try:
             if kind == "init":
                 engine.initialize(request[1], request[2])
@@ -193,20 +201,21 @@ def _serve(conn: Connection, engine: ICalcEngine) -> None:
                 value = method(*args, **attachments.decode(request[3]))
             elif kind == "dispose":
                 engine.dispose()
-                conn.send(("ok", None))
+                conn.send(("ok", None, 0.0))
                 return
             else:
                 raise ValueError(f"unknown request {kind!r}")
-            reply: tuple[str, Any] = ("ok", value)
+            status = "ok"
         except Exception as exc:
-            reply = ("err", _failure(exc))
+            status, value = "err", _failure(exc)
         finally:
             attachments.prune()
+        compiled = jit.compile_seconds() - compile_start
         try:
-            conn.send(reply)
+            conn.send((status, value, compiled))
         except Exception as exc:
             # The value did not pickle (pickling happens before any byte is written).
-            conn.send(("err", _failure(exc)))
+            conn.send(("err", _failure(exc), compiled))
 
 
 def main(conn: Connection, engine_blob: bytes, parent_pid: int) -> None:
@@ -220,7 +229,7 @@ def main(conn: Connection, engine_blob: bytes, parent_pid: int) -> None:
         # Answer the first request with the reason, so the parent reports it.
         try:
             conn.recv()
-            conn.send(("err", _failure(exc)))
+            conn.send(("err", _failure(exc), 0.0))
         except (EOFError, OSError):
             pass
         return

@@ -174,6 +174,15 @@ class EngineLifecycleManager:
         return self._info
 
     @property
+    def compile_seconds(self) -> float:
+        """Seconds numba spent compiling kernels for this engine, wherever it runs.
+
+        Measured from numba's compile events (``livecalc.runtime.jit``); a kernel loaded from
+        numba's disk cache costs no compile time.
+        """
+        return self._host.compile_seconds
+
+    @property
     def worker_pid(self) -> int | None:
         """The pid of the process running the engine (this one when inline), None if none."""
         return self._host.pid
@@ -204,6 +213,17 @@ class EngineLifecycleManager:
             )
 
     # -- life ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the engine's worker process now, without waiting for it (process isolation).
+
+        A worker takes a second or more to boot (a fresh interpreter importing the engine and
+        its libraries). ``initialize`` starts it when it is not running; starting the workers
+        of several engines first lets them boot side by side. Inline, this does nothing.
+        """
+        with self._lock:
+            if self._state in (EngineState.UNINITIALIZED, EngineState.DISPOSED):
+                self._host.prepare()
 
     def initialize(
         self,

@@ -74,6 +74,10 @@ class ManagedHandle:
         """The engine's non-record results."""
         return self.manager.get_outputs()
 
+    def compile_seconds(self) -> float:
+        """Seconds numba has spent compiling for this engine so far (inline or in its worker)."""
+        return self.manager.compile_seconds
+
     def supports(self, method: str) -> bool:
         """Whether the engine's class defines ``method`` (checked on this process's copy)."""
         return callable(getattr(self._engine, method, None))
