@@ -23,6 +23,7 @@ The worker exits by itself when its parent dies (a watchdog thread compares ``os
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import resource
@@ -172,6 +173,23 @@ def _watch_parent(parent_pid: int) -> None:
         threading.Event().wait(_WATCHDOG_PERIOD_SECONDS)
 
 
+def _exit_now() -> None:
+    """End the worker at once, its work done: the parent waits for the exit.
+
+    A normal interpreter exit tears down numba's LLVM and threading layer and every module,
+    which takes seconds on a busy machine, once per worker, while the run waits. Nothing
+    is left to save: the engine is disposed, its outputs are in the caller's shared memory.
+    """
+    import logging
+
+    with contextlib.suppress(Exception):
+        logging.shutdown()  # flushes the run log's file handler, as a normal exit would
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
+
+
 def _serve(conn: Connection, engine: ICalcEngine) -> None:
     attachments = _Attachments()
     while True:
@@ -202,7 +220,7 @@ def _serve(conn: Connection, engine: ICalcEngine) -> None:
             elif kind == "dispose":
                 engine.dispose()
                 conn.send(("ok", None, 0.0))
-                return
+                _exit_now()
             else:
                 raise ValueError(f"unknown request {kind!r}")
             status = "ok"
