@@ -227,6 +227,22 @@ def shared_ref_of(array: np.ndarray[Any, Any]) -> SharedArrayRef | None:
     return None
 
 
+def _limit_type(dtype: np.dtype[Any]) -> BufferType | None:
+    """The buffer type whose record maximum applies to records of ``dtype`` (None: no limit).
+
+    Extensions count as the records they accompany: POLICY_EXT as policies, SCENARIO_TOTAL
+    (one per scenario) as scenarios.
+    """
+    for buffer_type in BufferType:
+        if dtype == buffer_type.dtype:
+            return buffer_type
+    if dtype == POLICY_EXT_DTYPE:
+        return BufferType.INPUT
+    if dtype == SCENARIO_TOTAL_DTYPE:
+        return BufferType.SCENARIO
+    return None
+
+
 class BufferManager:
     """Allocates, finds and frees named, aligned record buffers; a context manager.
 
@@ -250,11 +266,6 @@ class BufferManager:
             ConfigurationError: the name is taken, or ``records`` is negative or above the
                 type's maximum.
         """
-        if records > type.max_records:
-            raise ConfigurationError(
-                f"buffer {name!r}: {records:,} {type.name} records exceed the maximum of "
-                f"{type.max_records:,}; split the work into chunks"
-            )
         return self.allocate(name, type.dtype, records, shared=shared, type=type)
 
     def allocate(
@@ -265,10 +276,25 @@ class BufferManager:
         shared: bool = False,
         type: BufferType | None = None,
     ) -> BufferInfo:
-        """A new aligned buffer of any record dtype (extensions such as SCENARIO_TOTAL)."""
+        """A new aligned buffer of any record dtype (extensions such as SCENARIO_TOTAL).
+
+        The record maximum of ``type`` applies, or that of the buffer type whose records
+        these are (``_limit_type``): the same limit as ``allocate_buffer``.
+
+        Raises:
+            ConfigurationError: the name is taken, or ``records`` is negative or above the
+                maximum.
+        """
         dtype = np.dtype(dtype)
         if records < 0:
             raise ConfigurationError(f"buffer {name!r}: record count must be >= 0, got {records}")
+        limit = type if type is not None else _limit_type(dtype)
+        if limit is not None and records > limit.max_records:
+            raise ConfigurationError(
+                f"buffer {name!r}: {records:,} {limit.name} records exceed the maximum of "
+                f"{limit.max_records:,}; split the work into chunks (a smaller chunk_size, or "
+                "scenario totals instead of one record per policy and scenario)"
+            )
         nbytes = records * dtype.itemsize
         with self._lock:
             if name in self._buffers:
