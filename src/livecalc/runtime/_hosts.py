@@ -40,6 +40,7 @@ from livecalc.runtime.engine import (
 
 __all__ = [
     "EngineFailed",
+    "MAIN_GUARD_MESSAGE",
     "InlineHost",
     "ProcessHost",
     "WorkerDied",
@@ -47,6 +48,14 @@ __all__ = [
 ]
 
 _DISPOSE_GRACE_SECONDS = 5.0
+
+MAIN_GUARD_MESSAGE = (
+    "the worker process of engine {engine_id!r} stopped while importing your script again: "
+    "worker processes (isolation='process', --executor processes) start with the 'spawn' "
+    "method, which imports the main script anew, and this script starts a run when imported. "
+    'Put the code that runs the pipeline under `if __name__ == "__main__":` '
+    "(see docs/lifecycle.md), or use isolation='inline' / the local executor"
+)
 
 
 class EngineFailed(Exception):
@@ -188,6 +197,7 @@ class ProcessHost:
     """The engine runs in a spawned worker process attached to the caller's shared buffers."""
 
     def __init__(self, engine: ICalcEngine, engine_id: str) -> None:
+        _worker.refuse_start_while_bootstrapping()
         try:
             self._blob = pickle.dumps(engine)
         except Exception as exc:
@@ -270,6 +280,8 @@ class ProcessHost:
         proc.join(1.0)
         exitcode = proc.exitcode
         _stop(self._live)
+        if exitcode == _worker.MAIN_REIMPORT_EXIT_CODE:
+            raise ConfigurationError(MAIN_GUARD_MESSAGE.format(engine_id=self._engine_id))
         raise WorkerDied(pid, exitcode)
 
     def initialize(

@@ -48,15 +48,36 @@ if TYPE_CHECKING:
     from livecalc.runtime.engine import ICalcEngine
 
 __all__ = [
+    "MAIN_REIMPORT_EXIT_CODE",
     "ArraySpec",
     "RemoteFailure",
     "encode_arrays",
     "main",
+    "refuse_start_while_bootstrapping",
     "resident_mb",
 ]
 
 _WATCHDOG_PERIOD_SECONDS = 0.25
 _ORPHAN_EXIT_CODE = 75
+MAIN_REIMPORT_EXIT_CODE = 76
+"""Exit code of a spawned worker that found itself starting a worker while re-importing the
+caller's main script (a script without ``if __name__ == "__main__":``)."""
+
+
+def refuse_start_while_bootstrapping() -> None:
+    """In a spawned worker still importing the caller's script, end it with a known exit code.
+
+    A "spawn" worker imports the caller's main script again before it runs anything. A
+    script that starts a run at top level (no ``if __name__ == "__main__":`` guard) so tries to
+    start a worker from inside a worker that is still booting, which multiprocessing refuses
+    with a RuntimeError and a generic exit code 1. Exiting with MAIN_REIMPORT_EXIT_CODE
+    instead lets the parent say what is wrong and how to fix it. SystemExit, not os._exit:
+    what the script opened on its way here (shared memory) is released on the way out.
+    """
+    import multiprocessing.process
+
+    if getattr(multiprocessing.process.current_process(), "_inheriting", False):
+        raise SystemExit(MAIN_REIMPORT_EXIT_CODE)
 
 
 @dataclass(frozen=True)
