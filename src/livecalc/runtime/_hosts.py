@@ -39,8 +39,8 @@ from livecalc.runtime.engine import (
 )
 
 __all__ = [
-    "EngineFailed",
     "MAIN_GUARD_MESSAGE",
+    "EngineFailed",
     "InlineHost",
     "ProcessHost",
     "WorkerDied",
