@@ -1,13 +1,15 @@
 """The ``livecalc`` command line: typer over the public API, rich for progress and tables.
 
-Exit codes: 0 success, 1 a run failed, 2 bad usage or a bad config or input. User errors get
-one line on stderr, never a traceback (``--debug`` shows one).
+Exit codes: 0 success, 1 a run failed, 2 bad usage or a bad config or input, 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM). User errors get one line on stderr, never a traceback
+(``--debug`` shows one).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -72,10 +74,43 @@ def _user_errors(debug: bool) -> Iterator[None]:
             reason = "a file is where a folder is needed"
         _print_error(f"{where}{reason}; check the path and its permissions", debug)
         raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        # Running nodes stop at their next chunk; their files are not written.
-        err_console.print("[red]interrupted:[/] unfinished outputs were not written")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        # Worker processes are killed at once; inline nodes stop after their running chunk.
+        # Unfinished outputs are not written and their temporary files are removed.
+        terminated = isinstance(exc, _Terminated)
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
+        err_console.print(f"[red]{what}:[/] unfinished outputs were not written")
+        raise typer.Exit(EXIT_SIGTERM if terminated else EXIT_SIGINT) from None
+
+
+EXIT_SIGINT = 130
+"""Exit code after Ctrl-C (SIGINT): 128 + 2, as a shell reports it."""
+EXIT_SIGTERM = 143
+"""Exit code after SIGTERM: 128 + 15, as a shell reports a process ended by it."""
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: the run stops and cleans up as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While a run goes, SIGTERM stops it like Ctrl-C: workers killed, temp files removed."""
+
+    def _raise(signum: int, frame: object) -> None:
+        # Once: a second SIGTERM during the clean-up must not cut the clean-up short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise _Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not the main thread (an embedding app): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_error(exc: BaseException | str, debug: bool) -> None:
@@ -223,7 +258,7 @@ def run(
     """Run a pipeline config; exit 1 when a node fails, 2 when the config or input is bad."""
     from livecalc.pipeline.api import run as api_run
 
-    with _user_errors(debug):
+    with _user_errors(debug), _sigterm_interrupts():
         _configure_logging(log_file, log_json, debug)
         result = _run_with_progress(
             progress,
@@ -367,7 +402,7 @@ def demo(
     from livecalc.pipeline.api import run as api_run
 
     _configure_logging(None, False, debug)
-    with _user_errors(debug):
+    with _user_errors(debug), _sigterm_interrupts():
         config_path = write_demo(out, policies)
         console.print(
             f"demo data and config in {escape(str(out))} ({escape(config_path.name)})",

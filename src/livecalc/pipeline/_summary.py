@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from livecalc.log import scrub_text
+from livecalc.runtime.leftovers import sweep_temp_files, temp_path
 
 __all__ = ["NodeReport", "NodeStatus", "RunSummary", "write_json_atomic"]
 
@@ -152,7 +152,8 @@ def _jsonable(value: Any) -> Any:
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    sweep_temp_files(path)  # what runs killed while writing it left behind
+    tmp = temp_path(path)
     # Not mkstemp, which makes the file private (0600): the umask decides, as for the
     # Parquet files written beside it. O_EXCL still refuses to follow or reuse a name.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

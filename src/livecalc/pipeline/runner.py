@@ -216,9 +216,14 @@ class Runner:
                 self._schedule_ready(sorter, pool, summary, outputs)
             except BaseException:
                 # KeyboardInterrupt reaches this (the main) thread only: without the flag the
-                # node threads would run to their end while the pool waits for them.
+                # node threads would run to their end while the pool waits for them, and
+                # without killing the workers a node thread waits for its chunk to finish.
                 self._cancel.set()
                 _log.warning("run_interrupted")
+                for handle in self._handles.values():
+                    cancel = getattr(handle, "cancel", None)
+                    if callable(cancel):
+                        cancel()
                 raise
 
     def _schedule_ready(

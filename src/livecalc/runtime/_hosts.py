@@ -5,7 +5,8 @@ which ``EngineLifecycleManager`` turns into public errors and statistics:
 
 - ``EngineFailed``: the engine raised (the exception, or its remote description);
 - ``WorkerTimedOut``: the worker ran past the deadline and was killed;
-- ``WorkerDied``: the worker process ended without answering (segfault, abort, kill).
+- ``WorkerDied``: the worker process ended without answering (segfault, abort, kill);
+- ``WorkerCancelled``: ``cancel()`` killed the worker (the run was interrupted).
 
 ``ProcessHost`` keeps one worker (``livecalc.runtime._worker``) and, after a timeout or a crash,
 starts a fresh one on the next request and replays ``initialize`` with the same config there.
@@ -43,6 +44,7 @@ __all__ = [
     "EngineFailed",
     "InlineHost",
     "ProcessHost",
+    "WorkerCancelled",
     "WorkerDied",
     "WorkerTimedOut",
 ]
@@ -68,6 +70,10 @@ class EngineFailed(Exception):
 
 class WorkerTimedOut(Exception):
     """The worker was still busy at the deadline and has been killed."""
+
+
+class WorkerCancelled(Exception):
+    """The worker was killed by ``cancel()``: the run is being interrupted; start nothing."""
 
 
 class WorkerDied(Exception):
@@ -118,6 +124,9 @@ class InlineHost:
 
     def prepare(self) -> None:
         """Nothing to prepare: the engine is right here."""
+
+    def cancel(self) -> None:
+        """Nothing to kill: a thread cannot be stopped (the runner stops between chunks)."""
 
     def initialize(
         self, config: Mapping[str, Any], credentials: AMCredentials | None
@@ -217,6 +226,18 @@ class ProcessHost:
         self._finalizer = weakref.finalize(self, _stop, self._live)
         self.compile_seconds = 0.0
         """Seconds numba spent compiling in the worker(s) while serving this engine."""
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        """Kill the worker now, from any thread; no new worker starts until ``initialize``.
+
+        The thread waiting on the worker wakes at once and raises WorkerCancelled.
+        """
+        self._cancelled = True
+        proc: BaseProcess | None = self._live.get("proc")
+        if proc is not None:
+            with contextlib.suppress(Exception):  # already gone, or being closed
+                proc.kill()
 
     @property
     def pid(self) -> int | None:
@@ -237,6 +258,8 @@ class ProcessHost:
         self._live.update(proc=proc, conn=parent_conn)
 
     def _ensure_worker(self) -> None:
+        if self._cancelled:
+            raise WorkerCancelled(f"engine {self._engine_id!r}: the run was interrupted")
         proc = self._live.get("proc")
         if proc is not None and proc.is_alive():
             return
@@ -280,6 +303,8 @@ class ProcessHost:
         proc.join(1.0)
         exitcode = proc.exitcode
         _stop(self._live)
+        if self._cancelled:
+            raise WorkerCancelled(f"worker process {pid} killed: the run was interrupted")
         if exitcode == _worker.MAIN_REIMPORT_EXIT_CODE:
             raise ConfigurationError(MAIN_GUARD_MESSAGE.format(engine_id=self._engine_id))
         raise WorkerDied(pid, exitcode)
@@ -288,6 +313,7 @@ class ProcessHost:
         self, config: Mapping[str, Any], credentials: AMCredentials | None
     ) -> EngineInfo:
         """Start a worker if needed, initialise the engine there, return its info."""
+        self._cancelled = False
         self._init_args = None
         self._parameters = {}
         self._ensure_worker()

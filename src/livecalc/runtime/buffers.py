@@ -6,7 +6,9 @@ The record layouts live in ``livecalc.runtime.records`` and are re-exported here
 moved to a 16-byte boundary; a shared one (``shared=True``) lives in a POSIX shared-memory
 segment that another process attaches to by name (``attach_shared``) with no copy. Segments are
 unlinked by ``free``/``free_all``/the context manager, and, when the owning process dies
-without cleaning up, by Python's resource tracker, which outlives it.
+without cleaning up, by Python's resource tracker, which outlives it. When the tracker dies
+too (SIGKILL of the whole process group), the next LiveCalc process to create a
+BufferManager removes them: segment names carry the owner's pid (``livecalc.runtime.leftovers``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from livecalc.errors import ConfigurationError
+from livecalc.runtime.leftovers import segment_name, sweep_segments
 from livecalc.runtime.records import (
     ALIGNMENT,
     ALL_SCENARIOS,
@@ -165,8 +167,24 @@ def _aligned_empty(nbytes: int) -> np.ndarray[Any, Any]:
     return raw[start : start + nbytes]
 
 
+_swept = False
+
+
+def _sweep_once() -> None:
+    # The first BufferManager of a process clears the segments SIGKILLed runs left behind
+    # (livecalc.runtime.leftovers): one listing of /dev/shm per process.
+    global _swept
+    if not _swept:
+        _swept = True
+        removed = sweep_segments()
+        if removed:
+            from livecalc.log import get_logger
+
+            get_logger().info("stale_segments_removed", count=len(removed), names=removed[:10])
+
+
 def _new_segment(nbytes: int) -> _Segment:
-    name = f"livecalc_{os.getpid()}_{secrets.token_hex(6)}"
+    name = segment_name()
     # size 0 is refused by the OS; an empty buffer still gets a page.
     shm = _Segment(name=name, create=True, size=max(nbytes, 1))
     with _LIVE_LOCK:
@@ -254,6 +272,7 @@ class BufferManager:
     """
 
     def __init__(self) -> None:
+        _sweep_once()
         self._buffers: dict[str, BufferInfo] = {}
         self._lock = threading.Lock()
 

@@ -49,6 +49,7 @@ from livecalc.runtime._hosts import (
     EngineFailed,
     InlineHost,
     ProcessHost,
+    WorkerCancelled,
     WorkerDied,
     WorkerTimedOut,
 )
@@ -214,6 +215,16 @@ class EngineLifecycleManager:
 
     # -- life ----------------------------------------------------------------------------
 
+    def cancel(self) -> None:
+        """Stop the engine at once, from any thread (the run is being interrupted).
+
+        With process isolation the worker is killed (SIGKILL): a chunk or call waiting on it
+        raises ``ExecutionError("interrupted: ...")`` at once, is not retried, and no new
+        worker starts until ``initialize``. Inline, nothing can stop the running thread: its
+        chunk runs to its end. Takes no lock, since the thread being stopped holds it.
+        """
+        self._host.cancel()
+
     def start(self) -> None:
         """Start the engine's worker process now, without waiting for it (process isolation).
 
@@ -249,6 +260,11 @@ class EngineLifecycleManager:
                 raise InitializationError(
                     f"engine {self.engine_id!r} failed to initialize: {failed}"
                 ) from failed.failure.exception
+            except WorkerCancelled as cancelled:
+                self._transition(EngineState.UNINITIALIZED)
+                raise InitializationError(
+                    f"engine {self.engine_id!r}: interrupted while initialising ({cancelled})"
+                ) from None
             except WorkerDied as died:
                 self._transition(EngineState.UNINITIALIZED)
                 self._log_error(str(died), "")
@@ -331,8 +347,11 @@ class EngineLifecycleManager:
             failure = ExecutionError(f"engine failed: {failed}", self.engine_id)
             failure.__cause__ = cause
             return self._fail(_Failure(failure, True, failed.failure.stack_trace), start)
+        except WorkerCancelled as cancelled:
+            error: ExecutionError = ExecutionError(f"interrupted: {cancelled}", self.engine_id)
+            return self._fail(_Failure(error, False), start)
         except WorkerTimedOut:
-            error: ExecutionError = EngineTimeoutError(
+            error = EngineTimeoutError(
                 f"chunk ran past timeout_seconds={timeout:g}; its worker process was killed",
                 self.engine_id,
                 timeout,
@@ -448,6 +467,10 @@ class EngineLifecycleManager:
                 if isinstance(exc, ConfigurationError):
                     raise exc from None
                 raise ExecutionError(f"{method_name}() failed: {failed}", self.engine_id) from exc
+            except WorkerCancelled as cancelled:
+                raise ExecutionError(
+                    f"{method_name}() interrupted: {cancelled}", self.engine_id
+                ) from None
             except WorkerTimedOut as timed_out:
                 self._log_error(str(timed_out), "", method=method_name)
                 raise EngineTimeoutError(

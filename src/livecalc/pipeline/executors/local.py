@@ -86,6 +86,10 @@ class ManagedHandle:
         """Call an optional engine method where the engine lives."""
         return self.manager.call(method, *args)
 
+    def cancel(self) -> None:
+        """Interrupt: kill the engine's worker at once (inline engines finish their chunk)."""
+        self.manager.cancel()
+
     def dispose(self) -> None:
         """Dispose of the engine (and stop its worker)."""
         self.manager.dispose()
