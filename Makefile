@@ -1,29 +1,41 @@
 # Set-up is two commands: `make demo` (the full demo pipeline) and `make test` (the suite).
-# Both create the virtual environment when it is missing.
+# Both create the virtual environment when it is missing. The demo installs only what a run
+# needs (.installed-run); the tests, lint and benchmarks add the dev extra (.installed-dev).
+# Either install ends with `livecalc warmup`, which compiles the numba kernels into numba's
+# cache once, so no later run (nor worker process) compiles them again.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
 .PHONY: demo test lint bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed-run: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	$(VENV)/bin/livecalc warmup
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed-run
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-demo: $(VENV)/.installed
+# The name the set-up used before the split: the full development install.
+$(VENV)/.installed: $(VENV)/.installed-dev
+	touch $@
+
+demo: $(VENV)/.installed-run
 	$(VENV)/bin/livecalc demo --out demo_output
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-dev
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:

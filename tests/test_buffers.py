@@ -192,6 +192,30 @@ class TestBufferManager:
 
         assert "'policies'" in str(info.value) and "chunks" in str(info.value)
 
+    @pytest.mark.parametrize(
+        ("dtype", "limit"),
+        [
+            (POLICY_DTYPE, 10_000_000),
+            (RESULT_DTYPE, 100_000_000),
+            (RESULT_DETAIL_DTYPE, 100_000_000),
+            (POLICY_EXT_DTYPE, 10_000_000),
+        ],
+    )
+    def test_allocate_applies_the_same_maximum(self, dtype: np.dtype[Any], limit: int) -> None:
+        """allocate() by dtype refuses what allocate_buffer() refuses, before any memory."""
+
+        with BufferManager() as manager, pytest.raises(ConfigurationError) as info:
+            manager.allocate("results", dtype, limit + 1)
+
+        assert "'results'" in str(info.value) and "chunk" in str(info.value)
+        assert f"{limit:,}" in str(info.value)
+
+    def test_allocate_with_a_type_applies_its_maximum(self) -> None:
+        """An explicit type's maximum applies to allocate() too, whatever the dtype."""
+
+        with BufferManager() as manager, pytest.raises(ConfigurationError):
+            manager.allocate("p", np.uint8, 10_000_001, type=BufferType.INPUT)
+
     def test_max_records_accepted_at_the_limit_for_shared(self) -> None:
         """The maximum itself is allowed (checked on a small type's count, shared, lazily paged)."""
 

@@ -1,13 +1,15 @@
 """The ``livecalc`` command line: typer over the public API, rich for progress and tables.
 
-Exit codes: 0 success, 1 a run failed, 2 bad usage or a bad config or input. User errors get
-one line on stderr, never a traceback (``--debug`` shows one).
+Exit codes: 0 success, 1 a run failed, 2 bad usage or a bad config or input, 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM). User errors get one line on stderr, never a traceback
+(``--debug`` shows one).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -72,10 +74,43 @@ def _user_errors(debug: bool) -> Iterator[None]:
             reason = "a file is where a folder is needed"
         _print_error(f"{where}{reason}; check the path and its permissions", debug)
         raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        # Running nodes stop at their next chunk; their files are not written.
-        err_console.print("[red]interrupted:[/] unfinished outputs were not written")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        # Worker processes are killed at once; inline nodes stop after their running chunk.
+        # Unfinished outputs are not written and their temporary files are removed.
+        terminated = isinstance(exc, _Terminated)
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
+        err_console.print(f"[red]{what}:[/] unfinished outputs were not written")
+        raise typer.Exit(EXIT_SIGTERM if terminated else EXIT_SIGINT) from None
+
+
+EXIT_SIGINT = 130
+"""Exit code after Ctrl-C (SIGINT): 128 + 2, as a shell reports it."""
+EXIT_SIGTERM = 143
+"""Exit code after SIGTERM: 128 + 15, as a shell reports a process ended by it."""
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: the run stops and cleans up as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While a run goes, SIGTERM stops it like Ctrl-C: workers killed, temp files removed."""
+
+    def _raise(signum: int, frame: object) -> None:
+        # Once: a second SIGTERM during the clean-up must not cut the clean-up short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise _Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not the main thread (an embedding app): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _print_error(exc: BaseException | str, debug: bool) -> None:
@@ -159,7 +194,7 @@ def print_summary(result: RunResult) -> None:
     table = Table(title=f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
     table.add_column("engine", no_wrap=True)
     table.add_column("status", no_wrap=True)
-    for column in ("seconds", "chunks", "rows", "rows/s", "records"):
+    for column in ("seconds", "compile s", "chunks", "rows", "rows/s", "records"):
         table.add_column(column, justify="right", no_wrap=True)
     colours = {"succeeded": "green", "failed": "red", "skipped": "yellow", "not_run": "dim"}
     for r in result.nodes.values():
@@ -167,6 +202,7 @@ def print_summary(result: RunResult) -> None:
             r.node_id,
             f"[{colours[r.status]}]{r.status}[/]",
             f"{r.seconds:.3f}",
+            f"{r.compile_seconds:.3f}",
             str(r.chunks),
             _count(r.rows_processed),
             _count(r.throughput),
@@ -196,7 +232,11 @@ def print_summary(result: RunResult) -> None:
             )
     for name, path in result.written.items():
         console.print(f"wrote {name}: {escape(str(path))}", highlight=False)
-    console.print(f"total {result.seconds:.3f} s", highlight=False)
+    compiled = sum(r.compile_seconds for r in result.nodes.values())
+    note = f" (numba compiling: {compiled:.3f} s; `livecalc warmup` fills the cache)"
+    console.print(
+        f"total {result.seconds:.3f} s" + (note if compiled >= 0.05 else ""), highlight=False
+    )
 
 
 @app.command()
@@ -218,7 +258,7 @@ def run(
     """Run a pipeline config; exit 1 when a node fails, 2 when the config or input is bad."""
     from livecalc.pipeline.api import run as api_run
 
-    with _user_errors(debug):
+    with _user_errors(debug), _sigterm_interrupts():
         _configure_logging(log_file, log_json, debug)
         result = _run_with_progress(
             progress,
@@ -362,7 +402,7 @@ def demo(
     from livecalc.pipeline.api import run as api_run
 
     _configure_logging(None, False, debug)
-    with _user_errors(debug):
+    with _user_errors(debug), _sigterm_interrupts():
         config_path = write_demo(out, policies)
         console.print(
             f"demo data and config in {escape(str(out))} ({escape(config_path.name)})",
@@ -374,6 +414,31 @@ def demo(
     print_summary(result)
     if not result.success:
         raise typer.Exit(1)
+
+
+@app.command()
+def warmup(
+    debug: Annotated[bool, typer.Option(help="debug logs and tracebacks")] = False,
+) -> None:
+    """Compile every numba kernel the engines use into numba's cache (once per install)."""
+    from livecalc.pipeline.warmup import warm_up
+
+    # The warm-up data trips the engines' advice (e.g. annual steps for policies in force):
+    # not the user's business.
+    configure_logging(LoggerConfig(min_level="DEBUG" if debug else "ERROR", console_errors=debug))
+    with _user_errors(debug):
+        report = warm_up(lambda message: err_console.print(message, highlight=False))
+    table = Table(title="numba kernels")
+    for column in ("kernel", "signatures", "compiled", "from cache"):
+        table.add_column(column, justify="left" if column == "kernel" else "right")
+    for k in report.kernels:
+        table.add_row(k.name, str(k.signatures), str(k.compiled), str(k.from_cache))
+    console.print(table)
+    console.print(
+        f"compiled {report.compiled} signatures, loaded {report.from_cache} from the cache; "
+        f"compiling took {report.compile_seconds:.1f} s, warm-up {report.seconds:.1f} s",
+        highlight=False,
+    )
 
 
 app.add_typer(esg_app, name="esg")

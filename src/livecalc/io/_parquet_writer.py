@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +29,7 @@ from livecalc.runtime.buffers import (
     SCENARIO_DTYPE,
     SCENARIO_TOTAL_DTYPE,
 )
+from livecalc.runtime.leftovers import sweep_temp_files, temp_path
 
 __all__ = [
     "DEFAULT_ROW_GROUP_SIZE",
@@ -129,7 +129,9 @@ class ParquetWriter:
             raise ConfigurationError(
                 f"cannot write {self.path}: folder {folder} does not exist; create it first"
             )
-        self._tmp = folder / f".{self.path.name}.{secrets.token_hex(6)}.tmp"
+        # Temporary files of runs killed while writing this output (their pid is dead) go.
+        sweep_temp_files(self.path)
+        self._tmp = temp_path(self.path)
         self._writer: Any = None
         try:
             if self._is_csv:

@@ -9,6 +9,7 @@ import copy
 import difflib
 import json
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from livecalc.errors import ConfigurationError
 
 __all__ = [
+    "MAX_CONFIG_BYTES",
     "apply_overrides",
     "parse_override",
     "read_config_json",
@@ -72,11 +74,49 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
     return data
 
 
+MAX_CONFIG_BYTES = 16 * 2**20
+"""The largest config file read (16 MiB): configs are small; data belongs in data files."""
+
+
+def _read_config_bytes(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_CONFIG_BYTES; anything else is refused.
+
+    Opened without blocking and checked on the open descriptor: a FIFO, a device such as
+    /dev/zero or a folder is refused before a byte is read, and a file that grows while it
+    is read is cut off one byte past the limit, so nothing endless is ever read whole.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigurationError(f"{path}: is a folder; give the config's JSON file")
+        raise ConfigurationError(
+            f"{path}: not a regular file (a device, pipe or socket); save the config "
+            "to a JSON file and give its path"
+        )
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES or info.st_size > MAX_CONFIG_BYTES:
+        size = max(len(data), info.st_size)
+        raise ConfigurationError(
+            f"{path}: {size / 2**20:.1f} MiB is over the {MAX_CONFIG_BYTES // 2**20} MiB limit "
+            "of a config file; a config describes the pipeline: keep data (policies, "
+            "scenarios, tables) in Parquet or CSV files and give their paths"
+        )
+    return data
+
+
 def read_config_json(path: Path) -> dict[str, Any]:
     """The JSON object in a config file; unreadable, non-UTF-8, invalid or duplicate-key
-    JSON is a ConfigurationError naming the file and the fix."""
+    JSON, a file over MAX_CONFIG_BYTES or not a regular file is a ConfigurationError naming
+    the file and the fix."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_config_bytes(path).decode("utf-8")
     except FileNotFoundError:
         raise ConfigurationError(f"{path}: config file not found; check the path") from None
     except OSError as exc:

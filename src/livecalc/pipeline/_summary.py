@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from livecalc.log import scrub_text
+from livecalc.runtime.leftovers import sweep_temp_files, temp_path
 
 __all__ = ["NodeReport", "NodeStatus", "RunSummary", "write_json_atomic"]
 
@@ -25,7 +25,10 @@ class NodeReport:
 
     ``seconds`` is the node's wall time (merge and writing included), ``engine_seconds`` the
     time spent in ``run_chunk`` calls as the runner saw them, ``compute_seconds`` the sum of
-    the engine's own ``execution_time_ms``.
+    the engine's own ``execution_time_ms``. ``compile_seconds`` is the part of ``seconds``
+    numba spent compiling kernels (first use with a cold cache; ``livecalc warmup`` fills the
+    cache), measured from numba's compile events in the process that ran the engine;
+    ``throughput`` is over ``seconds - compile_seconds``, the run time.
     """
 
     node_id: str
@@ -35,6 +38,7 @@ class NodeReport:
     engine_seconds: float = 0.0
     compute_seconds: float = 0.0
     init_seconds: float = 0.0
+    compile_seconds: float = 0.0
     rows_processed: int = 0
     records: int = 0
     chunks: int = 0
@@ -44,9 +48,14 @@ class NodeReport:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def run_seconds(self) -> float:
+        """The node's wall time without the time numba spent compiling."""
+        return max(0.0, self.seconds - self.compile_seconds)
+
+    @property
     def throughput(self) -> float:
-        """Rows processed per second of the node's wall time (0 when it did not run)."""
-        return self.rows_processed / self.seconds if self.seconds > 0 else 0.0
+        """Rows processed per second of run time, compiling excluded (0 when it did not run)."""
+        return self.rows_processed / self.run_seconds if self.run_seconds > 0 else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of this report."""
@@ -58,6 +67,8 @@ class NodeReport:
             "engine_seconds": self.engine_seconds,
             "compute_seconds": self.compute_seconds,
             "init_seconds": self.init_seconds,
+            "compile_seconds": self.compile_seconds,
+            "run_seconds": self.run_seconds,
             "rows_processed": self.rows_processed,
             "records": self.records,
             "chunks": self.chunks,
@@ -96,6 +107,11 @@ class RunSummary:
         """The nodes skipped because something upstream failed."""
         return [r for r in self.nodes.values() if r.status == "skipped"]
 
+    @property
+    def compile_seconds(self) -> float:
+        """Seconds numba spent compiling kernels during the nodes' runs, all nodes together."""
+        return sum(r.compile_seconds for r in self.nodes.values())
+
     def describe(self) -> str:
         """One line per node: what ran, what failed and why, what was skipped."""
         lines = []
@@ -113,6 +129,7 @@ class RunSummary:
             "executor": self.executor,
             "success": self.success,
             "seconds": self.seconds,
+            "compile_seconds": self.compile_seconds,
             "nodes": [r.to_dict() for r in self.nodes.values()],
             "written": {k: str(v) for k, v in self.written.items()},
         }
@@ -135,7 +152,8 @@ def _jsonable(value: Any) -> Any:
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    sweep_temp_files(path)  # what runs killed while writing it left behind
+    tmp = temp_path(path)
     # Not mkstemp, which makes the file private (0600): the umask decides, as for the
     # Parquet files written beside it. O_EXCL still refuses to follow or reuse a name.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

@@ -177,14 +177,26 @@ class Runner:
         self, executor: Executor, buffers: BufferManager, summary: RunSummary
     ) -> None:
         problems: list[str] = []
+        # Every handle first: an executor with worker processes starts them as it creates
+        # the handles, so they boot side by side while the first ones initialise.
+        for node_id in self.graph.order():
+            prefix = f"engines[{self.config.node_index(node_id)}]"
+            try:
+                node = self.config.node(node_id)
+                self._handles[node_id] = executor.create_handle(node, self.factory, self.config.run)
+            except ConfigurationError as exc:
+                problems.append(f"{prefix}.{_config_path(str(exc))}")
+            except CalcEngineError as exc:
+                self._fail(summary, node_id, exc, "initialize")
         for node_id in self.graph.order():
             node = self.config.node(node_id)
             report = summary.nodes[node_id]
             prefix = f"engines[{self.config.node_index(node_id)}]"
+            handle = self._handles.get(node_id)
+            if handle is None or report.status == "failed":
+                continue
             start = time.perf_counter()
             try:
-                handle = executor.create_handle(node, self.factory, self.config.run)
-                self._handles[node_id] = handle
                 handle.initialize(
                     self.config.engine_config(node_id, self.factory), self.credentials
                 )
@@ -232,9 +244,14 @@ class Runner:
                 self._schedule_ready(sorter, pool, summary, outputs)
             except BaseException:
                 # KeyboardInterrupt reaches this (the main) thread only: without the flag the
-                # node threads would run to their end while the pool waits for them.
+                # node threads would run to their end while the pool waits for them, and
+                # without killing the workers a node thread waits for its chunk to finish.
                 self._cancel.set()
                 _log.warning("run_interrupted")
+                for handle in self._handles.values():
+                    cancel = getattr(handle, "cancel", None)
+                    if callable(cancel):
+                        cancel()
                 raise
 
     def _schedule_ready(
@@ -305,6 +322,7 @@ class Runner:
             # initialize on), for `livecalc esg check`.
             sink.metadata.update(self._esg_metadata(node_id))
         restore: Callable[[], None] | None = None
+        compiled_before = _compile_seconds(self._handles[node_id])
         start = time.perf_counter()
         _log.info("node_started", engine_id=node_id, engine_type=node.type)
         try:
@@ -341,6 +359,7 @@ class Runner:
                     report.warnings.append(f"restoring the projection's parameters: {exc}")
                     _log.warning("parameters_restore_failed", engine_id=node_id, error=str(exc))
         report.seconds = time.perf_counter() - start
+        report.compile_seconds = _compile_seconds(self._handles[node_id]) - compiled_before
         self._record(node_id, report, result, sink.records if sink is not None else 0)
         if dataset is not None:
             try:
@@ -355,6 +374,7 @@ class Runner:
             "node_finished",
             engine_id=node_id,
             seconds=report.seconds,
+            compile_seconds=report.compile_seconds,
             rows=report.rows_processed,
             records=report.records,
             chunks=report.chunks,
@@ -457,6 +477,13 @@ class Runner:
             if producer is not None and self._handles[producer].supports("set_parameters"):
                 return producer
         return None
+
+
+def _compile_seconds(handle: EngineHandle) -> float:
+    # Handles that measure numba compile time (local and processes) have compile_seconds();
+    # others (ray actors) report none.
+    measure = getattr(handle, "compile_seconds", None)
+    return float(measure()) if callable(measure) else 0.0
 
 
 def _chunk_count(inputs: Mapping[str, np.ndarray], chunk_size: int) -> int:

@@ -5,7 +5,8 @@ which ``EngineLifecycleManager`` turns into public errors and statistics:
 
 - ``EngineFailed``: the engine raised (the exception, or its remote description);
 - ``WorkerTimedOut``: the worker ran past the deadline and was killed;
-- ``WorkerDied``: the worker process ended without answering (segfault, abort, kill).
+- ``WorkerDied``: the worker process ended without answering (segfault, abort, kill);
+- ``WorkerCancelled``: ``cancel()`` killed the worker (the run was interrupted).
 
 ``ProcessHost`` keeps one worker (``livecalc.runtime._worker``) and, after a timeout or a crash,
 starts a fresh one on the next request and replays ``initialize`` with the same config there.
@@ -19,7 +20,7 @@ import os
 import pickle
 import signal
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -28,7 +29,7 @@ import numpy as np
 
 from livecalc.assumptions.credentials import AMCredentials
 from livecalc.errors import ConfigurationError
-from livecalc.runtime import _worker
+from livecalc.runtime import _worker, jit
 from livecalc.runtime.buffers import shared_ref_of
 from livecalc.runtime.engine import (
     EngineInfo,
@@ -39,14 +40,24 @@ from livecalc.runtime.engine import (
 )
 
 __all__ = [
+    "MAIN_GUARD_MESSAGE",
     "EngineFailed",
     "InlineHost",
     "ProcessHost",
+    "WorkerCancelled",
     "WorkerDied",
     "WorkerTimedOut",
 ]
 
 _DISPOSE_GRACE_SECONDS = 5.0
+
+MAIN_GUARD_MESSAGE = (
+    "the worker process of engine {engine_id!r} stopped while importing your script again: "
+    "worker processes (isolation='process', --executor processes) start with the 'spawn' "
+    "method, which imports the main script anew, and this script starts a run when imported. "
+    'Put the code that runs the pipeline under `if __name__ == "__main__":` '
+    "(see docs/lifecycle.md), or use isolation='inline' / the local executor"
+)
 
 
 class EngineFailed(Exception):
@@ -59,6 +70,10 @@ class EngineFailed(Exception):
 
 class WorkerTimedOut(Exception):
     """The worker was still busy at the deadline and has been killed."""
+
+
+class WorkerCancelled(Exception):
+    """The worker was killed by ``cancel()``: the run is being interrupted; start nothing."""
 
 
 class WorkerDied(Exception):
@@ -91,6 +106,16 @@ class InlineHost:
 
     def __init__(self, engine: ICalcEngine) -> None:
         self._engine = engine
+        self.compile_seconds = 0.0
+        """Seconds numba spent compiling during this engine's calls (``livecalc.runtime.jit``)."""
+
+    @contextlib.contextmanager
+    def _timing_compiles(self) -> Iterator[None]:
+        start = jit.compile_seconds()
+        try:
+            yield
+        finally:
+            self.compile_seconds += jit.compile_seconds() - start
 
     @property
     def pid(self) -> int | None:
@@ -100,12 +125,16 @@ class InlineHost:
     def prepare(self) -> None:
         """Nothing to prepare: the engine is right here."""
 
+    def cancel(self) -> None:
+        """Nothing to kill: a thread cannot be stopped (the runner stops between chunks)."""
+
     def initialize(
         self, config: Mapping[str, Any], credentials: AMCredentials | None
     ) -> EngineInfo:
         """Initialise the engine and return its info."""
         try:
-            self._engine.initialize(config, credentials)
+            with self._timing_compiles():
+                self._engine.initialize(config, credentials)
             return self._engine.get_info()
         except Exception as exc:
             raise _local_failure(exc) from exc
@@ -115,7 +144,8 @@ class InlineHost:
     ) -> tuple[ExecutionResult, float]:
         """Run one chunk to its end (a thread cannot be stopped); result and resident MiB."""
         try:
-            result = self._engine.run_chunk(inputs, output)
+            with self._timing_compiles():
+                result = self._engine.run_chunk(inputs, output)
         except Exception as exc:
             raise _local_failure(exc) from exc
         return result, _worker.resident_mb()
@@ -138,7 +168,8 @@ class InlineHost:
         if not callable(method):
             raise ConfigurationError(f"{type(self._engine).__name__} has no method {name!r}")
         try:
-            return method(*args, **kwargs)
+            with self._timing_compiles():
+                return method(*args, **kwargs)
         except Exception as exc:
             raise _local_failure(exc) from exc
 
@@ -175,6 +206,7 @@ class ProcessHost:
     """The engine runs in a spawned worker process attached to the caller's shared buffers."""
 
     def __init__(self, engine: ICalcEngine, engine_id: str) -> None:
+        _worker.refuse_start_while_bootstrapping()
         try:
             self._blob = pickle.dumps(engine)
         except Exception as exc:
@@ -192,6 +224,20 @@ class ProcessHost:
         # them again after initialize (a solver's overrides survive a crash or timeout).
         self._parameters: dict[str, Any] = {}
         self._finalizer = weakref.finalize(self, _stop, self._live)
+        self.compile_seconds = 0.0
+        """Seconds numba spent compiling in the worker(s) while serving this engine."""
+        self._cancelled = False
+
+    def cancel(self) -> None:
+        """Kill the worker now, from any thread; no new worker starts until ``initialize``.
+
+        The thread waiting on the worker wakes at once and raises WorkerCancelled.
+        """
+        self._cancelled = True
+        proc: BaseProcess | None = self._live.get("proc")
+        if proc is not None:
+            with contextlib.suppress(Exception):  # already gone, or being closed
+                proc.kill()
 
     @property
     def pid(self) -> int | None:
@@ -212,6 +258,8 @@ class ProcessHost:
         self._live.update(proc=proc, conn=parent_conn)
 
     def _ensure_worker(self) -> None:
+        if self._cancelled:
+            raise WorkerCancelled(f"engine {self._engine_id!r}: the run was interrupted")
         proc = self._live.get("proc")
         if proc is not None and proc.is_alive():
             return
@@ -233,7 +281,7 @@ class ProcessHost:
         pid = proc.pid
         with contextlib.suppress(OSError):  # a dead worker's sentinel is ready below
             conn.send(request)
-        reply: tuple[str, Any] | None = None
+        reply: tuple[str, Any, float] | None = None
         try:
             ready = wait([conn, proc.sentinel], timeout_seconds)
             if conn in ready:
@@ -247,19 +295,25 @@ class ProcessHost:
             _stop(self._live)  # SIGKILL and reap: nothing keeps burning CPU
             raise WorkerTimedOut(f"worker process {pid} killed at the deadline")
         if reply is not None:
-            status, value = reply
+            status, value, compiled = reply
+            self.compile_seconds += compiled
             if status == "err":
                 raise EngineFailed(value)
             return value
         proc.join(1.0)
         exitcode = proc.exitcode
         _stop(self._live)
+        if self._cancelled:
+            raise WorkerCancelled(f"worker process {pid} killed: the run was interrupted")
+        if exitcode == _worker.MAIN_REIMPORT_EXIT_CODE:
+            raise ConfigurationError(MAIN_GUARD_MESSAGE.format(engine_id=self._engine_id))
         raise WorkerDied(pid, exitcode)
 
     def initialize(
         self, config: Mapping[str, Any], credentials: AMCredentials | None
     ) -> EngineInfo:
         """Start a worker if needed, initialise the engine there, return its info."""
+        self._cancelled = False
         self._init_args = None
         self._parameters = {}
         self._ensure_worker()

@@ -9,7 +9,9 @@ requests over a pipe, one at a time:
 - ``("call", method_name, args, kwargs)`` -> whatever the method returned
 - ``("dispose",)`` -> None, and the worker exits
 
-Each reply is ``("ok", value)`` or ``("err", RemoteFailure)``. Arrays never travel in a
+Each reply is ``("ok", value, compile_seconds)`` or ``("err", RemoteFailure, compile_seconds)``,
+``compile_seconds`` being the time numba spent compiling while serving the request
+(``livecalc.runtime.jit``). Arrays never travel in a
 message: a buffer in shared memory travels as a ``SharedArrayRef`` and its shape, and the
 worker maps the same pages (``attach_shared``), so the engine reads its inputs and writes its
 outputs straight into the caller's memory. Segments stay mapped between requests, since a
@@ -21,6 +23,7 @@ The worker exits by itself when its parent dies (a watchdog thread compares ``os
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import resource
@@ -31,24 +34,50 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from livecalc.errors import ConfigurationError
+from livecalc.runtime import jit
 from livecalc.runtime.buffers import SharedArrayRef, _Segment, attach_shared, detach, shared_ref_of
-from livecalc.runtime.engine import ICalcEngine
+
+if TYPE_CHECKING:
+    # The worker learns the engine's class from its pickle; importing the interface here
+    # would load more than the worker needs before it can answer.
+    from livecalc.runtime.engine import ICalcEngine
 
 __all__ = [
+    "MAIN_REIMPORT_EXIT_CODE",
     "ArraySpec",
     "RemoteFailure",
     "encode_arrays",
     "main",
+    "refuse_start_while_bootstrapping",
     "resident_mb",
 ]
 
 _WATCHDOG_PERIOD_SECONDS = 0.25
 _ORPHAN_EXIT_CODE = 75
+MAIN_REIMPORT_EXIT_CODE = 76
+"""Exit code of a spawned worker that found itself starting a worker while re-importing the
+caller's main script (a script without ``if __name__ == "__main__":``)."""
+
+
+def refuse_start_while_bootstrapping() -> None:
+    """In a spawned worker still importing the caller's script, end it with a known exit code.
+
+    A "spawn" worker imports the caller's main script again before it runs anything. A
+    script that starts a run at top level (no ``if __name__ == "__main__":`` guard) so tries to
+    start a worker from inside a worker that is still booting, which multiprocessing refuses
+    with a RuntimeError and a generic exit code 1. Exiting with MAIN_REIMPORT_EXIT_CODE
+    instead lets the parent say what is wrong and how to fix it. SystemExit, not os._exit:
+    what the script opened on its way here (shared memory) is released on the way out.
+    """
+    import multiprocessing.process
+
+    if getattr(multiprocessing.process.current_process(), "_inheriting", False):
+        raise SystemExit(MAIN_REIMPORT_EXIT_CODE)
 
 
 @dataclass(frozen=True)
@@ -165,6 +194,23 @@ def _watch_parent(parent_pid: int) -> None:
         threading.Event().wait(_WATCHDOG_PERIOD_SECONDS)
 
 
+def _exit_now() -> None:
+    """End the worker at once, its work done: the parent waits for the exit.
+
+    A normal interpreter exit tears down numba's LLVM and threading layer and every module,
+    which takes seconds on a busy machine, once per worker, while the run waits. Nothing
+    is left to save: the engine is disposed, its outputs are in the caller's shared memory.
+    """
+    import logging
+
+    with contextlib.suppress(Exception):
+        logging.shutdown()  # flushes the run log's file handler, as a normal exit would
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
+
+
 def _serve(conn: Connection, engine: ICalcEngine) -> None:
     attachments = _Attachments()
     while True:
@@ -173,6 +219,7 @@ def _serve(conn: Connection, engine: ICalcEngine) -> None:
         except (EOFError, OSError):
             return  # the parent closed the pipe or died
         kind = request[0]
+        compile_start = jit.compile_seconds()
         try:
             if kind == "init":
                 engine.initialize(request[1], request[2])
@@ -193,20 +240,21 @@ def _serve(conn: Connection, engine: ICalcEngine) -> None:
                 value = method(*args, **attachments.decode(request[3]))
             elif kind == "dispose":
                 engine.dispose()
-                conn.send(("ok", None))
-                return
+                conn.send(("ok", None, 0.0))
+                _exit_now()
             else:
                 raise ValueError(f"unknown request {kind!r}")
-            reply: tuple[str, Any] = ("ok", value)
+            status = "ok"
         except Exception as exc:
-            reply = ("err", _failure(exc))
+            status, value = "err", _failure(exc)
         finally:
             attachments.prune()
+        compiled = jit.compile_seconds() - compile_start
         try:
-            conn.send(reply)
+            conn.send((status, value, compiled))
         except Exception as exc:
             # The value did not pickle (pickling happens before any byte is written).
-            conn.send(("err", _failure(exc)))
+            conn.send(("err", _failure(exc), compiled))
 
 
 def main(conn: Connection, engine_blob: bytes, parent_pid: int) -> None:
@@ -220,7 +268,7 @@ def main(conn: Connection, engine_blob: bytes, parent_pid: int) -> None:
         # Answer the first request with the reason, so the parent reports it.
         try:
             conn.recv()
-            conn.send(("err", _failure(exc)))
+            conn.send(("err", _failure(exc), 0.0))
         except (EOFError, OSError):
             pass
         return

@@ -6,7 +6,9 @@ The record layouts live in ``livecalc.runtime.records`` and are re-exported here
 moved to a 16-byte boundary; a shared one (``shared=True``) lives in a POSIX shared-memory
 segment that another process attaches to by name (``attach_shared``) with no copy. Segments are
 unlinked by ``free``/``free_all``/the context manager, and, when the owning process dies
-without cleaning up, by Python's resource tracker, which outlives it.
+without cleaning up, by Python's resource tracker, which outlives it. When the tracker dies
+too (SIGKILL of the whole process group), the next LiveCalc process to create a
+BufferManager removes them: segment names carry the owner's pid (``livecalc.runtime.leftovers``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from livecalc.errors import ConfigurationError
+from livecalc.runtime.leftovers import segment_name, sweep_segments
 from livecalc.runtime.records import (
     ALIGNMENT,
     ALL_SCENARIOS,
@@ -165,8 +167,24 @@ def _aligned_empty(nbytes: int) -> np.ndarray[Any, Any]:
     return raw[start : start + nbytes]
 
 
+_swept = False
+
+
+def _sweep_once() -> None:
+    # The first BufferManager of a process clears the segments SIGKILLed runs left behind
+    # (livecalc.runtime.leftovers): one listing of /dev/shm per process.
+    global _swept
+    if not _swept:
+        _swept = True
+        removed = sweep_segments()
+        if removed:
+            from livecalc.log import get_logger
+
+            get_logger().info("stale_segments_removed", count=len(removed), names=removed[:10])
+
+
 def _new_segment(nbytes: int) -> _Segment:
-    name = f"livecalc_{os.getpid()}_{secrets.token_hex(6)}"
+    name = segment_name()
     # size 0 is refused by the OS; an empty buffer still gets a page.
     shm = _Segment(name=name, create=True, size=max(nbytes, 1))
     with _LIVE_LOCK:
@@ -227,6 +245,22 @@ def shared_ref_of(array: np.ndarray[Any, Any]) -> SharedArrayRef | None:
     return None
 
 
+def _limit_type(dtype: np.dtype[Any]) -> BufferType | None:
+    """The buffer type whose record maximum applies to records of ``dtype`` (None: no limit).
+
+    Extensions count as the records they accompany: POLICY_EXT as policies, SCENARIO_TOTAL
+    (one per scenario) as scenarios.
+    """
+    for buffer_type in BufferType:
+        if dtype == buffer_type.dtype:
+            return buffer_type
+    if dtype == POLICY_EXT_DTYPE:
+        return BufferType.INPUT
+    if dtype == SCENARIO_TOTAL_DTYPE:
+        return BufferType.SCENARIO
+    return None
+
+
 class BufferManager:
     """Allocates, finds and frees named, aligned record buffers; a context manager.
 
@@ -238,6 +272,7 @@ class BufferManager:
     """
 
     def __init__(self) -> None:
+        _sweep_once()
         self._buffers: dict[str, BufferInfo] = {}
         self._lock = threading.Lock()
 
@@ -250,11 +285,6 @@ class BufferManager:
             ConfigurationError: the name is taken, or ``records`` is negative or above the
                 type's maximum.
         """
-        if records > type.max_records:
-            raise ConfigurationError(
-                f"buffer {name!r}: {records:,} {type.name} records exceed the maximum of "
-                f"{type.max_records:,}; split the work into chunks"
-            )
         return self.allocate(name, type.dtype, records, shared=shared, type=type)
 
     def allocate(
@@ -265,10 +295,25 @@ class BufferManager:
         shared: bool = False,
         type: BufferType | None = None,
     ) -> BufferInfo:
-        """A new aligned buffer of any record dtype (extensions such as SCENARIO_TOTAL)."""
+        """A new aligned buffer of any record dtype (extensions such as SCENARIO_TOTAL).
+
+        The record maximum of ``type`` applies, or that of the buffer type whose records
+        these are (``_limit_type``): the same limit as ``allocate_buffer``.
+
+        Raises:
+            ConfigurationError: the name is taken, or ``records`` is negative or above the
+                maximum.
+        """
         dtype = np.dtype(dtype)
         if records < 0:
             raise ConfigurationError(f"buffer {name!r}: record count must be >= 0, got {records}")
+        limit = type if type is not None else _limit_type(dtype)
+        if limit is not None and records > limit.max_records:
+            raise ConfigurationError(
+                f"buffer {name!r}: {records:,} {limit.name} records exceed the maximum of "
+                f"{limit.max_records:,}; split the work into chunks (a smaller chunk_size, or "
+                "scenario totals instead of one record per policy and scenario)"
+            )
         nbytes = records * dtype.itemsize
         with self._lock:
             if name in self._buffers:

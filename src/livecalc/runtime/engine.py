@@ -19,12 +19,15 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from livecalc.assumptions.credentials import AMCredentials
 from livecalc.errors import ConfigurationError, ExecutionError
+
+if TYPE_CHECKING:
+    # Annotations only: a worker process hosting a plug-in engine need not load httpx and JWT.
+    from livecalc.assumptions.credentials import AMCredentials
 
 __all__ = [
     "DataProblem",

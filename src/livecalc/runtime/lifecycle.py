@@ -49,6 +49,7 @@ from livecalc.runtime._hosts import (
     EngineFailed,
     InlineHost,
     ProcessHost,
+    WorkerCancelled,
     WorkerDied,
     WorkerTimedOut,
 )
@@ -174,6 +175,15 @@ class EngineLifecycleManager:
         return self._info
 
     @property
+    def compile_seconds(self) -> float:
+        """Seconds numba spent compiling kernels for this engine, wherever it runs.
+
+        Measured from numba's compile events (``livecalc.runtime.jit``); a kernel loaded from
+        numba's disk cache costs no compile time.
+        """
+        return self._host.compile_seconds
+
+    @property
     def worker_pid(self) -> int | None:
         """The pid of the process running the engine (this one when inline), None if none."""
         return self._host.pid
@@ -204,6 +214,27 @@ class EngineLifecycleManager:
             )
 
     # -- life ----------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop the engine at once, from any thread (the run is being interrupted).
+
+        With process isolation the worker is killed (SIGKILL): a chunk or call waiting on it
+        raises ``ExecutionError("interrupted: ...")`` at once, is not retried, and no new
+        worker starts until ``initialize``. Inline, nothing can stop the running thread: its
+        chunk runs to its end. Takes no lock, since the thread being stopped holds it.
+        """
+        self._host.cancel()
+
+    def start(self) -> None:
+        """Start the engine's worker process now, without waiting for it (process isolation).
+
+        A worker takes a second or more to boot (a fresh interpreter importing the engine and
+        its libraries). ``initialize`` starts it when it is not running; starting the workers
+        of several engines first lets them boot side by side. Inline, this does nothing.
+        """
+        with self._lock:
+            if self._state in (EngineState.UNINITIALIZED, EngineState.DISPOSED):
+                self._host.prepare()
 
     def initialize(
         self,
@@ -238,6 +269,11 @@ class EngineLifecycleManager:
                 raise InitializationError(
                     f"engine {self.engine_id!r} failed to initialize: {failed}"
                 ) from failed.failure.exception
+            except WorkerCancelled as cancelled:
+                self._transition(EngineState.UNINITIALIZED)
+                raise InitializationError(
+                    f"engine {self.engine_id!r}: interrupted while initialising ({cancelled})"
+                ) from None
             except WorkerDied as died:
                 self._transition(EngineState.UNINITIALIZED)
                 self._log_error(str(died), "")
@@ -320,8 +356,11 @@ class EngineLifecycleManager:
             failure = ExecutionError(f"engine failed: {failed}", self.engine_id)
             failure.__cause__ = cause
             return self._fail(_Failure(failure, True, failed.failure.stack_trace), start)
+        except WorkerCancelled as cancelled:
+            error: ExecutionError = ExecutionError(f"interrupted: {cancelled}", self.engine_id)
+            return self._fail(_Failure(error, False), start)
         except WorkerTimedOut:
-            error: ExecutionError = EngineTimeoutError(
+            error = EngineTimeoutError(
                 f"chunk ran past timeout_seconds={timeout:g}; its worker process was killed",
                 self.engine_id,
                 timeout,
@@ -437,6 +476,10 @@ class EngineLifecycleManager:
                 if isinstance(exc, ConfigurationError):
                     raise exc from None
                 raise ExecutionError(f"{method_name}() failed: {failed}", self.engine_id) from exc
+            except WorkerCancelled as cancelled:
+                raise ExecutionError(
+                    f"{method_name}() interrupted: {cancelled}", self.engine_id
+                ) from None
             except WorkerTimedOut as timed_out:
                 self._log_error(str(timed_out), "", method=method_name)
                 raise EngineTimeoutError(

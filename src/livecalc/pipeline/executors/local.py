@@ -74,6 +74,10 @@ class ManagedHandle:
         """The engine's non-record results."""
         return self.manager.get_outputs()
 
+    def compile_seconds(self) -> float:
+        """Seconds numba has spent compiling for this engine so far (inline or in its worker)."""
+        return self.manager.compile_seconds
+
     def supports(self, method: str) -> bool:
         """Whether the engine's class defines ``method`` (checked on this process's copy)."""
         return callable(getattr(self._engine, method, None))
@@ -81,6 +85,10 @@ class ManagedHandle:
     def call(self, method: str, *args: Any) -> Any:
         """Call an optional engine method where the engine lives."""
         return self.manager.call(method, *args)
+
+    def cancel(self) -> None:
+        """Interrupt: kill the engine's worker at once (inline engines finish their chunk)."""
+        self.manager.cancel()
 
     def dispose(self) -> None:
         """Dispose of the engine (and stop its worker)."""

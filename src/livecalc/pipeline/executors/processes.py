@@ -8,6 +8,10 @@ fails that node only, never the orchestrator.
 An engine that binds an evaluator (a goal-seeking solver) runs inline instead: its evaluator
 is a callback into this process's runner, which a worker process could not call. The
 projection it drives still runs in its own worker.
+
+Workers start when their handles are created, all of them before the first is initialised,
+so they boot in parallel; each is kept for the whole run (every chunk, every re-run of a
+goal-seek) and stopped when the run ends.
 """
 
 from __future__ import annotations
@@ -41,4 +45,7 @@ class ProcessExecutor(Executor):
         manager = EngineLifecycleManager(
             engine, lifecycle_config(node, options, isolation), engine_id=node.id
         )
+        # Boot the worker now: the runner creates every handle before initialising any, so
+        # the workers of all nodes start side by side instead of one after another.
+        manager.start()
         return ManagedHandle(engine, manager)
