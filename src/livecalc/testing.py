@@ -40,6 +40,7 @@ __all__ = [
     "NoOpEngine",
     "NumbaSpinEngine",
     "SleepEngine",
+    "SlowChunkEngine",
     "SpinEngine",
     "register_testing_engines",
 ]
@@ -282,6 +283,46 @@ class FailNTimesEngine(_FakeEngine):
         return self._echo(input_buffer, output_buffer)
 
 
+class SlowChunkEngine(_FakeEngine):
+    """Echoes; sleeps ``config["seconds"]`` on the chunk holding ``config["policy_id"]``.
+
+    With ``config["once_marker"]`` (a file path) it sleeps only the first time, in whichever
+    process gets there first (the file is created exclusively): a transient stall.
+    """
+
+    engine_type = "test_slow_chunk"
+
+    def initialize(
+        self, config: Mapping[str, Any], credentials: AMCredentials | None = None
+    ) -> None:
+        """Read ``seconds``, ``policy_id`` and ``once_marker``."""
+        self.seconds = _number(config, "seconds", 1.0)
+        self.policy_id = int(_number(config, "policy_id", 0))
+        self.once_marker = config.get("once_marker")
+        super().initialize(config, credentials)
+
+    def _stall(self, records: np.ndarray | None) -> bool:
+        if records is None or records.dtype.names is None or "policy_id" not in records.dtype.names:
+            return False
+        if not np.any(records["policy_id"] == self.policy_id):
+            return False
+        if self.once_marker is None:
+            return True
+        try:
+            os.close(os.open(str(self.once_marker), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        return True
+
+    def run_chunk(
+        self, input_buffer: InputBuffer, output_buffer: np.ndarray | None
+    ) -> ExecutionResult:
+        """Sleep on the chosen chunk, then copy input to output."""
+        if self._stall(_first_array(input_buffer)):
+            time.sleep(self.seconds)
+        return self._echo(input_buffer, output_buffer)
+
+
 TESTING_ENGINE_TYPES: dict[str, type[ICalcEngine]] = {
     "test_echo": EchoEngine,
     "test_noop": NoOpEngine,
@@ -290,6 +331,7 @@ TESTING_ENGINE_TYPES: dict[str, type[ICalcEngine]] = {
     "test_numba_spin": NumbaSpinEngine,
     "test_crash": CrashEngine,
     "test_fail_n": FailNTimesEngine,
+    "test_slow_chunk": SlowChunkEngine,
 }
 """The fakes by the type name ``register_testing_engines`` gives them."""
 

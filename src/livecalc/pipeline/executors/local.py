@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -21,10 +24,24 @@ from livecalc.runtime.engine import (
 from livecalc.runtime.factory import EngineFactory
 from livecalc.runtime.lifecycle import EngineLifecycleManager, LifecycleConfig
 
-__all__ = ["DEFAULT_TIMEOUT_SECONDS", "LocalExecutor", "ManagedHandle", "lifecycle_config"]
+__all__ = [
+    "DEFAULT_TIMEOUT_SECONDS",
+    "LocalExecutor",
+    "ManagedHandle",
+    "available_cpus",
+    "lifecycle_config",
+]
 
 DEFAULT_TIMEOUT_SECONDS = 300.0
 """Per-chunk timeout when neither the node nor the run options set one (the seed's 5 min)."""
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def lifecycle_config(
@@ -85,6 +102,27 @@ class ManagedHandle:
     def dispose(self) -> None:
         """Dispose of the engine (and stop its worker)."""
         self.manager.dispose()
+
+    # -- for replica pools (livecalc.pipeline.pool) ------------------------------------------
+
+    restartable = True
+    """A lost worker is replaced by a fresh one (initialised, parameters replayed) on the next
+    chunk."""
+
+    def replica_lost(self) -> bool:
+        """Whether the engine's worker process is gone (killed, crashed or timed out)."""
+        return self.manager.config.isolation == "process" and self.manager.worker_pid is None
+
+    def location(self) -> str:
+        """Where the engine runs: the worker's pid (this process's when inline)."""
+        return f"pid:{self.manager.worker_pid}"
+
+    def kill(self) -> None:
+        """SIGKILL the worker process now, without waiting for its chunk (Ctrl-C)."""
+        pid = self.manager.worker_pid
+        if self.manager.config.isolation == "process" and pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 class LocalExecutor(Executor):

@@ -42,3 +42,15 @@ class ProcessExecutor(Executor):
             engine, lifecycle_config(node, options, isolation), engine_id=node.id
         )
         return ManagedHandle(engine, manager)
+
+    def default_parallelism(self) -> int:
+        """One replica per CPU this process may use (replica pools: ``parallelism``)."""
+        from livecalc.pipeline.executors.local import available_cpus
+
+        return available_cpus()
+
+    def cpus(self) -> int:
+        """The CPUs this process may use."""
+        from livecalc.pipeline.executors.local import available_cpus
+
+        return available_cpus()

@@ -1,0 +1,398 @@
+"""Replica pools: one node's engine replicated, its chunks run side by side, merged in order.
+
+A node with ``parallelism`` N > 1 gets a ``ReplicaPool``: an ``EngineHandle`` over N handles
+of the same engine, made by the executor (worker processes, Ray actors or inline engines).
+The pool initialises its first replica with the runner's other engines, and the others the
+first time the node runs more than one chunk, all with the same config, then replays the
+parameters set since (``set_parameters``), so a goal-seek's overrides reach every replica.
+
+``ReplicaPool.run_chunks`` is the scheduler. One thread per replica takes chunk indices from a
+shared queue; at most ``max_in_flight`` chunks are dispatched beyond the last one merged, each
+holding one of as many output slots, so memory stays bounded whatever the chunk count. Chunks
+finish in any order; ``merge`` sees them in chunk-index order, once each, so the merged output
+is the sequential run's, byte for byte.
+
+Faults:
+
+- a replica that dies (worker killed, Ray actor or node lost) has its chunk re-run on the next
+  free replica, up to ``replica_retries`` times per chunk; a worker process is replaced by a
+  fresh one on its next chunk, a lost Ray actor is retired;
+- a chunk past its timeout (its worker killed) is re-run when the node has ``retries``, and
+  fails the node otherwise;
+- any other failure fails the node (the handle already applied the node's ``retries``);
+- ``cancel`` (Ctrl-C) kills every replica at once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from livecalc.assumptions.credentials import AMCredentials
+from livecalc.errors import EngineTimeoutError, ExecutionError
+from livecalc.log import get_logger
+from livecalc.pipeline.executors import EngineHandle, Executor
+from livecalc.runtime.engine import (
+    EngineInfo,
+    ExecutionResult,
+    InputBuffer,
+    OutputSpec,
+    SupportsEvaluator,
+)
+
+if TYPE_CHECKING:
+    from livecalc.pipeline.config import EngineNode, RunOptions
+    from livecalc.runtime.factory import EngineFactory
+
+__all__ = [
+    "ReplicaPool",
+    "create_node_handle",
+    "replica_count",
+]
+
+_log = get_logger()
+
+_POLL_SECONDS = 0.1
+"""How often the scheduler looks at the cancel flag while no chunk finishes."""
+
+IN_FLIGHT_PER_REPLICA = 2
+"""Chunks dispatched per replica beyond the last merged: one running, one queued behind it."""
+
+
+def replica_count(node: EngineNode, options: RunOptions, default: int) -> int:
+    """A node's replicas: its own ``parallelism``, else the run's, else ``default``."""
+    chosen = node.parallelism or options.parallelism or default
+    return max(1, int(chosen))
+
+
+def create_node_handle(
+    executor: Executor, node: EngineNode, factory: EngineFactory, options: RunOptions
+) -> EngineHandle:
+    """The handle for ``node``: a ReplicaPool when it runs on more than one replica.
+
+    An engine that binds an evaluator (a goal-seeking solver) stays single: its evaluator is a
+    callback into this process, and it drives the (pooled) projection anyway.
+    """
+    size = replica_count(node, options, executor.default_parallelism())
+    if size > 1 and not isinstance(factory.create_engine(node.type), SupportsEvaluator):
+        threads = max(1, executor.cpus() // size)
+        return ReplicaPool(
+            node.id,
+            lambda: executor.create_replica(node, factory, options, threads),
+            size,
+            replica_retries=options.replica_retries,
+            timeout_retries=node.retries,
+        )
+    return executor.create_handle(node, factory, options)
+
+
+def _lost(handle: EngineHandle) -> bool:
+    probe = getattr(handle, "replica_lost", None)
+    return bool(probe()) if callable(probe) else False
+
+
+def _restartable(handle: EngineHandle) -> bool:
+    return bool(getattr(handle, "restartable", True))
+
+
+def _where(handle: EngineHandle) -> str:
+    probe = getattr(handle, "location", None)
+    return str(probe()) if callable(probe) else "inline"
+
+
+def _kill(handle: EngineHandle) -> None:
+    kill = getattr(handle, "kill", None)
+    if callable(kill):
+        kill()
+
+
+@dataclass
+class _Replica:
+    index: int
+    handle: EngineHandle
+    retired: bool = False
+    chunks: int = 0
+
+
+@dataclass
+class PoolRun:
+    """What one ``run_chunks`` call did: chunks per replica location, re-runs by cause."""
+
+    chunks_by_location: dict[str, int] = field(default_factory=dict)
+    reruns_lost: int = 0
+    reruns_timeout: int = 0
+
+
+RunOne = Callable[[EngineHandle, int, int], Any]
+"""``run_one(replica, chunk index, slot)``: runs one chunk on a replica (in its thread)."""
+
+Merge = Callable[[int, int, Any], None]
+"""``merge(chunk index, slot, what run_one returned)``: called in chunk order, once each."""
+
+
+class ReplicaPool:
+    """An EngineHandle over ``size`` replicas of one node's engine, with a chunk scheduler."""
+
+    def __init__(
+        self,
+        node_id: str,
+        make_replica: Callable[[], EngineHandle],
+        size: int,
+        *,
+        replica_retries: int = 3,
+        timeout_retries: int = 0,
+    ) -> None:
+        self.node_id = node_id
+        self.size = size
+        self.replica_retries = replica_retries
+        self.timeout_retries = timeout_retries
+        self._make = make_replica
+        self._replicas = [_Replica(0, make_replica())]
+        self._init: tuple[dict[str, Any], AMCredentials | None] | None = None
+        self._parameters: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.last_run = PoolRun()
+
+    @property
+    def max_in_flight(self) -> int:
+        """Chunks dispatched at most beyond the last one merged (output slots)."""
+        return IN_FLIGHT_PER_REPLICA * self.size
+
+    @property
+    def primary(self) -> EngineHandle:
+        """The first replica: output specs, outputs and info come from it."""
+        return self._replicas[0].handle
+
+    def live_replicas(self) -> list[EngineHandle]:
+        """The replicas started and not retired."""
+        return [r.handle for r in self._replicas if not r.retired]
+
+    # -- the EngineHandle contract --------------------------------------------------------------
+
+    def initialize(
+        self, config: Mapping[str, Any], credentials: AMCredentials | None = None
+    ) -> None:
+        """Initialise the first replica; the others start when the node first runs chunks."""
+        self.primary.initialize(config, credentials)
+        self._init = (dict(config), credentials)
+
+    def get_info(self) -> EngineInfo:
+        """The engine's metadata."""
+        return self.primary.get_info()
+
+    def run_chunk(
+        self, input_buffer: InputBuffer, output_buffer: np.ndarray | None
+    ) -> ExecutionResult:
+        """One chunk on the first replica (a node of a single chunk needs no pool)."""
+        return self.primary.run_chunk(input_buffer, output_buffer)
+
+    def output_spec(self, inputs: Mapping[str, np.ndarray]) -> OutputSpec | None:
+        """The engine's output buffer needs."""
+        return self.primary.output_spec(inputs)
+
+    def get_outputs(self) -> Mapping[str, Any]:
+        """The first replica's non-record results."""
+        return self.primary.get_outputs()
+
+    def supports(self, method: str) -> bool:
+        """Whether the engine has ``method``."""
+        return self.primary.supports(method)
+
+    def call(self, method: str, *args: Any) -> Any:
+        """``set_parameters`` goes to every replica (and is replayed on new ones); others to one."""
+        if method != "set_parameters":
+            return self.primary.call(method, *args)
+        if args and isinstance(args[0], Mapping):
+            self._parameters.update(args[0])
+        value = None
+        for handle in self.live_replicas():
+            value = handle.call(method, *args)
+        return value
+
+    def dispose(self) -> None:
+        """Dispose of every replica; never raises."""
+        for replica in self._replicas:
+            try:
+                replica.handle.dispose()
+            except Exception as exc:  # one failed dispose must not keep the others alive
+                _log.warning("replica_dispose_failed", engine_id=self.node_id, error=str(exc))
+
+    def kill(self) -> None:
+        """Stop every replica now (Ctrl-C): workers killed, actors killed, no goodbye."""
+        for replica in self._replicas:
+            try:
+                _kill(replica.handle)
+            except Exception as exc:
+                _log.warning("replica_kill_failed", engine_id=self.node_id, error=str(exc))
+
+    # -- replicas --------------------------------------------------------------------------------
+
+    def _start_replica(self, index: int) -> _Replica:
+        handle = self._make()
+        assert self._init is not None
+        handle.initialize(*self._init)
+        if self._parameters:
+            handle.call("set_parameters", dict(self._parameters))
+        return _Replica(index, handle)
+
+    def ensure_started(self, wanted: int) -> None:
+        """Start replicas (in parallel) until ``wanted`` are live, at most ``size`` in all."""
+        if self._init is None:
+            raise ExecutionError("the replica pool is not initialised", self.node_id)
+        missing = min(wanted, self.size) - len(self.live_replicas())
+        if missing <= 0:
+            return
+        base = len(self._replicas)
+        with cf.ThreadPoolExecutor(missing, thread_name_prefix="livecalc-replica-init") as ex:
+            started = list(ex.map(self._start_replica, range(base, base + missing)))
+        self._replicas.extend(started)
+        _log.info("replicas_started", engine_id=self.node_id, replicas=len(self.live_replicas()))
+
+    # -- the scheduler ---------------------------------------------------------------------------
+
+    def run_chunks(
+        self,
+        count: int,
+        run_one: RunOne,
+        merge: Merge,
+        cancel: threading.Event | None = None,
+    ) -> PoolRun:
+        """Run chunks ``0..count-1`` over the replicas; ``merge`` each in index order.
+
+        Raises:
+            ExecutionError: a chunk exhausted its retries, every replica is gone, or ``cancel``
+                was set (every replica is then killed).
+        """
+        self.ensure_started(count)
+        stats = PoolRun()
+        self.last_run = stats
+        todo: queue.Queue[tuple[int, int] | None] = queue.Queue()
+        done: queue.Queue[tuple[_Replica, int, int, Any, BaseException | None]] = queue.Queue()
+        replicas = [r for r in self._replicas if not r.retired]
+        threads = [
+            threading.Thread(
+                target=self._serve,
+                args=(r, todo, done, run_one),
+                name=f"livecalc-{self.node_id}-replica-{r.index}",
+                daemon=True,
+            )
+            for r in replicas
+        ]
+        for t in threads:
+            t.start()
+        free = list(range(min(self.max_in_flight, count)))[::-1]
+        finished: dict[int, tuple[int, Any]] = {}
+        lost_reruns: dict[int, int] = {}
+        timeout_reruns: dict[int, int] = {}
+        next_dispatch = next_merge = 0
+        try:
+            while next_merge < count:
+                while free and next_dispatch < count:
+                    todo.put((next_dispatch, free.pop()))
+                    next_dispatch += 1
+                try:
+                    replica, i, slot, value, error = done.get(timeout=_POLL_SECONDS)
+                except queue.Empty:
+                    if cancel is not None and cancel.is_set():
+                        self.kill()
+                        raise ExecutionError(
+                            f"interrupted after {next_merge} of {count} chunks; every replica "
+                            "was stopped",
+                            self.node_id,
+                        ) from None
+                    if not any(t.is_alive() for t in threads):
+                        raise ExecutionError(
+                            f"every replica is gone; {count - next_merge} chunks not run",
+                            self.node_id,
+                        ) from None
+                    continue
+                if error is None:
+                    if i >= next_merge and i not in finished:  # a chunk counts once
+                        finished[i] = (slot, value)
+                        where = _where(replica.handle)
+                        _log.debug("chunk_done", engine_id=self.node_id, chunk=i, location=where)
+                        stats.chunks_by_location[where] = stats.chunks_by_location.get(where, 0) + 1
+                    while next_merge in finished:
+                        slot_m, value_m = finished.pop(next_merge)
+                        merge(next_merge, slot_m, value_m)
+                        free.append(slot_m)
+                        next_merge += 1
+                    continue
+                self._rerun_or_raise(replica, i, error, lost_reruns, timeout_reruns, stats)
+                todo.put((i, slot))  # the same slot: nobody else writes it any more
+        finally:
+            for _ in threads:
+                todo.put(None)
+            if cancel is not None and cancel.is_set():
+                self.kill()
+            for t in threads:
+                t.join()
+        return stats
+
+    def _rerun_or_raise(
+        self,
+        replica: _Replica,
+        i: int,
+        error: BaseException,
+        lost_reruns: dict[int, int],
+        timeout_reruns: dict[int, int],
+        stats: PoolRun,
+    ) -> None:
+        if isinstance(error, EngineTimeoutError):
+            if timeout_reruns.get(i, 0) >= self.timeout_retries:
+                raise error
+            timeout_reruns[i] = timeout_reruns.get(i, 0) + 1
+            stats.reruns_timeout += 1
+            cause = "timeout"
+        elif isinstance(error, ExecutionError) and _lost(replica.handle):
+            if lost_reruns.get(i, 0) >= self.replica_retries:
+                raise ExecutionError(
+                    f"chunk {i}: its replica was lost {lost_reruns[i] + 1} times "
+                    f"(replica_retries={self.replica_retries}); last: {error}",
+                    self.node_id,
+                ) from error
+            lost_reruns[i] = lost_reruns.get(i, 0) + 1
+            stats.reruns_lost += 1
+            cause = "replica_lost"
+        else:
+            raise error
+        _log.warning(
+            "chunk_rerun",
+            engine_id=self.node_id,
+            chunk=i,
+            cause=cause,
+            replica=replica.index,
+            error=str(error),
+        )
+
+    def _serve(
+        self,
+        replica: _Replica,
+        todo: queue.Queue[tuple[int, int] | None],
+        done: queue.Queue[tuple[_Replica, int, int, Any, BaseException | None]],
+        run_one: RunOne,
+    ) -> None:
+        # One replica's loop: take a chunk, run it, report; stop on None or when retired.
+        while True:
+            item = todo.get()
+            if item is None:
+                return
+            i, slot = item
+            try:
+                value = run_one(replica.handle, i, slot)
+            except BaseException as exc:
+                if _lost(replica.handle) and not _restartable(replica.handle):
+                    replica.retired = True
+                done.put((replica, i, slot, None, exc))
+                if replica.retired:
+                    _log.warning("replica_retired", engine_id=self.node_id, replica=replica.index)
+                    return
+                continue
+            replica.chunks += 1
+            done.put((replica, i, slot, value, None))
