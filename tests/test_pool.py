@@ -147,3 +147,173 @@ class TestBitIdentical:
             result.records("out").tobytes()
         )
         assert 0 != order[0]  # chunk 0 (holding policy 1) was not the first to finish
+
+
+def _stall_pipeline(marker: Path, seconds: float, **node: Any) -> dict[str, Any]:
+    """One echo node over 8 chunks whose chunk 0 stalls ``seconds`` once (pid in ``marker``)."""
+    return {
+        "plugins": [PLUGIN],
+        "data_sources": {"policies": {"path": "policies.parquet"}},
+        "engines": [
+            {
+                "id": "echo",
+                "type": "test_slow_chunk",
+                "config": {"seconds": seconds, "policy_id": 1, "once_marker": str(marker)},
+                "inputs": ["policies"],
+                "outputs": ["out"],
+                **node,
+            }
+        ],
+        "run": {"chunk_size": CHUNK},
+    }
+
+
+def _stalled_pid(marker: Path, stop: threading.Event) -> int | None:
+    while not stop.wait(0.05):
+        text = marker.read_text() if marker.exists() else ""
+        if text:
+            return int(text)
+    return None
+
+
+class TestFaults:
+    @pytest.mark.slow
+    def test_killed_replica_chunk_reruns_once_and_counts_once(
+        self, tmp_path: Path, policies: Path
+    ) -> None:
+        """SIGKILL of the worker running a chunk: the chunk re-runs on a replica, the run
+        succeeds, and every policy is counted exactly once."""
+        marker = tmp_path / "stalled"
+        stop = threading.Event()
+        killed: list[int] = []
+
+        def kill_the_stalled_worker() -> None:
+            pid = _stalled_pid(marker, stop)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        killer = threading.Thread(target=kill_the_stalled_worker)
+        killer.start()
+        try:
+            with capture_logs() as logs:
+                result = run(
+                    _stall_pipeline(marker, 120.0),
+                    base_dir=tmp_path,
+                    executor="processes",
+                    parallelism=2,
+                )
+        finally:
+            stop.set()
+            killer.join()
+
+        reruns = [e for e in logs if e["event"] == "chunk_rerun"]
+        assert result.success, result.summary.describe()
+        assert 1 == len(killed)
+        assert [(0, "replica_lost")] == [(e["chunk"], e["cause"]) for e in reruns]
+        assert generate_policies(N_POLICIES, seed=7).records.tobytes() == (
+            result.records("out").tobytes()
+        )
+        assert N_POLICIES == result.nodes["echo"].rows_processed
+
+    @pytest.mark.slow
+    def test_timed_out_chunk_is_killed_and_retried(self, tmp_path: Path, policies: Path) -> None:
+        """A chunk past timeout_seconds is killed and, with retries, re-run to success."""
+        raw = _stall_pipeline(tmp_path / "stalled", 120.0, timeout_seconds=3.0, retries=1)
+
+        with capture_logs() as logs:
+            result = run(raw, base_dir=tmp_path, executor="processes", parallelism=2)
+
+        reruns = [(e["chunk"], e["cause"]) for e in logs if e["event"] == "chunk_rerun"]
+        assert result.success, result.summary.describe()
+        assert [(0, "timeout")] == reruns
+        assert generate_policies(N_POLICIES, seed=7).records.tobytes() == (
+            result.records("out").tobytes()
+        )
+
+    @pytest.mark.slow
+    def test_timed_out_chunk_fails_the_node_without_retries(
+        self, tmp_path: Path, policies: Path
+    ) -> None:
+        """Without retries, a chunk past its timeout fails the node (as a timeout)."""
+        raw = _stall_pipeline(tmp_path / "stalled", 120.0, timeout_seconds=3.0)
+
+        result = run(raw, base_dir=tmp_path, executor="processes", parallelism=2)
+
+        assert "failed" == result.status["echo"]
+        assert "EngineTimeoutError" == result.nodes["echo"].error_type
+
+    @pytest.mark.slow
+    def test_ctrl_c_stops_every_replica_at_once(self, tmp_path: Path, policies: Path) -> None:
+        """SIGINT while every replica is busy for minutes: the run stops within seconds and
+        leaves no worker behind."""
+        import json
+        import subprocess
+        import sys
+        import time
+
+        (tmp_path / "run.json").write_text(json.dumps(_stall_pipeline(tmp_path / "m", 1.0)))
+        # Every chunk stalls: test_sleep sleeps on each one.
+        raw = json.loads((tmp_path / "run.json").read_text())
+        raw["engines"][0].update(type="test_sleep", config={"seconds": 300})
+        (tmp_path / "run.json").write_text(json.dumps(raw))
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                # A shell may start background jobs with SIGINT ignored: take it back.
+                "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                "from livecalc.cli import main; main()",
+                "run",
+                str(tmp_path / "run.json"),
+                "--executor",
+                "processes",
+                "--parallelism",
+                "2",
+                "--no-progress",
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        workers: list[int] = []
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            workers = _sleeping_workers(proc.pid)
+        time.sleep(1.0)  # both replicas are now inside a 300 s chunk
+
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        proc.wait(timeout=60)
+        stopped_after = time.monotonic() - started
+        time.sleep(0.5)
+
+        assert 2 <= len(workers)
+        assert stopped_after < 30  # not the 300 s a chunk would take to finish
+        assert [] == [pid for pid in workers if _alive(pid)]
+
+
+def _sleeping_workers(parent: int) -> list[int]:
+    """Worker processes (multiprocessing spawn children) of ``parent``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == parent and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -11,6 +11,7 @@ so ``output_spec`` asks for an output buffer of the input's dtype and length.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -287,7 +288,8 @@ class SlowChunkEngine(_FakeEngine):
     """Echoes; sleeps ``config["seconds"]`` on the chunk holding ``config["policy_id"]``.
 
     With ``config["once_marker"]`` (a file path) it sleeps only the first time, in whichever
-    process gets there first (the file is created exclusively): a transient stall.
+    process gets there first (the file is created exclusively and holds that process's pid): a
+    transient stall, and a way for a test to find the process that is stalling.
     """
 
     engine_type = "test_slow_chunk"
@@ -309,9 +311,16 @@ class SlowChunkEngine(_FakeEngine):
         if self.once_marker is None:
             return True
         try:
-            os.close(os.open(str(self.once_marker), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            fd = os.open(f"{self.once_marker}.tmp{os.getpid()}", os.O_CREAT | os.O_WRONLY)
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            # link() is atomic and fails when the name exists: one process wins, pid inside.
+            os.link(f"{self.once_marker}.tmp{os.getpid()}", str(self.once_marker))
         except FileExistsError:
             return False
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(f"{self.once_marker}.tmp{os.getpid()}")
         return True
 
     def run_chunk(

@@ -26,6 +26,7 @@ Faults:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Mapping
@@ -275,10 +276,11 @@ class ReplicaPool:
         todo: queue.Queue[tuple[int, int] | None] = queue.Queue()
         done: queue.Queue[tuple[_Replica, int, int, Any, BaseException | None]] = queue.Queue()
         replicas = [r for r in self._replicas if not r.retired]
+        stop = threading.Event()
         threads = [
             threading.Thread(
                 target=self._serve,
-                args=(r, todo, done, run_one),
+                args=(r, todo, done, run_one, stop),
                 name=f"livecalc-{self.node_id}-replica-{r.index}",
                 daemon=True,
             )
@@ -327,12 +329,18 @@ class ReplicaPool:
                 self._rerun_or_raise(replica, i, error, lost_reruns, timeout_reruns, stats)
                 todo.put((i, slot))  # the same slot: nobody else writes it any more
         finally:
+            stop.set()
+            with contextlib.suppress(queue.Empty):
+                while True:  # chunks not started stay so: no replica takes another
+                    todo.get_nowait()
             for _ in threads:
                 todo.put(None)
-            if cancel is not None and cancel.is_set():
-                self.kill()
+            interrupted = cancel is not None and cancel.is_set()
             for t in threads:
-                t.join()
+                while t.is_alive():
+                    if interrupted:
+                        self.kill()  # again: a replica may have just restarted its worker
+                    t.join(_POLL_SECONDS * 5)
         return stats
 
     def _rerun_or_raise(
@@ -377,11 +385,12 @@ class ReplicaPool:
         todo: queue.Queue[tuple[int, int] | None],
         done: queue.Queue[tuple[_Replica, int, int, Any, BaseException | None]],
         run_one: RunOne,
+        stop: threading.Event,
     ) -> None:
-        # One replica's loop: take a chunk, run it, report; stop on None or when retired.
+        # One replica's loop: take a chunk, run it, report; stop on None, on stop or retired.
         while True:
             item = todo.get()
-            if item is None:
+            if item is None or stop.is_set():
                 return
             i, slot = item
             try:
