@@ -118,7 +118,9 @@ class TestBitIdentical:
         baseline = _outputs(runs[("local", 1)])
         assert all(baseline == _outputs(r) for r in runs.values())
         assert 8 == runs[("processes", 2)].nodes["proj_detail"].chunks
-        assert N_POLICIES == int(runs[("processes", 2)].records("scenario_totals")[0]["policy_count"])
+        assert N_POLICIES == int(
+            runs[("processes", 2)].records("scenario_totals")[0]["policy_count"]
+        )
 
     def test_chunks_finishing_out_of_order_merge_in_order(
         self, tmp_path: Path, policies: Path

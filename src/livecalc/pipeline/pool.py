@@ -167,8 +167,28 @@ class ReplicaPool:
 
     @property
     def primary(self) -> EngineHandle:
-        """The first replica: output specs, outputs and info come from it."""
+        """The first live replica: output specs, outputs and info come from it."""
+        for replica in self._replicas:
+            if not replica.retired:
+                return replica.handle
         return self._replicas[0].handle
+
+    def _on_primary(self, what: Callable[[EngineHandle], Any]) -> Any:
+        # A primary lost for good (its Ray node gone) is retired and the next one asked; with
+        # none left, a fresh replica is started.
+        for _ in range(len(self._replicas) + 1):
+            replica = next((r for r in self._replicas if not r.retired), None)
+            if replica is None:
+                self.ensure_started(1)
+                continue
+            try:
+                return what(replica.handle)
+            except ExecutionError:
+                if not (_lost(replica.handle) and not _restartable(replica.handle)):
+                    raise
+                replica.retired = True
+                _log.warning("replica_retired", engine_id=self.node_id, replica=replica.index)
+        raise ExecutionError("no replica of the engine is left", self.node_id)
 
     def live_replicas(self) -> list[EngineHandle]:
         """The replicas started and not retired."""
@@ -195,11 +215,11 @@ class ReplicaPool:
 
     def output_spec(self, inputs: Mapping[str, np.ndarray]) -> OutputSpec | None:
         """The engine's output buffer needs."""
-        return self.primary.output_spec(inputs)
+        return self._on_primary(lambda h: h.output_spec(inputs))  # type: ignore[no-any-return]
 
     def get_outputs(self) -> Mapping[str, Any]:
         """The first replica's non-record results."""
-        return self.primary.get_outputs()
+        return self._on_primary(lambda h: h.get_outputs())  # type: ignore[no-any-return]
 
     def supports(self, method: str) -> bool:
         """Whether the engine has ``method``."""
@@ -208,7 +228,7 @@ class ReplicaPool:
     def call(self, method: str, *args: Any) -> Any:
         """``set_parameters`` goes to every replica (and is replayed on new ones); others to one."""
         if method != "set_parameters":
-            return self.primary.call(method, *args)
+            return self._on_primary(lambda h: h.call(method, *args))
         if args and isinstance(args[0], Mapping):
             self._parameters.update(args[0])
         value = None
