@@ -8,7 +8,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from structlog.testing import capture_logs
@@ -18,9 +17,7 @@ from livecalc.io.generate import generate_policies, write_policies
 from livecalc.pipeline.api import RunResult, run
 from livecalc.pipeline.config import EngineNode, RunOptions
 from livecalc.pipeline.executors import create_executor
-from livecalc.pipeline.pool import ReplicaPool, create_node_handle, replica_count
-from livecalc.runtime.factory import EngineFactory
-from livecalc.testing import register_testing_engines
+from livecalc.pipeline.pool import replica_count
 
 PLUGIN = "livecalc.testing:register_testing_engines"
 N_POLICIES = 300

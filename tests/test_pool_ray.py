@@ -31,9 +31,8 @@ _NODE = {
 def cluster() -> Iterator[Any]:
     """A head and two worker nodes, one CPU each; the driver joins by address."""
     pytest.importorskip("ray")
-    from ray.cluster_utils import Cluster
-
     import ray
+    from ray.cluster_utils import Cluster
 
     mp = pytest.MonkeyPatch()
     mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
