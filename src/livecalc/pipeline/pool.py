@@ -312,6 +312,7 @@ class ReplicaPool:
         finished: dict[int, tuple[int, Any]] = {}
         lost_reruns: dict[int, int] = {}
         timeout_reruns: dict[int, int] = {}
+        first_losses: dict[int, str] = {}  # what went wrong first, for the error message
         next_dispatch = next_merge = 0
         try:
             while next_merge < count:
@@ -329,8 +330,10 @@ class ReplicaPool:
                             self.node_id,
                         ) from None
                     if not any(t.is_alive() for t in threads):
+                        first = next(iter(first_losses.values()), "")
                         raise ExecutionError(
-                            f"every replica is gone; {count - next_merge} chunks not run",
+                            f"every replica is gone; {count - next_merge} chunks not run"
+                            + (f" (first loss: {first})" if first else ""),
                             self.node_id,
                         ) from None
                     continue
@@ -346,7 +349,10 @@ class ReplicaPool:
                         free.append(slot_m)
                         next_merge += 1
                     continue
-                self._rerun_or_raise(replica, i, error, lost_reruns, timeout_reruns, stats)
+                first_losses.setdefault(i, str(error))
+                self._rerun_or_raise(
+                    replica, i, error, lost_reruns, timeout_reruns, stats, first_losses[i]
+                )
                 todo.put((i, slot))  # the same slot: nobody else writes it any more
         finally:
             stop.set()
@@ -371,6 +377,7 @@ class ReplicaPool:
         lost_reruns: dict[int, int],
         timeout_reruns: dict[int, int],
         stats: PoolRun,
+        first_loss: str = "",
     ) -> None:
         if isinstance(error, EngineTimeoutError):
             if timeout_reruns.get(i, 0) >= self.timeout_retries:
@@ -382,7 +389,7 @@ class ReplicaPool:
             if lost_reruns.get(i, 0) >= self.replica_retries:
                 raise ExecutionError(
                     f"chunk {i}: its replica was lost {lost_reruns[i] + 1} times "
-                    f"(replica_retries={self.replica_retries}); last: {error}",
+                    f"(replica_retries={self.replica_retries}); first: {first_loss}",
                     self.node_id,
                 ) from error
             lost_reruns[i] = lost_reruns.get(i, 0) + 1

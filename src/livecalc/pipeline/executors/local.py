@@ -22,7 +22,7 @@ from livecalc.runtime.engine import (
     OutputSpec,
 )
 from livecalc.runtime.factory import EngineFactory
-from livecalc.runtime.lifecycle import EngineLifecycleManager, LifecycleConfig
+from livecalc.runtime.lifecycle import EngineLifecycleManager, EngineState, LifecycleConfig
 
 __all__ = [
     "DEFAULT_TIMEOUT_SECONDS",
@@ -105,9 +105,11 @@ class ManagedHandle:
 
     # -- for replica pools (livecalc.pipeline.pool) ------------------------------------------
 
-    restartable = True
-    """A lost worker is replaced by a fresh one (initialised, parameters replayed) on the next
-    chunk."""
+    @property
+    def restartable(self) -> bool:
+        """Whether a lost worker is replaced by a fresh one (initialised, parameters replayed)
+        on the next chunk: until the manager disposes of the engine (max_consecutive_errors)."""
+        return self.manager.state is not EngineState.DISPOSED
 
     def replica_lost(self) -> bool:
         """Whether the engine's worker process is gone (killed, crashed or timed out)."""

@@ -1,8 +1,10 @@
 """The ``ray`` executor: each engine a Ray actor, initialised once; chunks are actor calls.
 
-Input arrays go into Ray's object store once per run (the whole array, not each chunk): a
-chunk call sends the object reference and the chunk's record range, and the actor slices its
-zero-copy, read-only view. The actor writes into an output buffer of its own, reused between
+Inputs go into Ray's object store once per run: an array passed whole to every chunk (the
+scenarios) as one object shared by every actor of the run, sent by reference with its record
+range; a chunk of policies as an object of its own, put when the chunk is sent and freed when
+it returns, so a node receives only the policies it projects. The actor reads zero-copy,
+read-only views. The actor writes into an output buffer of its own, reused between
 chunks, and returns the records written; the handle copies them into the runner's buffer
 (Ray hands results back read-only, so that one copy is the price of the object store).
 
@@ -53,6 +55,7 @@ from livecalc.runtime.engine import (
     OutputSpec,
     SupportsEvaluator,
 )
+from livecalc.runtime.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE
 from livecalc.runtime.factory import EngineFactory
 from livecalc.runtime.numba_threads import NumbaThreadsEngine
 
@@ -84,11 +87,14 @@ class _EngineActor:
         self.engine.initialize(config, credentials)
         return self.engine.get_info()
 
-    def _inputs(self, refs: Mapping[str, tuple[Any, int, int]]) -> dict[str, np.ndarray]:
+    def _inputs(self, refs: Mapping[str, tuple[Any, int, int, bool]]) -> dict[str, np.ndarray]:
         import ray
 
         inputs = {}
-        for name, (ref, start, end) in refs.items():
+        for name, (ref, start, end, shared) in refs.items():
+            if not shared:  # a chunk's own object: read once, not kept
+                inputs[name] = ray.get(ref)
+                continue
             key = ref.hex()
             if key not in self.arrays:
                 self.arrays[key] = ray.get(ref)  # a read-only view of the object store
@@ -96,7 +102,7 @@ class _EngineActor:
         return inputs
 
     def run_chunk(
-        self, refs: Mapping[str, tuple[Any, int, int]], out: tuple[Any, int] | None
+        self, refs: Mapping[str, tuple[Any, int, int, bool]], out: tuple[Any, int] | None
     ) -> tuple[ExecutionResult, np.ndarray | None]:
         inputs = self._inputs(refs)
         buffer = None
@@ -204,15 +210,20 @@ class RayHandle:
                 f"{what}: the engine's actor was lost ({exc})", self._node.id
             ) from None
 
-    def _refs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, tuple[Any, int, int]]:
+    def _refs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, tuple[Any, int, int, bool]]:
         refs = {}
         for name, array in inputs.items():
             base, start = _base_array(array)
+            if array.dtype in (POLICY_DTYPE, POLICY_EXT_DTYPE) and len(array) < len(base):
+                # A chunk of policies travels alone (one object per call, freed after it):
+                # each node receives only the policies it projects, not the whole set.
+                refs[name] = (self._ray.put(np.ascontiguousarray(array)), 0, len(array), False)
+                continue
             key = (base.ctypes.data, base.nbytes)
             if key not in self._puts:
                 # The whole array goes in once; later chunks of it only send their range.
                 self._puts[key] = self._ray.put(base)
-            refs[name] = (self._puts[key], start, start + len(array))
+            refs[name] = (self._puts[key], start, start + len(array), True)
         return refs
 
     def initialize(
