@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Mapping
@@ -48,12 +49,13 @@ from livecalc.runtime.engine import (
 )
 
 if TYPE_CHECKING:
-    from livecalc.pipeline.config import EngineNode, RunOptions
+    from livecalc.pipeline.config import EngineNode, PipelineConfig, RunOptions
     from livecalc.runtime.factory import EngineFactory
 
 __all__ = [
     "ReplicaPool",
     "create_node_handle",
+    "reads_policies",
     "replica_count",
 ]
 
@@ -72,15 +74,28 @@ def replica_count(node: EngineNode, options: RunOptions, default: int) -> int:
     return max(1, int(chosen))
 
 
+def reads_policies(config: PipelineConfig, node: EngineNode) -> bool:
+    """Whether ``node`` reads a policy data source, so runs in chunks that a pool can share."""
+    return any(
+        name in config.data_sources and config.data_sources[name].resolved_kind(name) == "policies"
+        for name in node.inputs
+    )
+
+
 def create_node_handle(
-    executor: Executor, node: EngineNode, factory: EngineFactory, options: RunOptions
+    executor: Executor,
+    node: EngineNode,
+    factory: EngineFactory,
+    options: RunOptions,
+    chunked: bool = True,
 ) -> EngineHandle:
     """The handle for ``node``: a ReplicaPool when it runs on more than one replica.
 
-    An engine that binds an evaluator (a goal-seeking solver) stays single: its evaluator is a
-    callback into this process, and it drives the (pooled) projection anyway.
+    A node that is not ``chunked`` (it reads no policies: one chunk) stays single, and so does
+    an engine that binds an evaluator (a goal-seeking solver): its evaluator is a callback into
+    this process, and it drives the (pooled) projection anyway.
     """
-    size = replica_count(node, options, executor.default_parallelism())
+    size = replica_count(node, options, executor.default_parallelism()) if chunked else 1
     if size > 1 and not isinstance(factory.create_engine(node.type), SupportsEvaluator):
         threads = max(1, executor.cpus() // size)
         return ReplicaPool(
@@ -199,9 +214,24 @@ class ReplicaPool:
     def initialize(
         self, config: Mapping[str, Any], credentials: AMCredentials | None = None
     ) -> None:
-        """Initialise the first replica; the others start when the node first runs chunks."""
-        self.primary.initialize(config, credentials)
+        """Initialise every replica at once (worker start-up is most of a replica's cost).
+
+        The first replica's error (a ConfigurationError naming the key) is the one raised.
+        """
         self._init = (dict(config), credentials)
+        primary = self.primary
+        with cf.ThreadPoolExecutor(self.size, thread_name_prefix="livecalc-replica-init") as ex:
+            first = ex.submit(
+                contextvars.copy_context().run, primary.initialize, config, credentials
+            )
+            others = [
+                ex.submit(contextvars.copy_context().run, self._start_replica, i)
+                for i in range(1, self.size)
+            ]
+            first.result()
+            started = [f.result() for f in others]
+        self._replicas.extend(started)
+        _log.info("replicas_started", engine_id=self.node_id, replicas=len(self._replicas))
 
     def get_info(self) -> EngineInfo:
         """The engine's metadata."""
@@ -263,7 +293,8 @@ class ReplicaPool:
         return _Replica(index, handle)
 
     def ensure_started(self, wanted: int) -> None:
-        """Start replicas (in parallel) until ``wanted`` are live, at most ``size`` in all."""
+        """Start replicas (in parallel) until ``wanted`` are live, at most ``size`` in all
+        (replacing replicas retired since, e.g. with a lost Ray node)."""
         if self._init is None:
             raise ExecutionError("the replica pool is not initialised", self.node_id)
         missing = min(wanted, self.size) - len(self.live_replicas())

@@ -45,7 +45,7 @@ from livecalc.pipeline._summary import NodeReport, RunSummary, write_json_atomic
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import EngineHandle, Executor, create_executor
 from livecalc.pipeline.graph import EngineGraph
-from livecalc.pipeline.pool import create_node_handle
+from livecalc.pipeline.pool import create_node_handle, reads_policies
 from livecalc.runtime.buffers import BufferManager
 from livecalc.runtime.factory import EngineFactory
 
@@ -187,7 +187,13 @@ class Runner:
             prefix = f"engines[{self.config.node_index(node_id)}]"
             start = time.perf_counter()
             try:
-                handle = create_node_handle(executor, node, self.factory, self.options)
+                handle = create_node_handle(
+                    executor,
+                    node,
+                    self.factory,
+                    self.options,
+                    chunked=reads_policies(self.config, node),
+                )
                 self._handles[node_id] = handle
                 handle.initialize(self.config.engine_config(node_id), self.credentials)
             except ConfigurationError as exc:

@@ -47,6 +47,7 @@ from livecalc.pipeline.executors.local import (
     DEFAULT_TIMEOUT_SECONDS,
     LocalExecutor,
 )
+from livecalc.runtime.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE
 from livecalc.runtime.engine import (
     EngineInfo,
     ExecutionResult,
@@ -55,7 +56,6 @@ from livecalc.runtime.engine import (
     OutputSpec,
     SupportsEvaluator,
 )
-from livecalc.runtime.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE
 from livecalc.runtime.factory import EngineFactory
 from livecalc.runtime.numba_threads import NumbaThreadsEngine
 
