@@ -7,8 +7,9 @@ Run: ``.venv/bin/python benchmarks/bench_scale.py [--big 1000000] [--repeats 3] 
    ``--big`` policies (default 1,000,000, chunks of 50,000), each on
    ``local`` (1 replica), ``processes`` with parallelism 1 and 2, and ``ray`` with parallelism 3
    on a Ray cluster simulated here (a head and two worker raylets, one CPU each, bound to
-   127.0.0.1). Reported: the median over ``--repeats`` runs of the projection node's seconds
-   (replica start-up included) and of the whole run; the first run of each set is a warm-up.
+   127.0.0.1). Reported: medians over ``--repeats`` runs (after one warm-up run) of the
+   projection node's seconds, its start-up (replicas spawned and initialised, in parallel),
+   the engine's own time summed over chunks, and the whole run.
 2. Per-chunk overheads: a no-op engine over many small chunks (dispatch + merge per chunk,
    per executor), an echo engine beside it (the result transfer of its records), and
    ``ray.put`` of arrays of several sizes (object-store put).
@@ -84,7 +85,7 @@ def _timed_runs(
     config: dict[str, Any], folder: Path, repeats: int, node: str, **kw: Any
 ) -> dict[str, Any]:
     run(config, base_dir=folder, **kw)  # warm-up: numba caches, imports
-    node_s, run_s = [], []
+    node_s, run_s, init_s, compute_s = [], [], [], []
     totals = None
     chunks = 0
     for _ in range(repeats):
@@ -92,6 +93,8 @@ def _timed_runs(
         assert result.success, result.summary.describe()
         node_s.append(result.nodes[node].seconds)
         run_s.append(result.seconds)
+        init_s.append(result.nodes[node].init_seconds)
+        compute_s.append(result.nodes[node].compute_seconds)
         chunks = result.nodes[node].chunks
         records = result.summary.datasets.get("totals")
         if isinstance(records, np.ndarray):
@@ -100,6 +103,8 @@ def _timed_runs(
         "node_s": statistics.median(node_s),
         "run_s": statistics.median(run_s),
         "node_all_s": [round(s, 3) for s in node_s],
+        "init_s": statistics.median(init_s),
+        "compute_s": statistics.median(compute_s),
         "chunks": chunks,
         "totals": totals,
     }
@@ -141,7 +146,9 @@ def scale_runs(
         out[label] = figures
         print(
             f"{policies:>9,} x 1,000  {label:<16} projection {figures['node_s']:7.3f} s  "
-            f"run {figures['run_s']:7.3f} s  ({figures['chunks']} chunks; runs "
+            f"(start-up {figures['init_s']:.3f} s, engine time summed over chunks "
+            f"{figures['compute_s']:.3f} s)  run {figures['run_s']:7.3f} s  "
+            f"({figures['chunks']} chunks; runs "
             f"{figures['node_all_s']}; totals identical to local: "
             f"{figures['identical_to_local']})",
             flush=True,
@@ -238,9 +245,7 @@ def main() -> None:
             figures["chunk_overheads"] = chunk_overheads(folder, args.repeats, address)
             figures["w1"] = scale_runs(folder, 10_000, 1_000, args.repeats, address)
             if args.big:
-                figures["big"] = scale_runs(
-                    folder, args.big, args.big_chunk, args.repeats, address
-                )
+                figures["big"] = scale_runs(folder, args.big, args.big_chunk, args.repeats, address)
         if address is not None:
             figures["ray_put_s"] = object_store_puts(address, args.repeats)
 
