@@ -13,6 +13,9 @@ Run: ``.venv/bin/python benchmarks/bench_scale.py [--big 1000000] [--repeats 3] 
 2. Per-chunk overheads: a no-op engine over many small chunks (dispatch + merge per chunk,
    per executor), an echo engine beside it (the result transfer of its records), and
    ``ray.put`` of arrays of several sizes (object-store put).
+3. The engine alone on one numba thread: seconds per chunk, fixed and per policy-scenario
+   pair (the model's compute term), and the Parquet read of the policies per policy
+   (``--engine-only`` runs just this).
 
 The machine is shared with other work: figures are noisy, hence medians.
 """
@@ -219,6 +222,57 @@ def object_store_puts(address: str, repeats: int) -> dict[str, float]:
     return out
 
 
+def engine_chunk_costs(folder: Path, repeats: int) -> dict[str, float]:
+    """One projection chunk on one numba thread: fixed seconds per chunk and per pair.
+
+    Fitted from chunks of 1,000 and 20,000 policies x 1,000 scenarios (scenario totals), run
+    straight on the engine, so the runner's costs are not in it; and the seconds to read
+    policies from Parquet, per policy (the driver reads them all before anything runs).
+    """
+    import numba
+
+    from livecalc.engines.projection import ProjectionEngine
+    from livecalc.io.parquet import ParquetReader
+    from livecalc.runtime.buffers import SCENARIO_TOTAL_DTYPE
+
+    name = "policies_1000000.parquet"
+    if not (folder / name).exists():
+        write_policies(folder / name, generate_policies(1_000_000, seed=42))
+    reads = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        policies = ParquetReader().read_policies(folder / name).records
+        reads.append(time.perf_counter() - start)
+    scen = run(_projection_config(name, 10**6), base_dir=folder, executor="local")
+    scenarios = scen.summary.datasets["scenarios"]
+    engine = ProjectionEngine()
+    engine.initialize({"output": "scenario_totals"})
+    numba.set_num_threads(1)
+    out = np.zeros(1_000, dtype=SCENARIO_TOTAL_DTYPE)
+    seconds = {}
+    for size in (1_000, 20_000):
+        inputs = {"policies": policies[:size], "scenarios": scenarios}
+        engine.run_chunk(inputs, out)  # warm: compiled kernels loaded
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            engine.run_chunk(inputs, out)
+            times.append(time.perf_counter() - start)
+        seconds[size] = statistics.median(times)
+    per_pair = (seconds[20_000] - seconds[1_000]) / (19_000 * 1_000)
+    fixed = seconds[1_000] - per_pair * 1_000 * 1_000
+    read_per_policy = statistics.median(reads) / len(policies)
+    print(
+        f"engine, 1 thread: {seconds[1_000] * 1e3:.1f} ms per 1,000-policy chunk, "
+        f"{seconds[20_000] * 1e3:.1f} ms per 20,000 -> {fixed * 1e3:.2f} ms fixed per chunk + "
+        f"{per_pair * 1e9:.2f} ns per policy-scenario pair; Parquet read "
+        f"{read_per_policy * 1e9:.0f} ns per policy ({len(policies):,} in "
+        f"{statistics.median(reads):.3f} s)",
+        flush=True,
+    )
+    return {"fixed_s": fixed, "per_pair_s": per_pair, "read_per_policy_s": read_per_policy}
+
+
 def _with_cluster(use: bool, body: Callable[[str | None], None]) -> None:
     if not use:
         body(None)
@@ -235,13 +289,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-ray", action="store_true", help="skip the simulated cluster")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--engine-only", action="store_true", help="only the engine's per-chunk costs"
+    )
     args = parser.parse_args()
     configure_logging(LoggerConfig(min_level="ERROR"))
     figures: dict[str, Any] = {"cpus": os.cpu_count()}
+    if args.engine_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            engine_chunk_costs(Path(tmp), args.repeats)
+        return
 
     def body(address: str | None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
+            figures["engine"] = engine_chunk_costs(folder, args.repeats)
             figures["chunk_overheads"] = chunk_overheads(folder, args.repeats, address)
             figures["w1"] = scale_runs(folder, 10_000, 1_000, args.repeats, address)
             if args.big:

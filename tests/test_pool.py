@@ -316,3 +316,28 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+FULL_PIPELINE = Path(__file__).parents[1] / "examples" / "dag_config_full_pipeline.json"
+
+
+class TestGoalSeek:
+    @pytest.mark.slow
+    def test_goal_seek_reruns_use_the_pool_and_match_local(self, tmp_path: Path) -> None:
+        """The goal-seek's re-runs go through the projection's pool (overrides on every
+        replica) and find the same solution, with the same records, as a local run."""
+        out = [f"output.path={tmp_path}/r.parquet", f"output.summary_path={tmp_path}/s.json"]
+
+        local = run(FULL_PIPELINE, overrides=out, executor="local")
+        with capture_logs() as logs:
+            pooled = run(FULL_PIPELINE, overrides=out, executor="processes", parallelism=2)
+
+        pool_runs = [e for e in logs if e["event"] == "node_pool_finished"]
+        assert pooled.success, pooled.summary.describe()
+        assert local.records("results").tobytes() == pooled.records("results").tobytes()
+        assert (
+            local.statistics["solver"]["optimization"]
+            == pooled.statistics["solver"]["optimization"]
+        )
+        assert len(pool_runs) > 2  # the projection's own run, then the evaluator's re-runs
+        assert {2} == {len(e["chunks_by_location"]) for e in pool_runs}
