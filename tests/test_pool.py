@@ -335,9 +335,10 @@ class TestGoalSeek:
         pool_runs = [e for e in logs if e["event"] == "node_pool_finished"]
         assert pooled.success, pooled.summary.describe()
         assert local.records("results").tobytes() == pooled.records("results").tobytes()
-        assert (
-            local.statistics["solver"]["optimization"]
-            == pooled.statistics["solver"]["optimization"]
-        )
+        found = [
+            {k: v for k, v in r.statistics["solver"]["optimization"].items() if k != "seconds"}
+            for r in (local, pooled)
+        ]
+        assert found[0] == found[1]
         assert len(pool_runs) > 2  # the projection's own run, then the evaluator's re-runs
         assert {2} == {len(e["chunks_by_location"]) for e in pool_runs}
