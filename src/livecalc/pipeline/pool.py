@@ -262,8 +262,16 @@ class ReplicaPool:
         if args and isinstance(args[0], Mapping):
             self._parameters.update(args[0])
         value = None
-        for handle in self.live_replicas():
-            value = handle.call(method, *args)
+        for replica in [r for r in self._replicas if not r.retired]:
+            try:
+                value = replica.handle.call(method, *args)
+            except ExecutionError:
+                if not (_lost(replica.handle) and not _restartable(replica.handle)):
+                    raise
+                replica.retired = True  # gone for good (its Ray node): the others carry on
+                _log.warning("replica_retired", engine_id=self.node_id, replica=replica.index)
+        if not self.live_replicas():
+            raise ExecutionError("no replica of the engine is left", self.node_id)
         return value
 
     def dispose(self) -> None:
