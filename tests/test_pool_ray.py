@@ -145,12 +145,12 @@ class TestRayCluster:
                 removed.set()
                 ray_cluster.remove_node(victim, allow_graceful=False)
 
-        with capture_logs() as logs:
+        with capture_logs() as logs, pytest.MonkeyPatch.context() as mp:
+            mp.setenv("RAY_ADDRESS", ray_cluster.address)  # joined through the environment
             remote = run(
                 _pipeline(policies_dir / "ray2"),
                 base_dir=policies_dir,
                 executor="ray",
-                address=ray_cluster.address,
                 parallelism=3,
                 progress=progress,
             )
@@ -161,4 +161,63 @@ class TestRayCluster:
         assert reruns and {"replica_lost"} == {e["cause"] for e in reruns}
         assert (
             local.nodes["proj_detail"].rows_processed == remote.nodes["proj_detail"].rows_processed
+        )
+
+
+class TestCommandLine:
+    def test_address_and_parallelism_flags_join_the_cluster(
+        self, cluster: Any, policies_dir: Path, tmp_path: Path
+    ) -> None:
+        """`livecalc run --executor ray --address A --parallelism 3` runs on every node and
+        writes the same totals as a local run."""
+        import json
+        import os
+        import subprocess
+        import sys
+
+        ray_cluster, _ = cluster
+        nodes = _node_ids(ray_cluster)
+        config = _pipeline(tmp_path / "cli")
+        (policies_dir / "cli.json").write_text(json.dumps(config))
+        local = run(_pipeline(tmp_path / "local"), base_dir=policies_dir, executor="local")
+        env = {
+            **os.environ,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            # As in the fixture: keep a loopback address loopback in the command's process.
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        }
+
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from livecalc.cli import main; main()",
+                "run",
+                str(policies_dir / "cli.json"),
+                "--executor",
+                "ray",
+                "--address",
+                str(ray_cluster.address),
+                "--parallelism",
+                "3",
+                "--no-progress",
+                "--log-file",
+                str(tmp_path / "run.log"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+        events = [json.loads(line) for line in (tmp_path / "run.log").read_text().splitlines()]
+        pooled = [e for e in events if e["event"] == "node_pool_finished"]
+        used = set().union(*(e["chunks_by_location"] for e in pooled))
+        cli_totals = pq.read_table(tmp_path / "cli" / "scenario_totals.parquet")
+        local_totals = pq.read_table(local.written["scenario_totals"])
+        assert 0 == done.returncode, done.stderr[-2000:]
+        assert nodes == used  # every live node (one was removed by the test before)
+        assert all(
+            local_totals[c].to_numpy().tobytes() == cli_totals[c].to_numpy().tobytes()
+            for c in local_totals.column_names
         )
