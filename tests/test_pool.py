@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from structlog.testing import capture_logs
@@ -18,6 +19,8 @@ from livecalc.pipeline.api import RunResult, run
 from livecalc.pipeline.config import EngineNode, RunOptions
 from livecalc.pipeline.executors import create_executor
 from livecalc.pipeline.pool import replica_count
+from livecalc.runtime.numba_threads import NumbaThreadsEngine
+from livecalc.testing import EchoEngine
 
 PLUGIN = "livecalc.testing:register_testing_engines"
 N_POLICIES = 300
@@ -342,3 +345,32 @@ class TestGoalSeek:
         assert found[0] == found[1]
         assert len(pool_runs) > 2  # the projection's own run, then the evaluator's re-runs
         assert {2} == {len(e["chunks_by_location"]) for e in pool_runs}
+
+
+class _ThreadsSeen(EchoEngine):
+    """Echoes and remembers how many numba threads its chunk could use."""
+
+    def run_chunk(self, input_buffer: Any, output_buffer: Any) -> Any:
+        import numba
+
+        self.threads_seen = numba.get_num_threads()
+        return super().run_chunk(input_buffer, output_buffer)
+
+
+class TestNumbaThreads:
+    def test_replica_kernels_use_their_share_of_the_cpus(self) -> None:
+        """A replica's chunk runs with the thread cap it was given (CPUs // replicas)."""
+        import numba
+
+        if numba.config.NUMBA_NUM_THREADS < 2:
+            pytest.skip("one CPU: every cap is 1 thread")
+        engine = _ThreadsSeen()
+        capped = NumbaThreadsEngine(engine, 1)
+        capped.initialize({})
+        policies = generate_policies(10, seed=1).records
+        out = np.zeros(10, dtype=policies.dtype)
+
+        capped.run_chunk({"policies": policies}, out)
+
+        assert 1 == engine.threads_seen
+        assert policies.tobytes() == out.tobytes()
