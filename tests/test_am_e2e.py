@@ -208,7 +208,8 @@ class TestPipelineWithAssumptionsManager:
     def test_worker_processes_log_into_the_run_log(
         self, workspace: Workspace, server: AMProcess, tmp_path: Path
     ) -> None:
-        """With --executor processes, workers log assumption_resolved with the run's run_id."""
+        """With --executor processes and two replicas, each worker resolves the table once and
+        logs assumption_resolved with the run's run_id."""
         token = issue_token(SECRET, "alice")
 
         run = _run(
@@ -219,11 +220,18 @@ class TestPipelineWithAssumptionsManager:
             tmp_path / "run.log",
             "--executor",
             "processes",
+            "--parallelism",
+            "2",
         )
 
-        (event,) = run.events("assumption_resolved")
+        events = run.events("assumption_resolved")
         (started,) = run.events("run_started")
-        assert (run.returncode, event["run_id"], _leaks(token, run)) == (0, started["run_id"], [])
+        assert (run.returncode, len(events), {e["run_id"] for e in events}, _leaks(token, run)) == (
+            0,
+            2,
+            {started["run_id"]},
+            [],
+        )
 
     def test_expired_token_is_refreshed_automatically(
         self, workspace: Workspace, server: AMProcess, tmp_path: Path

@@ -8,11 +8,13 @@ so ``output_spec`` asks for an output buffer of the input's dtype and length (th
 probe writes one RESULT record per input record instead).
 
 ``register_testing_engines(factory)`` registers them under "test_echo", "test_noop",
-"test_sleep", "test_spin", "test_numba_spin", "test_crash", "test_fail_n" and "test_align".
+"test_sleep", "test_spin", "test_numba_spin", "test_crash", "test_fail_n", "test_slow_chunk"
+and "test_align".
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
@@ -44,6 +46,7 @@ __all__ = [
     "NoOpEngine",
     "NumbaSpinEngine",
     "SleepEngine",
+    "SlowChunkEngine",
     "SpinEngine",
     "register_testing_engines",
 ]
@@ -286,6 +289,54 @@ class FailNTimesEngine(_FakeEngine):
         return self._echo(input_buffer, output_buffer)
 
 
+class SlowChunkEngine(_FakeEngine):
+    """Echoes; sleeps ``config["seconds"]`` on the chunk holding ``config["policy_id"]``.
+
+    With ``config["once_marker"]`` (a file path) it sleeps only the first time, in whichever
+    process gets there first (the file is created exclusively and holds that process's pid): a
+    transient stall, and a way for a test to find the process that is stalling.
+    """
+
+    engine_type = "test_slow_chunk"
+
+    def initialize(
+        self, config: Mapping[str, Any], credentials: AMCredentials | None = None
+    ) -> None:
+        """Read ``seconds``, ``policy_id`` and ``once_marker``."""
+        self.seconds = _number(config, "seconds", 1.0)
+        self.policy_id = int(_number(config, "policy_id", 0))
+        self.once_marker = config.get("once_marker")
+        super().initialize(config, credentials)
+
+    def _stall(self, records: np.ndarray | None) -> bool:
+        if records is None or records.dtype.names is None or "policy_id" not in records.dtype.names:
+            return False
+        if not np.any(records["policy_id"] == self.policy_id):
+            return False
+        if self.once_marker is None:
+            return True
+        try:
+            fd = os.open(f"{self.once_marker}.tmp{os.getpid()}", os.O_CREAT | os.O_WRONLY)
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            # link() is atomic and fails when the name exists: one process wins, pid inside.
+            os.link(f"{self.once_marker}.tmp{os.getpid()}", str(self.once_marker))
+        except FileExistsError:
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(f"{self.once_marker}.tmp{os.getpid()}")
+        return True
+
+    def run_chunk(
+        self, input_buffer: InputBuffer, output_buffer: np.ndarray | None
+    ) -> ExecutionResult:
+        """Sleep on the chosen chunk, then copy input to output."""
+        if self._stall(_first_array(input_buffer)):
+            time.sleep(self.seconds)
+        return self._echo(input_buffer, output_buffer)
+
+
 class AlignmentProbeEngine(_FakeEngine):
     """Writes one RESULT record (24 bytes) per input record, noting where each buffer starts.
 
@@ -350,6 +401,7 @@ TESTING_ENGINE_TYPES: dict[str, type[ICalcEngine]] = {
     "test_echo": EchoEngine,
     "test_noop": NoOpEngine,
     "test_sleep": SleepEngine,
+    "test_slow_chunk": SlowChunkEngine,
     "test_spin": SpinEngine,
     "test_numba_spin": NumbaSpinEngine,
     "test_crash": CrashEngine,

@@ -250,6 +250,18 @@ def run(
         typer.Option("--set", help="override an engine's config: ENGINE_ID.KEY=VALUE"),
     ] = None,
     chunk_size: Annotated[int | None, typer.Option(min=1, help="policies per chunk")] = None,
+    parallelism: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="engine replicas per chunked node (default: CPUs for processes, cluster "
+            "CPUs for ray, 1 for local)",
+        ),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster to join with --executor ray (default: RAY_ADDRESS)"),
+    ] = None,
     log_file: Annotated[Path | None, typer.Option(help="write JSON log lines here")] = None,
     log_json: Annotated[bool, typer.Option(help="JSON log lines on stderr")] = False,
     debug: Annotated[bool, typer.Option(help="debug logs and tracebacks")] = False,
@@ -268,6 +280,8 @@ def run(
                 executor=executor,
                 chunk_size=chunk_size,
                 progress=bars,
+                parallelism=parallelism,
+                address=address,
             ),
         )
     print_summary(result)

@@ -137,6 +137,8 @@ def run(
     factory: EngineFactory | None = None,
     progress: ProgressCallback | None = None,
     base_dir: str | Path | None = None,
+    parallelism: int | None = None,
+    address: str | None = None,
 ) -> RunResult:
     """Validate and run a pipeline; a failing node does not raise (see ``RunResult.success``).
 
@@ -149,6 +151,11 @@ def run(
         factory: the engine types (default: built-ins and installed plug-ins).
         progress: called as ``progress(event, node_id, **info)`` while the run goes.
         base_dir: folder for a dict config's relative paths (default: the current folder).
+        parallelism: engine replicas per chunked node (default: the node's or the config's
+            ``parallelism``, else CPUs for ``processes``, cluster CPUs for ``ray``, 1 for
+            ``local``).
+        address: the Ray cluster the ``ray`` executor joins (default: ``run.ray.address``, else
+            ``RAY_ADDRESS``, else a Ray started for the run).
 
     Raises:
         ConfigurationError: the config, an engine's config or an input file is wrong; nothing
@@ -158,6 +165,8 @@ def run(
     config = load_config(config_or_path, overrides, factory=factory, base_dir=base_dir)
     if chunk_size is not None and chunk_size < 1:
         raise ConfigurationError(f"chunk_size: must be >= 1, got {chunk_size}")
+    if parallelism is not None and parallelism < 1:
+        raise ConfigurationError(f"parallelism: must be >= 1, got {parallelism}")
     if credentials is None:
         credentials = _default_credentials(config)
     runner = Runner(
@@ -167,6 +176,8 @@ def run(
         executor=executor,
         chunk_size=chunk_size,
         progress=progress,
+        parallelism=parallelism,
+        address=address,
     )
     return RunResult(runner.run(), config)
 

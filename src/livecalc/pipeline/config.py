@@ -26,6 +26,7 @@ __all__ = [
     "EngineNode",
     "OutputConfig",
     "PipelineConfig",
+    "RayOptions",
     "RunOptions",
     "config_json_schema",
 ]
@@ -70,6 +71,11 @@ class EngineNode(_Model):
     retries: int = Field(default=0, ge=0, le=1, description="1: retry a failed chunk once")
     max_consecutive_errors: int = Field(default=3, ge=1)
     chunk_size: int | None = Field(default=None, ge=1, description="policies per chunk")
+    parallelism: int | None = Field(
+        default=None,
+        ge=1,
+        description="engine replicas running this node's chunks at once; default: run.parallelism",
+    )
 
 
 class OutputConfig(_Model):
@@ -89,6 +95,16 @@ class OutputConfig(_Model):
     )
 
 
+class RayOptions(_Model):
+    """The "run.ray" object: the Ray cluster the ``ray`` executor joins."""
+
+    address: str | None = Field(
+        default=None,
+        description="cluster to join ('auto', 'host:port' or 'ray://host:port'); default: "
+        "RAY_ADDRESS, else a Ray started on this machine for the run",
+    )
+
+
 class RunOptions(_Model):
     """The "run" object: options for the whole run (CLI flags override them)."""
 
@@ -96,6 +112,18 @@ class RunOptions(_Model):
     executor: Literal["local", "processes", "ray"] = "local"
     max_parallel: int = Field(default=2, ge=1, description="nodes run at the same time")
     timeout_seconds: float | None = Field(default=None, gt=0, description="per chunk default")
+    parallelism: int | None = Field(
+        default=None,
+        ge=1,
+        description="engine replicas per chunked node; default: the CPUs of this machine "
+        "(processes), of the cluster (ray), 1 (local)",
+    )
+    replica_retries: int = Field(
+        default=3,
+        ge=0,
+        description="times a chunk whose replica died (worker killed, Ray node lost) is re-run",
+    )
+    ray: RayOptions = Field(default_factory=RayOptions)
 
 
 class PipelineConfig(_Model):

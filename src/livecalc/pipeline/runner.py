@@ -41,12 +41,14 @@ from livecalc.log import get_logger, run_context
 from livecalc.pipeline._data_checks import check_source_data, handles_checker
 from livecalc.pipeline._node import NodeOutput, NodeRunner
 from livecalc.pipeline._outputs import OutputPlan, load_source, policy_ext_name
+from livecalc.pipeline._pooled_node import node_runner
 from livecalc.pipeline._sizes import buffer_problems, esg_scenario_count
 from livecalc.pipeline._summary import NodeReport, RunSummary, write_json_atomic
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import EngineHandle, Executor, create_executor
 from livecalc.pipeline.graph import EngineGraph
 from livecalc.pipeline.loading import format_problems
+from livecalc.pipeline.pool import create_node_handle, reads_policies
 from livecalc.runtime.buffers import BufferManager
 from livecalc.runtime.factory import EngineFactory
 
@@ -74,6 +76,8 @@ class Runner:
         executor: str | Executor | None = None,
         chunk_size: int | None = None,
         progress: ProgressCallback | None = None,
+        parallelism: int | None = None,
+        address: str | None = None,
     ) -> None:
         self.config = config
         self.graph = EngineGraph(config)
@@ -81,6 +85,13 @@ class Runner:
         self.credentials = credentials
         self._executor = executor if executor is not None else config.run.executor
         self.chunk_size = chunk_size if chunk_size is not None else config.run.chunk_size
+        # Replica pools: --parallelism and --address override run.parallelism, run.ray.address.
+        update: dict[str, Any] = {}
+        if parallelism is not None:
+            update["parallelism"] = parallelism
+        if address is not None:
+            update["ray"] = config.run.ray.model_copy(update={"address": address})
+        self.options = config.run.model_copy(update=update)
         self._progress = progress
         self._handles: dict[str, EngineHandle] = {}
         self._runners: dict[str, NodeRunner] = {}
@@ -100,7 +111,9 @@ class Runner:
             ConfigurationError: bad input data or engine config; nothing ran, nothing written.
         """
         executor = (
-            create_executor(self._executor) if isinstance(self._executor, str) else self._executor
+            create_executor(self._executor, self.options.ray.address)
+            if isinstance(self._executor, str)
+            else self._executor
         )
         with run_context() as run_id, BufferManager() as buffers, executor:
             summary = RunSummary(
@@ -183,7 +196,13 @@ class Runner:
             prefix = f"engines[{self.config.node_index(node_id)}]"
             try:
                 node = self.config.node(node_id)
-                self._handles[node_id] = executor.create_handle(node, self.factory, self.config.run)
+                self._handles[node_id] = create_node_handle(
+                    executor,
+                    node,
+                    self.factory,
+                    self.options,
+                    chunked=reads_policies(self.config, node),
+                )
             except ConfigurationError as exc:
                 problems.append(f"{prefix}.{_config_path(str(exc))}")
             except CalcEngineError as exc:
@@ -207,7 +226,9 @@ class Runner:
                 self._fail(summary, node_id, exc, "initialize")
                 continue
             report.init_seconds = time.perf_counter() - start
-            self._runners[node_id] = NodeRunner(node_id, handle, buffers, executor.shared_buffers)
+            self._runners[node_id] = node_runner(
+                node_id, handle, buffers, executor.shared_buffers, self._cancel
+            )
             _log.info("engine_initialized", engine_id=node_id, engine_type=node.type)
         if problems:
             raise ConfigurationError(

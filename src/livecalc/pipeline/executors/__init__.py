@@ -22,8 +22,8 @@ __all__ = ["EXECUTORS", "EngineHandle", "Executor", "create_executor"]
 EXECUTORS = ("local", "processes", "ray")
 
 
-def create_executor(name: str) -> Executor:
-    """The executor called ``name`` (local, processes or ray)."""
+def create_executor(name: str, address: str | None = None) -> Executor:
+    """The executor called ``name`` (local, processes or ray); ``address``: a Ray cluster."""
     if name == "local":
         from livecalc.pipeline.executors.local import LocalExecutor
 
@@ -35,5 +35,5 @@ def create_executor(name: str) -> Executor:
     if name == "ray":
         from livecalc.pipeline.executors.ray import RayExecutor
 
-        return RayExecutor()
+        return RayExecutor(address)
     raise ConfigurationError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -10,8 +11,15 @@ import numpy as np
 
 from livecalc.assumptions.credentials import AMCredentials
 from livecalc.pipeline.config import EngineNode, RunOptions
-from livecalc.runtime.engine import EngineInfo, ExecutionResult, InputBuffer, OutputSpec
+from livecalc.runtime.engine import (
+    EngineInfo,
+    ExecutionResult,
+    ICalcEngine,
+    InputBuffer,
+    OutputSpec,
+)
 from livecalc.runtime.factory import EngineFactory
+from livecalc.runtime.numba_threads import NumbaThreadsEngine
 
 __all__ = ["EngineHandle", "Executor"]
 
@@ -61,6 +69,20 @@ class Executor(ABC):
     ) -> EngineHandle:
         """An uninitialised handle for ``node``'s engine."""
 
+    def default_parallelism(self) -> int:
+        """Replicas per chunked node when neither the node nor the run says: 1 here."""
+        return 1
+
+    def cpus(self) -> int:
+        """CPUs the replicas share (this machine's; a cluster's for ``ray``)."""
+        return os.cpu_count() or 1
+
+    def create_replica(
+        self, node: EngineNode, factory: EngineFactory, options: RunOptions, numba_threads: int
+    ) -> EngineHandle:
+        """One replica of ``node``'s engine for a replica pool, its numba threads capped."""
+        return self.create_handle(node, _CappedFactory(factory, numba_threads), options)
+
     def close(self) -> None:  # noqa: B027 - optional hook: most executors hold nothing
         """Release the executor's own resources (workers, clusters)."""
 
@@ -69,3 +91,15 @@ class Executor(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _CappedFactory(EngineFactory):
+    """Creates ``factory``'s engines wrapped so their numba kernels use ``threads`` threads."""
+
+    def __init__(self, factory: EngineFactory, threads: int) -> None:
+        self._inner = factory
+        self._threads = threads
+
+    def create_engine(self, engine_type: str) -> ICalcEngine:
+        """``factory``'s engine of ``engine_type``, under the thread cap."""
+        return NumbaThreadsEngine(self._inner.create_engine(engine_type), self._threads)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -19,12 +20,26 @@ from livecalc.runtime.engine import (
     OutputSpec,
 )
 from livecalc.runtime.factory import EngineFactory
-from livecalc.runtime.lifecycle import EngineLifecycleManager, LifecycleConfig
+from livecalc.runtime.lifecycle import EngineLifecycleManager, EngineState, LifecycleConfig
 
-__all__ = ["DEFAULT_TIMEOUT_SECONDS", "LocalExecutor", "ManagedHandle", "lifecycle_config"]
+__all__ = [
+    "DEFAULT_TIMEOUT_SECONDS",
+    "LocalExecutor",
+    "ManagedHandle",
+    "available_cpus",
+    "lifecycle_config",
+]
 
 DEFAULT_TIMEOUT_SECONDS = 300.0
 """Per-chunk timeout when neither the node nor the run options set one (the seed's 5 min)."""
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 def lifecycle_config(
@@ -93,6 +108,27 @@ class ManagedHandle:
     def dispose(self) -> None:
         """Dispose of the engine (and stop its worker)."""
         self.manager.dispose()
+
+    # -- for replica pools (livecalc.pipeline.pool) ------------------------------------------
+
+    @property
+    def restartable(self) -> bool:
+        """Whether a lost worker is replaced by a fresh one (initialised, parameters replayed)
+        on the next chunk: until the manager disposes of the engine (max_consecutive_errors)."""
+        return self.manager.state is not EngineState.DISPOSED
+
+    def replica_lost(self) -> bool:
+        """Whether the engine's worker process is gone (killed, crashed or timed out)."""
+        return self.manager.config.isolation == "process" and self.manager.worker_pid is None
+
+    def location(self) -> str:
+        """Where the engine runs: the worker's pid (this process's when inline)."""
+        return f"pid:{self.manager.worker_pid}"
+
+    def kill(self) -> None:
+        """Kill the worker process now, without waiting for its chunk (Ctrl-C): the
+        manager's ``cancel``, so the waiting chunk is not retried and no new worker starts."""
+        self.manager.cancel()
 
 
 class LocalExecutor(Executor):

@@ -49,3 +49,15 @@ class ProcessExecutor(Executor):
         # the workers of all nodes start side by side instead of one after another.
         manager.start()
         return ManagedHandle(engine, manager)
+
+    def default_parallelism(self) -> int:
+        """One replica per CPU this process may use (replica pools: ``parallelism``)."""
+        from livecalc.pipeline.executors.local import available_cpus
+
+        return available_cpus()
+
+    def cpus(self) -> int:
+        """The CPUs this process may use."""
+        from livecalc.pipeline.executors.local import available_cpus
+
+        return available_cpus()

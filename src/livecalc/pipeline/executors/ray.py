@@ -1,8 +1,10 @@
 """The ``ray`` executor: each engine a Ray actor, initialised once; chunks are actor calls.
 
-Input arrays go into Ray's object store once per run (the whole array, not each chunk): a
-chunk call sends the object reference and the chunk's record range, and the actor slices its
-zero-copy, read-only view. The actor writes into an output buffer of its own, reused between
+Inputs go into Ray's object store once per run: an array passed whole to every chunk (the
+scenarios) as one object shared by every actor of the run, sent by reference with its record
+range; a chunk of policies as an object of its own, put when the chunk is sent and freed when
+it returns, so a node receives only the policies it projects. The actor reads zero-copy,
+read-only views. The actor writes into an output buffer of its own, reused between
 chunks, and returns the records written; the handle copies them into the runner's buffer
 (Ray hands results back read-only, so that one copy is the price of the object store).
 
@@ -13,12 +15,18 @@ timed-out one); a chunk past ``timeout_seconds`` is abandoned and its actor kill
 runs in this process, since its evaluator calls back into the runner.
 
 Ray is an optional extra: ``pip install 'livecalc[ray]'``. The executor joins a running Ray
-(``ray.init`` already called, or ``RAY_ADDRESS`` set) or starts a local one, and shuts down
-only what it started.
+(``ray.init`` already called; else the ``address`` given, from ``--address`` or
+``run.ray.address``; else ``RAY_ADDRESS``) or starts a local one, and shuts down only what it
+started. Input arrays are put in the object store once per run, shared by every actor.
+
+A node with ``parallelism`` > 1 runs on a replica pool (``livecalc.pipeline.pool``) of actors
+placed with Ray's SPREAD strategy, so they land on every node of the cluster. An actor lost with
+its node is retired and its chunk re-run on the others.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +47,7 @@ from livecalc.pipeline.executors.local import (
     DEFAULT_TIMEOUT_SECONDS,
     LocalExecutor,
 )
+from livecalc.runtime.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE
 from livecalc.runtime.engine import (
     EngineInfo,
     ExecutionResult,
@@ -48,6 +57,7 @@ from livecalc.runtime.engine import (
     SupportsEvaluator,
 )
 from livecalc.runtime.factory import EngineFactory
+from livecalc.runtime.numba_threads import NumbaThreadsEngine
 
 __all__ = ["RayExecutor", "RayHandle"]
 
@@ -77,11 +87,14 @@ class _EngineActor:
         self.engine.initialize(config, credentials)
         return self.engine.get_info()
 
-    def _inputs(self, refs: Mapping[str, tuple[Any, int, int]]) -> dict[str, np.ndarray]:
+    def _inputs(self, refs: Mapping[str, tuple[Any, int, int, bool]]) -> dict[str, np.ndarray]:
         import ray
 
         inputs = {}
-        for name, (ref, start, end) in refs.items():
+        for name, (ref, start, end, shared) in refs.items():
+            if not shared:  # a chunk's own object: read once, not kept
+                inputs[name] = ray.get(ref)
+                continue
             key = ref.hex()
             if key not in self.arrays:
                 self.arrays[key] = ray.get(ref)  # a read-only view of the object store
@@ -89,7 +102,7 @@ class _EngineActor:
         return inputs
 
     def run_chunk(
-        self, refs: Mapping[str, tuple[Any, int, int]], out: tuple[Any, int] | None
+        self, refs: Mapping[str, tuple[Any, int, int, bool]], out: tuple[Any, int] | None
     ) -> tuple[ExecutionResult, np.ndarray | None]:
         inputs = self._inputs(refs)
         buffer = None
@@ -112,6 +125,11 @@ class _EngineActor:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def node_id(self) -> str:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
 
 def _base_array(array: np.ndarray) -> tuple[np.ndarray, int]:
     """The whole record array a chunk view belongs to, and the view's first record there."""
@@ -127,9 +145,23 @@ def _base_array(array: np.ndarray) -> tuple[np.ndarray, int]:
 class RayHandle:
     """An EngineHandle whose engine lives in a Ray actor."""
 
+    restartable = False
+    """A lost actor (its node gone, or killed at a timeout) stays lost: a pool retires it."""
+
     def __init__(
-        self, ray: Any, engine: ICalcEngine, node: EngineNode, options: RunOptions
+        self,
+        ray: Any,
+        engine: ICalcEngine,
+        node: EngineNode,
+        options: RunOptions,
+        puts: dict[tuple[int, int], Any] | None = None,
+        spread: bool = False,
     ) -> None:
+        """Args:
+        puts: object-store references of input arrays, shared by a node's replicas so each
+            array is put once.
+        spread: place the actor by Ray's SPREAD strategy (a pool's replicas over every node).
+        """
         self._ray = ray
         self._engine = engine
         self._node = node
@@ -137,10 +169,13 @@ class RayHandle:
         # num_cpus=0: the runner decides what runs at once; reserving a CPU per actor would
         # leave a pipeline of more engines than CPUs waiting forever for its last actor.
         remote = ray.remote(max_restarts=0, max_task_retries=0, num_cpus=0)(_EngineActor)
+        if spread:
+            remote = remote.options(scheduling_strategy="SPREAD")
         self._actor = remote.remote(engine)
-        self._puts: dict[tuple[int, int], Any] = {}
+        self._puts: dict[tuple[int, int], Any] = {} if puts is None else puts
         self._info: EngineInfo | None = None
         self._dead: str | None = None
+        self._node_id: str | None = None
 
     def _get(self, ref: Any, what: str, timeout: float | None = None) -> Any:
         ray = self._ray
@@ -168,16 +203,27 @@ class RayHandle:
             if isinstance(cause, CalcEngineError):
                 raise cause from None
             raise ExecutionError(f"{what} failed: {cause or exc}", self._node.id) from cause
+        except ray.exceptions.RayError as exc:
+            # Node died, object lost with it, worker crashed: the actor is as good as gone.
+            self._dead = f"lost ({type(exc).__name__})"
+            raise ExecutionError(
+                f"{what}: the engine's actor was lost ({exc})", self._node.id
+            ) from None
 
-    def _refs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, tuple[Any, int, int]]:
+    def _refs(self, inputs: Mapping[str, np.ndarray]) -> dict[str, tuple[Any, int, int, bool]]:
         refs = {}
         for name, array in inputs.items():
             base, start = _base_array(array)
+            if array.dtype in (POLICY_DTYPE, POLICY_EXT_DTYPE) and len(array) < len(base):
+                # A chunk of policies travels alone (one object per call, freed after it):
+                # each node receives only the policies it projects, not the whole set.
+                refs[name] = (self._ray.put(np.ascontiguousarray(array)), 0, len(array), False)
+                continue
             key = (base.ctypes.data, base.nbytes)
             if key not in self._puts:
                 # The whole array goes in once; later chunks of it only send their range.
                 self._puts[key] = self._ray.put(base)
-            refs[name] = (self._puts[key], start, start + len(array))
+            refs[name] = (self._puts[key], start, start + len(array), True)
         return refs
 
     def initialize(
@@ -245,6 +291,21 @@ class RayHandle:
         """Call an optional engine method in the actor."""
         return self._get(self._actor.call.remote(method, args), f"{method}()")
 
+    def replica_lost(self) -> bool:
+        """Whether the actor is gone (died with its node, or killed at a timeout)."""
+        return self._dead is not None
+
+    def location(self) -> str:
+        """The Ray node id the actor runs on."""
+        if self._node_id is None:
+            self._node_id = str(self._get(self._actor.node_id.remote(), "node_id", 30.0))
+        return self._node_id
+
+    def kill(self) -> None:
+        """Kill the actor now (Ctrl-C), without waiting for its chunk."""
+        self._ray.kill(self._actor, no_restart=True)
+        self._dead = self._dead or "killed"
+
     def dispose(self) -> None:
         """Dispose of the engine and stop its actor; never raises."""
         try:
@@ -254,7 +315,6 @@ class RayHandle:
             pass
         self._ray.kill(self._actor, no_restart=True)
         self._dead = self._dead or "disposed"
-        self._puts.clear()
 
 
 class RayExecutor(Executor):
@@ -263,15 +323,44 @@ class RayExecutor(Executor):
     name = "ray"
     shared_buffers = False
 
-    def __init__(self) -> None:
+    def __init__(self, address: str | None = None) -> None:
+        """Args:
+        address: the cluster to join; default ``RAY_ADDRESS``, else a Ray started here.
+        """
         self._ray = _ray()
+        self._address = address or os.environ.get("RAY_ADDRESS") or None
         self._started = False
         self._local = LocalExecutor()
+        # Input arrays in the object store, by (address, size): one put per array per run,
+        # shared by every replica of every node.
+        self._puts: dict[tuple[int, int], Any] = {}
 
     def _ensure_started(self) -> None:
-        if not self._ray.is_initialized():
+        if self._ray.is_initialized():
+            return
+        if self._address:
+            _log.info("ray_joining", address=self._address)
+            self._ray.init(address=self._address, log_to_driver=False)
+        else:
             self._ray.init(include_dashboard=False, log_to_driver=False)
-            self._started = True
+        self._started = True
+
+    def default_parallelism(self) -> int:
+        """The cluster's CPUs: one replica per CPU over every node."""
+        return self.cpus()
+
+    def cpus(self) -> int:
+        """The CPUs of the whole cluster (joining or starting it)."""
+        self._ensure_started()
+        return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+
+    def create_replica(
+        self, node: EngineNode, factory: EngineFactory, options: RunOptions, numba_threads: int
+    ) -> EngineHandle:
+        """An actor for one replica of ``node``, spread over the cluster's nodes."""
+        self._ensure_started()
+        engine = NumbaThreadsEngine(factory.create_engine(node.type), numba_threads)
+        return RayHandle(self._ray, engine, node, options, puts=self._puts, spread=True)
 
     def create_handle(
         self, node: EngineNode, factory: EngineFactory, options: RunOptions
@@ -281,10 +370,11 @@ class RayExecutor(Executor):
         if isinstance(engine, SupportsEvaluator):
             return self._local.create_handle(node, factory, options)
         self._ensure_started()
-        return RayHandle(self._ray, engine, node, options)
+        return RayHandle(self._ray, engine, node, options, puts=self._puts)
 
     def close(self) -> None:
         """Shut Ray down if this executor started it."""
+        self._puts.clear()
         if self._started:
             self._ray.shutdown()
             self._started = False
