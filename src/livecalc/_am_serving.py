@@ -40,6 +40,7 @@ from livecalc._am_tokens import (
     parse_clients,
     secret_from_env,
 )
+from livecalc._am_transport import is_loopback
 from livecalc.errors import ConfigurationError
 from livecalc.log import get_logger
 
@@ -424,6 +425,13 @@ def serve(
         file=sys.stderr,
         flush=True,
     )
+    if not tls_cert and not is_loopback(host):
+        print(
+            f"warning: plain HTTP on {host}: tokens cross the network in clear text; use "
+            "--tls-cert/--tls-key, or listen on 127.0.0.1 behind a TLS reverse proxy",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         if workers == 1:
             config = _uvicorn_config(
