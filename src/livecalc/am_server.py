@@ -48,13 +48,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Request, Response
 
-from livecalc._am_serving import (
-    MAX_BODY_BYTES,
-    BackgroundServer,
-    BodyLimit,
-    listening_socket,
-    serve,
-)
+from livecalc._am_limits import MAX_BODY_BYTES, BodyLimit
+from livecalc._am_serving import BackgroundServer, listening_socket, serve
 from livecalc._am_tokens import (
     ENV_CLIENTS,
     ENV_SECRET,
