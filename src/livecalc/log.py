@@ -9,8 +9,9 @@ re-pointed by ``configure_logging(LoggerConfig(...))``:
 3. ``timestamp`` (UTC, ISO 8601) and ``level`` (``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``);
 4. an exception becomes a ``stack_trace`` field;
 5. masking: every credential-like field (``token``, ``am_token``, ``password``, ``secret``,
-   ``authorization``, ``api_key``, ...) becomes ``first4...last4`` (``***`` under 8
-   characters), and any JWT-looking text, ``Bearer`` value or registered secret inside any
+   ``authorization``, ``api_key``, ...) shows at most 1/8 of the secret (``eyJh...x9Qk`` for
+   a JWT, ``***`` under 16 characters), and any JWT-looking text, ``Bearer`` value or
+   registered secret inside any
    other value is masked the same way;
 6. rendering as one JSON line (``timestamp``, ``level``, ``event``, then the fields) or a text
    line, written to stderr and/or a file, each line flushed.

@@ -1,15 +1,26 @@
-"""Request limits of the Assumptions Manager: no endpoint reads an unbounded body."""
+"""Request limits of the Assumptions Manager: no request makes the server hold much.
+
+- ``BodyLimit`` (ASGI middleware) answers 413 to a body over ``MAX_BODY_BYTES`` without
+  reading it whole: an unauthenticated ``POST /v1/token`` of 256 MB once took the server to
+  990 MB RSS;
+- ``BoundedHttpTools`` (uvicorn's httptools protocol) answers 431 to a request head that has
+  not ended after ``MAX_HEADER_BYTES``: httptools keeps an unfinished header in its own
+  buffer. h11 has the same cap through ``h11_max_incomplete_event_size``.
+"""
 
 from __future__ import annotations
 
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["MAX_BODY_BYTES", "BodyLimit"]
+__all__ = ["MAX_BODY_BYTES", "MAX_HEADER_BYTES", "BodyLimit", "BoundedHttpTools"]
 
 MAX_BODY_BYTES = 64 * 1024
 """The largest request body any endpoint reads (token requests are a few hundred bytes)."""
+MAX_HEADER_BYTES = 16 * 1024
+"""The largest request head (request line and headers) the server buffers."""
 
 
 class BodyLimit:
@@ -79,3 +90,35 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": payload})
+
+
+class BoundedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a cap on the request head (431 past it).
+
+    h11 caps an unfinished head itself (``h11_max_incomplete_event_size``); httptools keeps
+    an endless header line in its own buffer, so the bytes that arrive before a head ends are
+    counted here. At module level, so worker processes can unpickle uvicorn's config.
+    """
+
+    _in_head = True
+    _head_bytes = 0
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        # Still inside the same head after this piece, and past the cap: cut it off.
+        if self._in_head and self._head_bytes > MAX_HEADER_BYTES:
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                b"content-length: 0\r\nconnection: close\r\n\r\n"
+            )
+            self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        self._in_head, self._head_bytes = False, 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head, self._head_bytes = True, 0
+        super().on_message_complete()

@@ -4,7 +4,7 @@
 
 - ``listening_socket`` binds the port with ``TCP_NODELAY`` on every connection (see there
   for the 40 ms keep-alive delay it removes);
-- ``BodyLimit`` answers 413 to a request body over ``MAX_BODY_BYTES`` without reading it;
+- ``livecalc.assumptions._limits`` caps request bodies (413) and heads (431);
 - ``BackgroundServer`` runs an app in a thread (tests, notebooks, the benchmark);
 - ``serve`` runs ``livecalc am serve``: one process, or ``workers`` processes sharing the
   port (each builds the same app from the same settings, so tokens and tables behave the
@@ -30,9 +30,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from livecalc.assumptions._limits import MAX_BODY_BYTES, BodyLimit
+from livecalc.assumptions._limits import (
+    MAX_HEADER_BYTES,
+    BoundedHttpTools,
+)
+from livecalc.assumptions._transport import is_loopback
 from livecalc.assumptions.app import create_app
 from livecalc.assumptions.tokens import (
     ENV_CLIENTS,
@@ -48,53 +51,16 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 __all__ = [
-    "MAX_BODY_BYTES",
-    "MAX_HEADER_BYTES",
     "BackgroundServer",
-    "BodyLimit",
     "ServeSettings",
     "listening_socket",
     "serve",
     "worker_app",
 ]
 
-MAX_HEADER_BYTES = 16 * 1024
-"""The largest request head (request line and headers) the server buffers."""
 MAX_WORKERS = 64
 _ENV_SETTINGS = "LIVECALC_AM_WORKER_SETTINGS"
 _log = get_logger(component="am_server")
-
-
-class BoundedHttpTools(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a cap on the request head (431 past it).
-
-    h11 caps an unfinished head itself (``h11_max_incomplete_event_size``); httptools keeps
-    an endless header line in its own buffer, so the bytes that arrive before a head ends are
-    counted here. At module level, so worker processes can unpickle uvicorn's config.
-    """
-
-    _in_head = True
-    _head_bytes = 0
-
-    def data_received(self, data: bytes) -> None:
-        if self._in_head:
-            self._head_bytes += len(data)
-        super().data_received(data)
-        # Still inside the same head after this piece, and past the cap: cut it off.
-        if self._in_head and self._head_bytes > MAX_HEADER_BYTES:
-            self.transport.write(
-                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                b"content-length: 0\r\nconnection: close\r\n\r\n"
-            )
-            self.transport.close()
-
-    def on_headers_complete(self) -> None:
-        self._in_head, self._head_bytes = False, 0
-        super().on_headers_complete()
-
-    def on_message_complete(self) -> None:
-        self._in_head, self._head_bytes = True, 0
-        super().on_message_complete()
 
 
 def _http_protocol(http: str) -> Any:
@@ -352,6 +318,13 @@ def serve(
         file=sys.stderr,
         flush=True,
     )
+    if not tls_cert and not is_loopback(host):
+        print(
+            f"warning: plain HTTP on {host}: tokens cross the network in clear text; use "
+            "--tls-cert/--tls-key, or listen on 127.0.0.1 behind a TLS reverse proxy",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         if workers == 1:
             config = _uvicorn_config(

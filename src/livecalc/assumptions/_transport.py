@@ -30,6 +30,7 @@ __all__ = [
     "ENV_ALLOW_HTTP",
     "ENV_CA_BUNDLE",
     "check_am_url",
+    "is_loopback",
     "safe_url",
     "ssl_context",
     "why_unreachable",
@@ -48,7 +49,8 @@ def safe_url(url: str) -> str:
     return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
     if host == "localhost":
         return True
     try:
@@ -80,7 +82,7 @@ def check_am_url(url: str, env: Mapping[str, str] | None = None) -> None:
             f"and sent instead of the token); the AM takes its token from am_token or {_ENV_TOKEN}"
         )
     allowed = (os.environ if env is None else env).get(ENV_ALLOW_HTTP, "") == "1"
-    if parts.scheme == "http" and not _is_loopback(parts.hostname) and not allowed:
+    if parts.scheme == "http" and not is_loopback(parts.hostname) and not allowed:
         raise ConfigurationError(
             f"am_url {shown!r} is plain HTTP to another machine: the token would cross the "
             "network in clear text. Use https:// (livecalc am serve --tls-cert/--tls-key, or "

@@ -9,9 +9,8 @@ use this module: ``serve``, ``BackgroundServer``, ``create_app``, ``issue_token`
 
 from __future__ import annotations
 
-from livecalc.assumptions._limits import MAX_BODY_BYTES, BodyLimit
+from livecalc.assumptions._limits import MAX_BODY_BYTES, MAX_HEADER_BYTES, BodyLimit
 from livecalc.assumptions._serving import (
-    MAX_HEADER_BYTES,
     MAX_WORKERS,
     BackgroundServer,
     ServeSettings,
