@@ -90,9 +90,7 @@ def run_cli(args: list[str], cwd: Path) -> Outcome:
         os.killpg(proc.pid, signal.SIGKILL)  # the group of the command started above
         stdout, stderr = proc.communicate()
         code = None
-    return Outcome(
-        "livecalc " + " ".join(args), code, stdout, stderr, time.monotonic() - start
-    )
+    return Outcome("livecalc " + " ".join(args), code, stdout, stderr, time.monotonic() - start)
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -217,9 +215,7 @@ def run_case(case: Case, case_dir: Path) -> Report:
         validate = run_cli(["validate", config, *sets], case_dir)
         problems += check_command(validate, {0, 2}, before, snapshot(case_dir))
     before = snapshot(case_dir)
-    run = run_cli(
-        ["run", config, "--no-progress", "--executor", case.executor, *sets], case_dir
-    )
+    run = run_cli(["run", config, "--no-progress", "--executor", case.executor, *sets], case_dir)
     after = snapshot(case_dir)
     problems += check_command(run, {0, 1, 2}, before, after)
     if validate is not None and validate.returncode == 2 and run.returncode != 2:

@@ -142,7 +142,9 @@ class TestChecks:
         timed_out = check_command(self._outcome(None), {0, 1, 2}, before, before)
 
         assert 4 == len(problems), problems
-        assert ["run: still running after"] == [p[: len("run: still running after")] for p in timed_out]
+        assert ["run: still running after"] == [
+            p[: len("run: still running after")] for p in timed_out
+        ]
 
     def test_a_segment_of_a_dead_process_is_a_leak(self) -> None:
         """A /dev/shm segment named after a process that no longer exists is reported."""

@@ -121,8 +121,8 @@ class PipelineConfig(_Model):
     def engine_config(self, node_id: str) -> dict[str, Any]:
         """A node's engine config with its relative file paths made absolute.
 
-        Relative paths in a config resolve against the config file's folder (DESIGN.md
-        section 4). Engines cannot know that folder, so the runner rewrites, at any depth, the
+        Relative paths in a config resolve against the config file's folder (docs/config.md).
+        Engines cannot know that folder, so the runner rewrites, at any depth, the
         string values of keys named ``file``, ``path``, ``library`` or ending in ``_table``,
         ``_file`` or ``_path`` when such a file exists there; ``am://`` references and
         absolute paths are left as they are.
