@@ -45,7 +45,7 @@ def _section(text: str, heading: str) -> str:
     """The text under a markdown heading, up to the next heading of the same or higher level."""
     level = heading.split(" ", 1)[0]
     start = text.index(heading + "\n") + len(heading) + 1
-    ends = [m.start() for m in re.finditer(r"^#{1,%d} " % len(level), text[start:], re.M)]
+    ends = [m.start() for m in re.finditer(rf"^#{{1,{len(level)}}} ", text[start:], re.M)]
     return text[start : start + ends[0]] if ends else text[start:]
 
 
@@ -72,9 +72,9 @@ class TestSelfContainedDocs:
         for path in [ROOT / "README.md", *DOCS.rglob("*.md")]:
             for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text(encoding="utf-8")):
                 file = target.split("#", 1)[0]
-                if file and not re.match(r"[a-z]+:", file):
-                    if not (path.parent / file).exists():
-                        broken.append(f"{path.relative_to(ROOT)}: {target}")
+                local = file and not re.match(r"[a-z]+:", file)
+                if local and not (path.parent / file).exists():
+                    broken.append(f"{path.relative_to(ROOT)}: {target}")
 
         assert [] == broken
 

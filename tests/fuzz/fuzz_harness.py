@@ -132,10 +132,7 @@ def leaked_segments(before: set[str]) -> list[str]:
 def _unreadable_or_not_finite(path: Path) -> str | None:
     """Why a result file a successful run wrote is not usable (None when it is)."""
     try:
-        if path.suffix == ".csv":
-            table = pacsv.read_csv(path)
-        else:
-            table = pq.read_table(path)
+        table = pacsv.read_csv(path) if path.suffix == ".csv" else pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         return f"cannot be read back: {exc}"
     for name in table.column_names:
