@@ -2,8 +2,10 @@
 
 ``make test`` runs a few cases with a fixed seed; ``make fuzz`` runs many
 (``LIVECALC_FUZZ_CASES``, ``LIVECALC_FUZZ_SEED``; ``LIVECALC_FUZZ_ONLY=3,17`` replays those
-case indices). A failing case prints its seed, mutation and the command that replays it.
-Mutations in ``fuzz_cases.KNOWN_OPEN`` hit defects being fixed elsewhere and are skipped.
+case indices; ``LIVECALC_FUZZ_REPORT=FILE`` appends each failing case's report to FILE as it
+happens; ``LIVECALC_FUZZ_TIMEOUT`` seconds per command, default 90). A failing case prints its
+seed, mutation and the command that replays it. Mutations in ``fuzz_cases.KNOWN_OPEN`` hit
+defects being fixed elsewhere and are skipped (``LIVECALC_FUZZ_KNOWN_OPEN=run`` runs them).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ SEED = int(os.environ.get("LIVECALC_FUZZ_SEED", "20261125"))
 CASES = int(os.environ.get("LIVECALC_FUZZ_CASES", "12"))
 ONLY = os.environ.get("LIVECALC_FUZZ_ONLY", "")
 INDICES = [int(i) for i in ONLY.split(",")] if ONLY else list(range(CASES))
+REPORT_FILE = os.environ.get("LIVECALC_FUZZ_REPORT", "")
 
 
 def _case_id(index: int) -> str:
@@ -67,6 +70,9 @@ class TestFuzzCases:
 
         report = run_case(case, tmp_path)
 
+        if report.problems and REPORT_FILE:
+            with open(REPORT_FILE, "a", encoding="utf-8") as out:
+                out.write(report.text(case) + "\n\n")
         assert [] == report.problems, report.text(case)
 
 
