@@ -64,6 +64,7 @@ class Family:
     apply: Callable[[Draft, str], None]
     reads_data: bool = False  # True: the config is unchanged and only `run` reads the data
     example: str | None = None  # the example it needs, when not any
+    executor: str | None = None  # the executor it needs, when not drawn
 
 
 @dataclass(frozen=True)
@@ -595,6 +596,40 @@ def _override(draft: Draft, variant: str) -> None:
     draft.note(f"--set {value!r}")
 
 
+_FAILING_NODES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    # variant -> (engine type, its config, node keys); executor forced by the family
+    "crash_segfault": ("test_crash", {"kind": "segfault"}, {}),
+    "crash_abort": ("test_crash", {"kind": "abort"}, {}),
+    "fail_once_retried": ("test_fail_n", {"n": 1}, {"retries": 1}),
+    "fail_always": ("test_fail_n", {"n": 10**6}, {}),
+    "fail_result": ("test_fail_n", {"n": 10**6, "mode": "result"}, {}),
+    "sleep_past_timeout": ("test_sleep", {"seconds": 30}, {"timeout_seconds": 1}),
+    "spin_past_timeout": ("test_spin", {}, {"timeout_seconds": 1}),
+    "echo": ("test_echo", {}, {}),
+}
+
+
+def _failing_node(draft: Draft, variant: str) -> None:
+    engine_type, config, keys = _FAILING_NODES[variant]
+    draft.config.setdefault("plugins", []).append("livecalc.testing:register_testing_engines")
+    sources = sorted(draft.config.get("data_sources", {}))
+    node = {
+        "id": "fault",
+        "type": engine_type,
+        "config": config,
+        "inputs": [draft.rng.choice(sources)] if sources else [],
+        "outputs": ["fault_out"],
+        **keys,
+    }
+    draft.config.setdefault("engines", []).insert(draft.rng.randrange(2), node)
+    output = draft.config.get("output")
+    if isinstance(output, dict) and draft.rng.random() < 0.5:
+        # Also ask for the node's output: a failed node must leave no file of its own.
+        output["path"] = "out/{name}.parquet"
+        output["write"] = ["fault_out"]
+    draft.note(f"added node {node}")
+
+
 # ---------------------------------------------------------------------------------------
 # The catalogue
 
@@ -689,6 +724,8 @@ FAMILIES: tuple[Family, ...] = (
         ),
         _override,
     ),
+    # Crashes and timeouts need process isolation: inline they stop the orchestrator itself.
+    Family("failing_node", tuple(_FAILING_NODES), _failing_node, executor="processes"),
 )
 
 EXAMPLE_CONFIGS = tuple(sorted(p.name for p in EXAMPLES.glob("dag_config_*.json")))
@@ -704,6 +741,7 @@ def draw(seed: int, index: int) -> tuple[Family, str, str, str, random.Random]:
     variant = rng.choice(family.variants)
     example = family.example or rng.choice(EXAMPLE_CONFIGS)
     executor = "processes" if rng.random() < PROCESSES_SHARE else "local"
+    executor = family.executor or executor
     return family, variant, example, executor, rng
 
 
