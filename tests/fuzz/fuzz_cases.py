@@ -596,6 +596,32 @@ def _override(draft: Draft, variant: str) -> None:
     draft.note(f"--set {value!r}")
 
 
+def _graph(draft: Draft, variant: str) -> None:
+    engines = draft.config.setdefault("engines", [])
+    i = draft.rng.randrange(len(engines))
+    node = engines[i]
+    if variant == "empty_inputs":
+        node["inputs"] = []
+    elif variant == "drop_an_input" and node.get("inputs"):
+        node["inputs"].pop(draft.rng.randrange(len(node["inputs"])))
+    elif variant == "rename_output" and node.get("outputs"):
+        node["outputs"][0] += "_renamed"
+    elif variant == "duplicate_output":
+        other = engines[(i + 1) % len(engines)]
+        node["outputs"] = list(other.get("outputs", ["x"]))
+    elif variant == "duplicate_id":
+        node["id"] = engines[(i + 1) % len(engines)]["id"]
+    elif variant == "no_engines":
+        engines.clear()
+    elif variant == "unused_source":
+        draft.config.setdefault("data_sources", {})["extra"] = {"path": POLICIES}
+    elif variant == "three_outputs":
+        node["outputs"] = [*node.get("outputs", []), "more", "most"]
+    else:  # "input_twice"
+        node["inputs"] = [*node.get("inputs", []), *node.get("inputs", [])[:1]]
+    draft.note(f"{variant}: engines[{i}] (id {node.get('id')!r}) is now {node}")
+
+
 _FAILING_NODES: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     # variant -> (engine type, its config, node keys); executor forced by the family
     "crash_segfault": ("test_crash", {"kind": "segfault"}, {}),
@@ -723,6 +749,21 @@ FAMILIES: tuple[Family, ...] = (
             "equals_only",
         ),
         _override,
+    ),
+    Family(
+        "graph",
+        (
+            "empty_inputs",
+            "drop_an_input",
+            "rename_output",
+            "duplicate_output",
+            "duplicate_id",
+            "no_engines",
+            "unused_source",
+            "three_outputs",
+            "input_twice",
+        ),
+        _graph,
     ),
     # Crashes and timeouts need process isolation: inline they stop the orchestrator itself.
     Family("failing_node", tuple(_FAILING_NODES), _failing_node, executor="processes"),
