@@ -65,6 +65,7 @@ class Family:
     reads_data: bool = False  # True: the config is unchanged and only `run` reads the data
     example: str | None = None  # the example it needs, when not any
     executor: str | None = None  # the executor it needs, when not drawn
+    fails_nodes: bool = False  # True: a node is meant to fail at run time (exit 1 is right)
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class Case:
     overrides: tuple[str, ...]
     details: tuple[str, ...]
     reads_data: bool
+    fails_nodes: bool = False
 
     @property
     def kind(self) -> str:
@@ -766,7 +768,13 @@ FAMILIES: tuple[Family, ...] = (
         _graph,
     ),
     # Crashes and timeouts need process isolation: inline they stop the orchestrator itself.
-    Family("failing_node", tuple(_FAILING_NODES), _failing_node, executor="processes"),
+    Family(
+        "failing_node",
+        tuple(_FAILING_NODES),
+        _failing_node,
+        executor="processes",
+        fails_nodes=True,
+    ),
 )
 
 EXAMPLE_CONFIGS = tuple(sorted(p.name for p in EXAMPLES.glob("dag_config_*.json")))
@@ -813,4 +821,5 @@ def build(seed: int, index: int, case_dir: Path) -> Case:
         overrides=tuple(draft.overrides),
         details=tuple(draft.details),
         reads_data=family.reads_data,
+        fails_nodes=family.fails_nodes,
     )

@@ -242,6 +242,18 @@ def run_case(case: Case, case_dir: Path) -> Report:
     problems += check_command(run, {0, 2} if case.reads_data else {0, 1, 2}, before, after)
     if validate is not None and validate.returncode == 2 and run.returncode != 2:
         problems.append(f"validate refused the config (exit 2) but run exited {run.returncode}")
+    # The examples run; a config change that validate accepts and that then fails a node is
+    # bad input found late (it should be exit 2 at validation), unless the case fails a node
+    # on purpose or a chunk ran past a timeout the case set (the documented way to fail).
+    timed_out = "timeout_seconds" in run.stderr
+    if (
+        validate is not None
+        and validate.returncode == 0
+        and run.returncode == 1
+        and not case.fails_nodes
+        and not timed_out
+    ):
+        problems.append("validate accepted the config (exit 0) but run failed a node (exit 1)")
     if run.returncode in (0, 1):
         problems += check_results(case_dir, run.returncode, before, after)
     leaked = leaked_segments(shm_before)
