@@ -18,6 +18,7 @@ import resource
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ class Outcome:
     stdout: str
     stderr: str
     seconds: float
+    pids: frozenset[int] = frozenset()  # the command's process and the workers it started
 
     def tail(self, chars: int = 1500) -> str:
         """The end of stderr and stdout, for a failure report."""
@@ -67,6 +69,28 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
 
 
+def _group_members(pgid: int) -> set[int]:
+    """The processes now in process group ``pgid`` (from /proc)."""
+    members = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # pid (comm) state ppid pgrp ...; comm may hold spaces, so split after its ')'.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:
+            members.add(int(stat.parent.name))
+    return members
+
+
+def _watch_group(pgid: int, seen: set[int], done: threading.Event) -> None:
+    """Collect the members of a process group until ``done``: the workers a command starts
+    are gone by the time it exits, and their pids name the segments they created."""
+    while not done.is_set():
+        seen |= _group_members(pgid)
+        done.wait(0.1)
+
+
 def run_cli(args: list[str], cwd: Path) -> Outcome:
     """Run ``livecalc ARGS`` in its own process group; kill the group at the time limit."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVECALC_")}
@@ -84,6 +108,10 @@ def run_cli(args: list[str], cwd: Path) -> Outcome:
         start_new_session=True,
         preexec_fn=_limit_memory,
     )
+    pids = {proc.pid}
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch_group, args=(proc.pid, pids, done), daemon=True)
+    watcher.start()
     try:
         stdout, stderr = proc.communicate(timeout=TIMEOUT_SECONDS)
         code: int | None = proc.returncode
@@ -91,7 +119,11 @@ def run_cli(args: list[str], cwd: Path) -> Outcome:
         os.killpg(proc.pid, signal.SIGKILL)  # the group of the command started above
         stdout, stderr = proc.communicate()
         code = None
-    return Outcome("livecalc " + " ".join(args), code, stdout, stderr, time.monotonic() - start)
+    finally:
+        done.set()
+        watcher.join()
+    seconds = time.monotonic() - start
+    return Outcome("livecalc " + " ".join(args), code, stdout, stderr, seconds, frozenset(pids))
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -120,12 +152,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def leaked_segments(before: set[str]) -> list[str]:
-    """Segments that appeared since ``before`` and whose creating process is gone."""
+def leaked_segments(before: set[str], pids: frozenset[int] | None = None) -> list[str]:
+    """Segments that appeared since ``before``, created by one of ``pids`` (any process when
+    None), whose creating process is gone. Other people's runs share /dev/shm: only the
+    case's own processes count."""
     leaked = []
     for name in sorted(shm_segments() - before):
         match = _SEGMENT.fullmatch(name)
-        if match and not _alive(int(match.group(1))):
+        if not match:
+            continue
+        pid = int(match.group(1))
+        if (pids is None or pid in pids) and not _alive(pid):
             leaked.append(name)
     return leaked
 
@@ -256,7 +293,8 @@ def run_case(case: Case, case_dir: Path) -> Report:
         problems.append("validate accepted the config (exit 0) but run failed a node (exit 1)")
     if run.returncode in (0, 1):
         problems += check_results(case_dir, run.returncode, before, after)
-    leaked = leaked_segments(shm_before)
+    own = run.pids | (validate.pids if validate is not None else frozenset())
+    leaked = leaked_segments(shm_before, own)
     if leaked:
         problems.append(f"shared-memory segments left in /dev/shm: {leaked}")
     return Report(validate, run, problems)
