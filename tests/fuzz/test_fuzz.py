@@ -36,7 +36,7 @@ from fuzz_harness import (
 )
 
 SEED = int(os.environ.get("LIVECALC_FUZZ_SEED", "20261125"))
-CASES = int(os.environ.get("LIVECALC_FUZZ_CASES", "12"))
+CASES = int(os.environ.get("LIVECALC_FUZZ_CASES", "17"))
 ONLY = os.environ.get("LIVECALC_FUZZ_ONLY", "")
 INDICES = [int(i) for i in ONLY.split(",")] if ONLY else list(range(CASES))
 REPORT_FILE = os.environ.get("LIVECALC_FUZZ_REPORT", "")
