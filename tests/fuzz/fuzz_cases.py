@@ -43,6 +43,8 @@ KNOWN_OPEN: dict[str, str] = {
     "policy_value:underwriting_class": _LATE_DATA + " (a class beyond the class factors)",
     "scenario_file:one_row": _LATE_DATA + " (scenarios shorter than the policy terms)",
     "graph:empty_inputs": "issue 9 item 14: a node with inputs [] passes validate and fails run",
+    "missing_key:engine_inputs": "issue 9 item 14: a node without inputs passes validate and "
+    "fails run",
 }
 """Mutations that hit a defect fixed on another branch; emptied once the fixes are merged."""
 
@@ -230,9 +232,16 @@ def _objects_at(draft: Draft, level: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _missing_key(draft: Draft, variant: str) -> None:
+    if variant == "engine_inputs":
+        # Its own variant: a node without inputs is issue 9 item 14, other keys are not.
+        where, obj = draft.rng.choice(_objects_at(draft, "engine"))
+        obj.pop("inputs", None)
+        draft.note(f"removed {where}.inputs")
+        return
     candidates = [(p, o) for p, o in _objects_at(draft, variant) if o]
     where, obj = draft.rng.choice(candidates or [("", draft.config)])
-    key = draft.rng.choice([k for k in obj if k != "$schema"] or list(obj))
+    keys = [k for k in obj if k != "$schema" and not (variant == "engine" and k == "inputs")]
+    key = draft.rng.choice(keys or list(obj))
     del obj[key]
     draft.note(f"removed {where or '<top>'}.{key}")
 
@@ -672,7 +681,7 @@ def _failing_node(draft: Draft, variant: str) -> None:
 
 FAMILIES: tuple[Family, ...] = (
     Family("wrong_type", tuple(_TYPED_VALUES), _wrong_type),
-    Family("missing_key", _LEVELS, _missing_key),
+    Family("missing_key", (*_LEVELS, "engine_inputs"), _missing_key),
     Family("duplicate_key", _LEVELS, _duplicate_key),
     Family("unknown_key", _LEVELS, _unknown_key),
     Family("number", tuple(_NUMBERS), _number),
