@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench fuzz clean
 
 $(VENV)/.installed-run: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ demo: $(VENV)/.installed-run
 
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q
+
+# The fuzzer (tests/fuzz) runs a few cases inside `make test`; this runs many. Set
+# LIVECALC_FUZZ_CASES (default 300) and LIVECALC_FUZZ_SEED; replay one failing case with the
+# `LIVECALC_FUZZ_SEED=S LIVECALC_FUZZ_ONLY=I make fuzz` line its report prints.
+fuzz: $(VENV)/.installed-dev
+	LIVECALC_FUZZ_CASES=$${LIVECALC_FUZZ_CASES:-300} $(PY) -m pytest -q -rfs tests/fuzz -k TestFuzzCases
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -4,7 +4,7 @@ Run: ``.venv/bin/python benchmarks/bench_esg.py``. Prints rows per second of ESG
 into a buffer allocated (and touched) once, as the runner reuses it; the cost of writing into a
 freshly allocated buffer; one thread against all threads; and the ratio against the plain-numpy
 reference implementation (``livecalc.kernels.esg_reference``) measured in the same run.
-The DESIGN target is under 0.5 s for the 5M rows.
+The target is under 0.5 s for the 5M rows.
 """
 
 from __future__ import annotations

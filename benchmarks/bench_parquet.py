@@ -8,7 +8,7 @@ Each figure is compared with a baseline measured in the same run on the same dat
   record fields included).
 
 Run: ``.venv/bin/python benchmarks/bench_parquet.py [--policies N] [--results N]``.
-Targets (DESIGN.md section 8): read 1M policies < 0.5 s; write 10M result rows < 3 s.
+Targets: read 1M policies < 0.5 s; write 10M result rows < 3 s.
 """
 
 from __future__ import annotations

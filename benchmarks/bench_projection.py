@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python benchmarks/bench_projection.py [--quick]``
 
-Cases (DESIGN.md section 8, issue 3):
+Cases (issue 3):
 - W1: 10,000 policies x 1,000 scenarios, annual steps, terms up to 50 years, with dynamic
   lapses (full kernel) and without (separable path; the full kernel too, for comparison);
 - a monthly deterministic run of 10,000 in-force model points with terms up to 20 years;

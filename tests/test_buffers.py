@@ -70,7 +70,7 @@ def _child_writes(ref: SharedArrayRef) -> None:
 
 class TestRecordLayouts:
     def test_policy(self) -> None:
-        """POLICY is 32 bytes with the offsets of DESIGN.md section 2."""
+        """POLICY is 32 bytes with the offsets of docs/data.md."""
 
         expected = [
             ("policy_id", "<u8", 0),

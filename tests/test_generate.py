@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -230,3 +232,42 @@ class TestGenerateScenarios:
         """An ESG option the engine rejects surfaces as its ConfigurationError."""
         with pytest.raises(ConfigurationError, match="sigma"):
             generate_scenarios(3, years=2, sigma=-1.0)
+
+
+class TestGenerateScenariosCommand:
+    def _generate(self, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        livecalc = Path(sys.executable).with_name("livecalc")
+        return subprocess.run(
+            [str(livecalc), "generate", "scenarios", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+
+    def test_set_passes_model_parameters_to_the_esg(self, tmp_path: Path) -> None:
+        """`--set KEY=VALUE` reaches the ESG: the file's metadata records the parameters."""
+        done = self._generate(
+            tmp_path, "v.parquet", "-n", "20", "--years", "3", "--model", "vasicek",
+            "--set", "a=0.2", "--set", "b=0.04", "--set", "sigma=0.02",
+        )  # fmt: skip
+
+        assert 0 == done.returncode, done.stderr
+        meta = json.loads(pq.read_schema(tmp_path / "v.parquet").metadata[b"livecalc.esg"])
+        assert {"a": 0.2, "b": 0.04, "sigma": 0.02, "r0": 0.03} == meta["parameters"]
+
+    def test_a_key_of_another_model_is_one_error_line(self, tmp_path: Path) -> None:
+        """A Vasicek key given to Hull-White is refused with exit 2, one line, no file."""
+        done = self._generate(tmp_path, "h.parquet", "-n", "20", "--set", "b=0.04")
+
+        assert 2 == done.returncode
+        assert ["error: config.b: not a parameter of model 'hull_white'; remove it"] == (
+            done.stderr.strip().splitlines()
+        )
+        assert not (tmp_path / "h.parquet").exists()
+
+    def test_keys_with_their_own_option_are_refused(self, tmp_path: Path) -> None:
+        """`--set seed=3` is refused, pointing at --seed, rather than silently overridden."""
+        done = self._generate(tmp_path, "s.parquet", "-n", "20", "--set", "seed=3")
+
+        assert 2 == done.returncode
+        assert "have their own options" in done.stderr

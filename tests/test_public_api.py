@@ -1,4 +1,4 @@
-"""The top-level package exports the public names of DESIGN.md, sorted and complete."""
+"""The top-level package exports its public names, sorted and complete."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class TestPublicApi:
         assert set() == public - set(livecalc.__all__)
 
     def test_design_names_are_public(self) -> None:
-        """The names DESIGN.md section 3 promises are importable from livecalc."""
+        """The names the docs promise are importable from livecalc."""
         design = {
             "ICalcEngine", "EngineInfo", "ExecutionResult", "AMCredentials", "CalcEngineError",
             "InitializationError", "ConfigurationError", "ExecutionError", "EngineTimeoutError",

@@ -387,6 +387,13 @@ def generate_scenarios_cmd(
     years: Annotated[int, typer.Option(min=1, help="projection years")] = 50,
     model: Annotated[str, typer.Option(help="hull_white, vasicek, cir, ...")] = "hull_white",
     seed: Annotated[int, typer.Option(help="random seed")] = 42,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="an ESG config key, KEY=VALUE (value as JSON): --set a=0.05 --set sigma=0.02",
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
 ) -> None:
     """Write seeded interest-rate scenarios from the ESG (with its metadata)."""
@@ -395,10 +402,26 @@ def generate_scenarios_cmd(
     if n is None and outer is None and inner is None:
         n = 1_000
     with _user_errors(debug):
+        options = dict(_esg_option(text) for text in set_ or [])
         out.parent.mkdir(parents=True, exist_ok=True)
-        data = generate_scenarios(n, years, seed, model=model, outer=outer, inner=inner)
+        data = generate_scenarios(n, years, seed, model=model, outer=outer, inner=inner, **options)
         rows = write_scenarios(out, data)
     console.print(f"wrote {rows:,} scenario rows to {escape(str(out))}", highlight=False)
+
+
+def _esg_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``generate scenarios --set``; the value is JSON, else a string."""
+    key, sep, raw = text.partition("=")
+    reserved = ("model", "outer", "inner", "years", "seed")
+    if not sep or not key.isidentifier() or key in reserved:
+        raise ConfigurationError(
+            f"--set {text!r}: give KEY=VALUE with an ESG config key (a, sigma, b, r0, curve, "
+            f"antithetic, ...; docs/engines/esg.md); {', '.join(reserved)} have their own options"
+        )
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
 
 
 @app.command()

@@ -2,8 +2,12 @@
  *
  * A shared library that exports these functions can be used as an engine of type "native"
  * (config: {"library": "path/to/libengine.so", "output_type": "result", ...}). Every buffer is
- * 16-byte aligned and holds records of the layouts of DESIGN.md section 2. All functions are
- * called from one thread at a time per handle; ctypes releases the GIL around each call.
+ * 16-byte aligned and holds records (POLICY, POLICY_EXT, SCENARIO, RESULT, RESULT_DETAIL,
+ * SCENARIO_TOTAL) laid out byte by byte as docs/data.md, "Record layouts, byte by byte", gives
+ * them: little-endian, no padding between records. For example SCENARIO, 16 bytes:
+ *     typedef struct { uint32_t scenario_id; uint32_t year; double rate; } lc_scenario;
+ * All functions are called from one thread at a time per handle; ctypes releases the GIL
+ * around each call. A complete engine and pipeline: examples/native/, docs/native.md.
  */
 #ifndef LIVECALC_ENGINE_H
 #define LIVECALC_ENGINE_H

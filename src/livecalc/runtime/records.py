@@ -111,7 +111,7 @@ ALL_SCENARIOS = 0xFFFFFFFF
 
 
 class BufferType(enum.Enum):
-    """The kinds of buffer of DESIGN.md, each with its record dtype."""
+    """The kinds of buffer of the original design, each with its record dtype."""
 
     INPUT = "input"
     SCENARIO = "scenario"
