@@ -176,3 +176,39 @@ class TestWhereTheCheckRuns:
         assert 2 == result.returncode
         assert "column 'policy_id', row 3: value 4294967301" in result.stderr
         assert not (tmp_path / "out").exists()
+
+
+class TestScenariosFromAnEsg:
+    """Scenarios an ESG will write are known by length once it is initialised (issue 9 item 11)."""
+
+    def test_term_longer_than_the_esg_horizon_is_refused_before_the_run(
+        self, tmp_path: Path
+    ) -> None:
+        policies = generate_policies(30, seed=3)
+        policies.records["term"][7] = 60
+        policies.records["age"][7] = 30
+        write_policies(tmp_path / "policies.parquet", policies)
+        config = {
+            "data_sources": {"policies": {"path": "policies.parquet"}},
+            "engines": [
+                {"id": "esg", "type": "esg", "outputs": ["scenarios"],
+                 "config": {"model": "hull_white", "outer": 4, "inner": 1, "years": 40,
+                            "curve": 0.03}},
+                {"id": "projection", "type": "projection",
+                 "inputs": ["policies", "scenarios"], "outputs": ["results"], "config": {}},
+            ],
+            "output": {"path": "out/results.parquet"},
+        }  # fmt: skip
+        (tmp_path / "pipeline.json").write_text(json.dumps(config))
+        cli = [LIVECALC]
+
+        for command in ("validate", "run"):
+            done = subprocess.run(
+                [*cli, command, "pipeline.json"],
+                cwd=tmp_path, capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+            assert 2 == done.returncode, done.stderr
+            assert "column 'term', row " in done.stderr
+            assert "cover 40 years" in done.stderr
+            assert "Traceback" not in done.stderr
+        assert not (tmp_path / "out" / "results.parquet").exists()

@@ -21,6 +21,7 @@ from livecalc.io.parquet import PolicyData
 from livecalc.pipeline._outputs import load_source, policy_ext_name
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.runtime.engine import DataProblem, SupportsDataCheck
+from livecalc.runtime.records import SCENARIO_DTYPE
 
 __all__ = ["check_source_data", "engines_checker", "handles_checker", "load_datasets"]
 
@@ -85,10 +86,25 @@ def handles_checker(handles: Mapping[str, Any]) -> Checker:
     return check
 
 
+def horizon_stand_in(years: int) -> np.ndarray:
+    """SCENARIO records with the length of an ESG's scenarios and no values: what a check of
+    policy terms against scenarios needs to know of scenarios not yet generated."""
+    stand_in = np.zeros(years, dtype=SCENARIO_DTYPE)
+    stand_in["year"] = np.arange(1, years + 1)
+    return stand_in
+
+
 def source_data_problems(
-    config: PipelineConfig, datasets: Mapping[str, Any], check: Checker
+    config: PipelineConfig,
+    datasets: Mapping[str, Any],
+    check: Checker,
+    horizons: Mapping[str, int] | None = None,
 ) -> list[str]:
-    """The problems the engines find in the data sources they read, one line each."""
+    """The problems the engines find in the data sources they read, one line each.
+
+    ``horizons``: the scenario years of datasets an engine (the ESG) will produce, known once
+    it is initialised; a policy longer than them is then found before the run too.
+    """
     problems: list[str] = []
     for index, node in enumerate(config.engines):
         names = [n for n in node.inputs if n in config.data_sources]
@@ -102,14 +118,26 @@ def source_data_problems(
             continue
         # Other engines' outputs are not known before the run: None, so the engine skips
         # the rules that need them.
-        inputs.update({n: None for n in node.inputs if n not in config.data_sources})
+        horizons = horizons or {}
+        inputs.update(
+            {
+                n: horizon_stand_in(horizons[n]) if n in horizons else None
+                for n in node.inputs
+                if n not in config.data_sources
+            }
+        )
         problems += [_describe(config, index, p) for p in check(node.id, inputs)]
     return problems
 
 
-def check_source_data(config: PipelineConfig, datasets: Mapping[str, Any], check: Checker) -> None:
+def check_source_data(
+    config: PipelineConfig,
+    datasets: Mapping[str, Any],
+    check: Checker,
+    horizons: Mapping[str, int] | None = None,
+) -> None:
     """Raise one ConfigurationError listing every data problem the engines find."""
-    problems = source_data_problems(config, datasets, check)
+    problems = source_data_problems(config, datasets, check, horizons)
     if len(problems) == 1:
         raise ConfigurationError(problems[0])
     if problems:

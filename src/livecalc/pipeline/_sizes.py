@@ -24,7 +24,11 @@ from livecalc.runtime.records import (
     BufferType,
 )
 
-__all__ = ["buffer_problems", "esg_scenario_count"]
+__all__ = [
+    "buffer_problems",
+    "esg_horizon_years",
+    "esg_scenario_count",
+]
 
 _LIMITS = {
     RESULT_DTYPE: ("RESULT", MAX_RECORDS[BufferType.RESULT]),
@@ -39,6 +43,15 @@ def esg_scenario_count(outputs: Mapping[str, object]) -> int | None:
         return None
     outer, inner = meta.get("outer"), meta.get("inner")
     return outer * inner if isinstance(outer, int) and isinstance(inner, int) else None
+
+
+def esg_horizon_years(outputs: Mapping[str, object]) -> int | None:
+    """The years of every scenario an initialised ESG will write, from its ``get_outputs()``."""
+    meta = outputs.get("esg_metadata")
+    if not isinstance(meta, Mapping):
+        return None
+    years = meta.get("years")
+    return years if isinstance(years, int) and years > 0 else None
 
 
 def buffer_problems(

@@ -22,7 +22,7 @@ from livecalc.assumptions.credentials import AMCredentials, CredentialManager
 from livecalc.errors import CalcEngineError, ConfigurationError, ExecutionError
 from livecalc.log import get_logger
 from livecalc.pipeline._data_checks import check_source_data, engines_checker, load_datasets
-from livecalc.pipeline._sizes import buffer_problems, esg_scenario_count
+from livecalc.pipeline._sizes import buffer_problems, esg_horizon_years, esg_scenario_count
 from livecalc.pipeline._summary import NodeReport, RunSummary
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import Executor
@@ -207,6 +207,7 @@ def check_engines(
     problems = []
     ready: dict[str, ICalcEngine] = {}
     produced_scenarios: dict[str, int] = {}
+    horizons: dict[str, int] = {}
     try:
         for i, node in enumerate(config.engines):
             engine = factory.create_engine(node.type)
@@ -227,13 +228,16 @@ def check_engines(
                 count = esg_scenario_count(engine.get_outputs())
                 if count is not None:
                     produced_scenarios[node.outputs[0]] = count
+                years = esg_horizon_years(engine.get_outputs())
+                if years is not None:
+                    horizons[node.outputs[0]] = years
         if problems:
             raise _engine_problems(problems)
         problems = buffer_problems(config, factory, produced_scenarios)
         if problems:
             raise _engine_problems(problems)
         # The data too, as `run` checks it before its first chunk: bad rows are found here.
-        check_source_data(config, load_datasets(config), engines_checker(ready))
+        check_source_data(config, load_datasets(config), engines_checker(ready), horizons)
     finally:
         for i, node in enumerate(config.engines):
             if node.id not in ready:

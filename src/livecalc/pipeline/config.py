@@ -150,7 +150,7 @@ class PipelineConfig(_Model):
     def engine_config(self, node_id: str, factory: EngineFactory | None = None) -> dict[str, Any]:
         """A node's engine config with its relative file paths made absolute.
 
-        Relative paths in a config resolve against the config file's folder (docs/config.md); engines cannot
+        Relative paths in a config resolve against the config file's folder; engines cannot
         know that folder, so the runner rewrites them. Which keys hold paths, the engine type
         declares (``ICalcEngine.config_file_keys``, read through ``factory``; by default the
         built-in types): exactly those are resolved, at any depth. For an engine that declares

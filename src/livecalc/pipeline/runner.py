@@ -42,7 +42,7 @@ from livecalc.pipeline._data_checks import check_source_data, handles_checker
 from livecalc.pipeline._node import NodeOutput, NodeRunner
 from livecalc.pipeline._outputs import OutputPlan, load_source, policy_ext_name
 from livecalc.pipeline._pooled_node import node_runner
-from livecalc.pipeline._sizes import buffer_problems, esg_scenario_count
+from livecalc.pipeline._sizes import buffer_problems, esg_horizon_years, esg_scenario_count
 from livecalc.pipeline._summary import NodeReport, RunSummary, write_json_atomic
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import EngineHandle, Executor, create_executor
@@ -135,7 +135,9 @@ class Runner:
                 self._initialize_all(executor, buffers, summary)
                 self._check_buffer_sizes(with_engines=True)
                 ready = {n: self._handles[n] for n in self._runners}
-                check_source_data(self.config, self._datasets, handles_checker(ready))
+                check_source_data(
+                    self.config, self._datasets, handles_checker(ready), self._esg_horizons()
+                )
                 self._schedule(summary, outputs)
             finally:
                 for node_id, handle in self._handles.items():
@@ -254,6 +256,20 @@ class Runner:
         problems = buffer_problems(self.config, self.factory, produced, self.chunk_size)
         if problems:
             raise ConfigurationError(format_problems(problems))
+
+    def _esg_horizons(self) -> dict[str, int]:
+        """Scenario years of each dataset an initialised ESG will write (for the data check)."""
+        horizons = {}
+        for node_id, handle in self._handles.items():
+            node = self.config.node(node_id)
+            if node.outputs and self.factory.canonical_type(node.type) == "esg":
+                try:
+                    years = esg_horizon_years(handle.get_outputs())
+                except CalcEngineError:
+                    continue
+                if years is not None:
+                    horizons[node.outputs[0]] = years
+        return horizons
 
     # -- scheduling -------------------------------------------------------------------------
 
