@@ -126,7 +126,7 @@ class TestRecordLayouts:
 
         expected = [
             ("policy_id", "<u8", 0),
-            ("duration_months", "<u4", 8),
+            ("duration_months", "<i4", 8),
             ("reserved", "<u4", 12),
             ("policy_count", "<f8", 16),
         ]

@@ -14,9 +14,11 @@ from livecalc.assumptions import (
 )
 from livecalc.buffers import (
     ALL_SCENARIOS,
+    CASHFLOW_DTYPE,
     POLICY_DTYPE,
     POLICY_EXT_DTYPE,
     RESULT_DETAIL_DTYPE,
+    RESULT_DETAIL_EXT_DTYPE,
     RESULT_DTYPE,
     SCENARIO_DTYPE,
     SCENARIO_TOTAL_DTYPE,
@@ -45,9 +47,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ALL_SCENARIOS",
+    "CASHFLOW_DTYPE",
     "POLICY_DTYPE",
     "POLICY_EXT_DTYPE",
     "RESULT_DETAIL_DTYPE",
+    "RESULT_DETAIL_EXT_DTYPE",
     "RESULT_DTYPE",
     "SCENARIO_DTYPE",
     "SCENARIO_TOTAL_DTYPE",

@@ -15,7 +15,7 @@ import math
 import time
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -23,7 +23,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from livecalc.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE, SCENARIO_DTYPE
 from livecalc.credentials import AMCredentials
 from livecalc.engine import EngineInfo, ExecutionResult, ICalcEngine, InputBuffer, OutputSpec
+from livecalc.engines._projection_premiums import (
+    EquivalencePremium,
+    GivenPremium,
+    PremiumConfig,
+    PremiumTable,
+    RateTablePremium,
+    equivalence_premiums,
+)
 from livecalc.errors import ConfigurationError, ExecutionError
+from livecalc.kernels.projection import PREMIUM
 from livecalc.kernels.projection_audit import audit_cashflows
 from livecalc.kernels.projection_basis import (
     ChunkInputs,
@@ -31,8 +40,15 @@ from livecalc.kernels.projection_basis import (
     OutputMode,
     ProjectionBasis,
     prepare_chunk,
+    steps_left,
 )
-from livecalc.kernels.projection_run import project
+from livecalc.kernels.projection_discount import (
+    Discounting,
+    load_step_factors,
+    load_yield_curve,
+    to_effective,
+)
+from livecalc.kernels.projection_run import cashflow_slots, project, project_cashflows
 from livecalc.tables import (
     MAX_AGE,
     RateTable,
@@ -70,6 +86,15 @@ class ExpensesConfig(_Model):
     inflation: float = Field(0.02, gt=-1)
     percent_of_premium: float = Field(0.02, ge=0)
     per_claim: float = Field(150.0, ge=0)
+    acquisition_per: Literal["policy", "model_point"] = "policy"
+
+
+class DiscountingConfig(_Model):
+    """How the deterministic curve (or scenario) rates become discount factors."""
+
+    convention: Literal["flat_forward", "step_spot", "curve_per_step"] = "flat_forward"
+    compounding: Literal["annual", "continuous", "monthly"] = "annual"
+    file: str | None = None
 
 
 class DynamicLapseConfig(_Model):
@@ -108,9 +133,14 @@ class ProjectionConfig(_Model):
     mortality_multiplier: float = Field(1.0, ge=0)
     lapse_multiplier: float = Field(1.0, ge=0)
     expense_multiplier: float = Field(1.0, ge=0)
-    output: Literal["npv", "detail", "scenario_totals", "policy_means"] = "npv"
+    output: Literal[
+        "npv", "detail", "scenario_totals", "policy_means", "detail_ext", "cashflows"
+    ] = "npv"
     method: Literal["auto", "separable", "full"] = "auto"
     audit: AuditConfig | None = None
+    discounting: DiscountingConfig = DiscountingConfig()
+    premium: Annotated[PremiumConfig, Field(discriminator="method")] = GivenPremium()
+    cashflow_scenarios: list[int] = []
 
 
 def _model_at(loc: Sequence[Any]) -> type[BaseModel]:
@@ -119,6 +149,11 @@ def _model_at(loc: Sequence[Any]) -> type[BaseModel]:
     for part in loc:
         field = model.model_fields.get(str(part))
         if field is None:
+            # A tagged union's member (pydantic puts the tag in the path).
+            tagged = [m for m in _UNION_MEMBERS if _tag(m) == str(part)]
+            if tagged:
+                model = tagged[0]
+                continue
             break
         candidates = [field.annotation, *typing.get_args(field.annotation)]
         nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
@@ -128,15 +163,26 @@ def _model_at(loc: Sequence[Any]) -> type[BaseModel]:
     return model
 
 
+_UNION_MEMBERS = (GivenPremium, EquivalencePremium, RateTablePremium)
+
+
+def _tag(model: type[BaseModel]) -> str:
+    return str(
+        model.model_fields["method"].default
+        or typing.get_args(model.model_fields["method"].annotation)[0]
+    )
+
+
 def parse_config(config: Mapping[str, Any]) -> ProjectionConfig:
     """The config as a ProjectionConfig; every problem is reported at once, by key."""
     try:
         cfg = ProjectionConfig.model_validate(dict(config))
     except ValidationError as exc:
         problems = []
+        tags = {_tag(m) for m in _UNION_MEMBERS}
         for err in exc.errors():
             loc = [p for p in err["loc"] if not str(p).startswith("function-")]
-            where = ".".join(str(p) for p in loc)
+            where = ".".join(str(p) for p in loc if str(p) not in tags)
             if err["type"] == "extra_forbidden":
                 known = list(_model_at(loc[:-1]).model_fields)
                 close = difflib.get_close_matches(str(loc[-1]), known, 1)
@@ -156,6 +202,12 @@ def parse_config(config: Mapping[str, Any]) -> ProjectionConfig:
             'config.method: "separable" cannot be used with config.dynamic_lapse (cash flows '
             'then depend on the scenario); use "auto" or "full"'
         )
+    _check_discounting(cfg)
+    if cfg.cashflow_scenarios and cfg.output != "cashflows":
+        raise ConfigurationError(
+            'config.cashflow_scenarios: chosen scenarios are for "output": "cashflows"; set '
+            "that output or drop the key"
+        )
     if any(not (math.isfinite(f) and f >= 0) for f in cfg.underwriting_class_factors):
         raise ConfigurationError("config.underwriting_class_factors: factors must be >= 0")
     dyn = cfg.dynamic_lapse
@@ -165,6 +217,41 @@ def parse_config(config: Mapping[str, Any]) -> ProjectionConfig:
             f"{dyn.max_factor:g}; give min_factor <= max_factor"
         )
     return cfg
+
+
+def _check_discounting(cfg: ProjectionConfig) -> None:
+    """The discounting block against the other keys (every conflict named by key)."""
+    disc = cfg.discounting
+    problems = []
+    if disc.convention == "curve_per_step":
+        if disc.file is None:
+            problems.append(
+                "config.discounting.file: curve_per_step needs a file of discount factors "
+                "(columns step, discount_factor) or spot rates (step, rate) by time step"
+            )
+        if cfg.yield_curve is not None:
+            problems.append(
+                "config.yield_curve: curve_per_step takes its factors from "
+                "config.discounting.file; drop config.yield_curve"
+            )
+        if cfg.claim_timing == "middle":
+            problems.append(
+                'config.claim_timing: "middle" needs factors at half steps, which '
+                'curve_per_step does not interpolate; use "start" or "end"'
+            )
+    elif disc.file is not None:
+        problems.append(
+            'config.discounting.file: only "convention": "curve_per_step" reads a file of '
+            "factors by step; give the curve in config.yield_curve"
+        )
+    explicit_forward = "rate_type" in cfg.model_fields_set and cfg.rate_type != "spot"
+    if disc.convention == "step_spot" and explicit_forward:
+        problems.append(
+            'config.rate_type: step_spot reads rates as spot rates; drop "rate_type" or '
+            'set it to "spot"'
+        )
+    if problems:
+        raise ConfigurationError("; ".join(problems))
 
 
 def _rates(
@@ -192,7 +279,7 @@ def build_basis(cfg: ProjectionConfig, credentials: AMCredentials | None) -> Pro
         steps_per_year=12 if cfg.time_step == "monthly" else 1,
         premium_monthly=cfg.premium_frequency == "monthly",
         claim_timing=ClaimTiming[cfg.claim_timing.upper()],
-        spot_rates=cfg.rate_type == "spot",
+        spot_rates=cfg.rate_type == "spot" or cfg.discounting.convention == "step_spot",
         acquisition=cfg.expenses.acquisition,
         maintenance=cfg.expenses.maintenance,
         inflation=cfg.expenses.inflation,
@@ -203,6 +290,8 @@ def build_basis(cfg: ProjectionConfig, credentials: AMCredentials | None) -> Pro
         dynamic_sensitivity=dyn.sensitivity if dyn else 0.0,
         dynamic_min_factor=dyn.min_factor if dyn else 0.0,
         dynamic_max_factor=dyn.max_factor if dyn else 1.0,
+        acquisition_per_model_point=cfg.expenses.acquisition_per == "model_point",
+        discounting=Discounting(cfg.discounting.convention),
         multipliers={name: float(getattr(cfg, name)) for name in MULTIPLIERS},
     )
 
@@ -286,6 +375,8 @@ class ProjectionEngine(ICalcEngine):
         self._cfg: ProjectionConfig | None = None
         self._basis: ProjectionBasis | None = None
         self._curve: np.ndarray | None = None
+        self._rate0: float | None = None
+        self._premium_table: PremiumTable | None = None
         self._outputs: dict[str, Any] = {}
 
     def initialize(
@@ -294,14 +385,38 @@ class ProjectionEngine(ICalcEngine):
         """Parse the config and load the assumption tables (see the reference page)."""
         cfg = parse_config(config)
         basis = build_basis(cfg, credentials)
-        if cfg.yield_curve is not None:
-            curve = load_rate_table(
-                cfg.yield_curve, credentials, "config.yield_curve", "year", probabilities=False
-            ).rates
+        disc = cfg.discounting
+        rate0: float | None = None
+        if disc.convention == "curve_per_step":
+            assert disc.file is not None
+            basis.step_factors = load_step_factors(
+                disc.file, credentials, "config.discounting.file", disc.compounding,
+                basis.steps_per_year,
+            )  # fmt: skip
+            # Yearly rates for checks and dynamic lapses: one-year forwards of the factors.
+            whole = basis.step_factors[:: basis.steps_per_year]
+            curve = whole[:-1] / whole[1:] - 1.0 if len(whole) > 1 else np.zeros(1)
+        elif cfg.yield_curve is not None:
+            curve, rate0 = load_yield_curve(
+                cfg.yield_curve, credentials, "config.yield_curve", disc.compounding
+            )
+            if rate0 is not None and disc.convention != "step_spot":
+                raise ConfigurationError(
+                    f"config.yield_curve: a year-0 rate is used by step_spot discounting only "
+                    f"(the convention is {disc.convention}); drop the year-0 row or set "
+                    'config.discounting.convention to "step_spot"'
+                )
         else:
             # A flat curve long enough for any projection (to age 120 from age 0).
-            curve = np.full(MAX_AGE + 1, cfg.discount_rate)
-        self._cfg, self._basis, self._curve = cfg, basis, curve.reshape(1, -1)
+            flat = float(to_effective(cfg.discount_rate, disc.compounding))
+            curve = np.full(MAX_AGE + 1, flat)
+            rate0 = flat if disc.convention == "step_spot" else None
+        table = None
+        if isinstance(cfg.premium, RateTablePremium):
+            table = PremiumTable(cfg.premium, credentials, "config.premium.table")
+        self._cfg, self._basis = cfg, basis
+        self._curve = np.ascontiguousarray(curve, dtype=np.float64).reshape(1, -1)
+        self._rate0, self._premium_table = rate0, table
         self._outputs = {}
 
     def get_info(self) -> EngineInfo:
@@ -322,6 +437,7 @@ class ProjectionEngine(ICalcEngine):
     def dispose(self) -> None:
         """Forget the config and tables."""
         self._cfg = self._basis = self._curve = None
+        self._rate0 = self._premium_table = None
         self._outputs = {}
 
     def _ready(self) -> tuple[ProjectionConfig, ProjectionBasis]:
@@ -362,9 +478,13 @@ class ProjectionEngine(ICalcEngine):
     def output_spec(self, inputs: Mapping[str, np.ndarray]) -> OutputSpec:
         """The output records for these inputs: one per policy and scenario, per scenario
         (totals) or per policy (means)."""
-        policies, _, scen = find_inputs(inputs)
+        policies, ext, scen = find_inputs(inputs)
         n_scen = 1 if scen is None else len(self._scenarios(scen)[1])
         mode = self.output_mode
+        if mode is OutputMode.CASHFLOWS:
+            slots = 1 if scen is None else 1 + len(self._ready()[0].cashflow_scenarios)
+            steps = steps_left(self._ready()[1], policies, ext)
+            return OutputSpec(mode.dtype, slots * (int(steps.max()) if len(steps) else 0))
         return OutputSpec(mode.dtype, mode.records(len(policies), n_scen))
 
     def get_outputs(self) -> Mapping[str, Any]:
@@ -388,7 +508,18 @@ class ProjectionEngine(ICalcEngine):
                     f"policy {int(policies['policy_id'][i])} (row {i + 1}): RESULT records hold "
                     '32-bit policy ids; renumber the policies or use "output": "detail"'
                 )
-        chunk = prepare_chunk(basis, policies, ext, rates, scenario_ids)
+        deterministic = scen is None
+        if not deterministic and basis.discounting is Discounting.CURVE_PER_STEP:
+            raise ConfigurationError(
+                "config.discounting.convention: curve_per_step discounts the deterministic run "
+                "only; scenarios keep their money-market discounting (drop the SCENARIO input "
+                'or use "flat_forward")'
+            )
+        rate0 = self._rate0 if deterministic else None
+        chunk = prepare_chunk(basis, policies, ext, rates, scenario_ids, rate0)
+        self._set_premiums(cfg, basis, chunk, policies, ext, deterministic)
+        if mode is OutputMode.CASHFLOWS:
+            return self._run_cashflows(cfg, basis, chunk, deterministic, output_buffer, start)
         rows = mode.records(chunk.n_policies, chunk.n_scenarios)
         if rows == 0:
             return ExecutionResult(execution_time_ms=(time.perf_counter() - start) * 1e3)
@@ -398,7 +529,10 @@ class ProjectionEngine(ICalcEngine):
                 f"the projection ({cfg.output!r} output) needs an output buffer of {rows} "
                 f"records of its record dtype (see output_spec); got {got}"
             )
-        separable = cfg.method == "separable" or (cfg.method == "auto" and not basis.dynamic_lapse)
+        # auto: separable unless dynamic lapses, or one scenario (then no grid arrays at all)
+        separable = cfg.method == "separable" or (
+            cfg.method == "auto" and not basis.dynamic_lapse and chunk.n_scenarios > 1
+        )
         try:
             written = project(chunk, basis, mode, output_buffer, separable)
         except ValueError as exc:
@@ -420,6 +554,69 @@ class ProjectionEngine(ICalcEngine):
             rows_processed=written,
             bytes_written=written * mode.dtype.itemsize,
             warnings=warnings,
+        )
+
+    def _set_premiums(
+        self,
+        cfg: ProjectionConfig,
+        basis: ProjectionBasis,
+        chunk: ChunkInputs,
+        policies: np.ndarray,
+        ext: np.ndarray | None,
+        deterministic: bool,
+    ) -> None:
+        """Replace the chunk's premiums per payment when the config derives them."""
+        if isinstance(cfg.premium, EquivalencePremium):
+            det = chunk
+            if not deterministic:
+                # Priced on the run's deterministic curve, whatever the scenarios.
+                assert self._curve is not None
+                det = prepare_chunk(
+                    basis, policies, ext, self._curve, np.zeros(1, np.uint32), self._rate0
+                )
+            chunk.pol_float[:, PREMIUM] = equivalence_premiums(cfg.premium, basis, det)
+        elif self._premium_table is not None:
+            per_year = 12 if basis.premium_monthly else 1
+            chunk.pol_float[:, PREMIUM] = self._premium_table.premiums(policies, per_year)
+
+    def _run_cashflows(
+        self,
+        cfg: ProjectionConfig,
+        basis: ProjectionBasis,
+        chunk: ChunkInputs,
+        deterministic: bool,
+        output_buffer: np.ndarray | None,
+        start: float,
+    ) -> ExecutionResult:
+        """The portfolio's cash flows by period (CASHFLOW records) for this chunk."""
+        try:
+            slot_ids, weights = cashflow_slots(
+                chunk.scenario_ids, cfg.cashflow_scenarios, deterministic
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"config.cashflow_scenarios: {exc}") from None
+        rows = len(slot_ids) * chunk.n_steps_max
+        if rows and (
+            output_buffer is None
+            or output_buffer.dtype != OutputMode.CASHFLOWS.dtype
+            or len(output_buffer) < rows
+        ):
+            got = "none" if output_buffer is None else f"{len(output_buffer)} records"
+            raise ConfigurationError(
+                f"the projection ('cashflows' output) needs an output buffer of {rows} CASHFLOW "
+                f"records (see output_spec); got {got}"
+            )
+        try:
+            written = project_cashflows(chunk, basis, output_buffer, slot_ids, weights)
+        except ValueError as exc:
+            raise ExecutionError(f"projection kernel failed: {exc}") from exc
+        self._outputs["method"] = "full"
+        seconds = time.perf_counter() - start
+        return ExecutionResult(
+            success=True,
+            execution_time_ms=seconds * 1e3,
+            rows_processed=written,
+            bytes_written=written * OutputMode.CASHFLOWS.dtype.itemsize,
         )
 
     def _audit(self, cfg: ProjectionConfig, basis: ProjectionBasis, chunk: ChunkInputs) -> None:

@@ -49,8 +49,9 @@ def unit_flows_numpy(chunk: ChunkInputs, basis: ProjectionBasis) -> dict[str, Ar
     k_max = chunk.n_steps_max
     k = np.arange(k_max)
     months = pi[:, DURATION, None] + k[None, :] * (12 // m)
-    active = k[None, :] < pi[:, NSTEPS, None]
-    py = months // 12 + 1
+    # Steps before issue (future new business) carry nothing.
+    active = (k[None, :] < pi[:, NSTEPS, None]) & (months >= 0)
+    py = np.maximum(months, 0) // 12 + 1
     mort = basis.mortality
     ages = np.clip(pi[:, AGE, None] + py - 1 - basis.mortality_age_min, 0, mort.shape[1] - 1)
     col = np.minimum(py, mort.shape[2]) - 1
@@ -67,16 +68,21 @@ def unit_flows_numpy(chunk: ChunkInputs, basis: ProjectionBasis) -> dict[str, Ar
         la = np.minimum(1.0, la)
         la = la if m == 1 else monthly_rate_numpy(la)
     if basis.premium_monthly:
+        pay = np.ones(months.shape)
         frac = np.full(months.shape, 1.0 / 12.0)
     else:
-        frac = (months % 12 == 0).astype(np.float64)
+        pay = (months % 12 == 0).astype(np.float64)
+        frac = pay
     t = k / m
     infl = 1.0 + basis.inflation
     e_mult = mult["expense_multiplier"]
-    prem = pf[:, PREMIUM, None] * mult["premium_multiplier"] * frac
+    prem = pf[:, PREMIUM, None] * mult["premium_multiplier"] * pay  # PREMIUM: per payment
     exps = (basis.maintenance * frac * infl**t + basis.percent_of_premium * prem) * e_mult
-    if k_max:
-        exps[:, 0] += np.where(pi[:, DURATION] == 0, basis.acquisition * e_mult, 0.0)
+    acquisition = np.full(len(pf), basis.acquisition * e_mult)
+    if basis.acquisition_per_model_point:
+        count = pf[:, COUNT]
+        acquisition = np.where(count > 0, acquisition / np.where(count > 0, count, 1.0), 0.0)
+    exps += np.where(months == 0, acquisition[:, None], 0.0)
     tau = 0.5 * int(basis.claim_timing)
     cexp = np.broadcast_to(basis.per_claim * e_mult * infl ** (t + tau / m), months.shape)
     sv = by_year(basis.surrender) * np.where(pi[:, PRODUCT] != 0, pf[:, SA], 0.0)[:, None]
