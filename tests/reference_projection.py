@@ -233,13 +233,17 @@ def equivalence_premium(
     decimals: int | None,
     mode: str = "half_up",
     rate0: float | None = None,
+    policy_count: float = 1.0,
 ) -> float:
     """Premium per payment: ``(1 + loading) PV(covered outgo) / PV(premium annuity)``.
 
     Outgo covered by name (``claims``, ``surrenders``, ``maturities``, ``expenses``,
     ``commissions``); expenses and commissions that are a share of the premium make the
-    equation linear in the premium, solved from its values at premiums 0 and 1.
+    equation linear in the premium, solved from its values at premiums 0 and 1. Values are
+    per life (``policy_count`` only shares a per-model-point acquisition expense; a record
+    of no lives is priced as one life).
     """
+    count = policy_count if policy_count > 0 else 1.0
     names = {
         "claims": "death_benefits",
         "surrenders": "surrender_benefits",
@@ -249,7 +253,8 @@ def equivalence_premium(
     }
 
     def outgo(p: float) -> tuple[float, float]:
-        pv = project_pair(policy, duration_months, 1.0, rates, basis, rate0, premium=p)
+        pv = project_pair(policy, duration_months, count, rates, basis, rate0, premium=p)
+        pv = {k: value / count for k, value in pv.items()}
         pv["expenses_only"] = pv["expenses"] - pv["commissions"]
         return sum(pv[names[c]] for c in cover), pv["premium_annuity"]
 

@@ -167,10 +167,8 @@ _UNION_MEMBERS = (GivenPremium, EquivalencePremium, RateTablePremium)
 
 
 def _tag(model: type[BaseModel]) -> str:
-    return str(
-        model.model_fields["method"].default
-        or typing.get_args(model.model_fields["method"].annotation)[0]
-    )
+    """The ``method`` value that selects a member of a tagged union."""
+    return str(typing.get_args(model.model_fields["method"].annotation)[0])
 
 
 def parse_config(config: Mapping[str, Any]) -> ProjectionConfig:

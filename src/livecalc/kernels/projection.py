@@ -416,6 +416,7 @@ def cashflow_kernel(
                 else:
                     la[:] = lap[k]
                 v_start, v_claim, v_end = df_t[k * g], df_t[k * g + coff], df_t[k * g + g]
+                issued = pi[DURATION] + k * (12 // m) >= 0
                 for s in range(n_scen):
                     ls = lives[s]
                     d = ls * q[k]
@@ -431,7 +432,7 @@ def cashflow_kernel(
                     vals[4] = w * (ls * (expc[k] - comc[k]) + d * cexp[k])
                     vals[5] = w * ls * comc[k]
                     vals[6] = vals[0] - vals[1] - vals[2] - vals[3] - vals[4] - vals[5]
-                    vals[7] = w * ls
+                    vals[7] = w * ls if issued else 0.0  # future new business: not yet
                     vals[8] = w * d
                     vals[9] = w * lapses
                     vals[10] = w * (
