@@ -626,3 +626,49 @@ class TestConfigErrors:
 def test_discounting_enum_values() -> None:
     """The config's convention names are the enum's values."""
     assert {d.value for d in Discounting} == {"flat_forward", "step_spot", "curve_per_step"}
+
+
+class TestSingleScenarioPath:
+    """The one-pass single-scenario path (deterministic runs) against the reference."""
+
+    @settings(max_examples=40, deadline=None)
+    @given(projection_cases(dynamic=False))
+    def test_matches_reference_in_every_mode(self, case: ProjectionCase) -> None:
+        """npv, detail, detail_ext, totals and means from the parts, to 1e-12 relative."""
+        from livecalc.kernels.projection_single import single_parts, write_single
+
+        rates = case.rates[:1]
+        chunk = prepare_chunk(
+            case.basis, case.policies, case.extension, rates, np.array([5]), case.rate0
+        )
+        parts = single_parts(chunk, case.basis)
+        refs = []
+        for i, pol in enumerate(case.policies):
+            months, count = _months_and_counts(case, i)
+            refs.append(project_pair(pol, months, count, list(rates[0]), case.basis, case.rate0))
+        comps = ("premium_income", "death_benefits", "surrender_benefits", "maturity_benefits")
+        gross = np.array([sum(abs(r[c]) for c in (*comps, "expenses")) for r in refs])
+
+        for mode in (OutputMode.NPV, OutputMode.DETAIL, OutputMode.DETAIL_EXT):
+            out = np.zeros(chunk.n_policies, mode.dtype)
+            assert chunk.n_policies == write_single(chunk, case.basis, mode, out, parts)
+            close([r["npv"] for r in refs], out["npv"], rel=1e-12, scale=gross)
+            assert (out["scenario_id"] == 5).all()
+            if mode is OutputMode.NPV:
+                continue
+            for c in comps:
+                close([r[c] for r in refs], out[c], rel=1e-12, scale=gross)
+            if mode is OutputMode.DETAIL:
+                close([r["expenses"] for r in refs], out["expenses"], rel=1e-12, scale=gross)
+            else:
+                close([r["commissions"] for r in refs], out["commissions"], rel=1e-12)
+                close([r["premium_annuity"] for r in refs], out["premium_annuity"], rel=1e-12)
+                want = [r["expenses"] - r["commissions"] for r in refs]
+                close(want, out["expenses"], rel=1e-12, scale=gross)
+        totals = np.zeros(1, OutputMode.SCENARIO_TOTALS.dtype)
+        write_single(chunk, case.basis, OutputMode.SCENARIO_TOTALS, totals, parts)
+        close([sum(r["npv"] for r in refs)], totals["npv"], rel=1e-12, scale=[gross.sum()])
+        means = np.zeros(chunk.n_policies, OutputMode.POLICY_MEANS.dtype)
+        write_single(chunk, case.basis, OutputMode.POLICY_MEANS, means, parts)
+        assert (means["scenario_id"] == ALL_SCENARIOS).all()
+        close([r["npv"] for r in refs], means["npv"], rel=1e-12, scale=gross)

@@ -20,6 +20,7 @@ from livecalc.errors import ConfigurationError
 from livecalc.kernels.projection import COUNT, PREMIUM
 from livecalc.kernels.projection_basis import ChunkInputs, OutputMode, ProjectionBasis
 from livecalc.kernels.projection_run import project
+from livecalc.kernels.projection_single import single_parts, single_pvs
 from livecalc.tables import read_table
 
 __all__ = [
@@ -148,30 +149,48 @@ class PremiumTable:
 
 
 def equivalence_premiums(
-    cfg: EquivalencePremium, basis: ProjectionBasis, chunk: ChunkInputs
+    cfg: EquivalencePremium,
+    basis: ProjectionBasis,
+    chunk: ChunkInputs,
+    parts: Float1D | None = None,
 ) -> Float1D:
     """Premium per payment of each policy of a deterministic chunk (one scenario).
 
-    One projection at a unit premium gives every present value the equation needs: claims,
-    surrenders and maturities do not depend on the premium, commissions are proportional to
-    it, and expenses are fixed amounts plus ``percent_of_premium x expense_multiplier`` times
-    the premium income.
+    Claims, surrenders and maturities do not depend on the premium, commissions are
+    proportional to it, and expenses are fixed amounts plus ``percent_of_premium x
+    expense_multiplier`` times the premium income: the present values at a unit premium give
+    the equation's coefficients. ``parts`` are the single-scenario kernel's, when the caller
+    has them already (without dynamic lapses they come from that kernel; with them, from the
+    full kernel).
 
     Raises:
         ConfigurationError: a policy's loaded premium-related outgo reaches its premium (the
             equation has no positive solution).
     """
     n = chunk.n_policies
-    unit = dataclasses.replace(chunk, pol_float=chunk.pol_float.copy())
-    unit.pol_float[:, PREMIUM] = 1.0
-    # Present values per life: a record of no lives is priced as one life.
-    count = np.where(chunk.pol_float[:, COUNT] > 0, chunk.pol_float[:, COUNT], 1.0)
-    unit.pol_float[:, COUNT] = count
-    out = np.zeros(n, dtype=OutputMode.DETAIL_EXT.dtype)
-    project(unit, basis, OutputMode.DETAIL_EXT, out, separable=False)
-    per_life = {name: out[name] / count for name in _PV_FIELDS}
-    income = per_life["premium_income"]
     pct = basis.percent_of_premium * basis.multipliers["expense_multiplier"]
+    if not basis.dynamic_lapse:
+        pv = single_pvs(single_parts(chunk, basis) if parts is None else parts, basis, np.ones(n))
+        per_life = {
+            "death_benefits": pv.death_benefits,
+            "surrender_benefits": pv.surrender_benefits,
+            "maturity_benefits": pv.maturity_benefits,
+            "fixed_expenses": pv.fixed_expenses,
+            "commissions": pv.commissions,
+            "premium_income": pv.premium_income,
+            "premium_annuity": pv.premium_annuity,
+        }
+    else:
+        unit = dataclasses.replace(chunk, pol_float=chunk.pol_float.copy())
+        unit.pol_float[:, PREMIUM] = 1.0
+        # Present values per life: a record of no lives is priced as one life.
+        count = np.where(chunk.pol_float[:, COUNT] > 0, chunk.pol_float[:, COUNT], 1.0)
+        unit.pol_float[:, COUNT] = count
+        out = np.zeros(n, dtype=OutputMode.DETAIL_EXT.dtype)
+        project(unit, basis, OutputMode.DETAIL_EXT, out, separable=False)
+        per_life = {name: out[name] / count for name in _PV_FIELDS}
+        per_life["fixed_expenses"] = per_life["expenses"] - pct * per_life["premium_income"]
+    income = per_life["premium_income"]
     fixed = np.zeros(n)
     slope = np.zeros(n)
     for item in cfg.cover:
@@ -182,7 +201,7 @@ def equivalence_premiums(
         elif item == "maturities":
             fixed += per_life["maturity_benefits"]
         elif item == "expenses":
-            fixed += per_life["expenses"] - pct * income
+            fixed += per_life["fixed_expenses"]
             slope += pct * income
         else:
             slope += per_life["commissions"]

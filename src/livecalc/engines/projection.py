@@ -49,6 +49,7 @@ from livecalc.kernels.projection_discount import (
     to_effective,
 )
 from livecalc.kernels.projection_run import cashflow_slots, project, project_cashflows
+from livecalc.kernels.projection_single import single_parts, write_single
 from livecalc.tables import (
     MAX_AGE,
     RateTable,
@@ -515,7 +516,16 @@ class ProjectionEngine(ICalcEngine):
             )
         rate0 = self._rate0 if deterministic else None
         chunk = prepare_chunk(basis, policies, ext, rates, scenario_ids, rate0)
-        self._set_premiums(cfg, basis, chunk, policies, ext, deterministic)
+        # One scenario without dynamic lapses: one pass per policy, premiums included.
+        single = (
+            cfg.method == "auto"
+            and chunk.n_scenarios == 1
+            and not basis.dynamic_lapse
+            and mode is not OutputMode.CASHFLOWS
+            and cfg.audit is None
+        )
+        parts = single_parts(chunk, basis) if single and chunk.n_policies else None
+        self._set_premiums(cfg, basis, chunk, policies, ext, deterministic, parts)
         if mode is OutputMode.CASHFLOWS:
             return self._run_cashflows(cfg, basis, chunk, deterministic, output_buffer, start)
         rows = mode.records(chunk.n_policies, chunk.n_scenarios)
@@ -532,10 +542,15 @@ class ProjectionEngine(ICalcEngine):
             cfg.method == "auto" and not basis.dynamic_lapse and chunk.n_scenarios > 1
         )
         try:
-            written = project(chunk, basis, mode, output_buffer, separable)
+            if parts is not None:
+                written = write_single(chunk, basis, mode, output_buffer, parts)
+            else:
+                written = project(chunk, basis, mode, output_buffer, separable)
         except ValueError as exc:
             raise ExecutionError(f"projection kernel failed: {exc}") from exc
-        self._outputs["method"] = "separable" if separable else "full"
+        self._outputs["method"] = (
+            "single" if parts is not None else "separable" if separable else "full"
+        )
         if cfg.audit is not None:
             self._audit(cfg, basis, chunk)
         warnings = []
@@ -562,17 +577,19 @@ class ProjectionEngine(ICalcEngine):
         policies: np.ndarray,
         ext: np.ndarray | None,
         deterministic: bool,
+        parts: np.ndarray | None = None,
     ) -> None:
         """Replace the chunk's premiums per payment when the config derives them."""
         if isinstance(cfg.premium, EquivalencePremium):
             det = chunk
             if not deterministic:
+                parts = None
                 # Priced on the run's deterministic curve, whatever the scenarios.
                 assert self._curve is not None
                 det = prepare_chunk(
                     basis, policies, ext, self._curve, np.zeros(1, np.uint32), self._rate0
                 )
-            chunk.pol_float[:, PREMIUM] = equivalence_premiums(cfg.premium, basis, det)
+            chunk.pol_float[:, PREMIUM] = equivalence_premiums(cfg.premium, basis, det, parts)
         elif self._premium_table is not None:
             per_year = 12 if basis.premium_monthly else 1
             chunk.pol_float[:, PREMIUM] = self._premium_table.premiums(policies, per_year)
