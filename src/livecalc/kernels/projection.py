@@ -603,7 +603,7 @@ def ids_kernel(
             out_res[r] = 0
 
 
-@_njit(parallel=True, cache=True, nogil=True)
+@_njit(parallel=True, cache=True, nogil=True, fastmath={"contract"})
 def single_scenario_kernel(
     pol_int: Array,
     pol_float: Array,
@@ -672,18 +672,27 @@ def single_scenario_kernel(
                 if not monthly_premium and months % 12 == 0:
                     paid = lives * vs[k]
                     paid_infl = lives * vsi[k]
+                sv = surr[min(py, n_surr) - 1] * sv_amount
                 l_vs = 0.0
                 l_vsi = 0.0
                 l_vc = 0.0
                 l_vci = 0.0
                 l_ve = 0.0
-                for j in range(k, end):
-                    l_vs += lives * vs[j]
-                    l_vsi += lives * vsi[j]
-                    l_vc += lives * vc[j]
-                    l_vci += lives * vci[j]
-                    l_ve += lives * ve[j]
-                    lives *= survive
+                if sv != 0.0:
+                    for j in range(k, end):
+                        l_vs += lives * vs[j]
+                        l_vsi += lives * vsi[j]
+                        l_vc += lives * vc[j]
+                        l_vci += lives * vci[j]
+                        l_ve += lives * ve[j]
+                        lives *= survive
+                else:  # no surrender value this year (term assurance): one sum fewer
+                    for j in range(k, end):
+                        l_vs += lives * vs[j]
+                        l_vsi += lives * vsi[j]
+                        l_vc += lives * vc[j]
+                        l_vci += lives * vci[j]
+                        lives *= survive
                 if monthly_premium:
                     paid = l_vs
                     paid_infl = l_vsi
@@ -692,7 +701,7 @@ def single_scenario_kernel(
                 maintenance += paid_infl
                 deaths += q * l_vc
                 claim_expense += q * l_vci
-                surrenders += (1.0 - q) * lapse * surr[min(py, n_surr) - 1] * sv_amount * l_ve
+                surrenders += (1.0 - q) * lapse * sv * l_ve
                 k = end
             if per_model_point:
                 count = pol_float[i, COUNT]

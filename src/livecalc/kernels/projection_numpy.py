@@ -31,7 +31,7 @@ from livecalc.kernels.projection_basis import (
     ProjectionBasis,
 )
 
-__all__ = ["monthly_rate_numpy", "project_numpy", "unit_flows_numpy"]
+__all__ = ["deterministic_numpy", "monthly_rate_numpy", "project_numpy", "unit_flows_numpy"]
 
 Array = np.ndarray[Any, Any]
 
@@ -86,13 +86,16 @@ def unit_flows_numpy(chunk: ChunkInputs, basis: ProjectionBasis) -> dict[str, Ar
     tau = 0.5 * int(basis.claim_timing)
     cexp = np.broadcast_to(basis.per_claim * e_mult * infl ** (t + tau / m), months.shape)
     sv = by_year(basis.surrender) * np.where(pi[:, PRODUCT] != 0, pf[:, SA], 0.0)[:, None]
+    comm = by_year(basis.commission) * prem
     flows = {
         "q": q,
         "lapse": la,
         "prem": prem,
-        "expc": exps + by_year(basis.commission) * prem,
+        "expc": exps + comm,
         "cexp": cexp,
         "sv": sv,
+        "comm": comm,
+        "pay": pay,
     }
     return {name: np.where(active, v, 0.0) for name, v in flows.items()}
 
@@ -226,3 +229,95 @@ def project_numpy(
     if mode is OutputMode.SCENARIO_TOTALS:
         _write(out, list(totals), slice(0, n_scen))
     return rows
+
+
+def deterministic_numpy(
+    chunk: ChunkInputs,
+    basis: ProjectionBasis,
+    loading: float | None = None,
+    cover: tuple[str, ...] = ("claims",),
+    decimals: int | None = 2,
+) -> tuple[Array, Array]:
+    """(premium per payment, npv) of each policy of a one-scenario chunk, in plain numpy.
+
+    One loop over the steps on vectors of policies (rates gathered from the per-step decrement
+    tables of ``ProjectionBasis.decrement_tables``), present values at a unit premium, then,
+    with ``loading``, the equivalence premium (half-up rounding to ``decimals``) and the npv.
+    The baseline the benchmark times against the single-scenario kernel.
+    """
+    pi, pf = chunk.pol_int, chunk.pol_float
+    n, mps = chunk.n_policies, 12 // basis.steps_per_year
+    qtab, ltab = basis.decrement_tables()
+    qrows = qtab[pi[:, UCLASS], pi[:, GENDER]]  # (policies, ages, select columns)
+    g, coff = basis.grid_per_step, basis.claim_offset
+    disc = chunk.disc_factors[0]
+    mult = basis.multipliers
+    e_mult, p_mult = mult["expense_multiplier"], mult["premium_multiplier"]
+    infl = 1.0 + basis.inflation
+    tau = 0.5 * int(basis.claim_timing)
+    sa = pf[:, SA]
+    sv_amount = np.where(pi[:, PRODUCT] != 0, sa, 0.0)
+    acquisition = np.full(n, basis.acquisition * e_mult)
+    if basis.acquisition_per_model_point:
+        count = pf[:, COUNT]
+        acquisition = np.where(count > 0, acquisition / np.where(count > 0, count, 1.0), 0.0)
+    rows = np.arange(n)
+    age_row = pi[:, AGE] - basis.mortality_age_min - 1
+    lives = np.ones(n)
+    names = ("annuity", "comm", "maint", "acq", "death", "cexp", "surr")
+    pv = {k: np.zeros(n) for k in names}
+    for k in range(chunk.n_steps_max):
+        months = pi[:, DURATION] + k * mps
+        active = (months >= 0) & (k < pi[:, NSTEPS])
+        py = np.maximum(months, 0) // 12 + 1
+        q = qrows[
+            rows, np.clip(age_row + py, 0, qrows.shape[1] - 1), np.minimum(py, qrows.shape[2]) - 1
+        ]
+        q = np.where(active, q, 0.0)
+        la = np.where(active, ltab[np.minimum(py, len(ltab)) - 1], 0.0)
+        pay = active if basis.premium_monthly else active & (months % 12 == 0)
+        vs, vc, ve = disc[k * g], disc[k * g + coff], disc[k * g + g]
+        t = k / basis.steps_per_year
+        paid = np.where(pay, lives, 0.0) * vs
+        pv["annuity"] += paid
+        pv["comm"] += paid * basis.commission[np.minimum(py, len(basis.commission)) - 1]
+        pv["maint"] += paid * infl**t
+        pv["acq"] += np.where(months == 0, acquisition * vs, 0.0)
+        d = lives * q
+        lapses = (lives - d) * la
+        pv["death"] += d * vc
+        pv["cexp"] += d * (vc * infl ** (t + tau / basis.steps_per_year))
+        surr = basis.surrender[np.minimum(py, len(basis.surrender)) - 1] * sv_amount
+        pv["surr"] += lapses * surr * ve
+        lives = lives - d - lapses
+    steps = pi[:, NSTEPS]
+    endow = (pi[:, PRODUCT] == 2) & (steps > 0)
+    mat = np.where(endow, lives * sa * disc[steps * g], 0.0)
+    per_payment = 1.0 / 12.0 if basis.premium_monthly else 1.0
+    fixed_exp = (
+        e_mult * (basis.maintenance * per_payment * pv["maint"] + basis.per_claim * pv["cexp"])
+        + pv["acq"]
+    )
+    income = p_mult * pv["annuity"]  # at a premium of 1 per payment
+    pct = basis.percent_of_premium * e_mult
+    comm = p_mult * pv["comm"]
+    death = pv["death"] * sa
+    if loading is None:
+        premium = pf[:, PREMIUM]
+    else:
+        outgo = {"claims": death, "surrenders": pv["surr"], "maturities": mat}
+        fixed = sum((outgo[c] for c in cover if c in outgo), np.zeros(n))
+        slope = np.zeros(n)
+        if "expenses" in cover:
+            fixed = fixed + fixed_exp
+            slope += pct * income
+        if "commissions" in cover:
+            slope += comm
+        denominator = pv["annuity"] - (1.0 + loading) * slope
+        with np.errstate(divide="ignore", invalid="ignore"):
+            raw = np.where(pv["annuity"] > 0, (1.0 + loading) * fixed / denominator, 0.0)
+        scale = 10.0 ** (decimals or 0)
+        premium = raw if decimals is None else np.floor(raw * scale + 0.5) / scale
+    outgo_total = death + pv["surr"] + mat + fixed_exp
+    npv = pf[:, COUNT] * (premium * (income - pct * income - comm) - outgo_total)
+    return premium, npv
