@@ -621,8 +621,10 @@ class ProjectionEngine(ICalcEngine):
                 f"the projection ('cashflows' output) needs an output buffer of {rows} CASHFLOW "
                 f"records (see output_spec); got {got}"
             )
+        written = 0
         try:
-            written = project_cashflows(chunk, basis, output_buffer, slot_ids, weights)
+            if output_buffer is not None:
+                written = project_cashflows(chunk, basis, output_buffer, slot_ids, weights)
         except ValueError as exc:
             raise ExecutionError(f"projection kernel failed: {exc}") from exc
         self._outputs["method"] = "full"
