@@ -672,3 +672,58 @@ class TestSingleScenarioPath:
         write_single(chunk, case.basis, OutputMode.POLICY_MEANS, means, parts)
         assert (means["scenario_id"] == ALL_SCENARIOS).all()
         close([r["npv"] for r in refs], means["npv"], rel=1e-12, scale=gross)
+
+
+class TestNumpyBaseline:
+    """The benchmark's numpy implementation computes the same model as the engine."""
+
+    @settings(max_examples=25, deadline=None)
+    @given(projection_cases(dynamic=False))
+    def test_deterministic_numpy_matches_single_path(self, case: ProjectionCase) -> None:
+        """Equivalence premiums (unrounded) and npv agree with the kernels to 1e-9."""
+        from livecalc.kernels.projection_numpy import deterministic_numpy
+        from livecalc.kernels.projection_single import single_parts, single_pvs
+
+        basis = dataclasses.replace(
+            case.basis, commission=np.minimum(case.basis.commission, 0.3), percent_of_premium=0.05
+        )
+        if case.extension is not None:
+            case.extension["policy_count"] = np.maximum(case.extension["policy_count"], 0.01)
+        chunk = prepare_chunk(
+            basis, case.policies, case.extension, case.rates[:1], np.zeros(1), case.rate0
+        )
+        cover = ("claims", "expenses", "commissions")
+        cfg = EquivalencePremium(
+            method="equivalence", loading=0.2, cover=list(cover), rounding=None
+        )
+
+        premium, npv = deterministic_numpy(chunk, basis, 0.2, cover, None)
+
+        want = equivalence_premiums(cfg, basis, chunk)
+        close(want, premium)
+        pv = single_pvs(single_parts(chunk, basis), basis, want)
+        gross = pv.premium_income + pv.death_benefits + pv.expenses + pv.commissions
+        scale = chunk.pol_float[:, 2] * (gross + pv.surrender_benefits + pv.maturity_benefits)
+        close(chunk.pol_float[:, 2] * pv.npv, npv, scale=scale)
+
+
+def test_merge_cashflows_aligns_periods() -> None:
+    """A chunk with fewer periods adds into the matching (scenario, period) records."""
+    from livecalc._node import merge_cashflows
+
+    def part(ids: list[int], periods: int, value: float) -> np.ndarray:
+        rec = np.zeros(len(ids) * periods, CASHFLOW_DTYPE).reshape(len(ids), periods)
+        rec["scenario_id"] = np.array(ids)[:, None]
+        rec["period"] = np.arange(1, periods + 1)[None, :]
+        rec["premiums"] = value
+        rec["discount_factor"] = 0.5
+        return rec.reshape(-1)
+
+    merged = merge_cashflows(merge_cashflows(None, part([7, 9], 2, 1.0)), part([7, 9], 3, 10.0))
+
+    view = merged.reshape(2, 3)
+    assert [[7] * 3, [9] * 3] == view["scenario_id"].tolist()
+    assert [[11.0, 11.0, 10.0]] * 2 == view["premiums"].tolist()
+    assert (view["discount_factor"] == 0.5).all()
+    same = merge_cashflows(part([7], 3, 1.0), part([7], 3, 2.0))
+    assert [3.0] * 3 == same["premiums"].tolist()
