@@ -603,7 +603,112 @@ def ids_kernel(
             out_res[r] = 0
 
 
-@_njit(parallel=True, cache=True, nogil=True, fastmath={"contract"})
+@_njit(cache=True, nogil=True, fastmath={"contract"})
+def _single_policies(
+    lo: int,
+    hi: int,
+    pol_int: Array,
+    pol_float: Array,
+    qtab: Array,
+    age_min: int,
+    ltab: Array,
+    comm: Array,
+    surr: Array,
+    prm: Array,
+    v: Array,
+    parts: Array,
+) -> None:
+    """``single_scenario_kernel``'s work for policies ``lo`` to ``hi - 1``."""
+    m = int(prm[P_STEPS_PER_YEAR])
+    months_per_step = 12 // m
+    monthly_premium = prm[P_PREMIUM_MONTHLY] != 0.0
+    acquisition = prm[P_ACQUISITION] * prm[P_EXPENSE_MULT]
+    per_model_point = prm[P_ACQ_PER_MODEL_POINT] != 0.0
+    n_lapse, n_comm, n_surr = len(ltab), len(comm), len(surr)
+    vs, vc, ve, vsi, vci = v[0], v[1], v[2], v[3], v[4]
+    for i in range(lo, hi):
+        n = pol_int[i, NSTEPS]
+        dur = pol_int[i, DURATION]
+        qrow = qtab[pol_int[i, UCLASS], pol_int[i, GENDER]]
+        ncol = qrow.shape[1]
+        age0 = pol_int[i, AGE] - age_min
+        sa = pol_float[i, SA]
+        sv_amount = sa if pol_int[i, PRODUCT] != 0 else 0.0
+        k = 0
+        if dur < 0:  # future new business: start at issue
+            k = (-dur + months_per_step - 1) // months_per_step
+        annuity = 0.0
+        commission = 0.0
+        deaths = 0.0
+        surrenders = 0.0
+        maintenance = 0.0
+        claim_expense = 0.0
+        acq = 0.0
+        lives = 1.0
+        # Policy year by policy year: the year's rates are looked up once, and within
+        # the year the lives run off geometrically, so each step only adds discounted
+        # lives to five sums (deaths and lapses are the year's rates times them).
+        while k < n:
+            months = dur + k * months_per_step
+            py = months // 12 + 1
+            end = min(n, k + (12 * py - months) // months_per_step)
+            q = qrow[age0 + py - 1, min(py, ncol) - 1]
+            lapse = ltab[min(py, n_lapse) - 1]
+            survive = (1.0 - q) * (1.0 - lapse)
+            if months == 0:
+                acq = acquisition * vs[k]
+            paid = 0.0
+            paid_infl = 0.0
+            if not monthly_premium and months % 12 == 0:
+                paid = lives * vs[k]
+                paid_infl = lives * vsi[k]
+            sv = surr[min(py, n_surr) - 1] * sv_amount
+            l_vs = 0.0
+            l_vsi = 0.0
+            l_vc = 0.0
+            l_vci = 0.0
+            l_ve = 0.0
+            if sv != 0.0:
+                for j in range(k, end):
+                    l_vs += lives * vs[j]
+                    l_vsi += lives * vsi[j]
+                    l_vc += lives * vc[j]
+                    l_vci += lives * vci[j]
+                    l_ve += lives * ve[j]
+                    lives *= survive
+            else:  # no surrender value this year (term assurance): one sum fewer
+                for j in range(k, end):
+                    l_vs += lives * vs[j]
+                    l_vsi += lives * vsi[j]
+                    l_vc += lives * vc[j]
+                    l_vci += lives * vci[j]
+                    lives *= survive
+            if monthly_premium:
+                paid = l_vs
+                paid_infl = l_vsi
+            annuity += paid
+            commission += comm[min(py, n_comm) - 1] * paid
+            maintenance += paid_infl
+            deaths += q * l_vc
+            claim_expense += q * l_vci
+            surrenders += (1.0 - q) * lapse * sv * l_ve
+            k = end
+        if per_model_point:
+            count = pol_float[i, COUNT]
+            acq = acq / count if count > 0.0 else 0.0
+        parts[i, S_ANNUITY] = annuity
+        parts[i, S_COMMISSION] = commission
+        parts[i, S_DEATHS] = deaths * sa
+        parts[i, S_SURRENDERS] = surrenders
+        parts[i, S_MATURITY] = 0.0
+        if pol_int[i, PRODUCT] == 2 and n > 0:
+            parts[i, S_MATURITY] = lives * sa * ve[n - 1]
+        parts[i, S_MAINTENANCE] = maintenance
+        parts[i, S_CLAIM_EXPENSE] = claim_expense
+        parts[i, S_ACQUISITION] = acq
+
+
+@_njit(parallel=True, cache=True, nogil=True)
 def single_scenario_kernel(
     pol_int: Array,
     pol_float: Array,
@@ -628,91 +733,13 @@ def single_scenario_kernel(
     from the same pass.
     """
     n_pol = pol_int.shape[0]
-    m = int(prm[P_STEPS_PER_YEAR])
-    months_per_step = 12 // m
-    monthly_premium = prm[P_PREMIUM_MONTHLY] != 0.0
-    acquisition = prm[P_ACQUISITION] * prm[P_EXPENSE_MULT]
-    per_model_point = prm[P_ACQ_PER_MODEL_POINT] != 0.0
-    n_lapse, n_comm, n_surr = len(ltab), len(comm), len(surr)
-    vs, vc, ve, vsi, vci = v[0], v[1], v[2], v[3], v[4]
+    if n_blocks == 1:  # one thread: no parallel region to start
+        _single_policies(
+            0, n_pol, pol_int, pol_float, qtab, age_min, ltab, comm, surr, prm, v, parts
+        )
+        return
     for b in numba.prange(n_blocks):
-        for i in range(b * n_pol // n_blocks, (b + 1) * n_pol // n_blocks):
-            n = pol_int[i, NSTEPS]
-            dur = pol_int[i, DURATION]
-            qrow = qtab[pol_int[i, UCLASS], pol_int[i, GENDER]]
-            ncol = qrow.shape[1]
-            age0 = pol_int[i, AGE] - age_min
-            sa = pol_float[i, SA]
-            sv_amount = sa if pol_int[i, PRODUCT] != 0 else 0.0
-            k = 0
-            if dur < 0:  # future new business: start at issue
-                k = (-dur + months_per_step - 1) // months_per_step
-            annuity = 0.0
-            commission = 0.0
-            deaths = 0.0
-            surrenders = 0.0
-            maintenance = 0.0
-            claim_expense = 0.0
-            acq = 0.0
-            lives = 1.0
-            # Policy year by policy year: the year's rates are looked up once, and within
-            # the year the lives run off geometrically, so each step only adds discounted
-            # lives to five sums (deaths and lapses are the year's rates times them).
-            while k < n:
-                months = dur + k * months_per_step
-                py = months // 12 + 1
-                end = min(n, k + (12 * py - months) // months_per_step)
-                q = qrow[age0 + py - 1, min(py, ncol) - 1]
-                lapse = ltab[min(py, n_lapse) - 1]
-                survive = (1.0 - q) * (1.0 - lapse)
-                if months == 0:
-                    acq = acquisition * vs[k]
-                paid = 0.0
-                paid_infl = 0.0
-                if not monthly_premium and months % 12 == 0:
-                    paid = lives * vs[k]
-                    paid_infl = lives * vsi[k]
-                sv = surr[min(py, n_surr) - 1] * sv_amount
-                l_vs = 0.0
-                l_vsi = 0.0
-                l_vc = 0.0
-                l_vci = 0.0
-                l_ve = 0.0
-                if sv != 0.0:
-                    for j in range(k, end):
-                        l_vs += lives * vs[j]
-                        l_vsi += lives * vsi[j]
-                        l_vc += lives * vc[j]
-                        l_vci += lives * vci[j]
-                        l_ve += lives * ve[j]
-                        lives *= survive
-                else:  # no surrender value this year (term assurance): one sum fewer
-                    for j in range(k, end):
-                        l_vs += lives * vs[j]
-                        l_vsi += lives * vsi[j]
-                        l_vc += lives * vc[j]
-                        l_vci += lives * vci[j]
-                        lives *= survive
-                if monthly_premium:
-                    paid = l_vs
-                    paid_infl = l_vsi
-                annuity += paid
-                commission += comm[min(py, n_comm) - 1] * paid
-                maintenance += paid_infl
-                deaths += q * l_vc
-                claim_expense += q * l_vci
-                surrenders += (1.0 - q) * lapse * sv * l_ve
-                k = end
-            if per_model_point:
-                count = pol_float[i, COUNT]
-                acq = acq / count if count > 0.0 else 0.0
-            parts[i, S_ANNUITY] = annuity
-            parts[i, S_COMMISSION] = commission
-            parts[i, S_DEATHS] = deaths * sa
-            parts[i, S_SURRENDERS] = surrenders
-            parts[i, S_MATURITY] = 0.0
-            if pol_int[i, PRODUCT] == 2 and n > 0:
-                parts[i, S_MATURITY] = lives * sa * ve[n - 1]
-            parts[i, S_MAINTENANCE] = maintenance
-            parts[i, S_CLAIM_EXPENSE] = claim_expense
-            parts[i, S_ACQUISITION] = acq
+        _single_policies(
+            b * n_pol // n_blocks, (b + 1) * n_pol // n_blocks,
+            pol_int, pol_float, qtab, age_min, ltab, comm, surr, prm, v, parts,
+        )  # fmt: skip

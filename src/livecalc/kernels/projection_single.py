@@ -19,6 +19,7 @@ from livecalc.kernels.projection import (
     BLOCKS,
     COUNT,
     N_SINGLE,
+    NSTEPS,
     PREMIUM,
     S_ACQUISITION,
     S_ANNUITY,
@@ -33,9 +34,14 @@ from livecalc.kernels.projection import (
 from livecalc.kernels.projection_basis import ChunkInputs, OutputMode, ProjectionBasis
 from livecalc.kernels.projection_run import inflation_factors, kernel_args
 
-__all__ = ["SinglePVs", "single_parts", "single_pvs", "write_single"]
+__all__ = ["PARALLEL_FROM_STEPS", "SinglePVs", "single_parts", "single_pvs", "write_single"]
 
 Array = np.ndarray[Any, Any]
+
+PARALLEL_FROM_STEPS = 1 << 22
+"""Policy-steps from which the kernel runs policy-parallel. Below it one thread does the work:
+a few milliseconds of it cost less than starting a parallel region, whose threads also wait
+for one another when other processes share the cores."""
 
 
 def single_parts(chunk: ChunkInputs, basis: ProjectionBasis) -> Array:
@@ -61,9 +67,10 @@ def single_parts(chunk: ChunkInputs, basis: ProjectionBasis) -> Array:
     v[3, :k_max] = v[0, :k_max] * infl[0]
     v[4, :k_max] = v[1, :k_max] * infl[1]
     args = kernel_args(chunk, basis)
-    single_scenario_kernel(
-        *args[:8], v, max(1, min(n, BLOCKS)), parts
-    )  # the inflation factors (args[8]) are folded into v
+    total_steps = int(chunk.pol_int[:, NSTEPS].sum())
+    n_blocks = max(1, min(n, BLOCKS)) if total_steps >= PARALLEL_FROM_STEPS else 1
+    # The inflation factors (args[8]) are folded into v.
+    single_scenario_kernel(*args[:8], v, n_blocks, parts)
     return parts
 
 
