@@ -72,15 +72,15 @@ def check_all_modes(case: ProjectionCase, separable: bool, impl: str) -> None:
         scale = gross.mean(axis=1) if f == "npv" else ref[f].mean(axis=1)
         assert_close(ref[f].mean(axis=1), means[f], scale)
     assert (ALL_SCENARIOS == means["scenario_id"]).all()
-    if impl == "numba":
-        ext = run(case, OutputMode.DETAIL_EXT, separable, impl)
-        for f in (*FIELDS, *EXT_FIELDS):
-            want = ref[f] - ref["commissions"] if f == "expenses" else ref[f]
-            # expenses without commissions: a difference, so measured against the gross flows
-            scale = gross if f in ("npv", "expenses") else want
-            assert_close(want, ext[f].reshape(n, n_scen), scale)
-        per_payment = case.policies["premium"] / (12.0 if case.basis.premium_monthly else 1.0)
-        assert np.array_equal(np.repeat(per_payment, n_scen), ext["premium"])
+    # RESULT_DETAIL_EXT: commissions apart, and the premium annuity (both implementations)
+    ext = run(case, OutputMode.DETAIL_EXT, separable, impl)
+    for f in (*FIELDS, *EXT_FIELDS):
+        want = ref[f] - ref["commissions"] if f == "expenses" else ref[f]
+        # expenses without commissions: a difference, so measured against the gross flows
+        scale = gross if f in ("npv", "expenses") else want
+        assert_close(want, ext[f].reshape(n, n_scen), scale)
+    per_payment = case.policies["premium"] / (12.0 if case.basis.premium_monthly else 1.0)
+    assert np.array_equal(np.repeat(per_payment, n_scen), ext["premium"])
 
 
 class TestFullKernel:

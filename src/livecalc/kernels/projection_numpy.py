@@ -103,14 +103,15 @@ def unit_flows_numpy(chunk: ChunkInputs, basis: ProjectionBasis) -> dict[str, Ar
 def _components_full(
     chunk: ChunkInputs, basis: ProjectionBasis, u: dict[str, Array], rows: slice
 ) -> list[Array]:
-    """The five present-value components, (policies in rows, scenarios), scenario by scenario."""
+    """The five present-value components (expenses with commissions), then commissions and
+    the premium annuity, (policies in rows, scenarios), scenario by scenario."""
     disc = chunk.disc_factors
     g, coff, m = basis.grid_per_step, basis.claim_offset, basis.steps_per_year
     dyn = basis.dynamic_factors(chunk.rates) if basis.dynamic_lapse else None
     n_scen = chunk.n_scenarios
     sa = chunk.pol_float[rows, SA, None]
     lives = np.ones((sa.shape[0], n_scen))
-    acc = [np.zeros_like(lives) for _ in range(4)]
+    acc = [np.zeros_like(lives) for _ in range(6)]
     for k in range(chunk.n_steps_max):
         lk = u["lapse"][rows, k, None]
         if dyn is not None:
@@ -128,12 +129,14 @@ def _components_full(
         acc[3] += (
             lives * u["expc"][rows, k, None] * v_start + d * u["cexp"][rows, k, None] * v_claim
         )
+        acc[4] += lives * u["comm"][rows, k, None] * v_start
+        acc[5] += lives * u["pay"][rows, k, None] * v_start
         lives = alive - lapses
     n = chunk.pol_int[rows, NSTEPS]
     mat = np.where((chunk.pol_int[rows, PRODUCT] == 2) & (n > 0), sa[:, 0], 0.0)
     w = chunk.pol_float[rows, COUNT, None]
     cm = mat[:, None] * lives * disc[:, n * g].T
-    return [w * acc[0], w * sa * acc[1], w * acc[2], w * acc[3], w * cm]
+    return [w * acc[0], w * sa * acc[1], w * acc[2], w * acc[3], w * cm, w * acc[4], w * acc[5]]
 
 
 def _grid_flows(chunk: ChunkInputs, basis: ProjectionBasis, u: dict[str, Array]) -> Array:
@@ -185,7 +188,9 @@ def project_numpy(
     if rows == 0:
         return 0
     u = unit_flows_numpy(chunk, basis)
-    pair = mode in (OutputMode.NPV, OutputMode.DETAIL)
+    if mode is OutputMode.DETAIL_EXT:
+        separable = False  # commissions and the premium annuity come from the per-scenario loop
+    pair = mode in (OutputMode.NPV, OutputMode.DETAIL, OutputMode.DETAIL_EXT)
     if pair:
         out["scenario_id"][:rows].reshape(n, n_scen)[:] = chunk.scenario_ids[None, :]
         out["policy_id"][:rows].reshape(n, n_scen)[:] = chunk.policy_ids[:, None]
@@ -216,8 +221,17 @@ def project_numpy(
     totals = np.zeros((5, n_scen))
     for lo in range(0, n, step):
         hi = min(n, lo + step)
-        comps = _components_full(chunk, basis, u, slice(lo, hi))
-        if mode is OutputMode.SCENARIO_TOTALS:
+        *comps, comm, annuity = _components_full(chunk, basis, u, slice(lo, hi))
+        if mode is OutputMode.DETAIL_EXT:
+            rec = slice(lo * n_scen, hi * n_scen)
+            comps[3] = comps[3] - comm
+            _write(out, [c.reshape(-1) for c in comps], rec)
+            out["npv"][rec] -= comm.reshape(-1)
+            out["commissions"][rec] = comm.reshape(-1)
+            out["premium_annuity"][rec] = annuity.reshape(-1)
+            out["premium"][rec] = np.repeat(chunk.pol_float[lo:hi, PREMIUM], n_scen)
+            out["reserved2"][rec] = 0
+        elif mode is OutputMode.SCENARIO_TOTALS:
             totals += np.array([c.sum(axis=0) for c in comps])
         elif mode is OutputMode.POLICY_MEANS:
             _write(out, [c.mean(axis=1) for c in comps], slice(lo, hi))
