@@ -130,7 +130,8 @@ def extensions(draw: st.DrawFn, basis: ProjectionBasis, pols: np.ndarray[Any, An
         years = draw(st.integers(-3, 4))
         extra = draw(st.integers(0, 11)) if basis.steps_per_year == 12 else 0
         ext["duration_months"][i] = 12 * years + extra
-        ext["policy_count"][i] = draw(st.floats(0.0, 5.0, allow_subnormal=False))
+        # No tiny counts: a per-model-point acquisition shared by 1e-308 lives overflows.
+        ext["policy_count"][i] = draw(st.just(0.0) | st.floats(0.001, 5.0))
     return ext
 
 
