@@ -696,16 +696,16 @@ def _single_policies(
         if per_model_point:
             count = pol_float[i, COUNT]
             acq = acq / count if count > 0.0 else 0.0
-        parts[i, S_ANNUITY] = annuity
-        parts[i, S_COMMISSION] = commission
-        parts[i, S_DEATHS] = deaths * sa
-        parts[i, S_SURRENDERS] = surrenders
-        parts[i, S_MATURITY] = 0.0
+        parts[S_ANNUITY, i] = annuity
+        parts[S_COMMISSION, i] = commission
+        parts[S_DEATHS, i] = deaths * sa
+        parts[S_SURRENDERS, i] = surrenders
+        parts[S_MATURITY, i] = 0.0
         if pol_int[i, PRODUCT] == 2 and n > 0:
-            parts[i, S_MATURITY] = lives * sa * ve[n - 1]
-        parts[i, S_MAINTENANCE] = maintenance
-        parts[i, S_CLAIM_EXPENSE] = claim_expense
-        parts[i, S_ACQUISITION] = acq
+            parts[S_MATURITY, i] = lives * sa * ve[n - 1]
+        parts[S_MAINTENANCE, i] = maintenance
+        parts[S_CLAIM_EXPENSE, i] = claim_expense
+        parts[S_ACQUISITION, i] = acq
 
 
 @_njit(parallel=True, cache=True, nogil=True)
@@ -723,14 +723,14 @@ def single_scenario_kernel(
     parts: Array,
 ) -> None:
     """One scenario, no dynamic lapses: each policy's present values per life, split into
-    parts that do not depend on the premium (``S_*`` columns of ``parts``).
+    parts that do not depend on the premium (``S_*`` rows of ``parts``, (N_SINGLE, policies)).
 
     ``v`` rows (by step k): discount factor at the start, at the claim time, at the end, the
     start factor times expense inflation, the claim factor times expense inflation. One pass
     per policy, rates reloaded only when the policy year changes, nothing allocated.
-    Premium-dependent amounts are the premium per payment times ``S_ANNUITY`` (premium
-    income) and ``S_COMMISSION`` (commissions), which lets the equivalence premium be solved
-    from the same pass.
+    Premium-dependent amounts are the premium per payment times ``S_ANNUITY`` (premium income)
+    and ``S_COMMISSION`` (commissions), which lets the equivalence premium be solved from the
+    same pass.
     """
     n_pol = pol_int.shape[0]
     if n_blocks == 1:  # one thread: no parallel region to start

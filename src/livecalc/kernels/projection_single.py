@@ -45,7 +45,7 @@ for one another when other processes share the cores."""
 
 
 def single_parts(chunk: ChunkInputs, basis: ProjectionBasis) -> Array:
-    """(policies, N_SINGLE) present values per life of a one-scenario chunk.
+    """(N_SINGLE, policies) present values per life of a one-scenario chunk.
 
     Raises:
         ValueError: more than one scenario, or dynamic lapses.
@@ -53,7 +53,7 @@ def single_parts(chunk: ChunkInputs, basis: ProjectionBasis) -> Array:
     if chunk.n_scenarios != 1 or basis.dynamic_lapse:
         raise ValueError("the single-scenario path needs one scenario and no dynamic lapses")
     n, k_max = chunk.n_policies, chunk.n_steps_max
-    parts = np.empty((n, N_SINGLE))
+    parts = np.empty((N_SINGLE, n))
     if n == 0:
         return parts
     g, coff = basis.grid_per_step, basis.claim_offset
@@ -82,29 +82,29 @@ class SinglePVs:
         p = premium * mult["premium_multiplier"]
         e_mult = mult["expense_multiplier"]
         per_payment = 1.0 / 12.0 if basis.premium_monthly else 1.0
-        self.premium_income = p * parts[:, S_ANNUITY]
-        self.commissions = p * parts[:, S_COMMISSION]
-        self.death_benefits = parts[:, S_DEATHS]
-        self.surrender_benefits = parts[:, S_SURRENDERS]
-        self.maturity_benefits = parts[:, S_MATURITY]
+        self.premium_income = p * parts[S_ANNUITY]
+        self.commissions = p * parts[S_COMMISSION]
+        self.death_benefits = parts[S_DEATHS]
+        self.surrender_benefits = parts[S_SURRENDERS]
+        self.maturity_benefits = parts[S_MATURITY]
         self.fixed_expenses = (
             e_mult
             * (
-                basis.maintenance * per_payment * parts[:, S_MAINTENANCE]
-                + basis.per_claim * parts[:, S_CLAIM_EXPENSE]
+                basis.maintenance * per_payment * parts[S_MAINTENANCE]
+                + basis.per_claim * parts[S_CLAIM_EXPENSE]
             )
-            + parts[:, S_ACQUISITION]
+            + parts[S_ACQUISITION]
         )
         self.expenses = (
             self.fixed_expenses + basis.percent_of_premium * e_mult * self.premium_income
         )
-        self.premium_annuity = parts[:, S_ANNUITY]
+        self.premium_annuity = parts[S_ANNUITY]
 
     @property
     def npv(self) -> Array:
         """Premium income less every outgo."""
         outgo = self.death_benefits + self.surrender_benefits + self.expenses
-        return self.premium_income - outgo - self.maturity_benefits - self.commissions
+        return np.asarray(self.premium_income - outgo - self.maturity_benefits - self.commissions)
 
 
 def single_pvs(parts: Array, basis: ProjectionBasis, premium: Array) -> SinglePVs:
