@@ -10,7 +10,8 @@ Cases (DESIGN.md section 8, issue 3):
   select mortality, lapses by policy year, per-policy inflated expenses, first-year commission,
   step_spot discounting, equivalence premiums solved per policy), warm engine time against
   ``deterministic_numpy`` (the same model in vectorised numpy) in the same process, with the
-  ratio and policy-months per second (``--monthly-only`` runs this case alone);
+  ratio and policy-months per second (medians of repeated warm calls; ``--monthly-only`` runs
+  this case alone);
 - JIT compile time on a cold numba cache (a subprocess with an empty NUMBA_CACHE_DIR), and the
   start-up time with that cache warm.
 
