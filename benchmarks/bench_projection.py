@@ -6,6 +6,12 @@ Cases (issue 3):
 - W1: 10,000 policies x 1,000 scenarios, annual steps, terms up to 50 years, with dynamic
   lapses (full kernel) and without (separable path; the full kernel too, for comparison);
 - a monthly deterministic run of 10,000 in-force model points with terms up to 20 years;
+- issue 10: a deterministic monthly run of 10,000 new term policies (terms 10-20 years, 5-year
+  select mortality, lapses by policy year, per-policy inflated expenses, first-year commission,
+  step_spot discounting, equivalence premiums solved per policy), warm engine time against
+  ``deterministic_numpy`` (the same model in vectorised numpy) in the same process, with the
+  ratio and policy-months per second (medians of repeated warm calls; ``--monthly-only`` runs
+  this case alone);
 - JIT compile time on a cold numba cache (a subprocess with an empty NUMBA_CACHE_DIR), and the
   start-up time with that cache warm.
 
@@ -29,7 +35,7 @@ import numpy as np
 
 from livecalc.engines.projection import ProjectionEngine, scenario_matrix
 from livecalc.kernels.projection_basis import OutputMode, prepare_chunk
-from livecalc.kernels.projection_numpy import project_numpy
+from livecalc.kernels.projection_numpy import deterministic_numpy, project_numpy
 from livecalc.runtime.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE, SCENARIO_DTYPE
 
 DYNAMIC = {"reference_rate": 0.03, "sensitivity": 10.0, "min_factor": 0.5, "max_factor": 2.5}
@@ -110,7 +116,9 @@ def compare(
     t_numpy = best_of(numpy_run, 1)
     numpy_rate = numpy_policies * n_scen / t_numpy
     numba_rate = pairs / t_numba
-    path = "separable" if separable else "full kernel"
+    path = {"separable": "separable", "full": "full kernel", "single": "single"}[
+        eng.get_outputs()["method"]
+    ]
     print(
         f"{label:<44} {path:<11} numba {t_numba:8.4f} s {numba_rate / 1e6:9.1f} M pairs/s | "
         f"numpy {numpy_rate / 1e6:7.2f} M pairs/s ({numpy_policies} policies) | "
@@ -152,13 +160,110 @@ def compile_times() -> None:
             print(f"JIT {label:<24} import {imported} s, first runs of every path {first} s")
 
 
+def select_table(folder: str) -> str:
+    """A 5-year select and ultimate table (Gompertz-like ultimate, select 50-90% of it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ages = np.arange(121)
+    ultimate = np.minimum(1.0, 0.0005 * np.exp(0.085 * (ages - 30)))
+    columns: dict[str, Any] = {"age": ages}
+    for k in range(1, 6):
+        columns[f"select_{k}"] = ultimate * (0.4 + 0.1 * k)
+    columns["ultimate"] = ultimate
+    path = os.path.join(folder, "select.parquet")
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def term_policies(n: int, seed: int = 10) -> np.ndarray:
+    """New term policies: ages 20-59, terms 10-20 years, sums assured 50k-500k."""
+    rng = np.random.default_rng(seed)
+    pol = np.zeros(n, dtype=POLICY_DTYPE)
+    pol["policy_id"] = np.arange(n)
+    pol["age"] = rng.integers(20, 60, n)
+    pol["gender"] = rng.integers(0, 2, n)
+    pol["underwriting_class"] = rng.integers(0, 2, n)
+    pol["term"] = rng.integers(10, 21, n)
+    pol["sum_assured"] = rng.uniform(50_000, 500_000, n)
+    return pol
+
+
+def median_of(fn: Callable[[], Any], repeats: int) -> float:
+    """The median of ``repeats`` timed calls (after one untimed warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def monthly_term_case(n_pol: int, repeats: int) -> None:
+    """Issue 10's case: engine (warm) against the numpy implementation, same process."""
+    loading, cover = 0.5, ("claims", "expenses", "commissions")
+    with tempfile.TemporaryDirectory() as folder:
+        config = {
+            "mortality_table": select_table(folder),
+            "lapse_table": [0.10, 0.08, 0.06, 0.05, 0.04, 0.03],
+            "commissions": [0.5, 0.0],
+            "surrender_values": [0.0],
+            "time_step": "monthly",
+            "premium_frequency": "monthly",
+            "expenses": {"acquisition": 250.0, "maintenance": 60.0, "inflation": 0.025,
+                         "percent_of_premium": 0.03, "per_claim": 200.0},
+            "discount_rate": 0.03,
+            "discounting": {"convention": "step_spot"},
+            "premium": {"method": "equivalence", "loading": loading, "cover": list(cover)},
+            "output": "detail_ext",
+        }  # fmt: skip
+        eng = ProjectionEngine()
+        eng.initialize(config)
+    pol = term_policies(n_pol)
+    inputs = {"policies": pol}
+    spec = eng.output_spec(inputs)
+    out = np.empty(spec.records, dtype=spec.dtype)
+    t_engine = median_of(lambda: eng.run_chunk(inputs, out), repeats)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    engine_ms = min(
+        eng.run_chunk(inputs, out).execution_time_ms for _ in range(repeats)
+    )  # engine-reported time of the same call
+    basis = eng._basis
+    assert basis is not None
+    results: dict[str, Any] = {}
+
+    def numpy_run() -> None:
+        chunk = prepare_chunk(basis, pol, None, eng._curve, np.zeros(1, np.uint32), eng._rate0)
+        results["premium"], results["npv"] = deterministic_numpy(chunk, basis, loading, cover)
+
+    t_numpy = median_of(numpy_run, max(1, repeats // 3))
+    months = int(12 * pol["term"].astype(np.int64).sum())
+    agree = np.max(np.abs(results["npv"] - out["npv"]) / (1.0 + np.abs(out["npv"])))
+    same_premiums = np.array_equal(results["premium"], out["premium"])
+    print(
+        f"monthly term {n_pol} policies ({months / 1e6:.2f} M policy-months, equivalence "
+        f"premiums): engine {t_engine * 1e3:.2f} ms (median; best engine-reported "
+        f"{engine_ms:.2f} ms) | numpy {t_numpy * 1e3:.1f} ms (median) | "
+        f"numpy/engine x{t_numpy / t_engine:.1f} | {months / t_engine / 1e6:.0f} M "
+        f"policy-months/s | npv agree to {agree:.1e}, premiums identical: {same_premiums} | "
+        f"load average {load:.1f} on {os.cpu_count()} cpus"
+    )
+
+
 def main() -> None:
     """Run every case and print one line each."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
+    parser.add_argument(
+        "--monthly-only", action="store_true", help="only issue 10's monthly term case"
+    )
     args = parser.parse_args()
     n_pol, n_scen, repeats = (1_000, 100, 1) if args.quick else (10_000, 1_000, 3)
     print(f"numba threads: {os.environ.get('NUMBA_NUM_THREADS', 'default')}, cpus {os.cpu_count()}")
+    monthly_term_case(n_pol, 3 if args.quick else 15)
+    if args.monthly_only:
+        return
     w1 = {"policies": w1_policies(n_pol), "scenarios": w1_scenarios(n_scen)}
     sub = max(1, n_pol // 20)
     title = f"W1 {n_pol} x {n_scen}"

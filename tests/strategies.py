@@ -9,6 +9,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from livecalc.kernels.projection_basis import ClaimTiming, ProjectionBasis
+from livecalc.kernels.projection_discount import Discounting
 from livecalc.runtime.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE
 
 probability = st.floats(0.0, 0.4, allow_nan=False)
@@ -24,6 +25,7 @@ class ProjectionCase:
     policies: np.ndarray[Any, Any]
     extension: np.ndarray[Any, Any] | None
     rates: np.ndarray[Any, Any]  # (scenarios, years)
+    rate0: float | None = None  # year-0 rate (step_spot)
 
 
 def fixed_basis(**overrides: Any) -> ProjectionBasis:
@@ -50,6 +52,15 @@ def bases(draw: st.DrawFn, monthly: bool | None = None, dynamic: bool | None = N
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     mortality = rng.uniform(0.0, 0.3, size=(3, 121 - age_min, n_cols))
+    timing = draw(st.sampled_from(list(ClaimTiming)))
+    discounting = draw(st.sampled_from(list(Discounting)))
+    step_factors = None
+    if discounting is Discounting.CURVE_PER_STEP:
+        if timing is ClaimTiming.MIDDLE:
+            discounting = Discounting.STEP_SPOT  # no half-step factors in a per-step curve
+        else:
+            per_step = rng.uniform(-0.002, 0.006, size=121 * 12)
+            step_factors = np.concatenate(([1.0], np.cumprod(1.0 / (1.0 + per_step))))
     return ProjectionBasis(
         mortality=mortality,
         mortality_age_min=age_min,
@@ -59,7 +70,10 @@ def bases(draw: st.DrawFn, monthly: bool | None = None, dynamic: bool | None = N
         class_factors=np.array([1.0, draw(st.floats(1.0, 3.0))]),
         steps_per_year=12 if is_monthly else 1,
         premium_monthly=is_monthly and draw(st.booleans()),
-        claim_timing=draw(st.sampled_from(list(ClaimTiming))),
+        claim_timing=timing,
+        discounting=discounting,
+        step_factors=step_factors,
+        acquisition_per_model_point=draw(st.booleans()),
         spot_rates=draw(st.booleans()),
         acquisition=draw(money),
         maintenance=draw(money),
@@ -112,10 +126,12 @@ def extensions(draw: st.DrawFn, basis: ProjectionBasis, pols: np.ndarray[Any, An
     ext = np.zeros(len(pols), dtype=POLICY_EXT_DTYPE)
     ext["policy_id"] = pols["policy_id"]
     for i in range(len(pols)):
-        years = draw(st.integers(0, 4))
+        # Negative: future new business, issued that many months after valuation.
+        years = draw(st.integers(-3, 4))
         extra = draw(st.integers(0, 11)) if basis.steps_per_year == 12 else 0
         ext["duration_months"][i] = 12 * years + extra
-        ext["policy_count"][i] = draw(st.floats(0.0, 5.0))
+        # No tiny counts: a per-model-point acquisition shared by 1e-308 lives overflows.
+        ext["policy_count"][i] = draw(st.just(0.0) | st.floats(0.001, 5.0))
     return ext
 
 
@@ -141,4 +157,5 @@ def projection_cases(
     pols = draw(policies(basis, draw(st.integers(1, 4))))
     ext = draw(st.none() | extensions(basis, pols))
     rates = draw(scenario_rates(draw(st.integers(1, 3))))
-    return ProjectionCase(basis, pols, ext, rates)
+    rate0 = draw(st.none() | st.floats(-0.01, 0.06))
+    return ProjectionCase(basis, pols, ext, rates, rate0)

@@ -22,9 +22,11 @@ from livecalc.errors import ConfigurationError
 from livecalc.runtime.buffers import (
     ALIGNMENT,
     ALL_SCENARIOS,
+    CASHFLOW_DTYPE,
     POLICY_DTYPE,
     POLICY_EXT_DTYPE,
     RESULT_DETAIL_DTYPE,
+    RESULT_DETAIL_EXT_DTYPE,
     RESULT_DTYPE,
     SCENARIO_DTYPE,
     SCENARIO_TOTAL_DTYPE,
@@ -121,12 +123,51 @@ class TestRecordLayouts:
 
         assert (expected, 64) == (_layout(RESULT_DETAIL_DTYPE), RESULT_DETAIL_DTYPE.itemsize)
 
+    def test_result_detail_ext(self) -> None:
+        """RESULT_DETAIL_EXT is 96 bytes: RESULT_DETAIL's fields, then commissions, premium
+        annuity and premium; a multiple of 16."""
+
+        expected = [
+            ("scenario_id", "<u4", 0),
+            ("reserved", "<u4", 4),
+            ("policy_id", "<u8", 8),
+            ("npv", "<f8", 16),
+            ("premium_income", "<f8", 24),
+            ("death_benefits", "<f8", 32),
+            ("surrender_benefits", "<f8", 40),
+            ("expenses", "<f8", 48),
+            ("maturity_benefits", "<f8", 56),
+            ("commissions", "<f8", 64),
+            ("premium_annuity", "<f8", 72),
+            ("premium", "<f8", 80),
+            ("reserved2", "<u8", 88),
+        ]
+
+        assert (expected, 96) == (
+            _layout(RESULT_DETAIL_EXT_DTYPE),
+            RESULT_DETAIL_EXT_DTYPE.itemsize,
+        )
+        assert 0 == RESULT_DETAIL_EXT_DTYPE.itemsize % 16
+
+    def test_cashflow(self) -> None:
+        """CASHFLOW is 112 bytes: scenario, period, time, then twelve float fields."""
+        floats = [
+            "time_years", "premiums", "death_claims", "surrenders", "maturities", "expenses",
+            "commissions", "net_cash_flow", "policies_in_force", "deaths", "lapses",
+            "discount_factor", "pv_net_cash_flow",
+        ]  # fmt: skip
+        expected = [("scenario_id", "<u4", 0), ("period", "<u4", 4)]
+        expected += [(name, "<f8", 8 + 8 * i) for i, name in enumerate(floats)]
+
+        assert (expected, 112) == (_layout(CASHFLOW_DTYPE), CASHFLOW_DTYPE.itemsize)
+        assert 0 == CASHFLOW_DTYPE.itemsize % 16
+
     def test_policy_ext(self) -> None:
         """POLICY_EXT is 24 bytes: policy_id, duration_months, reserved, policy_count."""
 
         expected = [
             ("policy_id", "<u8", 0),
-            ("duration_months", "<u4", 8),
+            ("duration_months", "<i4", 8),
             ("reserved", "<u4", 12),
             ("policy_count", "<f8", 16),
         ]

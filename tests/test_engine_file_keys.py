@@ -37,6 +37,13 @@ FILE_KEYS: list[tuple[str, list[str | int], str, str]] = [
         "yields.csv",
         "year,rate\n" + "".join(f"{y},0.02\n" for y in range(1, 121)),
     ),
+    (
+        "projection",
+        ["discounting", "file"],
+        "factors.csv",
+        "step,discount_factor\n" + "".join(f"{s},{0.97**s:.10f}\n" for s in range(1, 121)),
+    ),
+    ("projection", ["premium", "table"], "premium_rates.csv", "gender,rate\n0,0.001\n1,0.0012\n"),
     ("solver", ["optimization", "objective", "target"], "target.csv", "name,value\nmean,0\n"),
     (
         "solver",
@@ -58,6 +65,13 @@ _BASE: dict[str, dict[str, Any]] = {
         }
     },
     "native": {"factor": 2.0},
+}
+
+
+# Keys that are read only with other keys set: the rest of their block.
+_EXTRA: dict[str, dict[str, Any]] = {
+    "discounting.file": {"discounting": {"convention": "curve_per_step"}},
+    "premium.table": {"premium": {"method": "rate_table", "keys": ["gender"]}},
 }
 
 
@@ -143,6 +157,7 @@ class TestDeclaredFileKeys:
         project = tmp_path / "project"
         _write_file(project, name, text)
         node = _node(engine_type)
+        node["config"].update(json.loads(json.dumps(_EXTRA.get(".".join(map(str, path)), {}))))
         _set(node["config"], path, f"tables/{name}")
         config_path = _pipeline(project, [node])
         (tmp_path / "elsewhere").mkdir()
@@ -177,9 +192,12 @@ class TestDeclaredFileKeys:
         nodes[1]["inputs"], nodes[2]["inputs"] = ["policies", "out_esg"], ["out_proj"]
         nodes[0]["outputs"], nodes[1]["outputs"] = ["out_esg"], ["out_proj"]
         nodes[2]["outputs"] = []
+        nodes[0]["config"]["years"] = 120  # the policies run up to 120 years
         by_type = {n["type"]: n for n in nodes}
         for engine_type, path, name, _ in FILE_KEYS:
-            if engine_type != "native":
+            # Keys that need their own block (curve_per_step, rate_table premiums) exclude
+            # others set here (yield_curve, scenarios); their own tests above cover them.
+            if engine_type != "native" and ".".join(map(str, path)) not in _EXTRA:
                 _set(by_type[engine_type]["config"], path, f"tables/{name}")
         config_path = _pipeline(project, nodes)
         (tmp_path / "elsewhere").mkdir()

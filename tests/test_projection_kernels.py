@@ -14,19 +14,20 @@ from reference_projection import COMPONENTS, project_pair
 from strategies import ProjectionCase, fixed_basis, projection_cases
 
 FIELDS = ("npv", *COMPONENTS)
+EXT_FIELDS = ("commissions", "premium_annuity")
 IMPLEMENTATIONS = {"numba": project, "numpy": project_numpy}
 
 
 def reference(case: ProjectionCase) -> dict[str, np.ndarray]:
     """Reference results as (policies, scenarios) arrays by field."""
     n, n_scen = len(case.policies), len(case.rates)
-    out = {f: np.zeros((n, n_scen)) for f in FIELDS}
+    out = {f: np.zeros((n, n_scen)) for f in (*FIELDS, *EXT_FIELDS)}
     for i, pol in enumerate(case.policies):
         months = 0 if case.extension is None else int(case.extension["duration_months"][i])
         count = 1.0 if case.extension is None else float(case.extension["policy_count"][i])
         for s in range(n_scen):
-            pv = project_pair(pol, months, count, list(case.rates[s]), case.basis)
-            for f in FIELDS:
+            pv = project_pair(pol, months, count, list(case.rates[s]), case.basis, case.rate0)
+            for f in (*FIELDS, *EXT_FIELDS):
                 out[f][i, s] = pv[f]
     return out
 
@@ -41,7 +42,7 @@ def assert_close(expected: np.ndarray, actual: np.ndarray, scale: np.ndarray) ->
 def run(case: ProjectionCase, mode: OutputMode, separable: bool, impl: str) -> np.ndarray:
     """One implementation's output records for a case."""
     ids = np.arange(len(case.rates), dtype=np.uint32) + 7
-    chunk = prepare_chunk(case.basis, case.policies, case.extension, case.rates, ids)
+    chunk = prepare_chunk(case.basis, case.policies, case.extension, case.rates, ids, case.rate0)
     out = np.zeros(mode.records(chunk.n_policies, chunk.n_scenarios), dtype=mode.dtype)
     written = IMPLEMENTATIONS[impl](chunk, case.basis, mode, out, separable)
     assert len(out) == written
@@ -71,6 +72,15 @@ def check_all_modes(case: ProjectionCase, separable: bool, impl: str) -> None:
         scale = gross.mean(axis=1) if f == "npv" else ref[f].mean(axis=1)
         assert_close(ref[f].mean(axis=1), means[f], scale)
     assert (ALL_SCENARIOS == means["scenario_id"]).all()
+    # RESULT_DETAIL_EXT: commissions apart, and the premium annuity (both implementations)
+    ext = run(case, OutputMode.DETAIL_EXT, separable, impl)
+    for f in (*FIELDS, *EXT_FIELDS):
+        want = ref[f] - ref["commissions"] if f == "expenses" else ref[f]
+        # expenses without commissions: a difference, so measured against the gross flows
+        scale = gross if f in ("npv", "expenses") else want
+        assert_close(want, ext[f].reshape(n, n_scen), scale)
+    per_payment = case.policies["premium"] / (12.0 if case.basis.premium_monthly else 1.0)
+    assert np.array_equal(np.repeat(per_payment, n_scen), ext["premium"])
 
 
 class TestFullKernel:

@@ -39,19 +39,7 @@ if TYPE_CHECKING:
     from livecalc.pipeline.api import RunResult, check_engines, run
     from livecalc.pipeline.config import PipelineConfig
     from livecalc.pipeline.loading import load_config
-    from livecalc.runtime.buffers import (
-        ALL_SCENARIOS,
-        POLICY_DTYPE,
-        POLICY_EXT_DTYPE,
-        RESULT_DETAIL_DTYPE,
-        RESULT_DTYPE,
-        SCENARIO_DTYPE,
-        SCENARIO_TOTAL_DTYPE,
-        BufferInfo,
-        BufferManager,
-        BufferType,
-        SharedArrayRef,
-    )
+    from livecalc.runtime.buffers import BufferInfo, BufferManager, SharedArrayRef
     from livecalc.runtime.engine import EngineInfo, ExecutionResult, ICalcEngine, OutputSpec
     from livecalc.runtime.factory import EngineFactory
     from livecalc.runtime.lifecycle import (
@@ -61,13 +49,27 @@ if TYPE_CHECKING:
         LifecycleStats,
     )
     from livecalc.runtime.native import NativeEngine
+    from livecalc.runtime.records import (
+        ALL_SCENARIOS,
+        CASHFLOW_DTYPE,
+        POLICY_DTYPE,
+        POLICY_EXT_DTYPE,
+        RESULT_DETAIL_DTYPE,
+        RESULT_DETAIL_EXT_DTYPE,
+        RESULT_DTYPE,
+        SCENARIO_DTYPE,
+        SCENARIO_TOTAL_DTYPE,
+        BufferType,
+    )
 
 # Each public name and the module that defines it.
 _PUBLIC: dict[str, str] = {
     "ALL_SCENARIOS": "livecalc.runtime.records",
+    "CASHFLOW_DTYPE": "livecalc.runtime.records",
     "POLICY_DTYPE": "livecalc.runtime.records",
     "POLICY_EXT_DTYPE": "livecalc.runtime.records",
     "RESULT_DETAIL_DTYPE": "livecalc.runtime.records",
+    "RESULT_DETAIL_EXT_DTYPE": "livecalc.runtime.records",
     "RESULT_DTYPE": "livecalc.runtime.records",
     "SCENARIO_DTYPE": "livecalc.runtime.records",
     "SCENARIO_TOTAL_DTYPE": "livecalc.runtime.records",
@@ -112,9 +114,11 @@ _PUBLIC: dict[str, str] = {
 
 __all__ = [
     "ALL_SCENARIOS",
+    "CASHFLOW_DTYPE",
     "POLICY_DTYPE",
     "POLICY_EXT_DTYPE",
     "RESULT_DETAIL_DTYPE",
+    "RESULT_DETAIL_EXT_DTYPE",
     "RESULT_DTYPE",
     "SCENARIO_DTYPE",
     "SCENARIO_TOTAL_DTYPE",

@@ -136,7 +136,11 @@ def check_projection_output(
         **multipliers,
         "discount_rate": config.discount_rate,
         "yield_curve": config.yield_curve,
-        **{f"expenses.{k}": getattr(expenses, k) for k in type(expenses).model_fields},
+        **{
+            f"expenses.{k}": v
+            for k in type(expenses).model_fields
+            if isinstance(v := getattr(expenses, k), int | float)
+        },
     }
     check_finite(
         records,

@@ -1,7 +1,8 @@
 """The projection engine: every policy under every scenario to a present value and its parts.
 
 Engine type ``projection`` (the seed's ``cpp_projection``). ``initialize`` parses the config
-(every key is described in docs/engines/projection.md) and loads the assumption tables once;
+(``_projection_config.py``; every key is described in docs/engines/projection.md) and loads
+the assumption tables once;
 ``run_chunk`` finds its inputs by dtype (POLICY, optional POLICY_EXT, optional SCENARIO),
 projects them with the numba kernels of ``livecalc.kernels.projection`` and writes the output
 records straight into the output buffer. ``set_parameters`` changes the four stress
@@ -10,42 +11,47 @@ multipliers between runs without reloading anything.
 
 from __future__ import annotations
 
-import difflib
 import math
 import time
-import typing
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from livecalc.assumptions.credentials import AMCredentials
-from livecalc.assumptions.tables import (
-    MAX_AGE,
-    RateTable,
-    default_lapse_path,
-    default_mortality_path,
-    load_mortality_table,
-    load_rate_table,
-)
-from livecalc.engines._finite import (
-    MAX_MULTIPLIER,
-    PROJECTION_RANGES,
-    check_projection_output,
-    check_ranges,
-)
+from livecalc.assumptions.tables import MAX_AGE
+from livecalc.engines._finite import MAX_MULTIPLIER, check_projection_output
 from livecalc.engines._input_checks import projection_data_problems
+from livecalc.engines._projection_config import (
+    MULTIPLIERS,
+    ProjectionConfig,
+    build_basis,
+    parse_config,
+)
+from livecalc.engines._projection_premiums import (
+    EquivalencePremium,
+    PremiumTable,
+    RateTablePremium,
+    equivalence_premiums,
+)
 from livecalc.errors import ConfigurationError, ExecutionError
+from livecalc.kernels.projection import PREMIUM
 from livecalc.kernels.projection_audit import audit_cashflows
 from livecalc.kernels.projection_basis import (
     ChunkInputs,
-    ClaimTiming,
     OutputMode,
     ProjectionBasis,
     prepare_chunk,
+    steps_left,
 )
-from livecalc.kernels.projection_run import project
+from livecalc.kernels.projection_discount import (
+    Discounting,
+    load_step_factors,
+    load_yield_curve,
+    to_effective,
+)
+from livecalc.kernels.projection_run import cashflow_slots, project, project_cashflows
+from livecalc.kernels.projection_single import single_parts, write_single
 from livecalc.runtime.buffers import POLICY_DTYPE, POLICY_EXT_DTYPE, SCENARIO_DTYPE
 from livecalc.runtime.engine import (
     DataProblem,
@@ -56,170 +62,16 @@ from livecalc.runtime.engine import (
     OutputSpec,
 )
 
-__all__ = ["MULTIPLIERS", "ProjectionConfig", "ProjectionEngine"]
-
-MULTIPLIERS = (
-    "premium_multiplier",
-    "mortality_multiplier",
-    "lapse_multiplier",
-    "expense_multiplier",
-)
-"""The parameters ``set_parameters`` accepts (the solver's overrides)."""
+__all__ = [
+    "MULTIPLIERS",
+    "ProjectionConfig",
+    "ProjectionEngine",
+    "find_inputs",
+    "parse_config",
+    "scenario_matrix",
+]
 
 _UINT32_MAX = 0xFFFFFFFF
-_DEFAULT_SURRENDER = [round(min(0.9, 0.03 * year), 2) for year in range(31)]
-
-Rates = str | list[float]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class ExpensesConfig(_Model):
-    """Expense assumptions; amounts per policy, in the policies' currency."""
-
-    acquisition: float = Field(200.0, ge=0)
-    maintenance: float = Field(40.0, ge=0)
-    inflation: float = Field(0.02, gt=-1)
-    percent_of_premium: float = Field(0.02, ge=0)
-    per_claim: float = Field(150.0, ge=0)
-
-
-class DynamicLapseConfig(_Model):
-    """Lapse factor ``clip(1 + sensitivity (rate - reference_rate), min_factor, max_factor)``."""
-
-    reference_rate: float
-    sensitivity: float
-    min_factor: float = Field(0.5, ge=0)
-    max_factor: float = Field(2.0, ge=0)
-
-
-class AuditConfig(_Model):
-    """Which policies' period-by-period cash flows to return, under which scenario."""
-
-    policy_ids: list[int] = Field(min_length=1)
-    scenario_id: int = 0
-
-
-class ProjectionConfig(_Model):
-    """The projection engine's config object."""
-
-    mortality_table: str | None = None
-    lapse_table: Rates | None = None
-    commissions: Rates = [0.5, 0.05]
-    surrender_values: Rates = _DEFAULT_SURRENDER
-    underwriting_class_factors: list[float] = Field([1.0, 1.6, 2.5, 4.0], min_length=1)
-    time_step: Literal["annual", "monthly"] = "annual"
-    premium_frequency: Literal["annual", "monthly"] = "annual"
-    claim_timing: Literal["start", "middle", "end"] = "end"
-    rate_type: Literal["forward", "spot"] = "forward"
-    discount_rate: float = Field(0.03, gt=-1)
-    yield_curve: str | None = None
-    expenses: ExpensesConfig = ExpensesConfig()
-    dynamic_lapse: DynamicLapseConfig | None = None
-    premium_multiplier: float = Field(1.0, ge=0)
-    mortality_multiplier: float = Field(1.0, ge=0)
-    lapse_multiplier: float = Field(1.0, ge=0)
-    expense_multiplier: float = Field(1.0, ge=0)
-    output: Literal["npv", "detail", "scenario_totals", "policy_means"] = "npv"
-    method: Literal["auto", "separable", "full"] = "auto"
-    audit: AuditConfig | None = None
-
-
-def _model_at(loc: Sequence[Any]) -> type[BaseModel]:
-    """The config model that holds the keys at ``loc`` (nested blocks such as expenses)."""
-    model: type[BaseModel] = ProjectionConfig
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        if field is None:
-            break
-        candidates = [field.annotation, *typing.get_args(field.annotation)]
-        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
-        if not nested:
-            break
-        model = nested[0]
-    return model
-
-
-def parse_config(config: Mapping[str, Any]) -> ProjectionConfig:
-    """The config as a ProjectionConfig; every problem is reported at once, by key."""
-    try:
-        cfg = ProjectionConfig.model_validate(dict(config))
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = [p for p in err["loc"] if not str(p).startswith("function-")]
-            where = ".".join(str(p) for p in loc)
-            if err["type"] == "extra_forbidden":
-                known = list(_model_at(loc[:-1]).model_fields)
-                close = difflib.get_close_matches(str(loc[-1]), known, 1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                problems.append(
-                    f"config.{where}: unknown key{hint}; known keys here: {', '.join(known)}"
-                )
-            else:
-                problems.append(f"config.{where}: {err['msg']}")
-        raise ConfigurationError("; ".join(problems)) from None
-    if cfg.premium_frequency == "monthly" and cfg.time_step == "annual":
-        raise ConfigurationError(
-            'config.premium_frequency: "monthly" premiums need "time_step": "monthly"'
-        )
-    if cfg.method == "separable" and cfg.dynamic_lapse is not None:
-        raise ConfigurationError(
-            'config.method: "separable" cannot be used with config.dynamic_lapse (cash flows '
-            'then depend on the scenario); use "auto" or "full"'
-        )
-    if any(not (math.isfinite(f) and f >= 0) for f in cfg.underwriting_class_factors):
-        raise ConfigurationError("config.underwriting_class_factors: factors must be >= 0")
-    dyn = cfg.dynamic_lapse
-    if dyn is not None and dyn.min_factor > dyn.max_factor:
-        raise ConfigurationError(
-            f"config.dynamic_lapse: min_factor {dyn.min_factor:g} is above max_factor "
-            f"{dyn.max_factor:g}; give min_factor <= max_factor"
-        )
-    check_ranges(cfg, PROJECTION_RANGES)
-    return cfg
-
-
-def _rates(
-    value: Rates, key: str, credentials: AMCredentials | None, high: float = 1.0
-) -> RateTable:
-    if isinstance(value, list):
-        return RateTable.from_values(value, f"config.{key}", high=high)
-    return load_rate_table(value, credentials, key=f"config.{key}")
-
-
-def build_basis(cfg: ProjectionConfig, credentials: AMCredentials | None) -> ProjectionBasis:
-    """Load the tables a config names and gather every assumption in a ProjectionBasis."""
-    mortality = load_mortality_table(
-        cfg.mortality_table or default_mortality_path(), credentials, "config.mortality_table"
-    )
-    lapse = _rates(cfg.lapse_table or str(default_lapse_path()), "lapse_table", credentials)
-    dyn = cfg.dynamic_lapse
-    return ProjectionBasis(
-        mortality=mortality.q,
-        mortality_age_min=mortality.age_min,
-        lapse=lapse.rates,
-        commission=_rates(cfg.commissions, "commissions", credentials, high=10.0).rates,
-        surrender=_rates(cfg.surrender_values, "surrender_values", credentials, 10.0).rates,
-        class_factors=np.array(cfg.underwriting_class_factors),
-        steps_per_year=12 if cfg.time_step == "monthly" else 1,
-        premium_monthly=cfg.premium_frequency == "monthly",
-        claim_timing=ClaimTiming[cfg.claim_timing.upper()],
-        spot_rates=cfg.rate_type == "spot",
-        acquisition=cfg.expenses.acquisition,
-        maintenance=cfg.expenses.maintenance,
-        inflation=cfg.expenses.inflation,
-        percent_of_premium=cfg.expenses.percent_of_premium,
-        per_claim=cfg.expenses.per_claim,
-        dynamic_lapse=dyn is not None,
-        dynamic_reference_rate=dyn.reference_rate if dyn else 0.0,
-        dynamic_sensitivity=dyn.sensitivity if dyn else 0.0,
-        dynamic_min_factor=dyn.min_factor if dyn else 0.0,
-        dynamic_max_factor=dyn.max_factor if dyn else 1.0,
-        multipliers={name: float(getattr(cfg, name)) for name in MULTIPLIERS},
-    )
 
 
 def find_inputs(
@@ -303,12 +155,16 @@ class ProjectionEngine(ICalcEngine):
         "commissions",
         "surrender_values",
         "yield_curve",
+        "discounting.file",
+        "premium.table",
     )
 
     def __init__(self) -> None:
         self._cfg: ProjectionConfig | None = None
         self._basis: ProjectionBasis | None = None
         self._curve: np.ndarray | None = None
+        self._rate0: float | None = None
+        self._premium_table: PremiumTable | None = None
         self._outputs: dict[str, Any] = {}
 
     def initialize(
@@ -317,14 +173,38 @@ class ProjectionEngine(ICalcEngine):
         """Parse the config and load the assumption tables (see the reference page)."""
         cfg = parse_config(config)
         basis = build_basis(cfg, credentials)
-        if cfg.yield_curve is not None:
-            curve = load_rate_table(
-                cfg.yield_curve, credentials, "config.yield_curve", "year", probabilities=False
-            ).rates
+        disc = cfg.discounting
+        rate0: float | None = None
+        if disc.convention == "curve_per_step":
+            assert disc.file is not None
+            basis.step_factors = load_step_factors(
+                disc.file, credentials, "config.discounting.file", disc.compounding,
+                basis.steps_per_year,
+            )  # fmt: skip
+            # Yearly rates for checks and dynamic lapses: one-year forwards of the factors.
+            whole = basis.step_factors[:: basis.steps_per_year]
+            curve = whole[:-1] / whole[1:] - 1.0 if len(whole) > 1 else np.zeros(1)
+        elif cfg.yield_curve is not None:
+            curve, rate0 = load_yield_curve(
+                cfg.yield_curve, credentials, "config.yield_curve", disc.compounding
+            )
+            if rate0 is not None and disc.convention != "step_spot":
+                raise ConfigurationError(
+                    f"config.yield_curve: a year-0 rate is used by step_spot discounting only "
+                    f"(the convention is {disc.convention}); drop the year-0 row or set "
+                    'config.discounting.convention to "step_spot"'
+                )
         else:
             # A flat curve long enough for any projection (to age 120 from age 0).
-            curve = np.full(MAX_AGE + 1, cfg.discount_rate)
-        self._cfg, self._basis, self._curve = cfg, basis, curve.reshape(1, -1)
+            flat = float(to_effective(cfg.discount_rate, disc.compounding))
+            curve = np.full(MAX_AGE + 1, flat)
+            rate0 = flat if disc.convention == "step_spot" else None
+        table = None
+        if isinstance(cfg.premium, RateTablePremium):
+            table = PremiumTable(cfg.premium, credentials, "config.premium.table")
+        self._cfg, self._basis = cfg, basis
+        self._curve = np.ascontiguousarray(curve, dtype=np.float64).reshape(1, -1)
+        self._rate0, self._premium_table = rate0, table
         self._outputs = {}
 
     def get_info(self) -> EngineInfo:
@@ -345,6 +225,7 @@ class ProjectionEngine(ICalcEngine):
     def dispose(self) -> None:
         """Forget the config and tables."""
         self._cfg = self._basis = self._curve = None
+        self._rate0 = self._premium_table = None
         self._outputs = {}
 
     def _ready(self) -> tuple[ProjectionConfig, ProjectionBasis]:
@@ -386,9 +267,13 @@ class ProjectionEngine(ICalcEngine):
     def output_spec(self, inputs: Mapping[str, np.ndarray]) -> OutputSpec:
         """The output records for these inputs: one per policy and scenario, per scenario
         (totals) or per policy (means)."""
-        policies, _, scen = find_inputs(inputs)
+        policies, ext, scen = find_inputs(inputs)
         n_scen = 1 if scen is None else len(self._scenarios(scen)[1])
         mode = self.output_mode
+        if mode is OutputMode.CASHFLOWS:
+            slots = 1 if scen is None else 1 + len(self._ready()[0].cashflow_scenarios)
+            steps = steps_left(self._ready()[1], policies, ext)
+            return OutputSpec(mode.dtype, slots * (int(steps.max()) if len(steps) else 0))
         return OutputSpec(mode.dtype, mode.records(len(policies), n_scen))
 
     def check_data(self, inputs: Mapping[str, np.ndarray | None]) -> list[DataProblem]:
@@ -427,7 +312,27 @@ class ProjectionEngine(ICalcEngine):
                     f"policy {int(policies['policy_id'][i])} (row {i + 1}): RESULT records hold "
                     '32-bit policy ids; renumber the policies or use "output": "detail"'
                 )
-        chunk = prepare_chunk(basis, policies, ext, rates, scenario_ids)
+        deterministic = scen is None
+        if not deterministic and basis.discounting is Discounting.CURVE_PER_STEP:
+            raise ConfigurationError(
+                "config.discounting.convention: curve_per_step discounts the deterministic run "
+                "only; scenarios keep their money-market discounting (drop the SCENARIO input "
+                'or use "flat_forward")'
+            )
+        rate0 = self._rate0 if deterministic else None
+        chunk = prepare_chunk(basis, policies, ext, rates, scenario_ids, rate0)
+        # One scenario without dynamic lapses: one pass per policy, premiums included.
+        single = (
+            cfg.method == "auto"
+            and chunk.n_scenarios == 1
+            and not basis.dynamic_lapse
+            and mode is not OutputMode.CASHFLOWS
+            and cfg.audit is None
+        )
+        parts = single_parts(chunk, basis) if single and chunk.n_policies else None
+        self._set_premiums(cfg, basis, chunk, policies, ext, deterministic, parts)
+        if mode is OutputMode.CASHFLOWS:
+            return self._run_cashflows(cfg, basis, chunk, deterministic, output_buffer, start)
         rows = mode.records(chunk.n_policies, chunk.n_scenarios)
         if rows == 0:
             return ExecutionResult(execution_time_ms=(time.perf_counter() - start) * 1e3)
@@ -437,13 +342,23 @@ class ProjectionEngine(ICalcEngine):
                 f"the projection ({cfg.output!r} output) needs an output buffer of {rows} "
                 f"records of its record dtype (see output_spec); got {got}"
             )
-        separable = cfg.method == "separable" or (cfg.method == "auto" and not basis.dynamic_lapse)
+        # auto: separable unless dynamic lapses, or one scenario (then no grid arrays at all)
+        separable = cfg.method == "separable" or (
+            cfg.method == "auto" and not basis.dynamic_lapse and chunk.n_scenarios > 1
+        )
         try:
-            written = project(chunk, basis, mode, output_buffer, separable)
+            if parts is not None:
+                # Overflow to inf is found by the finite check below, which names the record.
+                with np.errstate(over="ignore", invalid="ignore"):
+                    written = write_single(chunk, basis, mode, output_buffer, parts)
+            else:
+                written = project(chunk, basis, mode, output_buffer, separable)
         except ValueError as exc:
             raise ExecutionError(f"projection kernel failed: {exc}") from exc
         check_projection_output(output_buffer[:written], cfg, basis.multipliers)
-        self._outputs["method"] = "separable" if separable else "full"
+        self._outputs["method"] = (
+            "single" if parts is not None else "separable" if separable else "full"
+        )
         if cfg.audit is not None:
             self._audit(cfg, basis, chunk)
         warnings = []
@@ -460,6 +375,75 @@ class ProjectionEngine(ICalcEngine):
             rows_processed=written,
             bytes_written=written * mode.dtype.itemsize,
             warnings=warnings,
+        )
+
+    def _set_premiums(
+        self,
+        cfg: ProjectionConfig,
+        basis: ProjectionBasis,
+        chunk: ChunkInputs,
+        policies: np.ndarray,
+        ext: np.ndarray | None,
+        deterministic: bool,
+        parts: np.ndarray | None = None,
+    ) -> None:
+        """Replace the chunk's premiums per payment when the config derives them."""
+        if isinstance(cfg.premium, EquivalencePremium):
+            det = chunk
+            if not deterministic:
+                parts = None
+                # Priced on the run's deterministic curve, whatever the scenarios.
+                assert self._curve is not None
+                det = prepare_chunk(
+                    basis, policies, ext, self._curve, np.zeros(1, np.uint32), self._rate0
+                )
+            chunk.pol_float[:, PREMIUM] = equivalence_premiums(cfg.premium, basis, det, parts)
+        elif self._premium_table is not None:
+            per_year = 12 if basis.premium_monthly else 1
+            chunk.pol_float[:, PREMIUM] = self._premium_table.premiums(policies, per_year)
+
+    def _run_cashflows(
+        self,
+        cfg: ProjectionConfig,
+        basis: ProjectionBasis,
+        chunk: ChunkInputs,
+        deterministic: bool,
+        output_buffer: np.ndarray | None,
+        start: float,
+    ) -> ExecutionResult:
+        """The portfolio's cash flows by period (CASHFLOW records) for this chunk."""
+        try:
+            slot_ids, weights = cashflow_slots(
+                chunk.scenario_ids, cfg.cashflow_scenarios, deterministic
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"config.cashflow_scenarios: {exc}") from None
+        rows = len(slot_ids) * chunk.n_steps_max
+        if rows and (
+            output_buffer is None
+            or output_buffer.dtype != OutputMode.CASHFLOWS.dtype
+            or len(output_buffer) < rows
+        ):
+            got = "none" if output_buffer is None else f"{len(output_buffer)} records"
+            raise ConfigurationError(
+                f"the projection ('cashflows' output) needs an output buffer of {rows} CASHFLOW "
+                f"records (see output_spec); got {got}"
+            )
+        written = 0
+        try:
+            if output_buffer is not None:
+                written = project_cashflows(chunk, basis, output_buffer, slot_ids, weights)
+        except ValueError as exc:
+            raise ExecutionError(f"projection kernel failed: {exc}") from exc
+        if output_buffer is not None:
+            check_projection_output(output_buffer[:written], cfg, basis.multipliers)
+        self._outputs["method"] = "full"
+        seconds = time.perf_counter() - start
+        return ExecutionResult(
+            success=True,
+            execution_time_ms=seconds * 1e3,
+            rows_processed=written,
+            bytes_written=written * OutputMode.CASHFLOWS.dtype.itemsize,
         )
 
     def _audit(self, cfg: ProjectionConfig, basis: ProjectionBasis, chunk: ChunkInputs) -> None:

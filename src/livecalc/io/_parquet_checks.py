@@ -72,7 +72,13 @@ POLICY_RULES = (
 """Required columns of a policy file, in POLICY record order."""
 
 EXT_RULES = (
-    ColumnRule("duration_months", "int", 0, _UINT32_MAX, "whole months in force (0 = new)"),
+    ColumnRule(
+        "duration_months",
+        "int",
+        -(2**31),
+        2**31 - 1,
+        "whole months in force (0 = new, -m = issued m months after valuation)",
+    ),
     ColumnRule("policy_count", "float", 0, math.inf, "the number of policies the row stands for"),
 )
 """Optional in-force columns of a policy file (the POLICY_EXT record)."""

@@ -22,9 +22,11 @@ import pyarrow.parquet as pq
 
 from livecalc.errors import ConfigurationError, ExecutionError
 from livecalc.runtime.buffers import (
+    CASHFLOW_DTYPE,
     POLICY_DTYPE,
     POLICY_EXT_DTYPE,
     RESULT_DETAIL_DTYPE,
+    RESULT_DETAIL_EXT_DTYPE,
     RESULT_DTYPE,
     SCENARIO_DTYPE,
     SCENARIO_TOTAL_DTYPE,
@@ -53,6 +55,8 @@ _RECORD_TYPES = {
     "RESULT": RESULT_DTYPE,
     "RESULT_DETAIL": RESULT_DETAIL_DTYPE,
     "SCENARIO_TOTAL": SCENARIO_TOTAL_DTYPE,
+    "RESULT_DETAIL_EXT": RESULT_DETAIL_EXT_DTYPE,
+    "CASHFLOW": CASHFLOW_DTYPE,
 }
 
 

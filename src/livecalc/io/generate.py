@@ -200,7 +200,7 @@ def _policy_table(data: PolicyData) -> np.ndarray[Any, Any]:
         return data.records
     fields = [(name, POLICY_DTYPE[name]) for name in POLICY_DTYPE.names or ()]
     combined = np.empty(
-        len(data), dtype=np.dtype([*fields, ("duration_months", "<u4"), ("policy_count", "<f8")])
+        len(data), dtype=np.dtype([*fields, ("duration_months", "<i4"), ("policy_count", "<f8")])
     )
     for name, _ in fields:
         combined[name] = data.records[name]

@@ -35,13 +35,12 @@ def audit_cashflows(
     pf = chunk.pol_float[policy_index]
     n = int(pi[NSTEPS])
     k_max = max(n, 1)
-    q, lap, prem, expc, cexp, sv = (np.zeros(k_max) for _ in range(6))
-    unit_flows(pi, pf, *kernel_args(chunk, basis)[2:], q, lap, prem, expc, cexp, sv)
+    q, lap, prem, expc, cexp, sv, comc, ann = (np.zeros(k_max) for _ in range(8))
+    unit_flows(pi, pf, *kernel_args(chunk, basis)[2:], q, lap, prem, expc, cexp, sv, comc, ann)
     m = basis.steps_per_year
     g, coff = basis.grid_per_step, basis.claim_offset
     disc = chunk.disc_factors[scenario_index]
     dyn = basis.dynamic_factors(chunk.rates[scenario_index]) if basis.dynamic_lapse else None
-    comm_rates = basis.commission
     w, sa = float(pf[COUNT]), float(pf[SA])
     cols: dict[str, list[float]] = {
         k: []
@@ -62,8 +61,8 @@ def audit_cashflows(
         lives_start = lives
         d = lives * q[k]
         lapses = (lives - d) * la
-        py = (int(pi[DURATION]) + k * (12 // m)) // 12 + 1
-        commission = comm_rates[min(py, len(comm_rates)) - 1] * prem[k]
+        py = max(0, (int(pi[DURATION]) + k * (12 // m)) // 12 + 1)  # 0 before issue
+        commission = comc[k]
         row = {
             "premiums": w * lives * prem[k],
             "death_claims": w * d * sa,

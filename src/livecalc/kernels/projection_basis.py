@@ -32,6 +32,7 @@ from livecalc.kernels.projection import (
     GENDER,
     N_PARAMS,
     NSTEPS,
+    P_ACQ_PER_MODEL_POINT,
     P_ACQUISITION,
     P_CLAIM_TAU,
     P_DYNAMIC,
@@ -50,8 +51,11 @@ from livecalc.kernels.projection import (
     SA,
     UCLASS,
 )
+from livecalc.kernels.projection_discount import Discounting, discount_grid
 from livecalc.runtime.buffers import (
+    CASHFLOW_DTYPE,
     RESULT_DETAIL_DTYPE,
+    RESULT_DETAIL_EXT_DTYPE,
     RESULT_DTYPE,
     SCENARIO_TOTAL_DTYPE,
 )
@@ -64,6 +68,7 @@ __all__ = [
     "ProjectionBasis",
     "discount_grid",
     "prepare_chunk",
+    "steps_left",
 ]
 
 Float1D = np.ndarray[Any, np.dtype[np.float64]]
@@ -94,6 +99,8 @@ class OutputMode(enum.Enum):
     DETAIL = "detail"
     SCENARIO_TOTALS = "scenario_totals"
     POLICY_MEANS = "policy_means"
+    DETAIL_EXT = "detail_ext"
+    CASHFLOWS = "cashflows"
 
     @property
     def dtype(self) -> np.dtype[Any]:
@@ -102,10 +109,17 @@ class OutputMode(enum.Enum):
             return RESULT_DTYPE
         if self is OutputMode.SCENARIO_TOTALS:
             return SCENARIO_TOTAL_DTYPE
+        if self is OutputMode.DETAIL_EXT:
+            return RESULT_DETAIL_EXT_DTYPE
+        if self is OutputMode.CASHFLOWS:
+            return CASHFLOW_DTYPE
         return RESULT_DETAIL_DTYPE
 
-    def records(self, n_policies: int, n_scenarios: int) -> int:
-        """Output records for a chunk (policy-major for policy x scenario outputs)."""
+    def records(self, n_policies: int, n_scenarios: int, n_periods: int = 0) -> int:
+        """Output records for a chunk (policy-major for policy x scenario outputs); cash
+        flows: ``n_scenarios`` output slots times ``n_periods``."""
+        if self is OutputMode.CASHFLOWS:
+            return n_scenarios * n_periods
         if self is OutputMode.SCENARIO_TOTALS:
             return n_scenarios
         if self is OutputMode.POLICY_MEANS:
@@ -137,6 +151,9 @@ class ProjectionBasis:
     dynamic_sensitivity: float = 0.0
     dynamic_min_factor: float = 0.0
     dynamic_max_factor: float = 1.0
+    acquisition_per_model_point: bool = False
+    discounting: Discounting = Discounting.FLAT_FORWARD
+    step_factors: Float1D | None = None  # curve_per_step: discount factor at each step 0..N
     multipliers: dict[str, float] = field(
         default_factory=lambda: {
             "premium_multiplier": 1.0,
@@ -178,7 +195,29 @@ class ProjectionBasis:
         p[P_LAPSE_MULT] = self.multipliers["lapse_multiplier"]
         p[P_EXPENSE_MULT] = self.multipliers["expense_multiplier"]
         p[P_DYNAMIC] = float(self.dynamic_lapse)
+        p[P_ACQ_PER_MODEL_POINT] = float(self.acquisition_per_model_point)
         return p
+
+    def decrement_tables(self) -> tuple[np.ndarray[Any, Any], Float1D]:
+        """Per-step mortality by (class, gender, age, select column) and lapse by policy year.
+
+        ``min(1, q x class factor x mortality_multiplier)`` and ``min(1, lapse x
+        lapse_multiplier)``, made monthly (``-expm1(log1p(-p) / 12)``) for monthly steps: once
+        per table cell, so the kernels look rates up instead of computing them every step.
+        With dynamic lapses the lapse rates stay annual and uncapped (the scenario's factor
+        comes first).
+        """
+        mult = self.multipliers
+        factors = self.class_factors * mult["mortality_multiplier"]
+        q = np.minimum(1.0, self.mortality[None, :, :, :] * factors[:, None, None, None])
+        lapse = self.lapse * mult["lapse_multiplier"]
+        if not self.dynamic_lapse:
+            lapse = np.minimum(1.0, lapse)
+        if self.steps_per_year == 12:
+            q = _monthly(q)
+            if not self.dynamic_lapse:
+                lapse = _monthly(lapse)
+        return np.ascontiguousarray(q), np.ascontiguousarray(lapse)
 
     def dynamic_factors(self, rates: Float2D) -> Float2D:
         """Lapse factor by scenario and year: ``clip(1 + s (r - r_ref), min, max)``."""
@@ -212,24 +251,10 @@ class ChunkInputs:
         return int(self.rates.shape[0])
 
 
-def discount_grid(
-    rates: Float2D, steps_per_year: int, g: int, n_points: int, spot: bool
-) -> Float2D:
-    """Discount factors (n_scen, n_points) at times ``j / (g steps_per_year)`` years."""
-    n_scen, n_years = rates.shape
-    annual = np.ones((n_scen, n_years + 1))
-    if spot:
-        years = np.arange(1, n_years + 1)
-        annual[:, 1:] = (1.0 + rates) ** (-years.astype(np.float64))
-    else:
-        annual[:, 1:] = np.cumprod(1.0 / (1.0 + rates), axis=1)
-    per_year = g * steps_per_year
-    j = np.arange(n_points)
-    year = j // per_year
-    frac = (j % per_year) / per_year
-    nxt = np.minimum(year + 1, n_years)
-    grid = annual[:, year] * (annual[:, nxt] / annual[:, year]) ** frac
-    return np.ascontiguousarray(grid)
+def _monthly(annual: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``1 - (1 - p)^(1/12)`` elementwise in the stable log1p/expm1 form (1 where p = 1)."""
+    with np.errstate(divide="ignore"):
+        return np.where(annual >= 1.0, 1.0, -np.expm1(np.log1p(-annual) / 12.0))
 
 
 def _policy_steps(policies: np.ndarray[Any, Any], months: np.ndarray[Any, Any], m: int) -> Any:
@@ -244,6 +269,21 @@ def _policy_steps(policies: np.ndarray[Any, Any], months: np.ndarray[Any, Any], 
     return months_left // (12 // m)
 
 
+def steps_left(
+    basis: ProjectionBasis,
+    policies: np.ndarray[Any, Any],
+    extension: np.ndarray[Any, Any] | None,
+) -> Any:
+    """Projection steps of each policy from valuation (what ``prepare_chunk`` computes),
+    without checking anything: for sizing outputs."""
+    months = np.zeros(len(policies), dtype=np.int64)
+    if extension is not None and len(extension) == len(policies):
+        months = extension["duration_months"].astype(np.int64)
+    if basis.steps_per_year == 1:
+        months = np.where(months > 0, months - months % 12, months)
+    return _policy_steps(policies, months, basis.steps_per_year)
+
+
 def _fail_at(bad: np.ndarray[Any, Any], ids: np.ndarray[Any, Any], message: str) -> None:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -256,8 +296,11 @@ def prepare_chunk(
     extension: np.ndarray[Any, Any] | None,
     rates: Float2D,
     scenario_ids: np.ndarray[Any, Any],
+    rate0: float | None = None,
 ) -> ChunkInputs:
     """Validate a chunk's records against the basis and lay them out for the kernels.
+
+    ``rate0`` is the deterministic curve's year-0 rate (``step_spot``; None: year 1's rate).
 
     Raises:
         ConfigurationError: a field is out of range (naming the policy and the fix), the
@@ -285,9 +328,27 @@ def prepare_chunk(
         _fail_at(~(np.isfinite(count) & (count >= 0)), ids, "policy_count must be a number >= 0")
     # Annual steps count durations in completed policy years: the valuation is taken at the
     # last policy anniversary (monthly steps use the exact months).
-    part_year = int(np.count_nonzero(months % 12)) if m == 1 else 0
+    _fail_at(
+        (months < 0) & (months % 12 != 0) & (m == 1),
+        ids,
+        "future new business (negative duration_months) with annual steps must be issued a "
+        'whole number of years after valuation; use "time_step": "monthly"',
+    )
+    part_year = int(np.count_nonzero((months > 0) & (months % 12 != 0))) if m == 1 else 0
     if part_year:
         months = months - months % 12
+    n_years = rates.shape[1]
+    horizon = 12 * n_years
+    if basis.step_factors is not None:
+        horizon = (len(basis.step_factors) - 1) * (12 // m)
+    late = -months >= horizon
+    if late.any():
+        i = int(np.flatnonzero(late)[0])
+        raise ConfigurationError(
+            f"policy {int(ids[i])} (row {i + 1}): issued {-int(months[i])} months after "
+            f"valuation, at or beyond the horizon of the discount curve or scenarios "
+            f"({horizon} months); give a longer curve or scenarios, or an earlier issue date"
+        )
     _fail_at(policies["age"] > MAX_AGE, ids, f"age must be 0-{MAX_AGE}")
     _fail_at(policies["gender"] > 2, ids, "gender must be 0 (male), 1 (female) or 2 (other)")
     _fail_at(
@@ -318,10 +379,10 @@ def prepare_chunk(
     pol_int[:, NSTEPS] = n_steps
     pol_float = np.empty((n, 3))
     pol_float[:, SA] = policies["sum_assured"]
-    pol_float[:, PREMIUM] = policies["premium"]
+    # The kernels read the premium per payment (the POLICY record's is annual).
+    pol_float[:, PREMIUM] = policies["premium"] / (12.0 if basis.premium_monthly else 1.0)
     pol_float[:, COUNT] = count
     k_max = int(n_steps.max()) if n else 0
-    n_years = rates.shape[1]
     years_needed = -(-k_max // m)
     if years_needed > n_years:
         longest = int(np.argmax(n_steps))
@@ -330,7 +391,16 @@ def prepare_chunk(
             f"{years_needed} more years; give scenarios of at least {years_needed} years"
         )
     g = basis.grid_per_step
-    disc = discount_grid(rates, m, g, k_max * g + 1, basis.spot_rates)
+    disc = discount_grid(
+        rates,
+        m,
+        g,
+        k_max * g + 1,
+        basis.spot_rates,
+        basis.discounting,
+        None if rate0 is None else np.array([rate0]),
+        basis.step_factors,
+    )
     return ChunkInputs(
         pol_int=pol_int,
         pol_float=pol_float,
@@ -353,7 +423,7 @@ def _check_ages(
     """Every attained age a projected policy reaches must be in the mortality table."""
     active = n_steps > 0
     entry = policies["age"].astype(np.int64)
-    first = entry + months // 12
+    first = entry + np.maximum(months, 0) // 12
     last = entry + (months + (n_steps - 1) * (12 // basis.steps_per_year)) // 12
     low = basis.mortality_age_min
     high = low + basis.mortality.shape[1] - 1

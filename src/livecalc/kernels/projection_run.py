@@ -12,12 +12,16 @@ import numpy as np
 
 from livecalc.kernels.projection import (
     BLOCKS,
+    CF_FIELDS,
     COUNT,
     MODE_DETAIL,
+    MODE_DETAIL_EXT,
     MODE_MEANS,
     MODE_NPV,
     MODE_TOTALS,
+    PREMIUM,
     TOTAL_BLOCKS,
+    cashflow_kernel,
     full_kernel,
     ids_kernel,
     separable_flows_kernel,
@@ -31,22 +35,30 @@ from livecalc.kernels.projection_basis import (
 )
 from livecalc.runtime.buffers import ALL_SCENARIOS
 
-__all__ = ["inflation_factors", "kernel_args", "project", "write_components", "write_ids"]
+__all__ = [
+    "cashflow_slots",
+    "inflation_factors",
+    "kernel_args",
+    "project",
+    "project_cashflows",
+    "write_components",
+    "write_ids",
+]
 
 Array = np.ndarray[Any, Any]
 
 
 def kernel_args(chunk: ChunkInputs, basis: ProjectionBasis) -> tuple[Any, ...]:
     """The arguments every kernel starts with: policies, assumptions, parameters, inflation."""
+    qtab, ltab = basis.decrement_tables()
     return (
         chunk.pol_int,
         chunk.pol_float,
-        basis.mortality,
+        qtab,
         basis.mortality_age_min,
-        basis.lapse,
+        ltab,
         basis.commission,
         basis.surrender,
-        basis.class_factors,
         basis.params(),
         inflation_factors(chunk, basis),
     )
@@ -85,6 +97,9 @@ def write_ids(chunk: ChunkInputs, mode: OutputMode, out: Array) -> None:
         out["policy_id"][:n] = chunk.policy_ids
     else:
         rows = n * n_scen
+        if mode is OutputMode.DETAIL_EXT:
+            out["reserved2"][:rows] = 0
+            out["premium"][:rows].reshape(n, n_scen)[:] = chunk.pol_float[:, PREMIUM, None]
         ids_kernel(
             _policy_ids(chunk, mode),
             chunk.scenario_ids,
@@ -120,14 +135,20 @@ def _project_full_path(
         OutputMode.DETAIL: MODE_DETAIL,
         OutputMode.POLICY_MEANS: MODE_MEANS,
         OutputMode.SCENARIO_TOTALS: MODE_TOTALS,
+        OutputMode.DETAIL_EXT: MODE_DETAIL_EXT,
     }[mode]
     n_blocks = max(1, min(n, TOTAL_BLOCKS if code == MODE_TOTALS else BLOCKS))
     partial = np.zeros((n_blocks if code == MODE_TOTALS else 1, n_scen, 5))
     fields = _float_fields(mode, out, mode.records(n, n_scen))
+    if mode is OutputMode.DETAIL_EXT:
+        rows = n * n_scen
+        extra = [out["commissions"][:rows], out["premium_annuity"][:rows]]
+    else:
+        extra = [_dummy(), _dummy()]
     full_kernel(
         *kernel_args(chunk, basis),
         df_t, dyn_t, basis.grid_per_step, basis.claim_offset, n_blocks, code,
-        *fields, partial,
+        *fields, *extra, partial,
     )  # fmt: skip
     if code == MODE_TOTALS:
         totals = partial.sum(axis=0)
@@ -191,6 +212,10 @@ def project(
         raise ValueError("dynamic lapses make cash flows scenario-dependent: no separable path")
     if rows == 0:
         return 0
+    if mode is OutputMode.CASHFLOWS:
+        raise ValueError("cash flows are written by project_cashflows")
+    if mode is OutputMode.DETAIL_EXT:
+        separable = False  # commissions and the premium annuity come from the full kernel
     pair = mode in (OutputMode.NPV, OutputMode.DETAIL)
     if not (separable and pair):  # the separable pair kernel writes ids itself
         write_ids(chunk, mode, out)
@@ -198,4 +223,65 @@ def project(
         _project_separable_path(chunk, basis, mode, out)
     else:
         _project_full_path(chunk, basis, mode, out)
+    return rows
+
+
+def cashflow_slots(
+    scenario_ids: Array, chosen: list[int], deterministic: bool
+) -> tuple[Array, Array]:
+    """The cash-flow output's slots: (scenario id of each slot, weights (slots, scenarios)).
+
+    A deterministic run has one slot, its scenario; otherwise the first slot is the mean over
+    the scenarios (``ALL_SCENARIOS``) and then one slot per chosen scenario id.
+    """
+    n_scen = len(scenario_ids)
+    if deterministic:
+        return np.asarray(scenario_ids[:1], dtype=np.uint32), np.ones((1, 1))
+    ids = [ALL_SCENARIOS, *chosen]
+    weights = np.zeros((len(ids), n_scen))
+    weights[0] = 1.0 / n_scen
+    index = {int(v): i for i, v in enumerate(scenario_ids)}
+    for slot, sid in enumerate(chosen, start=1):
+        if sid not in index:
+            raise ValueError(f"scenario {sid} is not in the scenarios")
+        weights[slot, index[sid]] = 1.0
+    return np.array(ids, dtype=np.uint32), weights
+
+
+def project_cashflows(
+    chunk: ChunkInputs,
+    basis: ProjectionBasis,
+    out: Array,
+    slot_ids: Array,
+    slot_weights: Array,
+) -> int:
+    """Portfolio cash flows per output slot and period into ``out`` (CASHFLOW records,
+    slot-major: record ``slot * periods + k``); returns the records written (the chunk's
+    longest projection decides the periods)."""
+    n_slots, k_max = len(slot_ids), chunk.n_steps_max
+    rows = n_slots * k_max
+    if len(out) < rows:
+        raise ValueError(f"the output buffer holds {len(out)} records; this chunk needs {rows}")
+    if rows == 0:
+        return 0
+    g, coff = basis.grid_per_step, basis.claim_offset
+    df_t = np.ascontiguousarray(chunk.disc_factors.T)
+    if basis.dynamic_lapse:
+        dyn_t = np.ascontiguousarray(basis.dynamic_factors(chunk.rates).T)
+    else:
+        dyn_t = np.zeros((1, 1))
+    n_blocks = max(1, min(chunk.n_policies, TOTAL_BLOCKS))
+    partial = np.zeros((n_blocks, n_slots, k_max, len(CF_FIELDS)))
+    cashflow_kernel(
+        *kernel_args(chunk, basis), df_t, dyn_t, g, coff, n_blocks,
+        np.ascontiguousarray(slot_weights), partial,
+    )  # fmt: skip
+    sums = partial.sum(axis=0)
+    view = out[:rows].reshape(n_slots, k_max)
+    view["scenario_id"] = slot_ids[:, None]
+    view["period"] = np.arange(1, k_max + 1)[None, :]
+    view["time_years"] = (np.arange(k_max) / basis.steps_per_year)[None, :]
+    view["discount_factor"] = slot_weights @ chunk.disc_factors[:, : k_max * g : g]
+    for f, name in enumerate(CF_FIELDS):
+        view[name] = sums[:, :, f]
     return rows

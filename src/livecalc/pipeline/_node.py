@@ -6,6 +6,9 @@ buffers are allocated once and reused. Chunk outputs merge by dtype:
 
 - SCENARIO_TOTAL: summed field by field per scenario (policy_count too), in a small
   accumulator; the chunk buffer is reused;
+- CASHFLOW: summed per (scenario_id, period) in chunk-index order, every float field but
+  ``time_years`` and ``discount_factor`` (the same in every chunk); the chunk buffer is sized
+  for the longest policy of the whole input and reused;
 - other records (RESULT, RESULT_DETAIL, per-policy means): either streamed to a sink chunk by
   chunk from one reused chunk buffer (bounded memory), or written by the engine straight into
   its slice of one merged buffer sized for the whole policy set (no copy).
@@ -25,6 +28,7 @@ from livecalc.log import get_logger
 from livecalc.pipeline.executors import EngineHandle
 from livecalc.runtime.buffers import (
     ALIGNMENT,
+    CASHFLOW_DTYPE,
     MAX_RECORDS,
     POLICY_DTYPE,
     POLICY_EXT_DTYPE,
@@ -33,7 +37,7 @@ from livecalc.runtime.buffers import (
 )
 from livecalc.runtime.engine import ExecutionResult
 
-__all__ = ["ChunkPlan", "NodeOutput", "NodeRunner", "merge_scenario_totals"]
+__all__ = ["ChunkPlan", "NodeOutput", "NodeRunner", "merge_cashflows", "merge_scenario_totals"]
 
 _log = get_logger()
 
@@ -104,6 +108,42 @@ def merge_scenario_totals(acc: np.ndarray | None, chunk: np.ndarray) -> np.ndarr
         pos = np.searchsorted(ids, part["scenario_id"])
         for name in floats:
             np.add.at(merged[name], pos, part[name])
+    return merged
+
+
+_CASHFLOW_KEPT = ("scenario_id", "period", "time_years", "discount_factor")
+
+
+def merge_cashflows(acc: np.ndarray | None, chunk: np.ndarray) -> np.ndarray:
+    """``acc`` plus one chunk's CASHFLOW records, summed per (scenario_id, period).
+
+    Chunks whose policies run fewer periods write fewer records: the result has every period
+    any chunk had, sorted by scenario slot then period as the engine writes them.
+    """
+    if acc is None:
+        return chunk.copy()
+    sums = [n for n in CASHFLOW_DTYPE.names or () if n not in _CASHFLOW_KEPT]
+    keys_acc = acc["scenario_id"].astype(np.int64) << 32 | acc["period"]
+    keys_new = chunk["scenario_id"].astype(np.int64) << 32 | chunk["period"]
+    if len(acc) >= len(chunk) and np.array_equal(keys_acc[: len(chunk)], keys_new):
+        for name in sums:
+            acc[name][: len(chunk)] += chunk[name]
+        return acc
+    # Different period counts: align by key (slot order kept: ids as first seen).
+    order = list(dict.fromkeys([*acc["scenario_id"].tolist(), *chunk["scenario_id"].tolist()]))
+    rank = {sid: r for r, sid in enumerate(order)}
+    periods = max(int(acc["period"].max(initial=0)), int(chunk["period"].max(initial=0)))
+    merged = np.zeros(len(order) * periods, dtype=CASHFLOW_DTYPE)
+    view = merged.reshape(len(order), periods)
+    view["scenario_id"] = np.array(order, dtype=np.uint32)[:, None]
+    view["period"] = np.arange(1, periods + 1)[None, :]
+    for part in (acc, chunk):
+        pos = np.array([rank[int(s)] for s in part["scenario_id"]], dtype=np.int64) * periods
+        pos += part["period"].astype(np.int64) - 1
+        for name in ("time_years", "discount_factor"):
+            merged[name][pos] = part[name]
+        for name in sums:
+            merged[name][pos] += part[name]
     return merged
 
 
@@ -178,10 +218,16 @@ class NodeRunner:
         stream = False
         if spec is not None:
             dtype = np.dtype(spec.dtype)
-            if dtype == SCENARIO_TOTAL_DTYPE or sink is not None or plan.count == 1:
-                stream = sink is not None and dtype != SCENARIO_TOTAL_DTYPE
-                _check_limit(dtype, spec.records, whole=plan.count == 1 and sink is None)
-                buf = self._buffer(f"{role}.chunk", dtype, spec.records)
+            summed = dtype in (SCENARIO_TOTAL_DTYPE, CASHFLOW_DTYPE)
+            if summed or sink is not None or plan.count == 1:
+                stream = sink is not None and not summed
+                records = spec.records
+                if dtype == CASHFLOW_DTYPE:
+                    # A later chunk may run more periods than the first: size for them all.
+                    whole = self.handle.output_spec(inputs)
+                    records = spec.records if whole is None else whole.records
+                _check_limit(dtype, records, whole=plan.count == 1 and sink is None)
+                buf = self._buffer(f"{role}.chunk", dtype, records)
             else:
                 whole = self.handle.output_spec(inputs)
                 assert whole is not None
@@ -229,6 +275,8 @@ class NodeRunner:
                 offset += n
             elif buf is not None and buf.dtype == SCENARIO_TOTAL_DTYPE:
                 totals = merge_scenario_totals(totals, buf[:n])
+            elif buf is not None and buf.dtype == CASHFLOW_DTYPE:
+                totals = merge_cashflows(totals, buf[:n])
             elif stream:
                 assert sink is not None and buf is not None
                 sink(buf[:n])

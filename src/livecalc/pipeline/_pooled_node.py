@@ -31,11 +31,12 @@ from livecalc.pipeline._node import (
     ChunkSink,
     NodeOutput,
     NodeRunner,
+    merge_cashflows,
     merge_scenario_totals,
 )
 from livecalc.pipeline.executors import EngineHandle
 from livecalc.pipeline.pool import ReplicaPool
-from livecalc.runtime.buffers import SCENARIO_TOTAL_DTYPE, BufferManager
+from livecalc.runtime.buffers import CASHFLOW_DTYPE, SCENARIO_TOTAL_DTYPE, BufferManager
 from livecalc.runtime.engine import ExecutionResult
 
 __all__ = ["PooledNodeRunner", "node_runner"]
@@ -86,7 +87,7 @@ class PooledNodeRunner(NodeRunner):
         out = NodeOutput(chunks=plan.count)
         spec = self.pool.output_spec(plan.chunk(inputs, 0))
         dtype = None if spec is None else np.dtype(spec.dtype)
-        totals_mode = dtype == SCENARIO_TOTAL_DTYPE
+        totals_mode = dtype in (SCENARIO_TOTAL_DTYPE, CASHFLOW_DTYPE)
         stream = sink is not None and dtype is not None and not totals_mode
         merged: np.ndarray | None = None
         if dtype is not None and not totals_mode and not stream:
@@ -96,7 +97,12 @@ class PooledNodeRunner(NodeRunner):
         slots: list[np.ndarray] = []
         if spec is not None and dtype is not None:
             n_slots = min(self.pool.max_in_flight, plan.count)
-            slots = [self._buffer(f"{role}.slot{k}", dtype, spec.records) for k in range(n_slots)]
+            records = spec.records
+            if dtype == CASHFLOW_DTYPE:
+                # A later chunk may run more periods than the first: size for them all.
+                whole_spec = self.pool.output_spec(inputs)
+                records = spec.records if whole_spec is None else whole_spec.records
+            slots = [self._buffer(f"{role}.slot{k}", dtype, records) for k in range(n_slots)]
         state: dict[str, Any] = {"offset": 0, "totals": None}
 
         def run_one(replica: EngineHandle, i: int, slot: int) -> tuple[ExecutionResult, float]:
@@ -122,7 +128,9 @@ class PooledNodeRunner(NodeRunner):
                         f"{len(target)}",
                         self.node_id,
                     )
-                if totals_mode:
+                if totals_mode and dtype == CASHFLOW_DTYPE:
+                    state["totals"] = merge_cashflows(state["totals"], target[:n])
+                elif totals_mode:
                     state["totals"] = merge_scenario_totals(state["totals"], target[:n])
                 elif stream:
                     assert sink is not None

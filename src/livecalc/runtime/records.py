@@ -16,10 +16,12 @@ import numpy as np
 __all__ = [
     "ALIGNMENT",
     "ALL_SCENARIOS",
+    "CASHFLOW_DTYPE",
     "MAX_RECORDS",
     "POLICY_DTYPE",
     "POLICY_EXT_DTYPE",
     "RESULT_DETAIL_DTYPE",
+    "RESULT_DETAIL_EXT_DTYPE",
     "RESULT_DTYPE",
     "SCENARIO_DTYPE",
     "SCENARIO_TOTAL_DTYPE",
@@ -97,14 +99,58 @@ several policy chunks merge by adding every float field per scenario.
 POLICY_EXT_DTYPE = _dtype(
     [
         ("policy_id", "<u8", 0),
-        ("duration_months", "<u4", 8),
+        ("duration_months", "<i4", 8),
         ("reserved", "<u4", 12),
         ("policy_count", "<f8", 16),
     ],
     24,
 )
 """Side record for a POLICY record at the same index: months in force at the valuation date
-(0 = new business) and the number of identical policies the record stands for (model points)."""
+(0 = new business; ``-m``: issued ``m`` months after it, future new business) and the number of
+identical policies the record stands for (model points)."""
+
+RESULT_DETAIL_EXT_DTYPE = _dtype(
+    [
+        ("scenario_id", "<u4", 0),
+        ("reserved", "<u4", 4),
+        ("policy_id", "<u8", 8),
+        *_COMPONENTS,
+        ("commissions", "<f8", 64),
+        ("premium_annuity", "<f8", 72),
+        ("premium", "<f8", 80),
+        ("reserved2", "<u8", 88),
+    ],
+    96,
+)
+"""RESULT_DETAIL extended, 96 bytes: the RESULT_DETAIL fields at the same offsets, except that
+``expenses`` leaves out commissions, which get their own field; then the premium annuity (the
+present value of the lives in force at each premium date) and the premium per payment used.
+``npv = premium_income - death_benefits - surrender_benefits - expenses - maturity_benefits -
+commissions``; ``premium_income = premium x premium_multiplier x premium_annuity``."""
+
+CASHFLOW_DTYPE = _dtype(
+    [
+        ("scenario_id", "<u4", 0),
+        ("period", "<u4", 4),
+        ("time_years", "<f8", 8),
+        ("premiums", "<f8", 16),
+        ("death_claims", "<f8", 24),
+        ("surrenders", "<f8", 32),
+        ("maturities", "<f8", 40),
+        ("expenses", "<f8", 48),
+        ("commissions", "<f8", 56),
+        ("net_cash_flow", "<f8", 64),
+        ("policies_in_force", "<f8", 72),
+        ("deaths", "<f8", 80),
+        ("lapses", "<f8", 88),
+        ("discount_factor", "<f8", 96),
+        ("pv_net_cash_flow", "<f8", 104),
+    ],
+    112,
+)
+"""Portfolio cash flows of one projection period (month or year), 112 bytes: totals over the
+policies of a chunk; chunks merge by adding every float field but ``time_years`` and
+``discount_factor`` per (scenario_id, period)."""
 
 ALL_SCENARIOS = 0xFFFFFFFF
 """``scenario_id`` of a RESULT_DETAIL record that holds a policy's mean over all scenarios."""
