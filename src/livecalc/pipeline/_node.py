@@ -41,6 +41,9 @@ ChunkSink = Callable[[np.ndarray], None]
 ChunkCallback = Callable[[int, int, int], None]
 """Called after each chunk with (chunk index, chunk count, policies in the chunk)."""
 
+OutputCallback = Callable[[int, int, np.ndarray], None]
+"""Called after each chunk with (chunk index, chunk count, its output records: a view)."""
+
 
 @dataclass(frozen=True)
 class ChunkPlan:
@@ -113,6 +116,7 @@ class NodeOutput:
     streamed_records: int = 0
     rows_processed: int = 0
     chunks: int = 0
+    reused_chunks: int = 0
     engine_seconds: float = 0.0
     compute_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
@@ -154,6 +158,8 @@ class NodeRunner:
         sink: ChunkSink | None = None,
         role: str = "out",
         on_chunk: ChunkCallback | None = None,
+        stored: Mapping[int, np.ndarray] | None = None,
+        on_output: OutputCallback | None = None,
     ) -> NodeOutput:
         """Run every chunk; merge outputs into records, or hand each chunk to ``sink``.
 
@@ -164,7 +170,11 @@ class NodeRunner:
             role: names this run's buffers (``"out"``; ``"eval"`` for goal-seek re-runs, so
                 they never overwrite the records downstream engines read).
             on_chunk: progress callback.
+            stored: output records of chunks that do not run again (a resumed run): they are
+                merged as if the engine had just written them.
+            on_output: receives each chunk's output records (checkpoints).
         """
+        stored = stored or {}
         plan = ChunkPlan.of(inputs, chunk_size)
         out = NodeOutput(chunks=plan.count)
         first = plan.chunk(inputs, 0)
@@ -187,7 +197,11 @@ class NodeRunner:
             chunk_inputs = first if i == 0 else plan.chunk(inputs, i)
             target = buf if merged is None else merged[offset:]
             start = time.perf_counter()
-            result = self.handle.run_chunk(chunk_inputs or None, target)
+            if i in stored and target is not None:
+                result = self._reuse(stored[i], target)
+                out.reused_chunks += 1
+            else:
+                result = self.handle.run_chunk(chunk_inputs or None, target)
             seconds = time.perf_counter() - start
             self._check(result, i)
             out.engine_seconds += seconds
@@ -203,6 +217,8 @@ class NodeRunner:
                         f"{len(target)}",
                         self.node_id,
                     )
+            if on_output is not None and target is not None:
+                on_output(i, plan.count, target[:n])
             if merged is not None:
                 offset += n
             elif buf is not None and buf.dtype == SCENARIO_TOTAL_DTYPE:
@@ -230,6 +246,17 @@ class NodeRunner:
         elif merged is not None:
             out.records = merged[:offset]
         return out
+
+    def _reuse(self, records: np.ndarray, target: np.ndarray) -> ExecutionResult:
+        """A stored chunk output copied where the engine would have written it."""
+        if records.dtype != target.dtype or len(records) > len(target):
+            raise ExecutionError(
+                f"a stored chunk ({len(records)} records of {records.dtype}) does not fit the "
+                f"output buffer ({len(target)} of {target.dtype})",
+                self.node_id,
+            )
+        target[: len(records)] = records
+        return ExecutionResult(success=True, bytes_written=records.nbytes)
 
     def _check(self, result: ExecutionResult, i: int) -> None:
         if not result.success:

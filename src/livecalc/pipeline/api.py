@@ -24,6 +24,7 @@ from livecalc.log import get_logger
 from livecalc.pipeline._summary import NodeReport, RunSummary
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import Executor
+from livecalc.pipeline.hooks import RunHooks
 from livecalc.pipeline.loading import load_config
 from livecalc.pipeline.runner import ProgressCallback, Runner
 from livecalc.runtime.factory import EngineFactory
@@ -118,6 +119,10 @@ class RunResult:
         """Output ``name`` as a pandas DataFrame."""
         return self.table(name).to_pandas()
 
+    def _repr_html_(self) -> str:
+        """The summary as an HTML table, for notebooks."""
+        return self.summary.to_html()
+
     def raise_for_status(self) -> None:
         """Raise ExecutionError naming every failed node when the run did not succeed."""
         if not self.success:
@@ -134,6 +139,8 @@ def run(
     factory: EngineFactory | None = None,
     progress: ProgressCallback | None = None,
     base_dir: str | Path | None = None,
+    hooks: RunHooks | None = None,
+    run_id: str | None = None,
 ) -> RunResult:
     """Validate and run a pipeline; a failing node does not raise (see ``RunResult.success``).
 
@@ -146,6 +153,8 @@ def run(
         factory: the engine types (default: built-ins and installed plug-ins).
         progress: called as ``progress(event, node_id, **info)`` while the run goes.
         base_dir: folder for a dict config's relative paths (default: the current folder).
+        hooks: followers of the run (``livecalc.ops``: the run store, checkpoints).
+        run_id: the run's id (default: a new one; a resumed run keeps its own).
 
     Raises:
         ConfigurationError: the config, an engine's config or an input file is wrong; nothing
@@ -164,6 +173,8 @@ def run(
         executor=executor,
         chunk_size=chunk_size,
         progress=progress,
+        hooks=hooks,
+        run_id=run_id,
     )
     return RunResult(runner.run(), config)
 

@@ -19,6 +19,7 @@ from livecalc.errors import ConfigurationError
 from livecalc.pipeline._config_files import (
     with_absolute_paths,
 )
+from livecalc.pipeline.operations import AlertConfig, CheckConfig, ChunkingConfig, SlaConfig
 
 __all__ = [
     "DataSource",
@@ -95,6 +96,13 @@ class RunOptions(_Model):
     executor: Literal["local", "processes", "ray"] = "local"
     max_parallel: int = Field(default=2, ge=1, description="nodes run at the same time")
     timeout_seconds: float | None = Field(default=None, gt=0, description="per chunk default")
+    chunking: ChunkingConfig | None = Field(
+        default=None,
+        description='{"strategy": "fixed", "size": N} or {"strategy": "memory", "budget": "1GB"}',
+    )
+    checkpoint: bool = Field(
+        default=True, description="keep each finished chunk under $LIVECALC_HOME for resume"
+    )
 
 
 class PipelineConfig(_Model):
@@ -109,6 +117,9 @@ class PipelineConfig(_Model):
     engines: list[EngineNode] = Field(min_length=1)
     output: OutputConfig | None = None
     run: RunOptions = Field(default_factory=RunOptions)
+    checks: list[CheckConfig] = Field(default_factory=list, description="declared checks")
+    sla: SlaConfig | None = None
+    alerts: list[AlertConfig] = Field(default_factory=list)
     base_dir: str = Field(
         default=".", description="folder relative paths resolve against (set by load_config)"
     )

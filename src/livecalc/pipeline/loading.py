@@ -28,6 +28,7 @@ from livecalc.pipeline._config_files import (
 )
 from livecalc.pipeline.config import DataSource, EngineNode, PipelineConfig
 from livecalc.pipeline.graph import graph_problems
+from livecalc.pipeline.operations import operations_problems
 from livecalc.runtime.factory import BUILTIN_ALIASES, EngineFactory
 
 __all__ = ["apply_overrides", "format_problems", "load_config", "parse_override"]
@@ -112,6 +113,7 @@ def load_config(
         problems.extend(_file_problems(sources, Path(raw["base_dir"])))
     if config is not None:
         problems.extend(_output_problems(config, nodes, sources))
+        problems.extend(operations_problems(config))
         if check_files:
             problems.extend(_output_path_problems(config))
     if problems:

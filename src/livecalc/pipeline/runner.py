@@ -44,6 +44,7 @@ from livecalc.pipeline._summary import NodeReport, RunSummary, write_json_atomic
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import EngineHandle, Executor, create_executor
 from livecalc.pipeline.graph import EngineGraph
+from livecalc.pipeline.hooks import RunHooks
 from livecalc.runtime.buffers import BufferManager
 from livecalc.runtime.factory import EngineFactory
 
@@ -71,6 +72,8 @@ class Runner:
         executor: str | Executor | None = None,
         chunk_size: int | None = None,
         progress: ProgressCallback | None = None,
+        hooks: RunHooks | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.config = config
         self.graph = EngineGraph(config)
@@ -79,6 +82,9 @@ class Runner:
         self._executor = executor if executor is not None else config.run.executor
         self.chunk_size = chunk_size if chunk_size is not None else config.run.chunk_size
         self._progress = progress
+        # The run store and checkpoints follow the run through these (livecalc.ops).
+        self._hooks = hooks if hooks is not None else RunHooks()
+        self._run_id = run_id
         self._handles: dict[str, EngineHandle] = {}
         self._runners: dict[str, NodeRunner] = {}
         self._datasets: dict[str, Any] = {}
@@ -99,7 +105,7 @@ class Runner:
         executor = (
             create_executor(self._executor) if isinstance(self._executor, str) else self._executor
         )
-        with run_context() as run_id, BufferManager() as buffers, executor:
+        with run_context(self._run_id) as run_id, BufferManager() as buffers, executor:
             summary = RunSummary(
                 run_id=run_id,
                 executor=executor.name,
@@ -110,8 +116,10 @@ class Runner:
             start = time.perf_counter()
             _log.info("run_started", executor=executor.name, nodes=len(summary.nodes))
             try:
+                extra_metadata = dict(self._hooks.run_started(run_id, self.config))
                 self._load_sources(buffers, executor.shared_buffers)
                 outputs = OutputPlan.of(self.config, self.graph, self._datasets)
+                outputs.metadata.update(extra_metadata)
                 outputs.metadata[RUN_ID_KEY] = run_id
                 self._initialize_all(executor, buffers, summary)
                 self._schedule(summary, outputs)
@@ -128,6 +136,7 @@ class Runner:
                 k: (v.copy() if executor.shared_buffers and isinstance(v, np.ndarray) else v)
                 for k, v in self._datasets.items()
             }
+            self._hooks.run_finished(summary)
             if self.config.output is not None and self.config.output.summary_path:
                 path = self.config.resolve(self.config.output.summary_path)
                 try:
@@ -282,11 +291,14 @@ class Runner:
         try:
             restore = self._bind_evaluator(node_id)
             self._emit("node_started", node_id, chunks=_chunk_count(inputs, chunk_size))
+            chunks = _chunk_count(inputs, chunk_size)
             result = runner.run(
                 inputs,
                 chunk_size,
                 sink=sink.write if sink is not None else None,
                 on_chunk=lambda i, n, k: self._chunk_finished(node_id, i, n, k),
+                stored=self._hooks.stored_chunks(node_id, chunk_size, chunks),
+                on_output=lambda i, n, records: self._hooks.chunk_output(node_id, i, n, records),
             )
             if sink is not None:
                 sink.commit()
@@ -344,6 +356,7 @@ class Runner:
         report.compute_seconds = result.compute_seconds
         report.rows_processed = result.rows_processed
         report.chunks = result.chunks
+        report.reused_chunks = result.reused_chunks
         report.records = streamed if result.records is None else len(result.records)
         report.warnings = [*report.warnings, *result.warnings]
         try:
