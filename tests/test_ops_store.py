@@ -252,7 +252,7 @@ class TestSchema:
         bad = tmp_path / "runs.duckdb"
         bad.write_bytes(b"not a database" * 100)
 
-        with pytest.raises(ConfigurationError, match="runs.duckdb"):
+        with pytest.raises(ConfigurationError, match=r"runs\.duckdb"):
             RunStore(bad).list()
 
 

@@ -62,7 +62,8 @@ def _pydantic_problems(exc: ValidationError, prefix: Sequence[int | str] = ()) -
             expected = err.get("ctx", {}).get("expected", "")
             problems.append(f"{path}: {err['input']!r} is not allowed; use one of {expected}")
         else:
-            problems.append(f"{path}: {err['msg']} (got {err['input']!r})")
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{path}: {message} (got {err['input']!r})")
     return problems
 
 
