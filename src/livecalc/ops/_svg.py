@@ -59,13 +59,15 @@ class _Frame:
     def y(self, v: float) -> float:
         return H - BOTTOM - (v - self.y0) / (self.y1 - self.y0) * (H - TOP - BOTTOM)
 
-    def axes(self, xlabel: str, ylabel: str, yticks: bool = True) -> str:
+    def axes(self, xlabel: str, ylabel: str, yticks: bool = True, whole_x: bool = False) -> str:
         parts = [
             f'<line x1="{LEFT}" y1="{H - BOTTOM}" x2="{W - RIGHT}" y2="{H - BOTTOM}" '
             'stroke="#333"/>',
             f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{H - BOTTOM}" stroke="#333"/>',
         ]
         for t in _ticks(self.x0, self.x1):
+            if whole_x and t != int(t):
+                continue  # evaluations and years are whole numbers
             x = self.x(t)
             parts.append(
                 f'<line x1="{x:.1f}" y1="{H - BOTTOM}" x2="{x:.1f}" y2="{H - BOTTOM + 4}" '
@@ -109,17 +111,23 @@ def timeline(rows: Sequence[Mapping[str, object]], title: str = "Node timeline")
     band = (H - TOP - BOTTOM) / max(1, len(rows))
     parts = [frame.axes("seconds since the run started", "", yticks=False)]
     for i, r in enumerate(rows):
-        y = TOP + i * band + band * 0.15
+        y = TOP + i * band + band * 0.35
         x0, x1 = frame.x(float(r["start"])), frame.x(float(r["end"]))  # type: ignore[arg-type]
         colour = "#2f9e44" if r.get("status") == "succeeded" else "#c92a2a"
         label = html.escape(f"{r['node_id']}: {float(r['end']) - float(r['start']):.3f} s")  # type: ignore[arg-type]
         parts.append(
             f'<rect x="{x0:.1f}" y="{y:.1f}" width="{max(x1 - x0, 2):.1f}" '
-            f'height="{band * 0.7:.1f}" fill="{colour}" opacity="0.8"><title>{label}</title>'
-            f'</rect><text x="{LEFT + 4}" y="{y + band * 0.4:.1f}" fill="#fff" '
-            f'stroke="#000" stroke-width="0.3">{label}</text>'
+            f'height="{band * 0.5:.1f}" fill="{colour}" opacity="0.8"><title>{label}</title>'
+            f"</rect>{_label(x0, x1, y - 4, label)}"
         )
     return _svg(title, "".join(parts), "timeline")
+
+
+def _label(x0: float, x1: float, y: float, text: str) -> str:
+    # A bar near the right edge gets its label ending at the bar's end, not running off.
+    right = x0 > LEFT + 0.6 * (W - LEFT - RIGHT)
+    x, anchor = (x1, "end") if right else (x0, "start")
+    return f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" fill="#212529">{text}</text>'
 
 
 def histogram(
@@ -189,7 +197,7 @@ def line_chart(
     """Values by position (1, 2, ...) as a line with points, and a target line."""
     ys = [*values, *([target] if target is not None else [])]
     frame = _Frame(1, max(2, len(values)), min(ys), max(ys))
-    parts = [frame.axes(xlabel, ylabel)]
+    parts = [frame.axes(xlabel, ylabel, whole_x=True)]
     points = [(frame.x(i + 1), frame.y(v)) for i, v in enumerate(values)]
     if target is not None:
         y = frame.y(target)

@@ -140,9 +140,10 @@ def render_report(record: Mapping[str, Any], against: Mapping[str, Any] | None =
     parts.append(_nodes(record))
     parts.append(_checks_and_sla(record))
     parts.append(_charts(record))
-    parts.append(_metrics(record))
     if against is not None:
         parts.append(_comparison(compare_records(against, record)))
+    else:
+        parts.append(_metrics(record))
     body = "\n".join(parts)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -200,6 +201,12 @@ def _nodes(record: Mapping[str, Any]) -> str:
     )
 
 
+def _value(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(_num(v) for v in value)
+    return _num(value)
+
+
 def _checks_and_sla(record: Mapping[str, Any]) -> str:
     checks = record.get("checks") or []
     rows = []
@@ -215,8 +222,8 @@ def _checks_and_sla(record: Mapping[str, Any]) -> str:
                 _e(c["kind"]),
                 _e(c["severity"]),
                 mark,
-                _e(json.dumps(c.get("value"))),
-                _e(json.dumps(c.get("threshold"))),
+                _value(c.get("value")),
+                _value(c.get("threshold")),
                 _e(c.get("message")),
             ]
         )
@@ -306,8 +313,7 @@ def _comparison(diff: Mapping[str, Any]) -> str:
         [_e(t["target"]), _num(t["a"]), _num(t["b"]), _num(t["ratio"])] for t in diff["timings"]
     ]
     return (
-        f"<h2>Compared with run <code>{_e(diff['a'])}</code></h2>"
-        + "<h3>Metrics</h3>"
+        f"<h2>Metrics, compared with run <code>{_e(diff['a'])}</code></h2>"
         + _table(
             ["metric", f"run {diff['a']}", f"this run {diff['b']}", "difference", "relative"], rows
         )

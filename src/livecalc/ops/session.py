@@ -216,24 +216,29 @@ class OpsHooks(RunHooks):
 
 
 def _metrics(statistics: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
-    """Every number a node reported, flattened: ``metrics.cte_95``, ``optimization.x``..."""
+    """The numbers worth comparing between runs, by node: a node's top-level numbers, its
+    ``metrics``, ``solution`` and the optimisation's parameters, value and effort."""
     out: dict[str, dict[str, float]] = {}
     for node_id, outputs in statistics.items():
         flat: dict[str, float] = {}
-        _flatten_numbers("", outputs, flat, 0)
+        _numbers("", outputs, flat)
+        for key in ("metrics", "solution"):
+            _numbers(f"{key}.", outputs.get(key), flat)
+        opt = outputs.get("optimization")
+        if isinstance(opt, Mapping):
+            _numbers("optimization.parameters.", opt.get("parameters"), flat)
+            keep = ("objective_value", "iterations", "evaluations", "seconds")
+            _numbers("optimization.", {k: opt.get(k) for k in keep}, flat)
         if flat:
             out[node_id] = flat
     return out
 
 
-def _flatten_numbers(prefix: str, value: Any, flat: dict[str, float], depth: int) -> None:
-    if isinstance(value, bool):
-        return
-    if isinstance(value, int | float):
-        flat[prefix] = float(value)
-    elif isinstance(value, Mapping) and depth < 3:
-        for k, v in value.items():
-            _flatten_numbers(f"{prefix}.{k}" if prefix else str(k), v, flat, depth + 1)
+def _numbers(prefix: str, values: Any, flat: dict[str, float]) -> None:
+    if isinstance(values, Mapping):
+        for k, v in values.items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                flat[f"{prefix}{k}"] = float(v)
 
 
 def _status(result: RunResult) -> str:
