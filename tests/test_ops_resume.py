@@ -151,7 +151,7 @@ def _failing_config(tmp_path: Path) -> Path:
                 "inputs": ["a_out"],
                 "outputs": ["b_out"],
             },
-        ],  # fmt: skip
+        ],
         "output": {"path": "out/{name}.parquet", "write": ["a_out", "b_out"]},
         "run": {"chunk_size": 25},
     }
