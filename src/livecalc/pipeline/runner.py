@@ -38,9 +38,10 @@ from livecalc.errors import (
 from livecalc.io.generate import ESG_METADATA_KEY
 from livecalc.io.parquet import PolicyData
 from livecalc.log import get_logger, run_context
-from livecalc.pipeline._node import NodeOutput, NodeRunner
+from livecalc.pipeline._node import ChunkPlan, NodeOutput, NodeRunner
 from livecalc.pipeline._outputs import OutputPlan, load_source, policy_ext_name
 from livecalc.pipeline._summary import NodeReport, RunSummary, write_json_atomic
+from livecalc.pipeline.chunking import memory_chunk_size, output_records_of
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import EngineHandle, Executor, create_executor
 from livecalc.pipeline.graph import EngineGraph
@@ -80,7 +81,12 @@ class Runner:
         self.factory = factory if factory is not None else EngineFactory()
         self.credentials = credentials
         self._executor = executor if executor is not None else config.run.executor
+        chunking = config.run.chunking
+        if chunk_size is None and chunking is not None and chunking.size is not None:
+            chunk_size = chunking.size
         self.chunk_size = chunk_size if chunk_size is not None else config.run.chunk_size
+        # A memory budget sizes each node's chunks when it starts; --chunk-size wins over it.
+        self._budget = chunking.budget_bytes if chunking is not None and chunk_size is None else 0
         self._progress = progress
         # The run store and checkpoints follow the run through these (livecalc.ops).
         self._hooks = hooks if hooks is not None else RunHooks()
@@ -89,6 +95,7 @@ class Runner:
         self._runners: dict[str, NodeRunner] = {}
         self._datasets: dict[str, Any] = {}
         self._node_inputs: dict[str, dict[str, np.ndarray]] = {}
+        self._chunk_sizes: dict[str, int] = {}
         # Set on Ctrl-C: running nodes stop at their next chunk and leave no file behind.
         self._cancel = threading.Event()
 
@@ -278,9 +285,10 @@ class Runner:
         runner = self._runners[node_id]
         inputs = self._inputs_of(node_id)
         self._node_inputs[node_id] = inputs
-        chunk_size = node.chunk_size or self.chunk_size
         dataset = node.outputs[0] if node.outputs else None
         sink = outputs.stream_sink(node_id, dataset)
+        chunk_size = node.chunk_size or self._chunk_size_for(node_id, inputs, sink is not None)
+        self._chunk_sizes[node_id] = chunk_size
         if sink is not None:
             # A streamed scenario file keeps the ESG's description too (the ESG gives it from
             # initialize on), for `livecalc esg check`.
@@ -338,6 +346,22 @@ class Runner:
             chunks=report.chunks,
         )
         self._emit("node_finished", node_id, status="succeeded")
+
+    def _chunk_size_for(
+        self, node_id: str, inputs: Mapping[str, np.ndarray], streamed: bool
+    ) -> int:
+        """The run's chunk size, or the one a memory budget allows for this node."""
+        plan = ChunkPlan.of(inputs, self.chunk_size)
+        if not self._budget or not plan.chunked:
+            return self.chunk_size
+        handle = self._handles[node_id]
+        return memory_chunk_size(
+            node_id,
+            self._budget,
+            plan.n_policies,
+            output_records_of(handle.output_spec, inputs, plan.chunked),
+            streamed,
+        )
 
     def _chunk_finished(self, node_id: str, chunk: int, chunks: int, policies: int) -> None:
         self._emit("chunk_finished", node_id, chunk=chunk, chunks=chunks, policies=policies)
@@ -400,7 +424,7 @@ class Runner:
         up_runner = self._runners[upstream]
         up_node = self.config.node(upstream)
         up_inputs = self._node_inputs[upstream]
-        chunk_size = up_node.chunk_size or self.chunk_size
+        chunk_size = self._chunk_sizes.get(upstream, up_node.chunk_size or self.chunk_size)
         original = (
             dict(up_handle.call("get_parameters")) if up_handle.supports("get_parameters") else {}
         )
@@ -439,8 +463,6 @@ class Runner:
 
 
 def _chunk_count(inputs: Mapping[str, np.ndarray], chunk_size: int) -> int:
-    from livecalc.pipeline._node import ChunkPlan
-
     return ChunkPlan.of(inputs, chunk_size).count
 
 
