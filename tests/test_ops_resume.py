@@ -230,6 +230,7 @@ class TestCheckpointStores:
         cp = RunCheckpoint(checkpoint_store, "run1", {"config_hash": "x"})
         cp.stored("proj", 7, 3)
         cp.put_chunk("proj", 1, 3, records)
+        cp.close()
 
         again = RunCheckpoint.load(checkpoint_store, "run1").stored("proj", 7, 3)
 
@@ -241,6 +242,7 @@ class TestCheckpointStores:
         cp = RunCheckpoint(checkpoint_store, "run1", {})
         cp.stored("proj", 10, 3)
         cp.put_chunk("proj", 0, 3, np.zeros(2, dtype=SCENARIO_TOTAL_DTYPE))
+        cp.close()
 
         again = RunCheckpoint.load(checkpoint_store, "run1")
 

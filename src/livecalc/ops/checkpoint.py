@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import queue
 import secrets
 import threading
 import time
@@ -39,6 +40,9 @@ __all__ = [
 _log = get_logger()
 
 MANIFEST = "manifest.json"
+QUEUED_PARTS = 2
+"""Chunk parts waiting for the writer thread before the run waits for it."""
+PART_COLUMN = "record"
 
 
 class CheckpointStore(Protocol):
@@ -176,6 +180,34 @@ def _dtype_json(dtype: np.dtype[Any]) -> dict[str, Any]:
     }
 
 
+def _encode_part(records: np.ndarray) -> bytes:
+    """A chunk's records as Parquet: one fixed-size binary column holding each record's bytes.
+
+    Every byte (padding included) comes back as it went in, which a resumed run needs to be
+    bit-identical, and the bytes are written as they are, without per-field conversion.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = np.ascontiguousarray(records)
+    column = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(data.dtype.itemsize), len(data), [None, pa.py_buffer(data)]
+    )
+    table = pa.table({PART_COLUMN: column})
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="none", use_dictionary=False, write_statistics=False)
+    return sink.getvalue()
+
+
+def _read_part(data: bytes, dtype: np.dtype[Any]) -> np.ndarray:
+    import pyarrow.parquet as pq
+
+    column = pq.read_table(io.BytesIO(data)).column(PART_COLUMN).combine_chunks()
+    raw = column.buffers()[1]
+    out = np.frombuffer(raw, dtype=dtype, count=len(column), offset=column.offset * dtype.itemsize)
+    return out.copy()
+
+
 class RunCheckpoint:
     """One run's checkpoint: its manifest, and its chunk parts as Parquet."""
 
@@ -184,6 +216,11 @@ class RunCheckpoint:
         self.run_id = run_id
         self._lock = threading.Lock()
         self._chunk_sizes: dict[str, int] = {}
+        self._queue: queue.Queue[tuple[str, int, int, np.ndarray] | None] = queue.Queue(
+            QUEUED_PARTS
+        )
+        self._writer: threading.Thread | None = None
+        self._cancelled = threading.Event()
         self.manifest: dict[str, Any] = {
             "run_id": run_id,
             "created_at": time.time(),
@@ -227,45 +264,68 @@ class RunCheckpoint:
         node = self.manifest["nodes"].get(node_id)
         if node is None or node["chunk_size"] != chunk_size or node["chunks"] != chunks:
             return {}
-        import pyarrow.parquet as pq
-
         dtype = np.dtype(node["dtype"])
-        out = {}
-        for i in node["done"]:
-            table = pq.read_table(io.BytesIO(self.store.get(self._part(node_id, i))))
-            records = np.zeros(table.num_rows, dtype=dtype)
-            for name in dtype.names or ():
-                records[name] = table.column(name).to_numpy()
-            out[int(i)] = records
+        out = {
+            int(i): _read_part(self.store.get(self._part(node_id, i)), dtype) for i in node["done"]
+        }
         _log.info("chunks_restored", engine_id=node_id, chunks=len(out), of=chunks)
         return out
 
-    def put_chunk(self, node_id: str, chunk: int, chunks: int, records: np.ndarray) -> None:
-        """Keep one chunk's records, then list it in the manifest."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.table({n: np.ascontiguousarray(records[n]) for n in records.dtype.names or ()})
-        sink = io.BytesIO()
-        # No compression: parts are short-lived, and writing them must cost little.
-        pq.write_table(table, sink, compression="none")
-        self.store.put(self._part(node_id, chunk), sink.getvalue())
-        with self._lock:
-            node = self.manifest["nodes"].setdefault(
-                node_id,
-                {
-                    "chunks": chunks,
-                    "chunk_size": self._chunk_sizes.get(node_id, 0),
-                    "dtype": _dtype_json(records.dtype),
-                    "done": [],
-                },
+    def put_chunk(
+        self, node_id: str, chunk: int, chunks: int, records: np.ndarray, stable: bool = False
+    ) -> None:
+        """Queue one chunk's records for the writer thread, which keeps the part and then
+        lists it in the manifest. Blocks only while ``QUEUED_PARTS`` parts wait already."""
+        if self._writer is None:
+            self._writer = threading.Thread(
+                target=self._write_parts, name="livecalc-checkpoint", daemon=True
             )
-            if chunk not in node["done"]:
-                node["done"].append(chunk)
-            self.save()
+            self._writer.start()
+        # The runner reuses a streamed chunk's buffer: copy it; a merged slice stays put.
+        self._queue.put((node_id, chunk, chunks, records if stable else records.copy()))
+
+    def _write_parts(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._cancelled.is_set():
+                continue
+            node_id, chunk, chunks, records = item
+            try:
+                self.store.put(self._part(node_id, chunk), _encode_part(records))
+                with self._lock:
+                    node = self.manifest["nodes"].setdefault(
+                        node_id,
+                        {
+                            "chunks": chunks,
+                            "chunk_size": self._chunk_sizes.get(node_id, 0),
+                            "dtype": _dtype_json(records.dtype),
+                            "done": [],
+                        },
+                    )
+                    if chunk not in node["done"]:
+                        node["done"].append(chunk)
+                    self.save()
+            except Exception as exc:  # any failure here must not fail the run
+                # A checkpoint that cannot be written costs resumability, not the run.
+                _log.warning(
+                    "checkpoint_write_failed", engine_id=node_id, chunk=chunk, error=str(exc)
+                )
+
+    def close(self, drain: bool = True) -> None:
+        """Stop the writer: after writing every queued part (``drain``), or dropping them."""
+        if self._writer is None:
+            return
+        if not drain:
+            self._cancelled.set()
+        self._queue.put(None)
+        self._writer.join()
+        self._writer = None
 
     def finish(self) -> None:
         """The run is over: drop the parts, keep a manifest that says so."""
+        self.close(drain=False)
         with self._lock:
             self.manifest["complete"] = True
             for node_id in self.manifest["nodes"]:

@@ -11,6 +11,7 @@ after the outputs are written, and an alert that fails is logged.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -77,6 +78,7 @@ class OpsHooks(RunHooks):
         self._starts: dict[str, float] = {}
         self._resolved: list[tuple[str, str, str]] = []
         self._token: Any = None
+        self._starting: threading.Thread | None = None
 
     # -- progress (the timeline) ------------------------------------------------------------
 
@@ -114,8 +116,10 @@ class OpsHooks(RunHooks):
             "resumed": int(self.resumed),
             "provenance": self.prov,
         }
-        self._save()
-        _log.info("run_recorded", status="running", store=self._store_name())
+        # The first record (status running, for `runs list` and resume) is written while the
+        # run goes on: opening the store costs tens of milliseconds the run need not wait for.
+        self._starting = threading.Thread(target=self._save, args=(dict(self.record),))
+        self._starting.start()
         return {PROVENANCE_KEY: json.dumps(self.prov, default=str)}
 
     def stored_chunks(self, node_id: str, chunk_size: int, chunks: int) -> Mapping[int, np.ndarray]:
@@ -123,9 +127,11 @@ class OpsHooks(RunHooks):
             return {}
         return self.checkpoint.stored(node_id, chunk_size, chunks)
 
-    def chunk_output(self, node_id: str, chunk: int, chunks: int, records: np.ndarray) -> None:
+    def chunk_output(
+        self, node_id: str, chunk: int, chunks: int, records: np.ndarray, stable: bool = False
+    ) -> None:
         if self.checkpoint is not None and chunks > 1:
-            self.checkpoint.put_chunk(node_id, chunk, chunks, records)
+            self.checkpoint.put_chunk(node_id, chunk, chunks, records, stable=stable)
 
     def run_finished(self, summary: RunSummary) -> None:
         from livecalc.assumptions.client import RESOLVED
@@ -135,6 +141,10 @@ class OpsHooks(RunHooks):
 
         if self._token is not None:
             RESOLVED.reset(self._token)
+        if self.checkpoint is not None:
+            # A run that failed keeps every part queued (resume needs them); one that
+            # succeeded has no use for parts not yet written.
+            self.checkpoint.close(drain=not summary.success)
         config = self.config
         if self._resolved:
             versions = {ref: (name, ver) for ref, name, ver in self._resolved}
@@ -198,14 +208,18 @@ class OpsHooks(RunHooks):
                 self.checkpoint.finish()
             except OSError as exc:
                 _log.warning("checkpoint_cleanup_failed", error=str(exc))
-        self._save()
+        elif self.checkpoint is not None:
+            self.checkpoint.close(drain=True)
+        if self._starting is not None:
+            self._starting.join()
+        self._save(self.record)
         _log.info("run_recorded", status=status, store=self._store_name())
 
-    def _save(self) -> None:
+    def _save(self, record: Mapping[str, Any]) -> None:
         if self.store is None or self.store_error is not None:
             return
         try:
-            self.store.record(self.record)
+            self.store.record(record)
         except (ConfigurationError, OSError) as exc:
             # The run goes on and its outputs are written; the caller reports this at the end.
             self.store_error = str(exc)
@@ -353,9 +367,8 @@ def _new_checkpoint(
         return None
     import uuid
 
-    location = checkpoint_root(None if store in (None, True) else store)  # type: ignore[arg-type]
-    if isinstance(checkpoint, str | Path):
-        location = checkpoint  # type: ignore[assignment]
+    folder = store if isinstance(store, str | Path) else None
+    location = checkpoint if isinstance(checkpoint, str | Path) else checkpoint_root(folder)
     meta = {
         "config_path": prov["config_path"],
         "overrides": list(overrides),
@@ -363,7 +376,7 @@ def _new_checkpoint(
         "inputs": prov["inputs"],
         "config": None if prov["config_path"] else config.model_dump(mode="json"),
         "location": str(location),
-        "store": None if store in (None, True) else str(store),
+        "store": None if folder is None else str(folder),
     }
     return RunCheckpoint(checkpoint_store(location), run_id or uuid.uuid4().hex[:12], meta)
 
@@ -394,7 +407,8 @@ def resume(
         ConfigurationError: no checkpoint for this run, the run finished, or its config or an
             input file changed since (sha256 mismatch).
     """
-    location = checkpoint or checkpoint_root(None if store in (None, True, False) else store)  # type: ignore[arg-type]
+    folder = store if isinstance(store, str | Path) else None
+    location = checkpoint or checkpoint_root(folder)
     cp = RunCheckpoint.load(checkpoint_store(location), run_id)
     meta = cp.manifest["meta"]
     if cp.manifest.get("complete"):

@@ -322,14 +322,19 @@ class RunStore:
         }
         for table, values in rows.items():
             if values:
-                marks = ", ".join("?" * len(values[0]))
-                con.executemany(
-                    f"INSERT INTO {table} {columns.get(table, '')} VALUES ({marks})", values
+                # One statement per table: DuckDB's executemany runs one statement per row.
+                marks = "(" + ", ".join("?" * len(values[0])) + ")"
+                con.execute(
+                    f"INSERT INTO {table} {columns.get(table, '')} VALUES "
+                    + ", ".join([marks] * len(values)),
+                    [v for row in values for v in row],
                 )
 
     def _delete(self, con: duckdb.DuckDBPyConnection, run_id: str) -> int:
         found = con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()
-        for table in ("runs", *_CHILD_TABLES):
+        # A run's first record (status running) has no child rows: nothing more to delete.
+        tables = ("runs", *_CHILD_TABLES) if found is not None and found[0] else ()
+        for table in tables:
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
         return int(found[0]) if found is not None else 0
 

@@ -41,8 +41,9 @@ ChunkSink = Callable[[np.ndarray], None]
 ChunkCallback = Callable[[int, int, int], None]
 """Called after each chunk with (chunk index, chunk count, policies in the chunk)."""
 
-OutputCallback = Callable[[int, int, np.ndarray], None]
-"""Called after each chunk with (chunk index, chunk count, its output records: a view)."""
+OutputCallback = Callable[[int, int, np.ndarray, bool], None]
+"""Called after each chunk with (chunk index, chunk count, its output records: a view, and
+whether that view stays valid after the call: a slice of the merged output)."""
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,7 @@ class NodeRunner:
                         self.node_id,
                     )
             if on_output is not None and target is not None:
-                on_output(i, plan.count, target[:n])
+                on_output(i, plan.count, target[:n], merged is not None)
             if merged is not None:
                 offset += n
             elif buf is not None and buf.dtype == SCENARIO_TOTAL_DTYPE:

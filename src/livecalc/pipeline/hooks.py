@@ -31,8 +31,11 @@ class RunHooks:
         """Output records of the chunks of ``node_id`` that need not run again (resume)."""
         return {}
 
-    def chunk_output(self, node_id: str, chunk: int, chunks: int, records: np.ndarray) -> None:
-        """One finished chunk's output records (a view, valid only during the call)."""
+    def chunk_output(
+        self, node_id: str, chunk: int, chunks: int, records: np.ndarray, stable: bool = False
+    ) -> None:
+        """One finished chunk's output records: a view valid only during the call, or, when
+        ``stable``, until ``run_finished`` (a slice of the node's merged output)."""
 
     def run_finished(self, summary: RunSummary) -> None:
         """Called when every node is done, before the summary file is written."""

@@ -306,7 +306,9 @@ class Runner:
                 sink=sink.write if sink is not None else None,
                 on_chunk=lambda i, n, k: self._chunk_finished(node_id, i, n, k),
                 stored=self._hooks.stored_chunks(node_id, chunk_size, chunks),
-                on_output=lambda i, n, records: self._hooks.chunk_output(node_id, i, n, records),
+                on_output=lambda i, n, records, stable: self._hooks.chunk_output(
+                    node_id, i, n, records, stable
+                ),
             )
             if sink is not None:
                 sink.commit()

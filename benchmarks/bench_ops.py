@@ -1,0 +1,165 @@
+"""Operations overheads and the memory-budget chunk strategy, each against a baseline run here.
+
+1. Run store: wall time per run of a small pipeline with the DuckDB store against
+   ``store=False`` (target: < 50 ms more per run).
+2. Checkpoints: the W1 pipeline (10,000 policies x 1,000 scenarios, 5 chunks) with every
+   chunk checkpointed against no checkpoint (target: < 5%).
+3. Memory budget: 1,000,000 policies x 1,000 scenarios with ``{"strategy": "memory",
+   "budget": "1GB"}`` against the fixed default (10,000 policies per chunk), each in its own
+   process: the chunk size chosen, peak RSS (target < 1.5 GB) and throughput; then the same
+   on NPV output (one record per policy and scenario), where the chunk size decides memory.
+
+Usage: python benchmarks/bench_ops.py [--runs 30] [--policies 1000000] [--npv-policies 40000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from livecalc.io.generate import generate_policies, write_policies
+from livecalc.log import LoggerConfig, configure_logging
+from livecalc.ops.session import run
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_pipeline import _w1_config  # noqa: E402
+
+PLUGIN = "livecalc.testing:register_testing_engines"
+
+
+def _small_config() -> dict[str, Any]:
+    return {
+        "plugins": [PLUGIN],
+        "data_sources": {"policies": {"path": "policies.parquet"}},
+        "engines": [
+            {"id": "a", "type": "test_echo", "inputs": ["policies"], "outputs": ["a_out"]},
+            {"id": "b", "type": "test_echo", "inputs": ["a_out"], "outputs": ["b_out"]},
+        ],
+        "output": {"path": "out/b_out.parquet", "summary_path": "out/summary.json"},
+        "run": {"chunk_size": 250},
+    }
+
+
+def store_overhead(folder: Path, runs: int) -> None:
+    """Median wall time per run with and without the run store (alternating runs)."""
+    write_policies(folder / "policies.parquet", generate_policies(1_000, seed=1))
+    config = _small_config()
+    store = folder / "store"
+    run(config, base_dir=folder, store=store, checkpoint=False)  # create and warm
+    run(config, base_dir=folder, store=False)
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(runs):
+        for with_store in (False, True):
+            start = time.perf_counter()
+            run(config, base_dir=folder, store=store if with_store else False, checkpoint=False)
+            times[with_store].append(time.perf_counter() - start)
+    base, stored = statistics.median(times[False]), statistics.median(times[True])
+    print(
+        f"store: {runs} runs each, median {base * 1e3:.1f} ms without the store, "
+        f"{stored * 1e3:.1f} ms with it: +{(stored - base) * 1e3:.1f} ms per run "
+        f"({stored / base:.2f}x) (target < 50 ms)"
+    )
+
+
+def checkpoint_overhead(folder: Path, repeats: int) -> None:
+    """W1 with every chunk checkpointed against W1 without checkpoints."""
+    write_policies(folder / "w1.parquet", generate_policies(10_000, seed=42))
+    config = _w1_config(False)
+    config["data_sources"]["policies"]["path"] = "w1.parquet"
+    run(config, base_dir=folder, store=False)  # warm-up: numba compilation
+    times: dict[bool, list[float]] = {True: [], False: []}
+    chunks = 0
+    for _ in range(repeats):
+        for with_cp in (False, True):
+            cp = folder / "checkpoints" if with_cp else False
+            result = run(config, base_dir=folder, store=False, checkpoint=cp)
+            assert result.success, result.summary.describe()
+            times[with_cp].append(result.seconds)
+            chunks = result.nodes["projection"].chunks
+    base, with_cp = statistics.median(times[False]), statistics.median(times[True])
+    print(
+        f"checkpoints: W1 ({chunks} chunks of 2,000 policies x 1,000 scenarios), median of "
+        f"{repeats}: {base:.3f} s without, {with_cp:.3f} s with: "
+        f"{(with_cp / base - 1) * 100:+.1f}% (target < 5%)"
+    )
+
+
+def _memory_child(folder: str, policies: int, mode: str, budget: str | None) -> None:
+    configure_logging(LoggerConfig(min_level="WARNING"))
+    config = _w1_config(False)
+    config["data_sources"]["policies"]["path"] = f"mem{policies}.parquet"
+    config["engines"][1]["config"]["output"] = mode
+    del config["engines"][2]  # the solver: the projection's output goes to Parquet
+    config["output"] = {"path": "out/mem.parquet"}
+    config["run"] = (
+        {"chunking": {"strategy": "memory", "budget": budget}} if budget else {}
+    )  # no chunk_size: the fixed default, 10,000
+    result = run(config, base_dir=folder, store=False, checkpoint=False)
+    assert result.success, result.summary.describe()
+    node = result.nodes["projection"]
+    print(
+        json.dumps(
+            {
+                "chunks": node.chunks,
+                "chunk_size": -(-policies // node.chunks),
+                "seconds": node.seconds,
+                "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            }
+        )
+    )
+
+
+def memory_budget(folder: Path, policies: int, mode: str) -> None:
+    """The memory strategy against the fixed default, each in a fresh process."""
+    write_policies(folder / f"mem{policies}.parquet", generate_policies(policies, seed=3))
+    out = {}
+    for label, budget in (("fixed default", None), ("memory 1GB", "1GB")):
+        args = [sys.executable, __file__, "--child", str(folder), str(policies), mode]
+        done = subprocess.run([*args, budget or ""], capture_output=True, text=True, check=True)
+        out[label] = json.loads(done.stdout.strip().splitlines()[-1])
+    rows = policies * 1_000
+    for label, r in out.items():
+        print(
+            f"memory ({mode}, {policies:,} policies x 1,000 scenarios) {label}: chunk size "
+            f"{r['chunk_size']:,} ({r['chunks']} chunks), peak RSS {r['peak_rss_gb']:.2f} GB, "
+            f"{rows / r['seconds'] / 1e6:.1f}M policy-scenarios/s"
+        )
+    fixed, budget = out["fixed default"], out["memory 1GB"]
+    print(
+        f"memory ({mode}): throughput memory/fixed {fixed['seconds'] / budget['seconds']:.2f}x, "
+        f"peak RSS memory/fixed {budget['peak_rss_gb'] / fixed['peak_rss_gb']:.2f}x "
+        "(target: memory run < 1.5 GB)"
+    )
+
+
+def main() -> None:
+    """Run every measurement and print it."""
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _memory_child(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] or None)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30, help="runs for the store overhead")
+    parser.add_argument("--repeats", type=int, default=3, help="W1 runs for checkpoints")
+    parser.add_argument("--policies", type=int, default=1_000_000, help="memory benchmark")
+    parser.add_argument("--npv-policies", type=int, default=40_000, help="NPV-output case")
+    args = parser.parse_args()
+    configure_logging(LoggerConfig(min_level="WARNING"))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        store_overhead(folder, args.runs)
+        checkpoint_overhead(folder, args.repeats)
+        memory_budget(folder, args.policies, "policy_means")
+        if args.npv_policies:
+            memory_budget(folder, args.npv_policies, "npv")
+
+
+if __name__ == "__main__":
+    main()
