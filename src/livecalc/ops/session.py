@@ -42,6 +42,9 @@ __all__ = ["OpsHooks", "StoreOption", "resume", "run"]
 
 _log = get_logger()
 
+START_RECORD_DELAY = 1.0
+"""Seconds a run goes before its ``running`` record is written (see ``OpsHooks``)."""
+
 StoreOption = bool | str | Path | None
 """None or True: ``$LIVECALC_HOME``; a folder or .duckdb file; False: record nothing."""
 
@@ -79,6 +82,7 @@ class OpsHooks(RunHooks):
         self._resolved: list[tuple[str, str, str]] = []
         self._token: Any = None
         self._starting: threading.Thread | None = None
+        self._finished = threading.Event()
 
     # -- progress (the timeline) ------------------------------------------------------------
 
@@ -116,9 +120,13 @@ class OpsHooks(RunHooks):
             "resumed": int(self.resumed),
             "provenance": self.prov,
         }
-        # The first record (status running, for `runs list` and resume) is written while the
-        # run goes on: opening the store costs tens of milliseconds the run need not wait for.
-        self._starting = threading.Thread(target=self._save, args=(dict(self.record),))
+        # The first record (status running: `runs list` shows the run, and a killed run stays
+        # listed) is written while the run goes on, and only once it has run for
+        # START_RECORD_DELAY seconds: a shorter run is recorded once, at its end, so the store
+        # costs a short run one write instead of two.
+        self._starting = threading.Thread(
+            target=self._save_later, args=(dict(self.record),), daemon=True
+        )
         self._starting.start()
         return {PROVENANCE_KEY: json.dumps(self.prov, default=str)}
 
@@ -211,9 +219,14 @@ class OpsHooks(RunHooks):
         elif self.checkpoint is not None:
             self.checkpoint.close(drain=True)
         if self._starting is not None:
+            self._finished.set()
             self._starting.join()
         self._save(self.record)
         _log.info("run_recorded", status=status, store=self._store_name())
+
+    def _save_later(self, record: Mapping[str, Any]) -> None:
+        if not self._finished.wait(START_RECORD_DELAY):
+            self._save(record)
 
     def _save(self, record: Mapping[str, Any]) -> None:
         if self.store is None or self.store_error is not None:

@@ -176,13 +176,10 @@ class RunStore:
         import duckdb
 
         try:
-            has_meta = con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
-            ).fetchone()
-            version = 0
-            if has_meta is not None and has_meta[0]:
-                row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-                version = int(row[0]) if row is not None else 0
+            row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row is not None else 0
+        except duckdb.CatalogException:
+            version = 0  # a new, empty database: no meta table yet
         except (duckdb.Error, ValueError) as exc:
             raise self._unreadable(exc) from None
         if version > SCHEMA_VERSION:
