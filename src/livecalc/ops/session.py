@@ -344,6 +344,7 @@ def run(
         )
     except KeyboardInterrupt:
         hooks.finish("interrupted", "interrupted (Ctrl-C)")
+        _alert(config, hooks, run_store)
         raise
     except CalcEngineError as exc:
         if hooks.record:
