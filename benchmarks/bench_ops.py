@@ -30,7 +30,7 @@ from livecalc.log import LoggerConfig, configure_logging
 from livecalc.ops.session import run
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_pipeline import _w1_config  # noqa: E402
+from bench_pipeline import _w1_config
 
 PLUGIN = "livecalc.testing:register_testing_engines"
 
