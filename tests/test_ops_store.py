@@ -304,3 +304,32 @@ class TestConcurrentWriters:
         assert [0, 0] == [p.returncode for p in procs], errors
         frame = RunStore().list()
         assert ["succeeded", "succeeded"] == list(frame["status"])
+
+
+class TestDemoRuns:
+    def test_list_shows_cli_api_and_demo_and_compare_shows_metrics(self, tmp_path: Path) -> None:
+        """runs list shows CLI, API and demo runs; compare of two demo seeds shows metrics."""
+        config = _config(tmp_path)
+        _cli("run", str(config), "--no-progress")
+        livecalc.run(config)
+        for seed in (1, 2):
+            out = tmp_path / f"demo{seed}"
+            demo = _cli(
+                "demo", "--out", str(out), "--policies", "300", "--seed", str(seed),
+                "--no-progress",
+            )  # fmt: skip
+            assert 0 == demo.exit_code, demo.output
+            assert f"report: {(out / 'report.html').resolve()}" in demo.output.replace("\n", "")
+        listed = json.loads(_cli("runs", "list", "--json").output)
+        demo_b, demo_a = (r["run_id"] for r in listed if r["source"] == "demo")
+
+        compared = _cli("runs", "compare", demo_a, demo_b)
+        diff = json.loads(_cli("runs", "compare", demo_a, demo_b, "--json").output)
+
+        assert {"cli", "api", "demo"} == {r["source"] for r in listed}
+        assert 0 == compared.exit_code, compared.output
+        assert "solver.metrics.mean" in compared.output
+        assert "engines[esg].config.seed" in compared.output
+        mean = next(m for m in diff["metrics"] if m["metric"] == "solver.metrics.mean")
+        assert mean["difference"] == mean["b"] - mean["a"] != 0
+        assert mean["relative"] == mean["difference"] / abs(mean["a"])

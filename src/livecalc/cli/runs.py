@@ -170,13 +170,16 @@ def compare(
         return
     config = Table(title="config differences")
     for column in ("key", diff["a"], diff["b"]):
-        config.add_column(column)
+        config.add_column(column, no_wrap=column == "key")
     for c in diff["config"]:
         config.add_row(escape(c["key"]), escape(_fmt(c["a"])), escape(_fmt(c["b"])))
     console.print(config)
     metrics = Table(title="metrics")
     for column in ("metric", diff["a"], diff["b"], "difference", "relative"):
-        metrics.add_column(column, justify="right" if column != "metric" else "left")
+        # The metric's name stays whole (greppable); the numbers give way first.
+        metrics.add_column(
+            column, justify="right" if column != "metric" else "left", no_wrap=column == "metric"
+        )
     for m in diff["metrics"]:
         rel = "" if m["relative"] is None else f"{m['relative']:+.3%}"
         metrics.add_row(m["metric"], _fmt(m["a"]), _fmt(m["b"]), _fmt(m["difference"]), rel)
