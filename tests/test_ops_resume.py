@@ -195,6 +195,29 @@ class TestResumeRefusals:
         assert (4, 4) == (result.nodes["a"].chunks, result.nodes["a"].reused_chunks)
         assert "failed" == result.nodes["b"].status
 
+    def test_config_given_as_a_dict_resumes_from_its_folder(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A dict config's relative paths resolve against its base_dir again on resume."""
+        raw = json.loads(_failing_config(tmp_path).read_text())
+        run_id = livecalc.run(raw, base_dir=tmp_path).run_id
+        monkeypatch.chdir(tmp_path.parent)
+
+        result = resume(run_id)
+
+        assert (4, 4) == (result.nodes["a"].chunks, result.nodes["a"].reused_chunks)
+
+    def test_api_reports_a_store_it_cannot_write(self, tmp_path: Path) -> None:
+        """livecalc.run with a corrupt store returns the result with store_error set."""
+        bad = tmp_path / "s" / "runs.duckdb"
+        bad.parent.mkdir()
+        bad.write_bytes(b"x" * 5000)
+
+        result = livecalc.run(_failing_config(tmp_path), store=bad.parent)
+
+        assert str(bad) in result.summary.extras["store_error"]
+        assert (tmp_path / "out" / "a_out.parquet").is_file()
+
 
 @pytest.fixture(params=["local", "arrow"])
 def checkpoint_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:

@@ -81,7 +81,7 @@ def list_runs(
         "sla",
         "config",
     ):
-        table.add_column(column, no_wrap=column != "config")
+        table.add_column(column, no_wrap=column in ("run_id", "status"))
     colours = {"succeeded": "green", "failed": "red", "check_failed": "yellow"}
     for r in rows:
         colour = colours.get(r["status"], "dim")

@@ -144,7 +144,6 @@ class OpsHooks(RunHooks):
     def run_finished(self, summary: RunSummary) -> None:
         from livecalc.assumptions.client import RESOLVED
         from livecalc.ops.alerts import sla_results
-        from livecalc.ops.charts import chart_data
         from livecalc.ops.checks import RunData, evaluate_checks
 
         if self._token is not None:
@@ -196,7 +195,7 @@ class OpsHooks(RunHooks):
                 "checks": checks,
                 "sla": sla,
                 "outputs": outputs,
-                "charts": chart_data(summary.datasets, statistics, self.timeline),
+                "charts": _charts(summary.datasets, statistics, self.timeline),
                 "seconds": summary.seconds,
             }
         )
@@ -268,6 +267,20 @@ def _numbers(prefix: str, values: Any, flat: dict[str, float]) -> None:
                 flat[f"{prefix}{k}"] = float(v)
 
 
+def _charts(
+    datasets: Mapping[str, Any],
+    statistics: Mapping[str, Mapping[str, Any]],
+    timeline: list[dict[str, Any]],
+) -> dict[str, Any]:
+    from livecalc.ops.charts import chart_data
+
+    try:
+        return chart_data(datasets, statistics, timeline)
+    except Exception as exc:  # the report's charts must never cost the run its record
+        _log.warning("chart_data_failed", error=f"{type(exc).__name__}: {exc}")
+        return {"timeline": timeline}
+
+
 def _status(result: RunResult) -> str:
     if any(r.status == "failed" for r in result.nodes.values()):
         return "failed"
@@ -303,9 +316,12 @@ def run(
             None: ``runs/`` beside the store, when the config's ``run.checkpoint`` is true.
         source: what started the run (``api``, ``cli``, ``demo``), shown by ``runs list``.
 
+    A run store that cannot be written (corrupt, from a newer LiveCalc, locked too long)
+    does not lose the run: its outputs are written, the failure is logged (``store_failed``)
+    and ``result.summary.extras["store_error"]`` says why (the CLI exits 2 with it).
+
     Raises:
-        ConfigurationError: bad config or input (nothing ran), or a run store that cannot be
-            written (raised after the run, whose outputs are written: ``store_error``).
+        ConfigurationError: bad config or input; nothing ran.
     """
     factory = factory if factory is not None else EngineFactory()
     config = load_config(
@@ -432,7 +448,12 @@ def resume(
         raise ConfigurationError(
             f"run {run_id!r}: its config {source} is gone; resume needs the config it ran"
         )
-    config = load_config(source, meta.get("overrides", []))
+    base_dir = None
+    if isinstance(source, dict):
+        # A config given as a dict: its relative paths resolve where they did.
+        source = dict(source)
+        base_dir = source.pop("base_dir", None)
+    config = load_config(source, meta.get("overrides", []), base_dir=base_dir)
     prov = provenance(config, config_path=None, overrides=[], executor=config.run.executor)
     if prov["config_hash"] != meta["config_hash"]:
         raise ConfigurationError(
