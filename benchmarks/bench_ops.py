@@ -9,7 +9,8 @@
    process: the chunk size chosen, peak RSS (target < 1.5 GB) and throughput; then the same
    on NPV output (one record per policy and scenario), where the chunk size decides memory.
 
-Usage: python benchmarks/bench_ops.py [--runs 30] [--policies 1000000] [--npv-policies 40000]
+Usage: python benchmarks/bench_ops.py [--runs 30] [--repeats 3] [--policies 1000000]
+       [--npv-policies 20000] [--sections store,checkpoints,memory]
 """
 
 from __future__ import annotations
@@ -149,16 +150,23 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30, help="runs for the store overhead")
     parser.add_argument("--repeats", type=int, default=3, help="W1 runs for checkpoints")
     parser.add_argument("--policies", type=int, default=1_000_000, help="memory benchmark")
-    parser.add_argument("--npv-policies", type=int, default=40_000, help="NPV-output case")
+    parser.add_argument("--npv-policies", type=int, default=20_000, help="NPV-output case")
+    parser.add_argument(
+        "--sections", default="store,checkpoints,memory", help="comma-separated subset"
+    )
     args = parser.parse_args()
     configure_logging(LoggerConfig(min_level="WARNING"))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        store_overhead(folder, args.runs)
-        checkpoint_overhead(folder, args.repeats)
-        memory_budget(folder, args.policies, "policy_means")
-        if args.npv_policies:
-            memory_budget(folder, args.npv_policies, "npv")
+        sections = set(args.sections.split(","))
+        if "store" in sections:
+            store_overhead(folder, args.runs)
+        if "checkpoints" in sections:
+            checkpoint_overhead(folder, args.repeats)
+        if "memory" in sections:
+            memory_budget(folder, args.policies, "policy_means")
+            if args.npv_policies:
+                memory_budget(folder, args.npv_policies, "npv")
 
 
 if __name__ == "__main__":

@@ -6,12 +6,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import livecalc
 from livecalc.errors import ConfigurationError
 from livecalc.io.generate import generate_policies, write_policies
-from livecalc.pipeline.chunking import POLICY_OVERHEAD, memory_chunk_size
+from livecalc.pipeline.chunking import (
+    BYTES_PER_POLICY_YEAR,
+    POLICY_OVERHEAD,
+    memory_chunk_size,
+    working_bytes_per_policy,
+)
 from livecalc.pipeline.operations import parse_bytes
 
 PLUGIN = "livecalc.testing:register_testing_engines"
@@ -73,10 +79,11 @@ class TestModel:
     def test_streamed_npv_output(self) -> None:
         """1,000 scenarios of 24-byte records per policy, streamed: three copies each."""
         size = memory_chunk_size(
-            "p", 10**9, 1_000_000, lambda k: (1_000 * k, 24), streamed=True, rss_bytes=10**8
-        )
+            "p", 10**9, 1_000_000, lambda k: (1_000 * k, 24), streamed=True, rss_bytes=10**8,
+            working_bytes=2_656,
+        )  # fmt: skip
 
-        assert (9 * 10**8 - 10**8) // (3 * 24_000 + POLICY_OVERHEAD) == size
+        assert (9 * 10**8 - 10**8) // (3 * 24_000 + 2_656) == size
 
     def test_totals_output_is_bounded_by_working_memory(self) -> None:
         """Scenario totals do not grow with policies: only the per-policy overhead counts."""
@@ -89,6 +96,17 @@ class TestModel:
     def test_budget_below_memory_in_use_gives_the_smallest_chunk(self) -> None:
         """A budget the process already exceeds: chunks of one policy (and a warning)."""
         assert 1 == memory_chunk_size("p", 10**6, 500, lambda k: (k, 24), True, rss_bytes=10**8)
+
+    def test_working_memory_grows_with_projection_years(self) -> None:
+        """Per-policy working memory: the overhead plus a share per scenario year."""
+        from livecalc.runtime.records import SCENARIO_DTYPE
+
+        scenarios = np.zeros(30, dtype=SCENARIO_DTYPE)
+        scenarios["year"] = np.tile(np.arange(1, 31), 1)
+
+        assert POLICY_OVERHEAD + BYTES_PER_POLICY_YEAR * 30 == working_bytes_per_policy(
+            {"s": scenarios}
+        )
 
 
 class TestConfig:

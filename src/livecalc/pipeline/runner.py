@@ -41,7 +41,11 @@ from livecalc.log import get_logger, run_context
 from livecalc.pipeline._node import ChunkPlan, NodeOutput, NodeRunner
 from livecalc.pipeline._outputs import OutputPlan, load_source, policy_ext_name
 from livecalc.pipeline._summary import NodeReport, RunSummary, write_json_atomic
-from livecalc.pipeline.chunking import memory_chunk_size, output_records_of
+from livecalc.pipeline.chunking import (
+    memory_chunk_size,
+    output_records_of,
+    working_bytes_per_policy,
+)
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import EngineHandle, Executor, create_executor
 from livecalc.pipeline.graph import EngineGraph
@@ -363,6 +367,7 @@ class Runner:
             plan.n_policies,
             output_records_of(handle.output_spec, inputs, plan.chunked),
             streamed,
+            working_bytes=working_bytes_per_policy(inputs),
         )
 
     def _chunk_finished(self, node_id: str, chunk: int, chunks: int, policies: int) -> None:
