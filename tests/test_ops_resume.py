@@ -61,7 +61,8 @@ def _projection_config(tmp_path: Path) -> Path:
             },
         ],
         "output": {"path": "out/results.parquet"},
-        "run": {"chunk_size": 500},
+        # Every chunk checkpointed, however fast this machine computes it.
+        "run": {"chunk_size": 500, "checkpoint_min_chunk_seconds": 0},
     }
     path = tmp_path / "config.json"
     path.write_text(json.dumps(raw))
@@ -153,7 +154,7 @@ def _failing_config(tmp_path: Path) -> Path:
             },
         ],
         "output": {"path": "out/{name}.parquet", "write": ["a_out", "b_out"]},
-        "run": {"chunk_size": 25},
+        "run": {"chunk_size": 25, "checkpoint_min_chunk_seconds": 0},
     }
     path = tmp_path / "config.json"
     path.write_text(json.dumps(raw))
@@ -217,6 +218,22 @@ class TestResumeRefusals:
 
         assert str(bad) in result.summary.extras["store_error"]
         assert (tmp_path / "out" / "a_out.parquet").is_file()
+
+
+class TestCheckpointPolicy:
+    def test_fast_chunks_are_not_checkpointed_by_default(self, livecalc_home: Path) -> None:
+        """Chunks computed in less than checkpoint_min_chunk_seconds are not written."""
+        tmp = livecalc_home.parent / "fast"
+        tmp.mkdir()
+        raw = json.loads(_failing_config(tmp).read_text())
+        raw["run"].pop("checkpoint_min_chunk_seconds")
+
+        run_id = livecalc.run(raw, base_dir=tmp).run_id
+        again = CliRunner().invoke(app, ["resume", run_id])
+
+        assert [] == list(livecalc_home.glob("runs/*/a/*.parquet"))
+        assert 2 == again.exit_code
+        assert "has no checkpoint" in again.output
 
 
 @pytest.fixture(params=["local", "arrow"])

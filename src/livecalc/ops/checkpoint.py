@@ -221,6 +221,8 @@ class RunCheckpoint:
         )
         self._writer: threading.Thread | None = None
         self._cancelled = threading.Event()
+        self.skipped = 0
+        """Chunks not checkpointed because they computed faster than the threshold."""
         self.manifest: dict[str, Any] = {
             "run_id": run_id,
             "created_at": time.time(),
@@ -276,6 +278,9 @@ class RunCheckpoint:
     ) -> None:
         """Queue one chunk's records for the writer thread, which keeps the part and then
         lists it in the manifest. Blocks only while ``QUEUED_PARTS`` parts wait already."""
+        done = self.manifest["nodes"].get(node_id, {}).get("done", [])
+        if chunk in done:
+            return  # a chunk reused from this checkpoint: already there
         if self._writer is None:
             self._writer = threading.Thread(
                 target=self._write_parts, name="livecalc-checkpoint", daemon=True

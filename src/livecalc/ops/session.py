@@ -79,6 +79,7 @@ class OpsHooks(RunHooks):
         self.timeline: list[dict[str, Any]] = []
         self._t0 = time.perf_counter()
         self._starts: dict[str, float] = {}
+        self._chunk_starts: dict[str, float] = {}
         self._resolved: list[tuple[str, str, str]] = []
         self._token: Any = None
         self._starting: threading.Thread | None = None
@@ -93,6 +94,9 @@ class OpsHooks(RunHooks):
             now = time.perf_counter() - self._t0
             if event == "node_started":
                 self._starts[node_id] = now
+                self._chunk_starts[node_id] = now
+            elif event == "chunk_finished":
+                self._chunk_starts[node_id] = now
             elif event == "node_finished":
                 start = self._starts.get(node_id, now)
                 self.timeline.append(
@@ -138,8 +142,15 @@ class OpsHooks(RunHooks):
     def chunk_output(
         self, node_id: str, chunk: int, chunks: int, records: np.ndarray, stable: bool = False
     ) -> None:
-        if self.checkpoint is not None and chunks > 1:
-            self.checkpoint.put_chunk(node_id, chunk, chunks, records, stable=stable)
+        if self.checkpoint is None or chunks < 2:
+            return
+        # A chunk that computed faster than checkpoint_min_chunk_seconds is cheaper to compute
+        # again on resume than to write now and read back then.
+        seconds = time.perf_counter() - self._t0 - self._chunk_starts.get(node_id, 0.0)
+        if seconds < self.config.run.checkpoint_min_chunk_seconds:
+            self.checkpoint.skipped += 1
+            return
+        self.checkpoint.put_chunk(node_id, chunk, chunks, records, stable=stable)
 
     def run_finished(self, summary: RunSummary) -> None:
         from livecalc.assumptions.client import RESOLVED

@@ -103,6 +103,11 @@ class RunOptions(_Model):
     checkpoint: bool = Field(
         default=True, description="keep each finished chunk under $LIVECALC_HOME for resume"
     )
+    checkpoint_min_chunk_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        description="chunks computed faster than this are not checkpointed (cheaper to redo)",
+    )
 
 
 class PipelineConfig(_Model):
