@@ -153,12 +153,10 @@ class OpsHooks(RunHooks):
         self.checkpoint.put_chunk(node_id, chunk, chunks, records, stable=stable)
 
     def run_finished(self, summary: RunSummary) -> None:
-        from livecalc.assumptions.client import RESOLVED
         from livecalc.ops.alerts import sla_results
         from livecalc.ops.checks import RunData, evaluate_checks
 
-        if self._token is not None:
-            RESOLVED.reset(self._token)
+        self._reset_resolved()
         if self.checkpoint is not None:
             # A run that failed keeps every part queued (resume needs them); one that
             # succeeded has no use for parts not yet written.
@@ -213,8 +211,16 @@ class OpsHooks(RunHooks):
         if config.output is not None and config.output.summary_path:
             self.record["summary_path"] = str(config.resolve(config.output.summary_path))
 
+    def _reset_resolved(self) -> None:
+        from livecalc.assumptions.client import RESOLVED
+
+        if self._token is not None:
+            RESOLVED.reset(self._token)
+            self._token = None
+
     def finish(self, status: str, error: str | None = None) -> None:
         """Record the run's end (status: succeeded, failed, check_failed, interrupted)."""
+        self._reset_resolved()
         self.record["status"] = status
         self.record["finished_at"] = utc_now().isoformat() + "Z"
         if self.record.get("seconds") is None:

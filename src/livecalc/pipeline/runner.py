@@ -302,8 +302,8 @@ class Runner:
         _log.info("node_started", engine_id=node_id, engine_type=node.type)
         try:
             restore = self._bind_evaluator(node_id)
-            self._emit("node_started", node_id, chunks=_chunk_count(inputs, chunk_size))
             chunks = _chunk_count(inputs, chunk_size)
+            self._emit("node_started", node_id, chunks=chunks)
             result = runner.run(
                 inputs,
                 chunk_size,
