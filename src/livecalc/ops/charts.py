@@ -61,8 +61,8 @@ def _portfolio_npv(datasets: Mapping[str, Any]) -> list[float] | None:
             if len(ids) == 0:
                 continue
             # Two linear passes (no sort): a W1 run's 10M records take tens of milliseconds.
-            counts = np.bincount(ids)
-            npv = np.bincount(ids, weights=weights)[counts > 0]
+            present = np.bincount(ids) > 0
+            npv = np.asarray(np.bincount(ids, weights=weights)[present], dtype=np.float64)
         else:
             continue
         if len(npv) > MAX_NPV_POINTS:
