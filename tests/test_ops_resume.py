@@ -196,6 +196,18 @@ class TestResumeRefusals:
         assert (4, 4) == (result.nodes["a"].chunks, result.nodes["a"].reused_chunks)
         assert "failed" == result.nodes["b"].status
 
+    def test_resume_through_a_pyarrow_filesystem_uri(self, tmp_path: Path) -> None:
+        """Checkpoints on a pyarrow.fs URI: the run writes its parts there, resume reads them."""
+        uri = (tmp_path / "object-store").as_uri()
+        config = _failing_config(tmp_path)
+        run_id = livecalc.run(config, checkpoint=uri).run_id
+
+        parts = ArrowFsCheckpointStore(uri).list(run_id)
+        result = resume(run_id, checkpoint=uri)
+
+        assert 5 == len(parts)  # the manifest and node a's 4 parts
+        assert (4, 4) == (result.nodes["a"].chunks, result.nodes["a"].reused_chunks)
+
     def test_config_given_as_a_dict_resumes_from_its_folder(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
