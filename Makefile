@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint bench fuzz clean
+.PHONY: demo test lint bench fuzz clean chromium
 
 $(VENV)/.installed-run: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,11 @@ $(VENV)/.installed: $(VENV)/.installed-dev
 demo: $(VENV)/.installed-run
 	$(VENV)/bin/livecalc demo --out demo_output
 
-test: $(VENV)/.installed-dev
+# The report tests drive Debian's chromium headless; installed here when it is missing.
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: $(VENV)/.installed-dev chromium
 	$(PY) -m pytest -q
 
 # The fuzzer (tests/fuzz) runs a few cases inside `make test`; this runs many. Set

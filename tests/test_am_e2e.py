@@ -205,6 +205,24 @@ class TestPipelineWithAssumptionsManager:
         assert (event["rows_loaded"], event["run_id"] != "") == (121, True)
         assert _leaks(token, run, workspace.folder / "server.log") == []
 
+    def test_run_store_records_the_resolved_version(
+        self, workspace: Workspace, server: AMProcess, tmp_path: Path
+    ) -> None:
+        """The run store records the am:// reference with the version the AM resolved."""
+        from livecalc.ops.store import RunStore
+
+        token = _token("alice", workspace.home)
+
+        run = _run(workspace, server.url, token, tmp_path / "cache", tmp_path / "run.log")
+        store = RunStore(workspace.home / ".livecalc")
+        record = store.get(store.run_ids()[0])
+
+        assert 0 == run.returncode
+        assert [("am://mortality-standard@v2.1", "mortality-standard", "v2.1")] == [
+            (a["reference"], a["name"], a["version"]) for a in record["provenance"]["assumptions"]
+        ]
+        assert token not in json.dumps(record)
+
     def test_worker_processes_log_into_the_run_log(
         self, workspace: Workspace, server: AMProcess, tmp_path: Path
     ) -> None:

@@ -253,9 +253,10 @@ class TestSchema:
 
         schema = config_json_schema()
 
-        assert {"$schema", "plugins", "data_sources", "engines", "output", "run"} == set(
-            schema["properties"]
-        )
+        assert {
+            "$schema", "plugins", "data_sources", "engines", "output", "run", "checks", "sla",
+            "alerts",
+        } == set(schema["properties"])  # fmt: skip
 
     def test_committed_schema_is_current(self) -> None:
         """docs/config.schema.json matches the models (regenerate with `livecalc schema`)."""

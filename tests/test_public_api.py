@@ -79,7 +79,7 @@ class TestPinnedApi:
 
     def test_every_name_resolves_to_its_object(self) -> None:
         """Lazy loading hands back the defining module's object, identical on every access."""
-        from livecalc.pipeline.api import run
+        from livecalc.ops.session import run  # the run recorded in the run store
         from livecalc.runtime.records import POLICY_DTYPE
 
         assert run is livecalc.run

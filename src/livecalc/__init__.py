@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from livecalc._version import __version__ as __version__
 
 if TYPE_CHECKING:
+    from livecalc import runs as runs
     from livecalc.assumptions.client import (
         AssumptionResolutionError,
         AssumptionsClient,
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
     )
     from livecalc.io.parquet import ParquetReader, ParquetWriter, PolicyData
     from livecalc.log import LoggerConfig, configure_logging
-    from livecalc.pipeline.api import RunResult, check_engines, run
+    from livecalc.ops.session import run
+    from livecalc.pipeline.api import RunResult, check_engines
     from livecalc.pipeline.config import PipelineConfig
     from livecalc.pipeline.loading import load_config
     from livecalc.runtime.buffers import BufferInfo, BufferManager, SharedArrayRef
@@ -109,7 +111,7 @@ _PUBLIC: dict[str, str] = {
     "configure_logging": "livecalc.log",
     "load_config": "livecalc.pipeline.loading",
     "resolve_reference": "livecalc.assumptions.client",
-    "run": "livecalc.pipeline.api",
+    "run": "livecalc.ops.session",
 }
 
 __all__ = [
@@ -164,6 +166,9 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     """Import the module of a public name on first use and cache the name here."""
+    if name == "runs":
+        # The run store's Python face, a module: loaded (with duckdb) only when used.
+        return importlib.import_module("livecalc.runs")
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'livecalc' has no attribute {name!r}")

@@ -25,6 +25,7 @@ Plain file paths (CSV, Parquet, Arrow) are read as they are, so configs may mix 
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import os
@@ -371,6 +372,9 @@ class AssumptionsClient:
     def _resolved(
         self, ref: AMReference, version: str, table: pa.Table, *, from_cache: bool
     ) -> ResolvedAssumption:
+        seen = RESOLVED.get()
+        if seen is not None:
+            seen.append((str(ref), ref.name, version))
         _log.info(
             "assumption_resolved",
             assumption_name=ref.name,
@@ -412,6 +416,13 @@ def _read_local(path: Path) -> pa.Table:
     except (OSError, pa.ArrowInvalid) as exc:
         raise ConfigurationError(f"{path}: cannot read the table ({exc})") from None
     raise ConfigurationError(f"{path}: expected a .csv, .parquet or .arrow file (or am://...)")
+
+
+RESOLVED: contextvars.ContextVar[list[tuple[str, str, str]] | None] = contextvars.ContextVar(
+    "livecalc_am_resolved", default=None
+)
+"""When set to a list, every resolution in this process appends (reference, name, version):
+the run store records the versions a run used."""
 
 
 def resolve_reference(ref: str, credentials: AMCredentials | None = None) -> ResolvedAssumption:

@@ -30,6 +30,7 @@ from rich.table import Table
 
 from livecalc.cli.am import am_app
 from livecalc.cli.esg import esg_app
+from livecalc.cli.runs import register as register_runs
 from livecalc.errors import CalcEngineError, ConfigurationError
 from livecalc.log import LoggerConfig, configure_logging, scrub_text
 
@@ -52,6 +53,13 @@ console = Console()
 err_console = Console(stderr=True)
 
 ExecutorName = Literal["local", "processes", "ray"]
+StoreOption = Annotated[
+    Path | None, typer.Option("--store", help="run store folder (default: $LIVECALC_HOME)")
+]
+NoStoreOption = Annotated[bool, typer.Option("--no-store", help="record nothing in the store")]
+ReportOption = Annotated[
+    Path | None, typer.Option("--report", help="write the HTML run report to this file")
+]
 
 
 @contextlib.contextmanager
@@ -230,6 +238,22 @@ def print_summary(result: RunResult) -> None:
                 highlight=False,
                 soft_wrap=True,
             )
+    for check in result.summary.extras.get("checks", []):
+        if not check["passed"]:
+            colour = "red" if check["severity"] == "error" else "yellow"
+            err_console.print(
+                f"[{colour}]check {escape(check['name'])} failed ({check['severity']}):[/] "
+                f"{escape(str(check['message']))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    for sla in result.summary.extras.get("sla", []):
+        if sla["breached"]:
+            err_console.print(
+                f"[yellow]SLA breached:[/] {escape(sla['target'])} took {sla['seconds']:.1f} s "
+                f"(limit {sla['limit_seconds']:g} s)",
+                highlight=False,
+            )
     for name, path in result.written.items():
         console.print(f"wrote {name}: {escape(str(path))}", highlight=False)
     compiled = sum(r.compile_seconds for r in result.nodes.values())
@@ -266,15 +290,18 @@ def run(
     log_json: Annotated[bool, typer.Option(help="JSON log lines on stderr")] = False,
     debug: Annotated[bool, typer.Option(help="debug logs and tracebacks")] = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    store: StoreOption = None,
+    no_store: NoStoreOption = False,
+    report: ReportOption = None,
 ) -> None:
-    """Run a pipeline config; exit 1 when a node fails, 2 when the config or input is bad."""
-    from livecalc.pipeline.api import run as api_run
+    """Run a pipeline config; exit 1 when a node or an error check fails, 2 on bad input."""
+    from livecalc.ops.session import run as ops_run
 
     with _user_errors(debug), _sigterm_interrupts():
         _configure_logging(log_file, log_json, debug)
         result = _run_with_progress(
             progress,
-            lambda bars: api_run(
+            lambda bars: ops_run(
                 config,
                 overrides=set_ or [],
                 executor=executor,
@@ -282,9 +309,21 @@ def run(
                 progress=bars,
                 parallelism=parallelism,
                 address=address,
+                store=False if no_store else store,
+                report=report,
+                source="cli",
             ),
         )
+    finish_run(result)
+
+
+def finish_run(result: RunResult) -> None:
+    """Print the summary, the report and store problems; exit 1 or 2 when needed."""
     print_summary(result)
+    error = result.summary.extras.get("store_error")
+    if error:
+        _print_error(error, False)
+        raise typer.Exit(2)
     if not result.success:
         raise typer.Exit(1)
 
@@ -433,24 +472,38 @@ def demo(
     executor: Annotated[ExecutorName, typer.Option(help="where engines run")] = "local",
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
     debug: Annotated[bool, typer.Option(help="debug logs and tracebacks")] = False,
+    seed: Annotated[int, typer.Option(help="seed of the policies and the ESG")] = 42,
+    store: StoreOption = None,
+    no_store: NoStoreOption = False,
+    report: Annotated[
+        Path | None, typer.Option(help="HTML run report (default: report.html in --out)")
+    ] = None,
 ) -> None:
     """Generate sample data and run the full pipeline: ESG -> projection -> solver."""
     from livecalc.cli.demo import write_demo
-    from livecalc.pipeline.api import run as api_run
+    from livecalc.ops.session import run as ops_run
 
     _configure_logging(None, False, debug)
+    report_path = report if report is not None else out / "report.html"
     with _user_errors(debug), _sigterm_interrupts():
-        config_path = write_demo(out, policies)
+        config_path = write_demo(out, policies, seed=seed)
         console.print(
             f"demo data and config in {escape(str(out))} ({escape(config_path.name)})",
             highlight=False,
         )
         result = _run_with_progress(
-            progress, lambda bars: api_run(config_path, executor=executor, progress=bars)
+            progress,
+            lambda bars: ops_run(
+                config_path,
+                executor=executor,
+                progress=bars,
+                store=False if no_store else store,
+                report=report_path,
+                source="demo",
+            ),
         )
-    print_summary(result)
-    if not result.success:
-        raise typer.Exit(1)
+    console.print(f"report: {escape(str(report_path.resolve()))}", highlight=False)
+    finish_run(result)
 
 
 @app.command()
@@ -480,6 +533,12 @@ def warmup(
 
 app.add_typer(esg_app, name="esg")
 app.add_typer(am_app, name="am")
+register_runs(
+    app,
+    user_errors=_user_errors,
+    run_with_progress=_run_with_progress,
+    finish_run=finish_run,
+)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from livecalc.io.generate import generate_policies, write_policies
 __all__ = ["demo_config", "write_demo"]
 
 
-def demo_config(policies_file: str = "policies.parquet") -> dict[str, Any]:
+def demo_config(policies_file: str = "policies.parquet", seed: int = 42) -> dict[str, Any]:
     """The demo's pipeline config, with paths relative to its folder."""
     return {
         "data_sources": {"policies": {"type": "parquet", "path": policies_file}},
@@ -30,7 +30,7 @@ def demo_config(policies_file: str = "policies.parquet") -> dict[str, Any]:
                     "outer": 10,
                     "inner": 100,
                     "years": 50,
-                    "seed": 42,
+                    "seed": seed,
                 },
                 "inputs": [],
                 "outputs": ["scenarios"],
@@ -72,5 +72,5 @@ def write_demo(folder: Path, policies: int, seed: int = 42) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     write_policies(folder / "policies.parquet", generate_policies(policies, seed=seed))
     path = folder / "dag_config.json"
-    path.write_text(json.dumps(demo_config(), indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(demo_config(seed=seed), indent=2) + "\n", encoding="utf-8")
     return path

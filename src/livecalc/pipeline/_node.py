@@ -47,6 +47,10 @@ ChunkSink = Callable[[np.ndarray], None]
 ChunkCallback = Callable[[int, int, int], None]
 """Called after each chunk with (chunk index, chunk count, policies in the chunk)."""
 
+OutputCallback = Callable[[int, int, np.ndarray, bool], None]
+"""Called after each chunk with (chunk index, chunk count, its output records: a view, and
+whether that view stays valid after the call: a slice of the merged output)."""
+
 
 @dataclass(frozen=True)
 class ChunkPlan:
@@ -155,6 +159,7 @@ class NodeOutput:
     streamed_records: int = 0
     rows_processed: int = 0
     chunks: int = 0
+    reused_chunks: int = 0
     engine_seconds: float = 0.0
     compute_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
@@ -196,6 +201,8 @@ class NodeRunner:
         sink: ChunkSink | None = None,
         role: str = "out",
         on_chunk: ChunkCallback | None = None,
+        stored: Mapping[int, np.ndarray] | None = None,
+        on_output: OutputCallback | None = None,
     ) -> NodeOutput:
         """Run every chunk; merge outputs into records, or hand each chunk to ``sink``.
 
@@ -206,8 +213,12 @@ class NodeRunner:
             role: names this run's buffers (``"out"``; ``"eval"`` for goal-seek re-runs, so
                 they never overwrite the records downstream engines read).
             on_chunk: progress callback.
+            stored: output records of chunks that do not run again (a resumed run): they are
+                merged as if the engine had just written them.
+            on_output: receives each chunk's output records (checkpoints).
         """
         inputs = {name: self._aligned(f"{role}.input.{name}", a) for name, a in inputs.items()}
+        stored = stored or {}
         plan = ChunkPlan.of(inputs, chunk_size)
         out = NodeOutput(chunks=plan.count)
         first = self._chunk(plan, inputs, 0, role)
@@ -245,7 +256,11 @@ class NodeRunner:
                 room = min(spec.records, len(merged) - offset)
                 target = self._buffer(f"{role}.aligned", merged.dtype, max(1, room))[:room]
             start = time.perf_counter()
-            result = self.handle.run_chunk(chunk_inputs or None, target)
+            if i in stored and target is not None:
+                result = self._reuse(stored[i], target)
+                out.reused_chunks += 1
+            else:
+                result = self.handle.run_chunk(chunk_inputs or None, target)
             seconds = time.perf_counter() - start
             self._check(result, i)
             out.engine_seconds += seconds
@@ -268,6 +283,8 @@ class NodeRunner:
                         f"{len(target)}",
                         self.node_id,
                     )
+            if on_output is not None and target is not None:
+                on_output(i, plan.count, target[:n], merged is not None)
             if merged is not None:
                 if target is not landing:
                     assert landing is not None and target is not None
@@ -318,6 +335,17 @@ class NodeRunner:
             name: self._aligned(f"{role}.chunk_input.{name}", a)
             for name, a in plan.chunk(inputs, i).items()
         }
+
+    def _reuse(self, records: np.ndarray, target: np.ndarray) -> ExecutionResult:
+        """A stored chunk output copied where the engine would have written it."""
+        if records.dtype != target.dtype or len(records) > len(target):
+            raise ExecutionError(
+                f"a stored chunk ({len(records)} records of {records.dtype}) does not fit the "
+                f"output buffer ({len(target)} of {target.dtype})",
+                self.node_id,
+            )
+        target[: len(records)] = records
+        return ExecutionResult(success=True, bytes_written=records.nbytes)
 
     def _check(self, result: ExecutionResult, i: int) -> None:
         if not result.success:

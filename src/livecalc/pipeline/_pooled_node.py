@@ -31,6 +31,7 @@ from livecalc.pipeline._node import (
     ChunkSink,
     NodeOutput,
     NodeRunner,
+    OutputCallback,
     merge_cashflows,
     merge_scenario_totals,
 )
@@ -79,11 +80,18 @@ class PooledNodeRunner(NodeRunner):
         sink: ChunkSink | None = None,
         role: str = "out",
         on_chunk: ChunkCallback | None = None,
+        stored: Mapping[int, np.ndarray] | None = None,
+        on_output: OutputCallback | None = None,
     ) -> NodeOutput:
-        """Run every chunk on the pool; merge as ``NodeRunner.run`` does, in chunk order."""
+        """Run every chunk on the pool; merge as ``NodeRunner.run`` does, in chunk order.
+
+        ``stored`` chunks (a resumed run) are copied into their slot instead of running;
+        ``on_output`` receives each chunk's records as it merges (checkpoints), in order.
+        """
         plan = ChunkPlan.of(inputs, chunk_size)
         if plan.count == 1:
-            return super().run(inputs, chunk_size, sink, role, on_chunk)
+            return super().run(inputs, chunk_size, sink, role, on_chunk, stored, on_output)
+        stored = stored or {}
         out = NodeOutput(chunks=plan.count)
         spec = self.pool.output_spec(plan.chunk(inputs, 0))
         dtype = None if spec is None else np.dtype(spec.dtype)
@@ -108,12 +116,16 @@ class PooledNodeRunner(NodeRunner):
         def run_one(replica: EngineHandle, i: int, slot: int) -> tuple[ExecutionResult, float]:
             target = slots[slot] if slots else None
             start = time.perf_counter()
+            if i in stored and target is not None:
+                return self._reuse(stored[i], target), time.perf_counter() - start
             result = replica.run_chunk(plan.chunk(inputs, i) or None, target)
             return result, time.perf_counter() - start
 
         def merge(i: int, slot: int, value: tuple[ExecutionResult, float]) -> None:
             result, seconds = value
             self._check(result, i)
+            if i in stored:
+                out.reused_chunks += 1
             out.engine_seconds += seconds
             out.compute_seconds += result.execution_time_ms / 1e3
             out.rows_processed += result.rows_processed
@@ -128,6 +140,9 @@ class PooledNodeRunner(NodeRunner):
                         f"{len(target)}",
                         self.node_id,
                     )
+                if on_output is not None:
+                    # The slot is reused by a later chunk: the records are not stable.
+                    on_output(i, plan.count, target[:n], False)
                 if totals_mode and dtype == CASHFLOW_DTYPE:
                     state["totals"] = merge_cashflows(state["totals"], target[:n])
                 elif totals_mode:

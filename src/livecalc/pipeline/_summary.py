@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 from collections.abc import Mapping
@@ -42,6 +43,7 @@ class NodeReport:
     rows_processed: int = 0
     records: int = 0
     chunks: int = 0
+    reused_chunks: int = 0
     error: str | None = None
     error_type: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -72,6 +74,7 @@ class NodeReport:
             "rows_processed": self.rows_processed,
             "records": self.records,
             "chunks": self.chunks,
+            "reused_chunks": self.reused_chunks,
             "throughput_rows_per_sec": self.throughput,
             # The summary file is shared like a log: a token quoted in an error is masked.
             "error": None if self.error is None else scrub_text(self.error),
@@ -91,11 +94,15 @@ class RunSummary:
     seconds: float = 0.0
     written: dict[str, Path] = field(default_factory=dict)
     datasets: dict[str, Any] = field(default_factory=dict)
+    failed_checks: list[str] = field(default_factory=list)
+    """Declared checks of severity ``error`` that failed (livecalc.ops): the run fails."""
+    extras: dict[str, Any] = field(default_factory=dict)
+    """More sections of the summary file (provenance, checks, SLA), set by livecalc.ops."""
 
     @property
     def success(self) -> bool:
-        """Whether every node succeeded."""
-        return all(r.status == "succeeded" for r in self.nodes.values())
+        """Whether every node succeeded and no ``error`` check failed."""
+        return not self.failed_checks and all(r.status == "succeeded" for r in self.nodes.values())
 
     @property
     def failed(self) -> list[NodeReport]:
@@ -120,6 +127,7 @@ class RunSummary:
             if r.error:
                 line += f": {r.error}"
             lines.append(line)
+        lines.extend(f"check failed: {name}" for name in self.failed_checks)
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,7 +140,33 @@ class RunSummary:
             "compile_seconds": self.compile_seconds,
             "nodes": [r.to_dict() for r in self.nodes.values()],
             "written": {k: str(v) for k, v in self.written.items()},
+            **({"failed_checks": list(self.failed_checks)} if self.failed_checks else {}),
+            **_jsonable(self.extras),
         }
+
+    def to_html(self) -> str:
+        """The per-node table as an HTML fragment (for notebooks)."""
+        head = "".join(
+            f"<th>{h}</th>" for h in ("node", "status", "seconds", "chunks", "rows", "records")
+        )
+        rows = "".join(
+            f"<tr><td>{html.escape(r.node_id)}</td><td>{r.status}</td><td>{r.seconds:.3f}</td>"
+            f"<td>{r.chunks}</td><td>{r.rows_processed:,}</td><td>{r.records:,}</td></tr>"
+            for r in self.nodes.values()
+        )
+        checks = self.extras.get("checks") or []
+        rows += "".join(
+            f"<tr><td colspan='2'>check {html.escape(str(c.get('name')))}</td>"
+            f"<td colspan='4'>{'passed' if c.get('passed') else 'FAILED'} "
+            f"({html.escape(str(c.get('severity')))}): {html.escape(str(c.get('message')))}"
+            "</td></tr>"
+            for c in checks
+        )
+        state = "succeeded" if self.success else "FAILED"
+        return (
+            f"<table><caption>run {html.escape(self.run_id)}: {state} in {self.seconds:.3f} s"
+            f"</caption><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        )
 
 
 def _jsonable(value: Any) -> Any:

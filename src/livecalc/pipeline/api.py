@@ -26,6 +26,7 @@ from livecalc.pipeline._sizes import buffer_problems, esg_horizon_years, esg_sce
 from livecalc.pipeline._summary import NodeReport, RunSummary
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import Executor
+from livecalc.pipeline.hooks import RunHooks
 from livecalc.pipeline.loading import load_config
 from livecalc.pipeline.runner import ProgressCallback, Runner
 from livecalc.runtime.engine import ICalcEngine
@@ -121,6 +122,10 @@ class RunResult:
         """Output ``name`` as a pandas DataFrame."""
         return self.table(name).to_pandas()
 
+    def _repr_html_(self) -> str:
+        """The summary as an HTML table, for notebooks."""
+        return self.summary.to_html()
+
     def raise_for_status(self) -> None:
         """Raise ExecutionError naming every failed node when the run did not succeed."""
         if not self.success:
@@ -139,6 +144,8 @@ def run(
     base_dir: str | Path | None = None,
     parallelism: int | None = None,
     address: str | None = None,
+    hooks: RunHooks | None = None,
+    run_id: str | None = None,
 ) -> RunResult:
     """Validate and run a pipeline; a failing node does not raise (see ``RunResult.success``).
 
@@ -156,6 +163,8 @@ def run(
             ``local``).
         address: the Ray cluster the ``ray`` executor joins (default: ``run.ray.address``, else
             ``RAY_ADDRESS``, else a Ray started for the run).
+        hooks: followers of the run (``livecalc.ops``: the run store, checkpoints).
+        run_id: the run's id (default: a new one; a resumed run keeps its own).
 
     Raises:
         ConfigurationError: the config, an engine's config or an input file is wrong; nothing
@@ -178,6 +187,8 @@ def run(
         progress=progress,
         parallelism=parallelism,
         address=address,
+        hooks=hooks,
+        run_id=run_id,
     )
     return RunResult(runner.run(), config)
 

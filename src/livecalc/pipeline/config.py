@@ -20,6 +20,7 @@ from livecalc.pipeline._config_files import with_absolute_paths, with_declared_p
 
 if TYPE_CHECKING:
     from livecalc.runtime.factory import EngineFactory
+from livecalc.pipeline.operations import AlertConfig, CheckConfig, ChunkingConfig, SlaConfig
 
 __all__ = [
     "DataSource",
@@ -124,6 +125,18 @@ class RunOptions(_Model):
         description="times a chunk whose replica died (worker killed, Ray node lost) is re-run",
     )
     ray: RayOptions = Field(default_factory=RayOptions)
+    chunking: ChunkingConfig | None = Field(
+        default=None,
+        description='{"strategy": "fixed", "size": N} or {"strategy": "memory", "budget": "1GB"}',
+    )
+    checkpoint: bool = Field(
+        default=True, description="keep each finished chunk under $LIVECALC_HOME for resume"
+    )
+    checkpoint_min_chunk_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        description="chunks computed faster than this are not checkpointed (cheaper to redo)",
+    )
 
 
 class PipelineConfig(_Model):
@@ -138,6 +151,9 @@ class PipelineConfig(_Model):
     engines: list[EngineNode] = Field(min_length=1)
     output: OutputConfig | None = None
     run: RunOptions = Field(default_factory=RunOptions)
+    checks: list[CheckConfig] = Field(default_factory=list, description="declared checks")
+    sla: SlaConfig | None = None
+    alerts: list[AlertConfig] = Field(default_factory=list)
     base_dir: str = Field(
         default=".", description="folder relative paths resolve against (set by load_config)"
     )

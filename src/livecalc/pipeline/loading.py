@@ -30,6 +30,7 @@ from livecalc.pipeline._config_files import (
 )
 from livecalc.pipeline.config import DataSource, EngineNode, PipelineConfig
 from livecalc.pipeline.graph import EngineGraph, graph_problems
+from livecalc.pipeline.operations import operations_problems
 from livecalc.runtime.factory import BUILTIN_ALIASES, EngineFactory
 
 __all__ = ["apply_overrides", "format_problems", "load_config", "parse_override"]
@@ -63,7 +64,8 @@ def _pydantic_problems(exc: ValidationError, prefix: Sequence[int | str] = ()) -
             expected = err.get("ctx", {}).get("expected", "")
             problems.append(f"{path}: {err['input']!r} is not allowed; use one of {expected}")
         else:
-            problems.append(f"{path}: {err['msg']} (got {err['input']!r})")
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{path}: {message} (got {err['input']!r})")
     return problems
 
 
@@ -118,6 +120,7 @@ def load_config(
     if config is not None:
         problems.extend(_output_problems(config, nodes, sources))
         problems.extend(_collision_problems(config, config_file, factory))
+        problems.extend(operations_problems(config))
         if check_files:
             problems.extend(_output_path_problems(config))
     if problems:

@@ -39,14 +39,20 @@ from livecalc.io.generate import ESG_METADATA_KEY
 from livecalc.io.parquet import PolicyData
 from livecalc.log import get_logger, run_context
 from livecalc.pipeline._data_checks import check_source_data, handles_checker
-from livecalc.pipeline._node import NodeOutput, NodeRunner
+from livecalc.pipeline._node import ChunkPlan, NodeOutput, NodeRunner
 from livecalc.pipeline._outputs import OutputPlan, load_source, policy_ext_name
 from livecalc.pipeline._pooled_node import node_runner
 from livecalc.pipeline._sizes import buffer_problems, esg_horizon_years, esg_scenario_count
 from livecalc.pipeline._summary import NodeReport, RunSummary, write_json_atomic
+from livecalc.pipeline.chunking import (
+    memory_chunk_size,
+    output_records_of,
+    working_bytes_per_policy,
+)
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import EngineHandle, Executor, create_executor
 from livecalc.pipeline.graph import EngineGraph
+from livecalc.pipeline.hooks import RunHooks
 from livecalc.pipeline.loading import format_problems
 from livecalc.pipeline.pool import create_node_handle, reads_policies
 from livecalc.runtime.buffers import BufferManager
@@ -78,12 +84,17 @@ class Runner:
         progress: ProgressCallback | None = None,
         parallelism: int | None = None,
         address: str | None = None,
+        hooks: RunHooks | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.config = config
         self.graph = EngineGraph(config)
         self.factory = factory if factory is not None else EngineFactory()
         self.credentials = credentials
         self._executor = executor if executor is not None else config.run.executor
+        chunking = config.run.chunking
+        if chunk_size is None and chunking is not None and chunking.size is not None:
+            chunk_size = chunking.size
         self.chunk_size = chunk_size if chunk_size is not None else config.run.chunk_size
         # Replica pools: --parallelism and --address override run.parallelism, run.ray.address.
         update: dict[str, Any] = {}
@@ -92,11 +103,17 @@ class Runner:
         if address is not None:
             update["ray"] = config.run.ray.model_copy(update={"address": address})
         self.options = config.run.model_copy(update=update)
+        # A memory budget sizes each node's chunks when it starts; --chunk-size wins over it.
+        self._budget = chunking.budget_bytes if chunking is not None and chunk_size is None else 0
         self._progress = progress
+        # The run store and checkpoints follow the run through these (livecalc.ops).
+        self._hooks = hooks if hooks is not None else RunHooks()
+        self._run_id = run_id
         self._handles: dict[str, EngineHandle] = {}
         self._runners: dict[str, NodeRunner] = {}
         self._datasets: dict[str, Any] = {}
         self._node_inputs: dict[str, dict[str, np.ndarray]] = {}
+        self._chunk_sizes: dict[str, int] = {}
         # Set on Ctrl-C: running nodes stop at their next chunk and leave no file behind.
         self._cancel = threading.Event()
 
@@ -115,7 +132,7 @@ class Runner:
             if isinstance(self._executor, str)
             else self._executor
         )
-        with run_context() as run_id, BufferManager() as buffers, executor:
+        with run_context(self._run_id) as run_id, BufferManager() as buffers, executor:
             summary = RunSummary(
                 run_id=run_id,
                 executor=executor.name,
@@ -129,8 +146,10 @@ class Runner:
                 # Projections fed by files are sized from the footers before the data is
                 # read; those fed by an ESG once it is initialised (and says how many).
                 self._check_buffer_sizes(with_engines=False)
+                extra_metadata = dict(self._hooks.run_started(run_id, self.config))
                 self._load_sources(buffers, executor.shared_buffers)
                 outputs = OutputPlan.of(self.graph)
+                outputs.metadata.update(extra_metadata)
                 outputs.metadata[RUN_ID_KEY] = run_id
                 self._initialize_all(executor, buffers, summary)
                 self._check_buffer_sizes(with_engines=True)
@@ -152,6 +171,7 @@ class Runner:
                 k: (v.copy() if executor.shared_buffers and isinstance(v, np.ndarray) else v)
                 for k, v in self._datasets.items()
             }
+            self._hooks.run_finished(summary)
             if self.config.output is not None and self.config.output.summary_path:
                 path = self.config.resolve(self.config.output.summary_path)
                 try:
@@ -351,9 +371,10 @@ class Runner:
         runner = self._runners[node_id]
         inputs = self._inputs_of(node_id)
         self._node_inputs[node_id] = inputs
-        chunk_size = node.chunk_size or self.chunk_size
         dataset = node.outputs[0] if node.outputs else None
         sink = outputs.stream_sink(node_id, dataset)
+        chunk_size = node.chunk_size or self._chunk_size_for(node_id, inputs, sink is not None)
+        self._chunk_sizes[node_id] = chunk_size
         if sink is not None:
             # A streamed scenario file keeps the ESG's description too (the ESG gives it from
             # initialize on), for `livecalc esg check`.
@@ -364,12 +385,17 @@ class Runner:
         _log.info("node_started", engine_id=node_id, engine_type=node.type)
         try:
             restore = self._bind_evaluator(node_id)
-            self._emit("node_started", node_id, chunks=_chunk_count(inputs, chunk_size))
+            chunks = _chunk_count(inputs, chunk_size)
+            self._emit("node_started", node_id, chunks=chunks)
             result = runner.run(
                 inputs,
                 chunk_size,
                 sink=sink.write if sink is not None else None,
                 on_chunk=lambda i, n, k: self._chunk_finished(node_id, i, n, k),
+                stored=self._hooks.stored_chunks(node_id, chunk_size, chunks),
+                on_output=lambda i, n, records, stable: self._hooks.chunk_output(
+                    node_id, i, n, records, stable
+                ),
             )
             if sink is not None:
                 sink.commit()
@@ -418,6 +444,23 @@ class Runner:
         )
         self._emit("node_finished", node_id, status="succeeded")
 
+    def _chunk_size_for(
+        self, node_id: str, inputs: Mapping[str, np.ndarray], streamed: bool
+    ) -> int:
+        """The run's chunk size, or the one a memory budget allows for this node."""
+        plan = ChunkPlan.of(inputs, self.chunk_size)
+        if not self._budget or not plan.chunked:
+            return self.chunk_size
+        handle = self._handles[node_id]
+        return memory_chunk_size(
+            node_id,
+            self._budget,
+            plan.n_policies,
+            output_records_of(handle.output_spec, inputs, plan.chunked),
+            streamed,
+            working_bytes=working_bytes_per_policy(inputs),
+        )
+
     def _chunk_finished(self, node_id: str, chunk: int, chunks: int, policies: int) -> None:
         self._emit("chunk_finished", node_id, chunk=chunk, chunks=chunks, policies=policies)
         if self._cancel.is_set() and chunk + 1 < chunks:
@@ -435,6 +478,7 @@ class Runner:
         report.compute_seconds = result.compute_seconds
         report.rows_processed = result.rows_processed
         report.chunks = result.chunks
+        report.reused_chunks = result.reused_chunks
         report.records = streamed if result.records is None else len(result.records)
         report.warnings = [*report.warnings, *result.warnings]
         try:
@@ -478,7 +522,7 @@ class Runner:
         up_runner = self._runners[upstream]
         up_node = self.config.node(upstream)
         up_inputs = self._node_inputs[upstream]
-        chunk_size = up_node.chunk_size or self.chunk_size
+        chunk_size = self._chunk_sizes.get(upstream, up_node.chunk_size or self.chunk_size)
         original = (
             dict(up_handle.call("get_parameters")) if up_handle.supports("get_parameters") else {}
         )
@@ -524,8 +568,6 @@ def _compile_seconds(handle: EngineHandle) -> float:
 
 
 def _chunk_count(inputs: Mapping[str, np.ndarray], chunk_size: int) -> int:
-    from livecalc.pipeline._node import ChunkPlan
-
     return ChunkPlan.of(inputs, chunk_size).count
 
 

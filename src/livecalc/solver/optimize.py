@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -74,6 +74,8 @@ class OptimizationResult:
     partial: bool
     affine: bool = False
     verified: bool = True
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """Every evaluation in order: its parameters and objective value (convergence charts)."""
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict of the result (the shape is documented in docs/engines/solver.md)."""
@@ -98,6 +100,7 @@ class OptimizationResult:
             "partial": self.partial,
             "affine": self.affine,
             "verified": self.verified,
+            "history": [dict(h) for h in self.history],
         }
 
 
@@ -380,4 +383,13 @@ def optimize(
         partial=partial,
         affine=outcome.affine,
         verified=outcome.verified,
+        history=_history(problem),
     )
+
+
+def _history(problem: Problem) -> list[dict[str, Any]]:
+    # The cache keeps insertion order: the evaluations in the order they were made.
+    return [
+        {"parameters": dict(zip(problem.names, p.params, strict=True)), "objective": p.value}
+        for p in problem.cache.values()
+    ]

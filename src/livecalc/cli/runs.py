@@ -1,0 +1,326 @@
+"""``livecalc runs ...``, ``check``, ``report`` and ``resume``: the run store from the shell.
+
+``register(app)`` mounts them on the main command. Every command reads the store given by
+``--store DIR`` (default ``$LIVECALC_HOME``); a run id may be shortened to a unique prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+__all__ = ["register", "runs_app"]
+
+runs_app = typer.Typer(
+    help="The run store: list, show, compare, delete runs.", no_args_is_help=True
+)
+console = Console()
+err_console = Console(stderr=True)
+
+StoreDir = Annotated[
+    Path | None, typer.Option("--store", help="run store folder (default: $LIVECALC_HOME)")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+# The main command's helpers, given by ``register`` (this module must not import app.py,
+# which imports it): user errors as one line and an exit code, progress bars, the summary.
+_HELPERS: dict[str, Callable[..., Any]] = {}
+
+
+def _errors() -> Any:
+    return _HELPERS["user_errors"](False)
+
+
+def _store(store: Path | None) -> Any:
+    from livecalc.ops.store import RunStore
+
+    return RunStore(store)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.2f}"
+    return str(value)
+
+
+@runs_app.command("list")
+def list_runs(
+    limit: Annotated[int, typer.Option(min=1, help="newest N runs")] = 20,
+    status: Annotated[
+        str | None, typer.Option(help="succeeded, failed, check_failed, running, interrupted")
+    ] = None,
+    store: StoreDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """List recorded runs, newest first."""
+    with _errors():
+        frame = _store(store).list(limit=limit, status=status)
+    rows = json.loads(frame.to_json(orient="records", date_format="iso"))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"runs ({len(rows)})")
+    for column in (
+        "run_id",
+        "started_at",
+        "status",
+        "seconds",
+        "source",
+        "checks",
+        "sla",
+        "config",
+    ):
+        table.add_column(column, no_wrap=column in ("run_id", "status"))
+    colours = {"succeeded": "green", "failed": "red", "check_failed": "yellow"}
+    for r in rows:
+        colour = colours.get(r["status"], "dim")
+        table.add_row(
+            r["run_id"],
+            str(r["started_at"])[:19],
+            f"[{colour}]{r['status']}[/]",
+            _fmt(r["seconds"]),
+            str(r["source"]),
+            f"{r['failed_checks']} failed" if r["failed_checks"] else "ok",
+            f"{r['sla_breaches']} breached" if r["sla_breaches"] else "ok",
+            escape(Path(r["config_path"]).name if r["config_path"] else "(python)"),
+        )
+    console.print(table)
+
+
+@runs_app.command("show")
+def show(
+    run_id: Annotated[str, typer.Argument(help="run id (or a unique prefix)")],
+    store: StoreDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Show one run's record: provenance, nodes, metrics, checks, SLA, outputs."""
+    with _errors():
+        record = _store(store).get(run_id)
+    if as_json:
+        typer.echo(json.dumps(record, indent=2, default=str))
+        return
+    prov = record["provenance"]
+    console.print(
+        f"run [bold]{record['run_id']}[/]: {record['status']} ({record['source']}), "
+        f"{record['started_at']} -> {record['finished_at']}, {_fmt(record['seconds'])} s",
+        highlight=False,
+    )
+    console.print(f"config {escape(str(prov['config_path']))} sha256 {prov['config_hash']}")
+    console.print(
+        f"host {prov['host']}, executor {prov['executor']}, "
+        + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()),
+        highlight=False,
+    )
+    for item in prov["inputs"]:
+        console.print(f"input {escape(item['path'])} sha256 {item['sha256']}", highlight=False)
+    nodes = Table(title="nodes")
+    for column in ("node", "status", "seconds", "chunks", "rows", "error"):
+        nodes.add_column(column)
+    for n in record["nodes"]:
+        nodes.add_row(
+            n["node_id"],
+            n["status"],
+            _fmt(n["seconds"]),
+            str(n["chunks"]),
+            _fmt(n["rows_processed"]),
+            escape(n["error"] or ""),
+        )
+    console.print(nodes)
+    if record["checks"]:
+        checks = Table(title="checks")
+        for column in ("check", "severity", "result", "message"):
+            checks.add_column(column)
+        for c in record["checks"]:
+            result = "[green]passed[/]" if c["passed"] else "[red]FAILED[/]"
+            checks.add_row(escape(c["name"]), c["severity"], result, escape(c["message"] or ""))
+        console.print(checks)
+    for s in record["sla"]:
+        state = "[red]BREACHED[/]" if s["breached"] else "[green]met[/]"
+        console.print(f"sla {s['target']}: {_fmt(s['seconds'])} s of {s['limit_seconds']} {state}")
+    for o in record["outputs"]:
+        console.print(f"output {o['name']}: {escape(o['path'])} sha256 {o['sha256']}")
+
+
+@runs_app.command("compare")
+def compare(
+    run_a: Annotated[str, typer.Argument(help="the first run")],
+    run_b: Annotated[str, typer.Argument(help="the second run")],
+    store: StoreDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Compare two runs: config differences, metric differences, timing ratios."""
+    from livecalc.ops.report import compare_records
+
+    with _errors():
+        runs = _store(store)
+        diff = compare_records(runs.get(run_a), runs.get(run_b))
+    if as_json:
+        typer.echo(json.dumps(diff, indent=2, default=str))
+        return
+    config = Table(title="config differences")
+    for column in ("key", diff["a"], diff["b"]):
+        config.add_column(column, no_wrap=column == "key")
+    for c in diff["config"]:
+        config.add_row(escape(c["key"]), escape(_fmt(c["a"])), escape(_fmt(c["b"])))
+    console.print(config)
+    metrics = Table(title="metrics")
+    for column in ("metric", diff["a"], diff["b"], "difference", "relative"):
+        # The metric's name stays whole (greppable); the numbers give way first.
+        metrics.add_column(
+            column, justify="right" if column != "metric" else "left", no_wrap=column == "metric"
+        )
+    for m in diff["metrics"]:
+        rel = "" if m["relative"] is None else f"{m['relative']:+.3%}"
+        metrics.add_row(m["metric"], _fmt(m["a"]), _fmt(m["b"]), _fmt(m["difference"]), rel)
+    console.print(metrics)
+    timings = Table(title="timings (seconds)")
+    for column in ("target", diff["a"], diff["b"], "ratio"):
+        timings.add_column(column)
+    for t in diff["timings"]:
+        timings.add_row(t["target"], _fmt(t["a"]), _fmt(t["b"]), _fmt(t["ratio"]))
+    console.print(timings)
+
+
+@runs_app.command("delete")
+def delete(
+    run_id: Annotated[str, typer.Argument(help="the run to remove from the store")],
+    store: StoreDir = None,
+) -> None:
+    """Delete a run's record (its output files are left where they are)."""
+    with _errors():
+        runs = _store(store)
+        record = runs.get(run_id)
+        runs.delete(record["run_id"])
+    console.print(f"deleted run {record['run_id']}")
+
+
+def _age(text: str) -> float:
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw])\s*", text)
+    if match is None:
+        raise typer.BadParameter(f"{text!r}: write an age like 7d, 12h, 30m, 2w")
+    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+    return float(match.group(1)) * unit
+
+
+@runs_app.command("gc")
+def gc(
+    older_than: Annotated[str, typer.Option(help="age of checkpoints to remove: 7d, 12h")] = "7d",
+    store: StoreDir = None,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="checkpoint folder or URI (default: runs/ beside the store)")
+    ] = None,
+) -> None:
+    """Remove chunk checkpoints not touched for a while (runs killed and never resumed)."""
+    from livecalc.ops.checkpoint import checkpoint_store, collect_garbage
+    from livecalc.ops.home import checkpoint_root
+
+    seconds = _age(older_than)
+    with _errors():
+        removed = collect_garbage(checkpoint_store(checkpoint or checkpoint_root(store)), seconds)
+    console.print(
+        f"removed {len(removed)} checkpoints" + (f": {', '.join(removed)}" if removed else "")
+    )
+
+
+def check(
+    run_id: Annotated[str, typer.Argument(help="the run whose outputs to check again")],
+    store: StoreDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Run a stored run's declared checks again on its written outputs; exit 1 on an error."""
+    from livecalc.ops.checks import RunData, evaluate_checks
+    from livecalc.pipeline.config import PipelineConfig
+
+    with _errors():
+        record = _store(store).get(run_id)
+        prov = record["provenance"]
+        raw = dict(prov["config"])
+        base = Path(prov["config_path"]).parent if prov.get("config_path") else Path.cwd()
+        config = PipelineConfig.model_validate({**raw, "base_dir": str(base)})
+        datasets: dict[str, Any] = {o["name"]: Path(o["path"]) for o in record["outputs"]}
+        for name, src in config.data_sources.items():
+            datasets.setdefault(name, config.resolve(src.path))
+        statistics = {n["node_id"]: n["outputs"] for n in record["nodes"] if n["outputs"]}
+        results = evaluate_checks(config.checks, RunData(datasets, statistics, config))
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in results], indent=2, default=str))
+    else:
+        table = Table(title=f"checks of run {record['run_id']}")
+        for column in ("check", "severity", "result", "message"):
+            table.add_column(column)
+        for r in results:
+            table.add_row(
+                escape(r.name),
+                r.severity,
+                "[green]passed[/]" if r.passed else "[red]FAILED[/]",
+                escape(r.message),
+            )
+        console.print(table)
+    if any(not r.passed and r.severity == "error" for r in results):
+        raise typer.Exit(1)
+
+
+def report(
+    run_id: Annotated[str, typer.Argument(help="the run to report")],
+    out: Annotated[
+        Path | None, typer.Option(help="HTML file (default: report-RUN_ID.html)")
+    ] = None,
+    against: Annotated[str | None, typer.Option(help="compare with this run")] = None,
+    store: StoreDir = None,
+) -> None:
+    """Write a run's self-contained HTML report (charts, checks, provenance)."""
+    from livecalc.ops.report import write_report
+
+    with _errors():
+        runs = _store(store)
+        record = runs.get(run_id)
+        other = runs.get(against) if against is not None else None
+        path = write_report(out or Path(f"report-{record['run_id']}.html"), record, other)
+    console.print(f"report: {escape(str(path.resolve()))}", highlight=False)
+
+
+def resume(
+    run_id: Annotated[str, typer.Argument(help="the killed run to finish")],
+    store: StoreDir = None,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="checkpoint folder or URI (default: runs/ beside the store)")
+    ] = None,
+    report_file: Annotated[
+        Path | None, typer.Option("--report", help="write the HTML report")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Finish a killed run: only the chunks not in its checkpoint are computed."""
+    from livecalc.ops.session import resume as ops_resume
+
+    with _errors():
+        result = _HELPERS["run_with_progress"](
+            progress,
+            lambda bars: ops_resume(
+                run_id, store=store, checkpoint=checkpoint, progress=bars, report=report_file
+            ),
+        )
+    _HELPERS["finish_run"](result)
+
+
+def register(app: typer.Typer, **helpers: Callable[..., Any]) -> None:
+    """Mount ``runs``, ``check``, ``report`` and ``resume`` on the main command.
+
+    ``helpers``: ``user_errors``, ``run_with_progress`` and ``finish_run`` of the main command.
+    """
+    _HELPERS.update(helpers)
+    app.add_typer(runs_app, name="runs")
+    app.command("check")(check)
+    app.command("report")(report)
+    app.command("resume")(resume)

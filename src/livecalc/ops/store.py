@@ -1,0 +1,487 @@
+"""The run store: every run's record in one embedded DuckDB file, ``runs.duckdb``.
+
+A record is a plain JSON-ready dict (the shape ``RunStore.get`` returns; docs/operations.md
+lists it). It is spread over a few tables so that the store answers questions directly in
+SQL (``SELECT * FROM run_metrics WHERE name = 'cte_99_5'``).
+
+DuckDB lets one process write a file at a time and refuses to open it while another holds
+it. Every operation therefore opens the file, does its work in one transaction and closes it
+again; an open refused because of another process's lock is retried with exponential backoff
+and jitter for up to ``lock_timeout_seconds``, so runs that finish together are all recorded.
+
+The schema is versioned (``meta.schema_version``); opening an older store applies the
+migrations in order, in one transaction. A store from a newer LiveCalc, or a file that is not
+a DuckDB database, is a ConfigurationError naming the file.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import random
+import time
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from livecalc.errors import ConfigurationError
+from livecalc.log import get_logger
+from livecalc.ops.home import store_file
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+__all__ = ["SCHEMA_VERSION", "RunStore", "StoreLockedError", "utc_now"]
+
+_log = get_logger()
+
+SCHEMA_VERSION = 2
+"""The schema this LiveCalc writes; older stores are migrated when opened."""
+
+_V1 = """
+CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE runs (
+    run_id VARCHAR PRIMARY KEY,
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP,
+    status VARCHAR,
+    seconds DOUBLE,
+    source VARCHAR,
+    executor VARCHAR,
+    host VARCHAR,
+    pid INTEGER,
+    livecalc_version VARCHAR,
+    python_version VARCHAR,
+    numpy_version VARCHAR,
+    numba_version VARCHAR,
+    config_path VARCHAR,
+    config_hash VARCHAR,
+    config_json VARCHAR,
+    error VARCHAR
+);
+CREATE TABLE run_inputs (run_id VARCHAR, path VARCHAR, sha256 VARCHAR, size_bytes BIGINT);
+CREATE TABLE run_assumptions (run_id VARCHAR, reference VARCHAR, name VARCHAR, version VARCHAR);
+CREATE TABLE run_nodes (
+    run_id VARCHAR, position INTEGER, node_id VARCHAR, engine_type VARCHAR, status VARCHAR,
+    seconds DOUBLE, chunks INTEGER, rows BIGINT, records BIGINT, error VARCHAR,
+    outputs_json VARCHAR
+);
+CREATE TABLE run_metrics (run_id VARCHAR, node_id VARCHAR, name VARCHAR, value DOUBLE);
+CREATE TABLE run_checks (
+    run_id VARCHAR, name VARCHAR, kind VARCHAR, severity VARCHAR, passed BOOLEAN,
+    value VARCHAR, threshold VARCHAR, message VARCHAR, description VARCHAR
+);
+CREATE TABLE run_outputs (
+    run_id VARCHAR, name VARCHAR, path VARCHAR, sha256 VARCHAR, size_bytes BIGINT
+);
+"""
+
+_V2 = """
+ALTER TABLE runs ADD COLUMN overrides_json VARCHAR;
+ALTER TABLE runs ADD COLUMN summary_path VARCHAR;
+ALTER TABLE runs ADD COLUMN report_path VARCHAR;
+ALTER TABLE runs ADD COLUMN resumed INTEGER DEFAULT 0;
+ALTER TABLE run_nodes ADD COLUMN reused_chunks INTEGER DEFAULT 0;
+CREATE TABLE run_sla (
+    run_id VARCHAR, target VARCHAR, limit_seconds DOUBLE, seconds DOUBLE, breached BOOLEAN
+);
+CREATE TABLE run_artifacts (run_id VARCHAR, kind VARCHAR, data_json VARCHAR);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+"""``MIGRATIONS[i]`` takes a store from schema version ``i`` to ``i + 1``."""
+
+_CHILD_TABLES = (
+    "run_inputs",
+    "run_assumptions",
+    "run_nodes",
+    "run_metrics",
+    "run_checks",
+    "run_outputs",
+    "run_sla",
+    "run_artifacts",
+)
+
+
+class StoreLockedError(ConfigurationError):
+    """Another process held the store past the lock timeout."""
+
+
+def utc_now() -> datetime:
+    """The current time in UTC, without tzinfo (the store's TIMESTAMP columns are UTC)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class RunStore:
+    """The run store at ``path`` (a folder holding runs.duckdb, or the .duckdb file itself)."""
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        lock_timeout_seconds: float = 60.0,
+        schema_version: int = SCHEMA_VERSION,
+    ) -> None:
+        self.file = store_file(path)
+        self.lock_timeout_seconds = lock_timeout_seconds
+        # Tests build older stores by stopping the migrations early.
+        self._target = schema_version
+
+    # -- connection ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        import duckdb
+
+        if read_only and not self.file.exists():
+            # Reading a store that is not there: an empty one, not a new file.
+            read_only = False
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        wait = 0.01
+        while True:
+            try:
+                con = duckdb.connect(str(self.file))
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise self._unreadable(exc) from None
+                if time.monotonic() >= deadline:
+                    raise StoreLockedError(
+                        f"run store {self.file}: still locked by another process after "
+                        f"{self.lock_timeout_seconds:.0f} s; try again when it has finished"
+                    ) from None
+                # Jitter: two processes that collided must not retry in lock-step.
+                time.sleep(wait * (0.5 + random.random()))
+                wait = min(wait * 2, 0.5)
+            except duckdb.Error as exc:
+                raise self._unreadable(exc) from None
+        try:
+            self._migrate(con)
+            yield con
+        finally:
+            con.close()
+
+    def _unreadable(self, exc: Exception) -> ConfigurationError:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return ConfigurationError(
+            f"run store {self.file}: cannot be read as a DuckDB database ({first}); move it "
+            "aside (the next run creates a new store), or choose another with --store DIR"
+        )
+
+    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+        import duckdb
+
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row is not None else 0
+        except duckdb.CatalogException:
+            version = 0  # a new, empty database: no meta table yet
+        except (duckdb.Error, ValueError) as exc:
+            raise self._unreadable(exc) from None
+        if version > SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"run store {self.file}: schema version {version} was written by a newer "
+                f"LiveCalc (this one reads up to {SCHEMA_VERSION}); upgrade LiveCalc, or "
+                "choose another store with --store DIR"
+            )
+        if version >= self._target:
+            return
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for step in range(version, self._target):
+                con.execute(MIGRATIONS[step])
+            con.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(self._target)]
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        _log.info("store_migrated", store=str(self.file), from_version=version, to=self._target)
+
+    def schema_version(self) -> int:
+        """The store's schema version (the file is created and migrated when needed)."""
+        with self._connect() as con:
+            row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            return int(row[0]) if row is not None else 0
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def record(self, record: Mapping[str, Any]) -> None:
+        """Insert or replace the run ``record["run_id"]`` with everything it holds."""
+        run_id = str(record["run_id"])
+        with self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                self._delete(con, run_id)
+                self._insert(con, run_id, record)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def _insert(self, con: duckdb.DuckDBPyConnection, run_id: str, r: Mapping[str, Any]) -> None:
+        prov = r.get("provenance") or {}
+        ver = prov.get("versions") or {}
+        con.execute(
+            "INSERT INTO runs (run_id, started_at, finished_at, status, seconds, source, "
+            "executor, host, pid, livecalc_version, python_version, numpy_version, "
+            "numba_version, config_path, config_hash, config_json, error, overrides_json, "
+            "summary_path, report_path, resumed) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                run_id,
+                _timestamp(r.get("started_at")),
+                _timestamp(r.get("finished_at")),
+                r.get("status"),
+                r.get("seconds"),
+                r.get("source"),
+                prov.get("executor"),
+                prov.get("host"),
+                prov.get("pid"),
+                ver.get("livecalc"),
+                ver.get("python"),
+                ver.get("numpy"),
+                ver.get("numba"),
+                prov.get("config_path"),
+                prov.get("config_hash"),
+                json.dumps(prov.get("config")),
+                r.get("error"),
+                json.dumps(prov.get("overrides", [])),
+                r.get("summary_path"),
+                r.get("report_path"),
+                int(r.get("resumed", 0)),
+            ],
+        )
+        rows: dict[str, list[list[Any]]] = {
+            "run_inputs": [
+                [run_id, i["path"], i["sha256"], i["size_bytes"]] for i in prov.get("inputs", [])
+            ],
+            "run_assumptions": [
+                [run_id, a["reference"], a.get("name"), a.get("version")]
+                for a in prov.get("assumptions", [])
+            ],
+            "run_nodes": [
+                [
+                    run_id,
+                    pos,
+                    n["node_id"],
+                    n.get("engine_type"),
+                    n.get("status"),
+                    n.get("seconds"),
+                    n.get("chunks"),
+                    n.get("rows_processed"),
+                    n.get("records"),
+                    n.get("error"),
+                    json.dumps(n.get("outputs") or {}),
+                    n.get("reused_chunks", 0),
+                ]
+                for pos, n in enumerate(r.get("nodes", []))
+            ],
+            "run_metrics": [
+                [run_id, node_id, name, value]
+                for node_id, metrics in (r.get("metrics") or {}).items()
+                for name, value in metrics.items()
+            ],
+            "run_checks": [
+                [
+                    run_id,
+                    c["name"],
+                    c["kind"],
+                    c["severity"],
+                    c["passed"],
+                    _text(c.get("value")),
+                    _text(c.get("threshold")),
+                    c.get("message"),
+                    c.get("description"),
+                ]
+                for c in r.get("checks", [])
+            ],
+            "run_outputs": [
+                [run_id, o["name"], o["path"], o.get("sha256"), o.get("size_bytes")]
+                for o in r.get("outputs", [])
+            ],
+            "run_sla": [
+                [run_id, s["target"], s["limit_seconds"], s["seconds"], s["breached"]]
+                for s in r.get("sla", [])
+            ],
+            "run_artifacts": [
+                [run_id, kind, json.dumps(data)] for kind, data in (r.get("charts") or {}).items()
+            ],
+        }
+        columns = {
+            "run_nodes": "(run_id, position, node_id, engine_type, status, seconds, chunks, "
+            "rows, records, error, outputs_json, reused_chunks)"
+        }
+        for table, values in rows.items():
+            if values:
+                # One statement per table: DuckDB's executemany runs one statement per row.
+                marks = "(" + ", ".join("?" * len(values[0])) + ")"
+                con.execute(
+                    f"INSERT INTO {table} {columns.get(table, '')} VALUES "
+                    + ", ".join([marks] * len(values)),
+                    [v for row in values for v in row],
+                )
+
+    def _delete(self, con: duckdb.DuckDBPyConnection, run_id: str) -> int:
+        found = con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        # A run's first record (status running) has no child rows: nothing more to delete.
+        tables = ("runs", *_CHILD_TABLES) if found is not None and found[0] else ()
+        for table in tables:
+            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+        return int(found[0]) if found is not None else 0
+
+    def delete(self, run_id: str) -> bool:
+        """Remove a run's record; whether there was one."""
+        with self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            found = self._delete(con, run_id)
+            con.execute("COMMIT")
+        return found > 0
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def list(self, limit: int | None = None, status: str | None = None) -> pd.DataFrame:
+        """Runs, newest first: id, times, status, seconds, source, host, config hash..."""
+        sql = (
+            "SELECT run_id, started_at, finished_at, status, seconds, source, executor, host, "
+            "config_path, config_hash, livecalc_version, resumed, "
+            "(SELECT count(*) FROM run_checks c WHERE c.run_id = r.run_id AND NOT c.passed) "
+            "AS failed_checks, "
+            "(SELECT count(*) FROM run_sla s WHERE s.run_id = r.run_id AND s.breached) "
+            "AS sla_breaches FROM runs r"
+        )
+        params: list[Any] = []
+        if status is not None:
+            sql += " WHERE status = ?"
+            params.append(status)
+        sql += " ORDER BY started_at DESC, run_id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._connect() as con:
+            return con.execute(sql, params).df()
+
+    def run_ids(self) -> builtins.list[str]:
+        """Every recorded run id, newest first."""
+        with self._connect() as con:
+            rows = con.execute("SELECT run_id FROM runs ORDER BY started_at DESC").fetchall()
+        return [str(r[0]) for r in rows]
+
+    def get(self, run_id: str) -> dict[str, Any]:
+        """The record of one run (a unique prefix of its id is enough).
+
+        Raises:
+            ConfigurationError: no such run, or the prefix names several.
+        """
+        with self._connect() as con:
+            ids = [
+                str(r[0])
+                for r in con.execute(
+                    "SELECT run_id FROM runs WHERE starts_with(run_id, ?)", [run_id]
+                ).fetchall()
+            ]
+            if run_id in ids:
+                ids = [run_id]
+            if len(ids) != 1:
+                problem = "matches no run" if not ids else f"matches {len(ids)} runs"
+                raise ConfigurationError(
+                    f"run {run_id!r} {problem} in {self.file}; see `livecalc runs list`"
+                )
+            return self._read(con, ids[0])
+
+    def _read(self, con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
+        def rows(sql: str) -> list[dict[str, Any]]:
+            cur = con.execute(sql, [run_id])
+            names = [d[0] for d in cur.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+        run = rows("SELECT * FROM runs WHERE run_id = ?")[0]
+        nodes = rows("SELECT * FROM run_nodes WHERE run_id = ? ORDER BY position")
+        metrics: dict[str, dict[str, float]] = {}
+        for m in rows("SELECT * FROM run_metrics WHERE run_id = ?"):
+            metrics.setdefault(m["node_id"], {})[m["name"]] = m["value"]
+        charts = {
+            a["kind"]: json.loads(a["data_json"])
+            for a in rows("SELECT * FROM run_artifacts WHERE run_id = ?")
+        }
+        return {
+            "run_id": run_id,
+            "started_at": _iso(run["started_at"]),
+            "finished_at": _iso(run["finished_at"]),
+            "status": run["status"],
+            "seconds": run["seconds"],
+            "source": run["source"],
+            "error": run["error"],
+            "summary_path": run["summary_path"],
+            "report_path": run["report_path"],
+            "resumed": run["resumed"] or 0,
+            "provenance": {
+                "config_path": run["config_path"],
+                "overrides": json.loads(run["overrides_json"] or "[]"),
+                "config_hash": run["config_hash"],
+                "config": json.loads(run["config_json"] or "null"),
+                "inputs": _drop_id(rows("SELECT * FROM run_inputs WHERE run_id = ?")),
+                "assumptions": _drop_id(rows("SELECT * FROM run_assumptions WHERE run_id = ?")),
+                "versions": {
+                    k: run[f"{k}_version"]
+                    for k in ("livecalc", "python", "numpy", "numba")
+                    if run[f"{k}_version"] is not None
+                },
+                "host": run["host"],
+                "pid": run["pid"],
+                "executor": run["executor"],
+            },
+            "nodes": [
+                {
+                    "node_id": n["node_id"],
+                    "engine_type": n["engine_type"],
+                    "status": n["status"],
+                    "seconds": n["seconds"],
+                    "chunks": n["chunks"],
+                    "reused_chunks": n["reused_chunks"] or 0,
+                    "rows_processed": n["rows"],
+                    "records": n["records"],
+                    "error": n["error"],
+                    "outputs": json.loads(n["outputs_json"] or "{}"),
+                }
+                for n in nodes
+            ],
+            "metrics": metrics,
+            "checks": [
+                {
+                    **_drop_id([c])[0],
+                    "value": _untext(c["value"]),
+                    "threshold": _untext(c["threshold"]),
+                }
+                for c in rows("SELECT * FROM run_checks WHERE run_id = ?")
+            ],
+            "sla": _drop_id(rows("SELECT * FROM run_sla WHERE run_id = ?")),
+            "outputs": _drop_id(rows("SELECT * FROM run_outputs WHERE run_id = ?")),
+            "charts": charts,
+        }
+
+
+def _drop_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "run_id"} for r in rows]
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value)).replace(tzinfo=None)
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() + "Z" if isinstance(value, datetime) else None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str)
+
+
+def _untext(value: str | None) -> Any:
+    return None if value is None else json.loads(value)

@@ -1,0 +1,244 @@
+"""The config's operations sections as pydantic models: checks, sla, alerts, run.chunking.
+
+They are validated with the rest of the config (``load_config`` reports every problem at
+once); ``livecalc.ops`` evaluates the checks, measures the SLA and sends the alerts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterator, Sequence
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from livecalc.pipeline.config import PipelineConfig
+
+__all__ = [
+    "AlertConfig",
+    "CheckConfig",
+    "ChunkingConfig",
+    "CommandAlert",
+    "SlaConfig",
+    "WebhookAlert",
+    "operations_problems",
+    "parse_bytes",
+    "split_comparison",
+]
+
+AlertEvent = Literal["failure", "check_failed", "sla_breach", "success"]
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_COMPARATORS = (">=", "<=", "==", "!=", ">", "<")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def parse_bytes(text: str | int) -> int:
+    """``"1GB"``, ``"512MiB"``, ``"2.5 GB"`` or a plain integer as a number of bytes."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).upper() if match else ""
+    if match is None or unit not in _UNITS:
+        raise ValueError(f"{text!r} is not a size; write it like '1GB', '512MB' or '2GiB'")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def split_comparison(text: str) -> tuple[str, str, str]:
+    """``"cte_99_5 > -5e7"`` as (left expression, comparator, right expression)."""
+    for op in _COMPARATORS:
+        left, found, right = text.partition(op)
+        if found and left.strip() and right.strip() and not any(c in right for c in "<>=!"):
+            return left.strip(), op, right.strip()
+    raise ValueError(
+        f"{text!r} is not a comparison; write it like 'cte_99_5 > -5e7' "
+        f"(one of {', '.join(_COMPARATORS)})"
+    )
+
+
+class ChunkingConfig(_Model):
+    """``run.chunking``: a fixed number of policies per chunk, or a memory budget."""
+
+    strategy: Literal["fixed", "memory"] = "fixed"
+    size: int | None = Field(default=None, ge=1, description="fixed: policies per chunk")
+    budget: str | int | None = Field(
+        default=None, description="memory: peak memory for the run, e.g. '1GB'"
+    )
+
+    @model_validator(mode="after")
+    def _fits_strategy(self) -> ChunkingConfig:
+        if self.strategy == "fixed" and self.budget is not None:
+            raise ValueError("'budget' goes with strategy 'memory'; remove it or change strategy")
+        if self.strategy == "memory":
+            if self.budget is None:
+                raise ValueError("strategy 'memory' needs a 'budget', e.g. \"1GB\"")
+            if self.size is not None:
+                raise ValueError("'size' goes with strategy 'fixed'; remove it")
+            parse_bytes(self.budget)
+        return self
+
+    @property
+    def budget_bytes(self) -> int:
+        """The memory budget in bytes (0 for the fixed strategy)."""
+        return parse_bytes(self.budget) if self.budget is not None else 0
+
+
+class CheckConfig(_Model):
+    """One entry of the config's ``checks`` list: what a good result looks like."""
+
+    kind: Literal["finite", "row_count", "range", "metric", "martingale", "reconcile"]
+    name: str | None = Field(default=None, description="default: kind and what it checks")
+    severity: Literal["warn", "error"] = "error"
+    description: str | None = None
+    dataset: str | None = Field(default=None, description="the output or data source checked")
+    columns: list[str] | None = Field(default=None, description="finite: default every column")
+    column: str | None = Field(default=None, description="range, reconcile: the column")
+    statistic: str | None = Field(
+        default=None, description="range: a statistic, 'node.key' or 'node.metrics.name'"
+    )
+    min: float | None = None
+    max: float | None = None
+    equals: int | Literal["policies_x_scenarios"] | None = Field(
+        default=None, description="row_count: the exact count"
+    )
+    expr: str | None = Field(default=None, description="metric: e.g. 'cte_99_5 > -5e7'")
+    node: str | None = Field(default=None, description="metric: the solver node (default: any)")
+    z_threshold: float = Field(default=4.0, gt=0, description="martingale: largest |z|")
+    against: str | None = Field(default=None, description="reconcile: the other dataset")
+    against_column: str | None = Field(default=None, description="default: 'column'")
+    tolerance: float = Field(default=1e-9, ge=0, description="reconcile: relative tolerance")
+
+    @model_validator(mode="after")
+    def _has_what_its_kind_needs(self) -> CheckConfig:
+        needs: dict[str, tuple[str, ...]] = {
+            "finite": ("dataset",),
+            "row_count": ("dataset",),
+            "martingale": ("dataset",),
+            "reconcile": ("dataset", "column", "against"),
+            "metric": ("expr",),
+        }
+        missing = [k for k in needs.get(self.kind, ()) if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} check needs {', '.join(repr(k) for k in missing)}")
+        if self.kind == "row_count" and (self.equals, self.min, self.max) == (None, None, None):
+            raise ValueError("a row_count check needs 'equals', 'min' or 'max'")
+        if self.kind == "range":
+            if (self.column is None) == (self.statistic is None):
+                raise ValueError(
+                    "a range check needs either 'column' (with 'dataset') or 'statistic'"
+                )
+            if self.column is not None and self.dataset is None:
+                raise ValueError("a range check on a column needs 'dataset'")
+            if self.min is None and self.max is None:
+                raise ValueError("a range check needs 'min', 'max' or both")
+        if self.kind == "metric":
+            from livecalc.solver.expr import ExpressionError, parse_expression
+
+            assert self.expr is not None
+            left, _, right = split_comparison(self.expr)
+            try:
+                for side in (left, right):
+                    parse_expression(side, _AnyName())
+            except ExpressionError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    @property
+    def label(self) -> str:
+        """The check's name: given, or its kind and what it looks at."""
+        if self.name:
+            return self.name
+        what = self.expr or self.statistic or ".".join(p for p in (self.dataset, self.column) if p)
+        return f"{self.kind}:{what}"
+
+
+class _AnyName(Collection[str]):
+    """Every identifier is a metric name when a check is validated (known only after a run)."""
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.isidentifier()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+class SlaConfig(_Model):
+    """The config's ``sla``: the longest a run and each node may take."""
+
+    run_seconds: float | None = Field(default=None, gt=0)
+    nodes: dict[str, float] = Field(default_factory=dict, description="node id: seconds")
+
+    @field_validator("nodes")
+    @classmethod
+    def _positive(cls, nodes: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, v in nodes.items() if not v > 0]
+        if bad:
+            raise ValueError(f"seconds must be > 0 (node {', '.join(bad)})")
+        return nodes
+
+
+def _default_events() -> list[AlertEvent]:
+    return ["failure", "check_failed", "sla_breach"]
+
+
+class WebhookAlert(_Model):
+    """POST the alert's JSON to ``url``, with retries and a time budget."""
+
+    type: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://", description="http:// or https:// URL")
+    on: list[AlertEvent] = Field(default_factory=_default_events)
+    timeout_seconds: float = Field(default=10.0, gt=0, description="the whole alert's budget")
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff_seconds: float = Field(default=0.5, ge=0, description="first wait, then doubled")
+
+
+class CommandAlert(_Model):
+    """Run a local program with the alert's JSON on its standard input."""
+
+    type: Literal["command"]
+    argv: list[str] = Field(min_length=1)
+    on: list[AlertEvent] = Field(default_factory=_default_events)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+AlertConfig = Annotated[WebhookAlert | CommandAlert, Field(discriminator="type")]
+
+
+def operations_problems(config: PipelineConfig) -> list[str]:
+    """Checks and SLA entries that name a dataset or node the config does not have."""
+    nodes = [n.id for n in config.engines]
+    datasets = [*config.data_sources, *(o for n in config.engines for o in n.outputs)]
+    problems = []
+    for i, check in enumerate(config.checks):
+        for key in ("dataset", "against"):
+            name = getattr(check, key)
+            if name is not None and name not in datasets:
+                problems.append(_unknown(f"checks[{i}].{key}", name, datasets, "dataset"))
+        if check.node is not None and check.node not in nodes:
+            problems.append(_unknown(f"checks[{i}].node", check.node, nodes, "engine node"))
+        if check.statistic is not None and check.statistic.split(".")[0] not in nodes:
+            problems.append(
+                _unknown(f"checks[{i}].statistic", check.statistic.split(".")[0], nodes, "node")
+                + " (write it as 'node.key' or 'node.metrics.name')"
+            )
+    if config.sla is not None:
+        for node_id in config.sla.nodes:
+            if node_id not in nodes:
+                problems.append(_unknown(f"sla.nodes.{node_id}", node_id, nodes, "engine node"))
+    return problems
+
+
+def _unknown(path: str, name: str, known: Sequence[str], what: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(known)}"
+    return f"{path}: {name!r} is no {what} of this config{hint}"
