@@ -38,7 +38,7 @@ LAYOUTS = {
     "RESULT_DETAIL": records.RESULT_DETAIL_DTYPE,
     "SCENARIO_TOTAL": records.SCENARIO_TOTAL_DTYPE,
 }
-_TYPE_NAMES = {"u1": "u8", "u4": "u32", "u8": "u64", "f8": "f64"}
+_TYPE_NAMES = {"u1": "u8", "u4": "u32", "i4": "i32", "u8": "u64", "f8": "f64"}
 
 
 def _section(text: str, heading: str) -> str:
