@@ -87,6 +87,14 @@ def _done(home: Path) -> tuple[str, int]:
     return "", 0
 
 
+def _recorded(run_id: str) -> bool:
+    try:
+        return RunStore().get(run_id) is not None
+    except ConfigurationError:
+        time.sleep(0.2)
+        return False
+
+
 class TestResumeAfterSigkill:
     def test_killed_run_resumes_to_identical_outputs(
         self, tmp_path: Path, livecalc_home: Path
@@ -105,9 +113,14 @@ class TestResumeAfterSigkill:
         )
         deadline = time.monotonic() + 240
         run_id, done = "", 0
-        while done < 4 and proc.poll() is None and time.monotonic() < deadline:
+        recorded = False
+        while (done < 4 or not recorded) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
             run_id, done = _done(livecalc_home)
+            # The store records a run once it has run for a second: wait for that record too
+            # (a run killed in its first second is not in the store, so cannot be resumed).
+            if done >= 4 and not recorded:
+                recorded = _recorded(run_id)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         run_id, done = _done(livecalc_home)

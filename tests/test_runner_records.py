@@ -170,7 +170,7 @@ def _livecalc(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def _sized_config(tmp_path: Path, n_policies: int, **extra: Any) -> Path:
-    """20,000 policies x 6,000 ESG scenarios (60 x 100, 2 years): 1.2e8 records."""
+    """20,000 policies x 6,000 ESG scenarios (60 x 100, 60 years): 1.2e8 records."""
     write_policies(tmp_path / "policies.parquet", generate_policies(n_policies, seed=1))
     raw = {
         "data_sources": {"policies": {"path": "policies.parquet"}},
@@ -178,7 +178,7 @@ def _sized_config(tmp_path: Path, n_policies: int, **extra: Any) -> Path:
             {
                 "id": "esg",
                 "type": "esg",
-                "config": {"outer": 60, "inner": 100, "years": 2},
+                "config": {"outer": 60, "inner": 100, "years": 60},
                 "outputs": ["scenarios"],
             },
             {

@@ -241,7 +241,10 @@ class OpsHooks(RunHooks):
         _log.info("run_recorded", status=status, store=self._store_name())
 
     def _save_later(self, record: Mapping[str, Any]) -> None:
-        if not self._finished.wait(START_RECORD_DELAY):
+        # A run that keeps checkpoints is recorded at once: killed in its first second, it can
+        # still be resumed (resume finds the run in the store).
+        delay = 0.0 if self.checkpoint is not None else START_RECORD_DELAY
+        if not self._finished.wait(delay):
             self._save(record)
 
     def _save(self, record: Mapping[str, Any]) -> None:
