@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import time
 import weakref
 from collections.abc import Iterator, Mapping
 from multiprocessing.connection import Connection, wait
@@ -187,7 +188,14 @@ def _stop(holder: dict[str, Any]) -> None:
         proc.kill()
     if proc is not None:
         proc.join()
-        proc.close()
+        # Another thread's is_alive() (the pid property) may have reaped the worker between
+        # our waitpid and its bookkeeping: wait for the exit code it records, then close.
+        for _ in range(50):
+            if proc.exitcode is not None:
+                break
+            time.sleep(0.01)
+        with contextlib.suppress(ValueError):
+            proc.close()
     if conn is not None:
         conn.close()
 
