@@ -5,9 +5,10 @@ keeps the machine code in ``*.nbi``/``*.nbc`` files beside the kernels' sources;
 processes (worker processes included) load it in a fraction of a second instead of compiling
 for 8-15 s. ``warm_up`` fills that cache the most faithful way: it runs small pipelines through
 the real runner, so the kernels see the argument types real runs give them: every ESG model
-(nested and antithetic too), every projection output, method and time step, dynamic lapses
-and audits, on buffers read from Parquet and on shared-memory buffers (what worker processes
-get). It takes seconds once the cache is full, so it is safe to run again.
+(nested and antithetic too), every projection output, method and time step, dynamic lapses,
+audits, cash flows and the deterministic single-scenario path with model premiums, on buffers
+read from Parquet and on shared-memory buffers (what worker processes get). It takes seconds
+once the cache is full, so it is safe to run again.
 """
 
 from __future__ import annotations
@@ -92,6 +93,16 @@ def _projection(node_id: str, scenarios: str, **config: Any) -> dict[str, Any]:
     }
 
 
+def _deterministic(node_id: str, **config: Any) -> dict[str, Any]:
+    return {
+        "id": node_id,
+        "type": "projection",
+        "config": config,
+        "inputs": ["policies"],
+        "outputs": [node_id],
+    }
+
+
 def _pipeline() -> dict[str, Any]:
     engines = [
         _esg("hw", model="hull_white"),
@@ -121,7 +132,23 @@ def _pipeline() -> dict[str, Any]:
         _projection("p_audit", "hw", audit={"policy_ids": [1]}, output="npv"),
         _projection("p_file", "scenario_file", output="npv"),
         _projection("p_file_detail", "scenario_file", output="detail"),
+        _projection("p_cashflows", "hw", output="cashflows"),
+        _projection("p_detail_ext", "hw", output="detail_ext"),
     ]
+    # Deterministic runs take the one-pass single-scenario path (and its premium solve).
+    equivalence = {"method": "equivalence", "loading": 0.5, "cover": ["claims"]}
+    for output in ("npv", "detail", "detail_ext", "cashflows"):
+        for step in ("annual", "monthly"):
+            engines.append(
+                _deterministic(
+                    f"d_{output}_{step}",
+                    output=output,
+                    time_step=step,
+                    premium_frequency=step,
+                    discounting={"convention": "step_spot"},
+                    premium=equivalence,
+                )
+            )
     return {
         "data_sources": {
             "policies": {"type": "parquet", "path": "policies.parquet"},
