@@ -45,8 +45,12 @@ def cluster() -> Iterator[Any]:
         head_node_args={
             **_NODE,
             "include_dashboard": False,
-            # A lost node is declared dead within seconds, not the default half minute.
-            "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 3},
+            # A lost node is declared dead within about 8 s, not the default half minute; not
+            # faster, or a raylet starved of CPU on a busy 2-core machine is declared dead too.
+            "_system_config": {
+                "health_check_period_ms": 1000,
+                "health_check_failure_threshold": 8,
+            },
         },
     )
     workers = [cluster.add_node(**_NODE) for _ in range(2)]

@@ -228,10 +228,30 @@ class ReplicaPool:
                 ex.submit(contextvars.copy_context().run, self._start_replica, i)
                 for i in range(1, self.size)
             ]
-            first.result()
-            started = [f.result() for f in others]
+            primary_error: BaseException | None = None
+            try:
+                first.result()
+            except ExecutionError as exc:
+                # Lost while starting (its Ray node died, its worker was killed): retired;
+                # the other replicas carry on. A refused config is not a loss: raised below.
+                if not _lost(primary):
+                    raise
+                primary_error = exc
+                self._replicas[0].retired = True
+            started = []
+            for future in others:
+                try:
+                    started.append(future.result())
+                except ExecutionError as exc:
+                    _log.warning("replica_start_failed", engine_id=self.node_id, error=str(exc))
         self._replicas.extend(started)
-        _log.info("replicas_started", engine_id=self.node_id, replicas=len(self._replicas))
+        if not self.live_replicas():
+            if primary_error is not None:
+                raise primary_error
+            raise ExecutionError("no replica of the engine started", self.node_id)
+        if primary_error is not None:
+            _log.warning("replica_retired", engine_id=self.node_id, replica=0)
+        _log.info("replicas_started", engine_id=self.node_id, replicas=len(self.live_replicas()))
 
     def get_info(self) -> EngineInfo:
         """The engine's metadata."""
