@@ -180,6 +180,16 @@ class InlineHost:
             self._engine.dispose()
 
 
+def _exit_code(proc: BaseProcess) -> int | None:
+    # Another thread's is_alive() (the pid property) may reap the worker first: its exit
+    # code is then recorded on the shared process object a moment later.
+    for _ in range(100):
+        if proc.exitcode is not None or proc.is_alive():
+            break
+        time.sleep(0.01)
+    return proc.exitcode
+
+
 def _stop(holder: dict[str, Any]) -> None:
     # Also the finaliser: must work at interpreter exit, with no reference to the host.
     proc: BaseProcess | None = holder.pop("proc", None)
@@ -188,12 +198,7 @@ def _stop(holder: dict[str, Any]) -> None:
         proc.kill()
     if proc is not None:
         proc.join()
-        # Another thread's is_alive() (the pid property) may have reaped the worker between
-        # our waitpid and its bookkeeping: wait for the exit code it records, then close.
-        for _ in range(50):
-            if proc.exitcode is not None:
-                break
-            time.sleep(0.01)
+        _exit_code(proc)  # reaped by another thread meanwhile: wait for its bookkeeping
         with contextlib.suppress(ValueError):
             proc.close()
     if conn is not None:
@@ -309,7 +314,7 @@ class ProcessHost:
                 raise EngineFailed(value)
             return value
         proc.join(1.0)
-        exitcode = proc.exitcode
+        exitcode = _exit_code(proc)
         _stop(self._live)
         if self._cancelled:
             raise WorkerCancelled(f"worker process {pid} killed: the run was interrupted")

@@ -71,13 +71,19 @@ def refuse_start_while_bootstrapping() -> None:
     script that starts a run at top level (no ``if __name__ == "__main__":`` guard) so tries to
     start a worker from inside a worker that is still booting, which multiprocessing refuses
     with a RuntimeError and a generic exit code 1. Exiting with MAIN_REIMPORT_EXIT_CODE
-    instead lets the parent say what is wrong and how to fix it. SystemExit, not os._exit:
-    what the script opened on its way here (shared memory) is released on the way out.
+    instead lets the parent say what is wrong and how to fix it. os._exit, not SystemExit:
+    the check may run in a thread (a replica pool starts its workers from threads), where
+    SystemExit would end only that thread and leave the re-imported script running on; what
+    the script opened on its way here (shared memory named with this pid) is swept by the
+    next run (livecalc.runtime.leftovers).
     """
     import multiprocessing.process
 
     if getattr(multiprocessing.process.current_process(), "_inheriting", False):
-        raise SystemExit(MAIN_REIMPORT_EXIT_CODE)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(MAIN_REIMPORT_EXIT_CODE)
 
 
 @dataclass(frozen=True)
