@@ -37,6 +37,8 @@ LAYOUTS = {
     "RESULT": records.RESULT_DTYPE,
     "RESULT_DETAIL": records.RESULT_DETAIL_DTYPE,
     "SCENARIO_TOTAL": records.SCENARIO_TOTAL_DTYPE,
+    "RESULT_DETAIL_EXT": records.RESULT_DETAIL_EXT_DTYPE,
+    "CASHFLOW": records.CASHFLOW_DTYPE,
 }
 _TYPE_NAMES = {"u1": "u8", "u4": "u32", "i4": "i32", "u8": "u64", "f8": "f64"}
 
