@@ -8,7 +8,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from structlog.testing import capture_logs
@@ -19,8 +18,6 @@ from livecalc.pipeline.api import RunResult, run
 from livecalc.pipeline.config import EngineNode, RunOptions
 from livecalc.pipeline.executors import create_executor
 from livecalc.pipeline.pool import replica_count
-from livecalc.runtime.numba_threads import NumbaThreadsEngine
-from livecalc.testing import EchoEngine
 
 PLUGIN = "livecalc.testing:register_testing_engines"
 N_POLICIES = 300
@@ -347,30 +344,44 @@ class TestGoalSeek:
         assert {2} == {len(e["chunks_by_location"]) for e in pool_runs}
 
 
-class _ThreadsSeen(EchoEngine):
-    """Echoes and remembers how many numba threads its chunk could use."""
+_THREADS_SCRIPT = """
+import numba, numpy as np
+from livecalc.io.generate import generate_policies
+from livecalc.runtime.numba_threads import NumbaThreadsEngine
+from livecalc.testing import EchoEngine
 
-    def run_chunk(self, input_buffer: Any, output_buffer: Any) -> Any:
-        import numba
-
+class ThreadsSeen(EchoEngine):
+    def run_chunk(self, input_buffer, output_buffer):
         self.threads_seen = numba.get_num_threads()
         return super().run_chunk(input_buffer, output_buffer)
 
+engine = ThreadsSeen()
+capped = NumbaThreadsEngine(engine, {cap})
+capped.initialize({{}})
+policies = generate_policies(10, seed=1).records
+out = np.zeros(10, dtype=policies.dtype)
+capped.run_chunk({{"policies": policies}}, out)
+assert policies.tobytes() == out.tobytes()
+print(numba.config.NUMBA_NUM_THREADS, engine.threads_seen)
+"""
+
 
 class TestNumbaThreads:
-    def test_replica_kernels_use_their_share_of_the_cpus(self) -> None:
-        """A replica's chunk runs with the thread cap it was given (CPUs // replicas)."""
-        import numba
+    @pytest.mark.parametrize("cap", [1, 2, 9])
+    def test_replica_kernels_use_their_share_of_the_cpus(self, cap: int) -> None:
+        """A replica's chunk runs with the thread cap it was given (never above numba's pool).
 
-        if numba.config.NUMBA_NUM_THREADS < 2:
-            pytest.skip("one CPU: every cap is 1 thread")
-        engine = _ThreadsSeen()
-        capped = NumbaThreadsEngine(engine, 1)
-        capped.initialize({})
-        policies = generate_policies(10, seed=1).records
-        out = np.zeros(10, dtype=policies.dtype)
+        numba's pool is pinned to 4 threads in a fresh interpreter, so the cap is visible
+        whatever this machine's CPU count.
+        """
+        import subprocess
+        import sys
 
-        capped.run_chunk({"policies": policies}, out)
+        env = {**os.environ, "NUMBA_NUM_THREADS": "4"}
+        done = subprocess.run(
+            [sys.executable, "-c", _THREADS_SCRIPT.format(cap=cap)],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
 
-        assert 1 == engine.threads_seen
-        assert policies.tobytes() == out.tobytes()
+        assert 0 == done.returncode, done.stderr
+        assert f"4 {min(cap, 4)}" == done.stdout.split()[-2] + " " + done.stdout.split()[-1]
