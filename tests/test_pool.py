@@ -8,21 +8,21 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 from structlog.testing import capture_logs
 
 from livecalc.errors import ConfigurationError
 from livecalc.io.generate import generate_policies, write_policies
-from livecalc.pipeline.api import RunResult, run
+from livecalc.pipeline.api import run
 from livecalc.pipeline.config import EngineNode, RunOptions
 from livecalc.pipeline.executors import create_executor
 from livecalc.pipeline.pool import replica_count
+from pool_pipelines import outputs as _outputs
+from pool_pipelines import projection_pipeline
 
 PLUGIN = "livecalc.testing:register_testing_engines"
 N_POLICIES = 300
 CHUNK = 40  # 8 chunks, the last one short
-MODES = ("npv", "detail", "scenario_totals")
 
 
 @pytest.fixture
@@ -33,42 +33,7 @@ def policies(tmp_path: Path) -> Path:
 
 
 def _projection_pipeline(out: Path) -> dict[str, Any]:
-    """ESG, then three projections (npv, detail, scenario totals) of the same policies."""
-    engines: list[dict[str, Any]] = [
-        {
-            "id": "esg",
-            "type": "esg",
-            "config": {"model": "hull_white", "outer": 2, "inner": 6, "years": 50, "seed": 3},
-            "outputs": ["scenarios"],
-        }
-    ]
-    engines += [
-        {
-            "id": f"proj_{mode}",
-            "type": "projection",
-            "config": {"output": mode},
-            "inputs": ["policies", "scenarios"],
-            "outputs": [mode],
-        }
-        for mode in MODES
-    ]
-    return {
-        "data_sources": {"policies": {"path": "policies.parquet"}},
-        "engines": engines,
-        "output": {"path": f"{out}/{{name}}.parquet", "write": list(MODES)},
-        "run": {"chunk_size": CHUNK, "max_parallel": 1},
-    }
-
-
-def _columns(path: Path) -> dict[str, bytes]:
-    """Every column of a Parquet file as raw bytes (the file's metadata holds the run id)."""
-    table = pq.read_table(path)
-    return {name: table[name].to_numpy().tobytes() for name in table.column_names}
-
-
-def _outputs(result: RunResult) -> dict[str, dict[str, bytes]]:
-    assert result.success, result.summary.describe()
-    return {mode: _columns(result.written[mode]) for mode in MODES}
+    return projection_pipeline(out, inner=6, seed=3, chunk_size=CHUNK)
 
 
 class TestReplicaCount:

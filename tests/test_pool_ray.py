@@ -12,13 +12,14 @@ import pytest
 from structlog.testing import capture_logs
 
 from livecalc.io.generate import generate_policies, write_policies
-from livecalc.pipeline.api import RunResult, run
+from livecalc.pipeline.api import run
+from pool_pipelines import outputs as _outputs
+from pool_pipelines import projection_pipeline
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 N_POLICIES = 1200
 CHUNK = 60  # 20 chunks
-MODES = ("npv", "detail", "scenario_totals")
 _NODE = {
     "num_cpus": 1,
     "object_store_memory": 100 * 2**20,
@@ -45,11 +46,12 @@ def cluster() -> Iterator[Any]:
         head_node_args={
             **_NODE,
             "include_dashboard": False,
-            # A lost node is declared dead within about 8 s, not the default half minute; not
-            # faster, or a raylet starved of CPU on a busy 2-core machine is declared dead too.
+            # A lost node is declared dead within about 3 s, not the default half minute: soon
+            # enough that the next run does not place actors on it, and slack enough for a
+            # raylet starved of CPU on a busy 2-core machine.
             "_system_config": {
-                "health_check_period_ms": 1000,
-                "health_check_failure_threshold": 8,
+                "health_check_period_ms": 500,
+                "health_check_failure_threshold": 6,
             },
         },
     )
@@ -70,39 +72,7 @@ def policies_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _pipeline(out: Path) -> dict[str, Any]:
-    engines: list[dict[str, Any]] = [
-        {
-            "id": "esg",
-            "type": "esg",
-            "config": {"model": "hull_white", "outer": 2, "inner": 10, "years": 50, "seed": 5},
-            "outputs": ["scenarios"],
-        }
-    ]
-    engines += [
-        {
-            "id": f"proj_{mode}",
-            "type": "projection",
-            "config": {"output": mode},
-            "inputs": ["policies", "scenarios"],
-            "outputs": [mode],
-        }
-        for mode in MODES
-    ]
-    return {
-        "data_sources": {"policies": {"path": "policies.parquet"}},
-        "engines": engines,
-        "output": {"path": f"{out}/{{name}}.parquet", "write": list(MODES)},
-        "run": {"chunk_size": CHUNK, "max_parallel": 1},
-    }
-
-
-def _outputs(result: RunResult) -> dict[str, dict[str, bytes]]:
-    assert result.success, result.summary.describe()
-    tables = {mode: pq.read_table(result.written[mode]) for mode in MODES}
-    return {
-        mode: {name: t[name].to_numpy().tobytes() for name in t.column_names}
-        for mode, t in tables.items()
-    }
+    return projection_pipeline(out, inner=10, seed=5, chunk_size=CHUNK)
 
 
 def _node_ids(cluster: Any) -> set[str]:
@@ -214,12 +184,12 @@ class TestCommandLine:
             timeout=300,
         )
 
+        assert 0 == done.returncode, done.stderr[-2000:]
         events = [json.loads(line) for line in (tmp_path / "run.log").read_text().splitlines()]
         pooled = [e for e in events if e["event"] == "node_pool_finished"]
         used = set().union(*(e["chunks_by_location"] for e in pooled))
         cli_totals = pq.read_table(tmp_path / "cli" / "scenario_totals.parquet")
         local_totals = pq.read_table(local.written["scenario_totals"])
-        assert 0 == done.returncode, done.stderr[-2000:]
         assert nodes == used  # every live node (one was removed by the test before)
         assert all(
             local_totals[c].to_numpy().tobytes() == cli_totals[c].to_numpy().tobytes()

@@ -119,7 +119,14 @@ def _restartable(handle: EngineHandle) -> bool:
 
 def _where(handle: EngineHandle) -> str:
     probe = getattr(handle, "location", None)
-    return str(probe()) if callable(probe) else "inline"
+    if not callable(probe):
+        return "inline"
+    try:
+        return str(probe())
+    except ExecutionError:
+        # Asked after its chunk finished: a replica lost since (its Ray node gone) has no
+        # location to give, and its finished chunk still counts.
+        return "lost"
 
 
 def _kill(handle: EngineHandle) -> None:
