@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "livecalc.errors": 0,
     "livecalc.masking": 0,
     "livecalc.log": 0,
+    "livecalc.ports": 0,
     "livecalc.assumptions": 1,
     "livecalc.runtime": 2,
     "livecalc.kernels": 3,

@@ -21,12 +21,13 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from livecalc.errors import ConfigurationError
 from livecalc.log import get_logger
+from livecalc.ports import CheckpointStore
 
 __all__ = [
     "ArrowFsCheckpointStore",
@@ -43,22 +44,6 @@ MANIFEST = "manifest.json"
 QUEUED_PARTS = 2
 """Chunk parts waiting for the writer thread before the run waits for it."""
 PART_COLUMN = "record"
-
-
-class CheckpointStore(Protocol):
-    """Where chunk parts and manifests live: four operations on named blobs."""
-
-    def put(self, key: str, data: bytes) -> None:
-        """Write ``data`` at ``key`` atomically: readers see the old value or the new one."""
-
-    def get(self, key: str) -> bytes:
-        """The bytes at ``key``; FileNotFoundError when there is none."""
-
-    def list(self, prefix: str = "") -> list[str]:
-        """Every key under ``prefix`` (a folder-like path), sorted."""
-
-    def delete(self, prefix: str) -> None:
-        """Remove ``prefix``: one key, or everything under it."""
 
 
 class LocalCheckpointStore:

@@ -33,6 +33,8 @@ from livecalc.pipeline.executors import Executor
 from livecalc.pipeline.hooks import RunHooks
 from livecalc.pipeline.loading import load_config
 from livecalc.pipeline.runner import ProgressCallback
+from livecalc.ports import RunContext
+from livecalc.ports.context import check_run_id
 from livecalc.runtime.factory import EngineFactory
 
 if TYPE_CHECKING:
@@ -326,6 +328,7 @@ def run(
     checkpoint: str | Path | bool | None = None,
     source: str = "api",
     run_id: str | None = None,
+    context: RunContext | None = None,
     _resume: RunCheckpoint | None = None,
 ) -> RunResult:
     """Validate and run a pipeline, recorded in the run store; see ``livecalc.pipeline.api.run``.
@@ -339,6 +342,10 @@ def run(
         source: what started the run (``api``, ``cli``, ``demo``), shown by ``runs list``.
         parallelism, address: replica pools and the Ray cluster, as in
             ``livecalc.pipeline.api.run``.
+        context: how a scheduler hands over its run (``livecalc.ports.RunContext``): the run
+            id to use and the attempt. A retry (``attempt > 1``) of a run whose checkpoint
+            is unfinished resumes it instead of starting over. When the run ends, the
+            context's ``state`` gets ``run_id``, ``status``, ``resumed`` and ``outputs``.
 
     A run store that cannot be written (corrupt, from a newer LiveCalc, locked too long)
     does not lose the run: its outputs are written, the failure is logged (``store_failed``)
@@ -347,6 +354,25 @@ def run(
     Raises:
         ConfigurationError: bad config or input; nothing ran.
     """
+    if context is not None:
+        if run_id is not None and run_id != context.run_id:
+            raise ConfigurationError(
+                f"run id {run_id!r} and the context's run id {context.run_id!r} differ: give one"
+            )
+        run_id = check_run_id(context.run_id)
+        if _resume is None and context.attempt > 1:
+            cp = _unfinished(run_id, store, checkpoint)
+            if cp is not None:
+                context.log("info", "livecalc_resuming", run_id=run_id, attempt=context.attempt)
+                return resume(
+                    run_id,
+                    store=store,
+                    checkpoint=checkpoint if isinstance(checkpoint, str | Path) else None,
+                    progress=progress,
+                    report=report,
+                    context=context,
+                    _checkpoint=cp,
+                )
     factory = factory if factory is not None else EngineFactory()
     config = load_config(
         config_or_path,
@@ -392,6 +418,9 @@ def run(
         if hooks.record:
             hooks.finish("failed", str(exc))
             _alert(config, hooks, run_store)
+        if context is not None:
+            context.state.update({"run_id": hooks.record.get("run_id"), "status": "failed"})
+            context.log("error", "livecalc_run_failed", error=str(exc))
         raise
     status = _status(result)
     if report is not None:
@@ -406,7 +435,43 @@ def run(
     result.summary.extras["store"] = str(run_store.file) if run_store is not None else None
     if hooks.store_error is not None:
         result.summary.extras["store_error"] = hooks.store_error
+    if context is not None:
+        _tell(context, result, status, resumed=_resume is not None)
     return result
+
+
+def _unfinished(
+    run_id: str, store: StoreOption, checkpoint: str | Path | bool | None
+) -> RunCheckpoint | None:
+    """The checkpoint of ``run_id`` when there is one that did not finish, else None."""
+    if checkpoint is False:
+        return None
+    folder = store if isinstance(store, str | Path) else None
+    location = checkpoint if isinstance(checkpoint, str | Path) else checkpoint_root(folder)
+    try:
+        cp = RunCheckpoint.load(checkpoint_store(location), run_id)
+    except ConfigurationError:
+        return None
+    return None if cp.manifest.get("complete") else cp
+
+
+def _tell(context: RunContext, result: RunResult, status: str, resumed: bool) -> None:
+    """Leave the run's outcome in the scheduler's context."""
+    context.state.update(
+        {
+            "run_id": result.run_id,
+            "status": status,
+            "resumed": resumed,
+            "outputs": {name: str(path) for name, path in result.written.items()},
+        }
+    )
+    context.log(
+        "info" if status == "succeeded" else "error",
+        "livecalc_run_finished",
+        run_id=result.run_id,
+        status=status,
+        seconds=round(result.seconds, 3),
+    )
 
 
 def _new_checkpoint(
@@ -456,6 +521,8 @@ def resume(
     checkpoint: str | Path | None = None,
     progress: ProgressCallback | None = None,
     report: str | Path | None = None,
+    context: RunContext | None = None,
+    _checkpoint: RunCheckpoint | None = None,
 ) -> RunResult:
     """Finish a run that was killed: only the chunks its checkpoint lacks are computed.
 
@@ -465,7 +532,7 @@ def resume(
     """
     folder = store if isinstance(store, str | Path) else None
     location = checkpoint or checkpoint_root(folder)
-    cp = RunCheckpoint.load(checkpoint_store(location), run_id)
+    cp = _checkpoint or RunCheckpoint.load(checkpoint_store(location), run_id)
     meta = cp.manifest["meta"]
     if cp.manifest.get("complete"):
         raise ConfigurationError(f"run {run_id!r} finished; there is nothing to resume")
@@ -504,5 +571,6 @@ def resume(
         report=report,
         source="resume",
         progress=progress,
+        context=context,
         _resume=cp,
     )

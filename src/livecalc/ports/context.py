@@ -1,0 +1,67 @@
+"""``LocalRunContext``: the ``RunContext`` of a run started from the CLI or the Python API."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import MutableMapping
+from typing import Any
+
+from livecalc.log import get_logger
+
+__all__ = ["LocalRunContext", "check_run_id", "new_run_id"]
+
+
+def new_run_id() -> str:
+    """A fresh run id: 12 hex digits."""
+    return uuid.uuid4().hex[:12]
+
+
+class LocalRunContext:
+    """A run with its own id (new unless given), on its first attempt, logging to LiveCalc's
+    structured log only (``log`` adds nothing: the runner's own lines are already there)."""
+
+    def __init__(
+        self,
+        run_id: str | None = None,
+        attempt: int = 1,
+        state: MutableMapping[str, Any] | None = None,
+    ) -> None:
+        if run_id is not None:
+            check_run_id(run_id)
+        if attempt < 1:
+            raise ValueError(f"attempt must be >= 1, not {attempt}")
+        self._run_id = run_id or new_run_id()
+        self._attempt = attempt
+        self._state: MutableMapping[str, Any] = state if state is not None else {}
+
+    def __repr__(self) -> str:
+        return f"LocalRunContext(run_id={self._run_id!r}, attempt={self._attempt})"
+
+    @property
+    def run_id(self) -> str:
+        return self._run_id
+
+    @property
+    def attempt(self) -> int:
+        return self._attempt
+
+    @property
+    def state(self) -> MutableMapping[str, Any]:
+        return self._state
+
+    def log(self, level: str, event: str, **fields: Any) -> None:
+        get_logger().debug("context_log", level=level, message=event, **fields)
+
+
+_RUN_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` when it is usable as a folder name (1-128 of ``A-Z a-z 0-9 _ . -``, not
+    starting with a dot); ValueError saying what is wrong otherwise."""
+    if not (1 <= len(run_id) <= 128) or run_id[0] == "." or not set(run_id) <= _RUN_ID_CHARS:
+        raise ValueError(
+            f"run id {run_id!r}: use 1 to 128 letters, digits, '_', '.' or '-', not starting "
+            "with '.' (it names the run's checkpoint folder)"
+        )
+    return run_id
