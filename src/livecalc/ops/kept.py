@@ -81,14 +81,13 @@ def kept_folder(
     return checkpoint_root(folder) / run_id / DATASETS_FOLDER
 
 
-def mark_kept(folder: Path, checkpoint: RunCheckpoint | None) -> None:
-    """Give a run folder that holds kept datasets a complete manifest when the run kept no
-    checkpoint there, so that ``livecalc runs gc`` ages it like any other."""
+def mark_kept(folder: Path) -> None:
+    """Give a run folder that holds kept datasets a complete manifest when the run left none
+    there (no checkpoint, or one elsewhere), so that ``livecalc runs gc`` ages it like any
+    other. A manifest already there (the run's checkpoint) is left as it is, for resume."""
     root, run_id = folder.parent.parent, folder.parent.name
-    if checkpoint is not None and Path(str(checkpoint.manifest["meta"].get("location"))) == root:
-        return  # the run's own manifest is there
     store = LocalCheckpointStore(root)
-    if store.list(f"{run_id}/manifest.json"):
+    if not folder.is_dir() or store.list(f"{run_id}/manifest.json"):
         return
     try:
         RunCheckpoint(store, run_id, {"kept_datasets_only": True}).finish()

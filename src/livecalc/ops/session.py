@@ -467,7 +467,7 @@ def run(
         hooks.record["report_path"] = str(Path(report).resolve())
     hooks.finish(status)
     if keep_datasets is True and keep_folder is not None:
-        mark_kept(keep_folder, cp)
+        mark_kept(keep_folder)
     if report is not None:
         from livecalc.ops.report import write_report
 

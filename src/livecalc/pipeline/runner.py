@@ -619,7 +619,7 @@ class Runner:
         for name in self.config.node(node_id).outputs[:1]:
             value = self._datasets.get(name)
             path = self.selection.files.get(name) if self.selection else None
-            if spec is not None and path is not None and isinstance(value, np.ndarray):
+            if spec is not None and path is not None:
                 check_layout(name, path, value, node_id, spec.dtype)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from livecalc.errors import CalcEngineError, ConfigurationError, ExecutionError
 from livecalc.io.parquet import ParquetReader, ParquetWriter, record_type_name
+from livecalc.pipeline._outputs import DATASET_KEY
 from livecalc.pipeline._summary import write_json_atomic
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.graph import EngineGraph
@@ -228,7 +229,13 @@ def read_dataset(
     node = config.node(producer)
     statistics = node.outputs.index(name) > 0
     where = f"datasets[{name!r}]"
+    esg = factory.canonical_type(node.type) == "esg"
     if path.suffix.lower() == ".json" or statistics:
+        if esg and not statistics:
+            raise ConfigurationError(
+                f"{where}: {path}: {name!r} holds the scenarios ESG node {producer!r} "
+                f"writes; give the Parquet file it kept ({name}.parquet)"
+            )
         if path.suffix.lower() != ".json":
             raise ConfigurationError(
                 f"{where}: {path}: {name!r} holds node {producer!r}'s statistics, kept as "
@@ -244,18 +251,29 @@ def read_dataset(
                 f"statistics node {producer!r} writes"
             )
         return value
-    esg = factory.canonical_type(node.type) == "esg"
+    reader = ParquetReader()
     try:
-        return ParquetReader().read_records(path, SCENARIO_DTYPE if esg else None)
+        held = reader.read_metadata(path).get(DATASET_KEY)
+        if held is not None and held != name:
+            raise ConfigurationError(
+                f"file {path} holds dataset {held!r}, not {name!r}; give the file of {name!r} "
+                f"(runs/RUN_ID/datasets/{name}.parquet of the run of node {producer!r})"
+            )
+        return reader.read_records(path, SCENARIO_DTYPE if esg else None)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{where} (produced by node {producer!r}): {exc}") from None
 
 
 def check_layout(
-    name: str, path: Path, records: np.ndarray, producer: str, expected: np.dtype[Any]
+    name: str, path: Path, records: Any, producer: str, expected: np.dtype[Any]
 ) -> None:
     """Refuse records of another layout than the one the producer writes (a support node's
     ``output_spec``): the re-runs would not compare with them."""
+    if not isinstance(records, np.ndarray):
+        raise ConfigurationError(
+            f"datasets[{name!r}]: {path} holds statistics (JSON), but node {producer!r} writes "
+            f"{record_type_name(expected)} records; give the Parquet file it kept"
+        )
     if records.dtype != expected:
         raise ConfigurationError(
             f"datasets[{name!r}]: {path} holds {record_type_name(records.dtype)} records, but node "
@@ -295,7 +313,7 @@ class DatasetKeeper:
             self.folder.mkdir(parents=True, exist_ok=True)
             if isinstance(value, np.ndarray):
                 path = self._target(name, ".parquet")
-                with ParquetWriter(path, value.dtype, metadata) as writer:
+                with ParquetWriter(path, value.dtype, {**metadata, DATASET_KEY: name}) as writer:
                     writer.write_chunk(value)
             elif isinstance(value, Path):
                 path = self._target(name, value.suffix or ".parquet")
