@@ -175,6 +175,24 @@ def _error(config: Path, **kwargs: Any) -> str:
     return str(info.value)
 
 
+class TestExecutors:
+    def test_solver_alone_on_worker_processes(self, full: Path, kept: dict[str, str]) -> None:
+        """Files read into shared memory: the projection re-run in a worker process gives
+        the solution of the whole run."""
+        datasets = {name: kept[name] for name in ("results", "scenarios")}
+
+        result = livecalc.run(
+            full, nodes=["solver"], datasets=datasets, executor="processes", store=False
+        )
+
+        solution = json.loads(Path(kept["solution"]).read_text())
+        assert result.success
+        assert (
+            solution["solution"]["premium_multiplier"]
+            == (result.statistics["solver"]["solution"]["premium_multiplier"])
+        )
+
+
 class TestSelectionErrors:
     def test_unknown_node_is_named_with_the_node_ids(self, full: Path) -> None:
         """An unknown id is named, with a close match and every node id."""
@@ -467,6 +485,10 @@ class TestResumeSelection:
         resumed = resume(failed.run_id)
 
         assert ["b", "c"] == manifest["meta"]["nodes"]
+        assert ["b", "c"] == RunStore().get(failed.run_id)["selection"]["nodes"]
+        shown = CliRunner().invoke(app, ["runs", "show", failed.run_id])
+        assert "nodes run: b, c" in shown.output
+        assert f"dataset a_out from {a_out['a_out']}" in shown.output
         assert a_out["a_out"] == manifest["meta"]["datasets"]["a_out"]["path"]
         inputs = failed.summary.extras["provenance"]["inputs"]
         listed = next(i for i in inputs if i.get("dataset") == "a_out")

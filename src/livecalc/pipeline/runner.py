@@ -56,10 +56,9 @@ from livecalc.pipeline.graph import EngineGraph
 from livecalc.pipeline.hooks import RunHooks
 from livecalc.pipeline.loading import format_problems
 from livecalc.pipeline.pool import create_node_handle, reads_policies
-from livecalc.pipeline.selection import DatasetKeeper, Selection, check_layout, read_dataset
+from livecalc.pipeline.selection import DatasetKeeper, Selection
 from livecalc.runtime.buffers import BufferManager
 from livecalc.runtime.factory import EngineFactory
-from livecalc.runtime.records import SCENARIO_DTYPE
 
 __all__ = ["ProgressCallback", "Runner"]
 
@@ -230,15 +229,10 @@ class Runner:
 
     def _load_files(self, buffers: BufferManager, shared: bool) -> None:
         """The datasets a node selection reads from files (``datasets``), checked."""
-        if self.selection is None:
-            return
-        for name, path in self.selection.files.items():
-            producer = self.selection.producers[name]
-            value = read_dataset(name, path, producer, self.config, self.factory)
+        for name, value in self.selection.read(self.config, self.factory) if self.selection else ():
             if isinstance(value, np.ndarray):
                 value = _placed(buffers, shared, f"dataset.{name}", value)
             self._datasets[name] = value
-            _log.info("dataset_loaded", dataset=name, path=str(path), producer=producer)
 
     def _initialize_all(
         self, executor: Executor, buffers: BufferManager, summary: RunSummary
@@ -322,10 +316,8 @@ class Runner:
                     continue
                 if years is not None:
                     horizons[node.outputs[0]] = years
-        for name in self.selection.files if self.selection else ():
-            value = self._datasets.get(name)
-            if isinstance(value, np.ndarray) and value.dtype == SCENARIO_DTYPE and len(value):
-                horizons[name] = int(value["year"].max())  # scenarios read from a file
+        if self.selection is not None:
+            horizons.update(self.selection.horizons(self._datasets))  # scenarios from files
         return horizons
 
     # -- scheduling -------------------------------------------------------------------------
@@ -612,15 +604,12 @@ class Runner:
     def _check_support(self, node_id: str) -> None:
         """A support node's inputs, set once (it never runs); the outputs read from files
         must have the layout its re-runs have, or the re-runs would not compare with them."""
-        if node_id not in self._runners:
+        if self.selection is None or node_id not in self._runners:
             return  # its initialisation failed: the nodes that re-run it failed with it
         self._node_inputs[node_id] = self._inputs_of(node_id)
         spec = self._handles[node_id].output_spec(self._node_inputs[node_id])
-        for name in self.config.node(node_id).outputs[:1]:
-            value = self._datasets.get(name)
-            path = self.selection.files.get(name) if self.selection else None
-            if spec is not None and path is not None:
-                check_layout(name, path, value, node_id, spec.dtype)
+        if spec is not None:
+            self.selection.check_layout(self.config, node_id, spec.dtype, self._datasets)
 
 
 def _placed(buffers: BufferManager, shared: bool, name: str, records: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ import numpy as np
 
 from livecalc.errors import CalcEngineError, ConfigurationError, ExecutionError
 from livecalc.io.parquet import ParquetReader, ParquetWriter, record_type_name
+from livecalc.log import get_logger
 from livecalc.pipeline._outputs import DATASET_KEY
 from livecalc.pipeline._summary import write_json_atomic
 from livecalc.pipeline.config import PipelineConfig
@@ -39,6 +40,8 @@ from livecalc.runtime.leftovers import temp_path
 from livecalc.runtime.records import SCENARIO_DTYPE
 
 __all__ = ["DatasetKeeper", "Selection", "read_dataset", "select"]
+
+_log = get_logger()
 
 _FIX = (
     "run {producer!r} with keep_datasets (CLI --keep-datasets) and give the file it keeps: "
@@ -68,6 +71,53 @@ class Selection:
         """The data sources the initialised nodes read."""
         read = {name for n in (*self.nodes, *self.support) for name in config.node(n).inputs}
         return [name for name in config.data_sources if name in read]
+
+    def read(self, config: PipelineConfig, factory: EngineFactory) -> Iterator[tuple[str, Any]]:
+        """(name, records or statistics) of each dataset file, read and checked."""
+        for name, path in self.files.items():
+            producer = self.producers[name]
+            yield name, read_dataset(name, path, producer, config, factory)
+            _log.info("dataset_loaded", dataset=name, path=str(path), producer=producer)
+
+    def horizons(self, datasets: Mapping[str, Any]) -> dict[str, int]:
+        """Scenario years of the scenario datasets read from files (for the data check)."""
+        found = {}
+        for name in self.files:
+            value = datasets.get(name)
+            if isinstance(value, np.ndarray) and value.dtype == SCENARIO_DTYPE and len(value):
+                found[name] = int(value["year"].max())
+        return found
+
+    def check_layout(
+        self,
+        config: PipelineConfig,
+        producer: str,
+        expected: np.dtype[Any],
+        datasets: Mapping[str, Any],
+    ) -> None:
+        """Refuse a file of a support node's output with another layout than its re-runs
+        write (``expected``: its ``output_spec``): they would not compare with it.
+
+        Raises:
+            ConfigurationError: naming the dataset, the file and both layouts.
+        """
+        for name in config.node(producer).outputs[:1]:
+            path = self.files.get(name)
+            if path is None:
+                continue
+            value = datasets.get(name)
+            if not isinstance(value, np.ndarray):
+                raise ConfigurationError(
+                    f"datasets[{name!r}]: {path} holds statistics (JSON), but node "
+                    f"{producer!r} writes {record_type_name(expected)} records; give the "
+                    "Parquet file it kept"
+                )
+            if value.dtype != expected:
+                raise ConfigurationError(
+                    f"datasets[{name!r}]: {path} holds {record_type_name(value.dtype)} "
+                    f"records, but node {producer!r} writes {record_type_name(expected)} "
+                    "records with this config; give the file it kept with this config"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready description, for the run summary."""
@@ -262,24 +312,6 @@ def read_dataset(
         return reader.read_records(path, SCENARIO_DTYPE if esg else None)
     except ConfigurationError as exc:
         raise ConfigurationError(f"{where} (produced by node {producer!r}): {exc}") from None
-
-
-def check_layout(
-    name: str, path: Path, records: Any, producer: str, expected: np.dtype[Any]
-) -> None:
-    """Refuse records of another layout than the one the producer writes (a support node's
-    ``output_spec``): the re-runs would not compare with them."""
-    if not isinstance(records, np.ndarray):
-        raise ConfigurationError(
-            f"datasets[{name!r}]: {path} holds statistics (JSON), but node {producer!r} writes "
-            f"{record_type_name(expected)} records; give the Parquet file it kept"
-        )
-    if records.dtype != expected:
-        raise ConfigurationError(
-            f"datasets[{name!r}]: {path} holds {record_type_name(records.dtype)} records, but node "
-            f"{producer!r} writes {record_type_name(expected)} records with this config; give "
-            "the file it kept with this config"
-        )
 
 
 class DatasetKeeper:
