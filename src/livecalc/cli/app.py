@@ -257,7 +257,9 @@ def print_summary(result: RunResult) -> None:
     for name, path in result.written.items():
         console.print(f"wrote {name}: {escape(str(path))}", highlight=False)
     for name, path in result.summary.kept.items():
-        console.print(f"kept dataset {escape(name)}: {escape(str(path))}", highlight=False, soft_wrap=True)
+        console.print(
+            f"kept dataset {escape(name)}: {escape(str(path))}", highlight=False, soft_wrap=True
+        )
     compiled = sum(r.compile_seconds for r in result.nodes.values())
     note = f" (numba compiling: {compiled:.3f} s; `livecalc warmup` fills the cache)"
     console.print(
