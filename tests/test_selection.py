@@ -449,6 +449,49 @@ class TestKeepDatasets:
         assert "keep_datasets=PATH" in str(info.value)
 
 
+class TestChecksOfSomeNodes:
+    def test_each_run_checks_what_its_nodes_produce_or_read(self, full: Path) -> None:
+        """Node by node, every declared check runs once, in the run of the nodes it is about;
+        the others are listed under checks_not_run with the reason, and no run fails."""
+        raw = json.loads(full.read_text())
+        raw["checks"] = [
+            {"kind": "finite", "dataset": "scenarios", "name": "scenarios_finite"},
+            {"kind": "finite", "dataset": "results", "name": "results_finite"},
+            {"kind": "metric", "expr": "mean > -1e15", "name": "mean_bound"},
+            {"kind": "range", "statistic": "solver.scenarios", "min": 1, "name": "solver_stat"},
+        ]
+        base = full.parent
+        esg = livecalc.run(raw, base_dir=base, nodes=["esg"], keep_datasets=True)
+        kept = esg.summary.extras["datasets"]
+        projection = livecalc.run(
+            raw, base_dir=base, nodes=["projection"], datasets=kept, keep_datasets=True
+        )
+        solver = livecalc.run(
+            raw,
+            base_dir=base,
+            nodes=["solver"],
+            datasets={**kept, **projection.summary.extras["datasets"]},
+        )
+
+        def names(result: Any, key: str) -> list[str]:
+            return [c["name"] for c in result.summary.extras.get(key, [])]
+
+        assert esg.success and projection.success and solver.success
+        assert ["scenarios_finite"] == names(esg, "checks")
+        assert ["scenarios_finite", "results_finite"] == names(projection, "checks")
+        assert ["results_finite", "mean_bound", "solver_stat"] == names(solver, "checks")
+        assert all(
+            c["passed"] for r in (esg, projection, solver) for c in r.summary.extras["checks"]
+        )
+        reasons = {c["name"]: c["reason"] for c in esg.summary.extras["checks_not_run"]}
+        assert (
+            "dataset 'results' is neither produced nor read by the nodes run"
+            == (reasons["results_finite"])
+        )
+        assert "node 'solver' is not run" == reasons["solver_stat"]
+        assert "last node" in reasons["mean_bound"]
+
+
 def _three_nodes(tmp_path: Path) -> Path:
     """Echo a -> echo b in 4 chunks -> a node that fails: b's chunks stay checkpointed."""
     from livecalc.io.generate import generate_policies, write_policies

@@ -15,7 +15,7 @@ and refuses a dataset file that changed since.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,14 @@ from livecalc.ops.checkpoint import LocalCheckpointStore, RunCheckpoint
 from livecalc.ops.home import checkpoint_root
 from livecalc.ops.provenance import file_sha256
 from livecalc.pipeline.config import PipelineConfig
+from livecalc.pipeline.operations import CheckConfig
 from livecalc.pipeline.selection import Selection
 from livecalc.ports.context import check_run_id
 
 __all__ = [
     "DATASETS_FOLDER",
     "check_resumed_datasets",
+    "checks_in_scope",
     "kept_folder",
     "mark_kept",
     "new_run_id",
@@ -135,3 +137,38 @@ def check_resumed_datasets(run_id: str, meta: Mapping[str, Any]) -> None:
                 f"{item['sha256'][:12]}... then); resume refuses to mix results: start a new "
                 "run with the file as it is now"
             )
+
+
+def checks_in_scope(
+    config: PipelineConfig, nodes: Sequence[str]
+) -> tuple[list[CheckConfig], list[dict[str, str]]]:
+    """The declared checks a run of ``nodes`` evaluates, and those it leaves to the runs of
+    the other nodes (name and reason).
+
+    A check is in scope when every dataset it names is produced or read by a node run, the
+    node it names (``node``, or a ``statistic``'s ``node.key``) is run, and, for a ``metric``
+    check without ``node``, the run includes a last node of the pipeline (one whose outputs
+    no node reads), where the final statistics come from.
+    """
+    run = set(nodes)
+    engines = {node.id: node for node in config.engines}
+    available = {name for n in run for name in (*engines[n].inputs, *engines[n].outputs)}
+    read = {name for node in config.engines for name in node.inputs}
+    last = {n.id for n in config.engines if not set(n.outputs) & read}
+    selected: list[CheckConfig] = []
+    left: list[dict[str, str]] = []
+    for check in config.checks:
+        named = [d for d in (check.dataset, check.against) if d is not None]
+        node = check.node or (check.statistic.split(".", 1)[0] if check.statistic else None)
+        missing = [d for d in named if d not in available]
+        if missing:
+            reason = f"dataset {missing[0]!r} is neither produced nor read by the nodes run"
+        elif node is not None and node not in run:
+            reason = f"node {node!r} is not run"
+        elif check.kind == "metric" and check.node is None and not run & last:
+            reason = "a metric check without 'node' runs with a last node of the pipeline"
+        else:
+            selected.append(check)
+            continue
+        left.append({"name": check.label, "reason": reason})
+    return selected, left

@@ -26,6 +26,7 @@ from livecalc.ops.checkpoint import RunCheckpoint, checkpoint_store
 from livecalc.ops.home import checkpoint_root
 from livecalc.ops.kept import (
     check_resumed_datasets,
+    checks_in_scope,
     kept_folder,
     mark_kept,
     new_run_id,
@@ -195,11 +196,16 @@ class OpsHooks(RunHooks):
         }
         for name, src in config.data_sources.items():
             datasets.setdefault(name, config.resolve(src.path))
+        declared, not_run = config.checks, list[dict[str, str]]()
+        if summary.selection:
+            # A run of some nodes checks what it produced; the other runs check the rest.
+            declared, not_run = checks_in_scope(config, summary.selection["nodes"])
         checks = [
-            c.to_dict()
-            for c in evaluate_checks(config.checks, RunData(datasets, statistics, config))
+            c.to_dict() for c in evaluate_checks(declared, RunData(datasets, statistics, config))
         ]
         sla = sla_results(config, summary.seconds, {k: r.seconds for k, r in summary.nodes.items()})
+        if summary.selection:
+            sla = [s for s in sla if s["target"] == "run" or s["target"] in summary.nodes]
         summary.failed_checks = [
             c["name"] for c in checks if not c["passed"] and c["severity"] == "error"
         ]
@@ -209,6 +215,8 @@ class OpsHooks(RunHooks):
             "checks": checks,
             "sla": sla,
         }
+        if not_run:
+            summary.extras["checks_not_run"] = not_run
         if summary.kept:
             summary.extras["datasets"] = {k: str(v) for k, v in summary.kept.items()}
             self.record["datasets"] = summary.extras["datasets"]
