@@ -15,13 +15,15 @@ from typer.testing import CliRunner
 
 import livecalc
 from livecalc.cli.app import app
-from livecalc.errors import ConfigurationError
+from livecalc.errors import ConfigurationError, ExecutionError
 from livecalc.io.generate import ESG_METADATA_KEY
 from livecalc.io.parquet import ParquetReader
 from livecalc.ops.session import resume
 from livecalc.ops.store import RunStore
 from livecalc.pipeline.api import run as pipeline_run
+from livecalc.pipeline.selection import DatasetKeeper
 from livecalc.ports.context import LocalRunContext
+from livecalc.runtime.records import RESULT_DTYPE
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 TIMING_KEYS = {"seconds"}
@@ -447,6 +449,43 @@ class TestKeepDatasets:
             livecalc.run(raw, base_dir=tmp_path, keep_datasets=True)
 
         assert "keep_datasets=PATH" in str(info.value)
+
+
+class TestDatasetKeeper:
+    def test_names_become_safe_distinct_files(self, tmp_path: Path) -> None:
+        """Odd characters become '_', names that come out alike get -2, and no name leaves
+        the folder."""
+        keeper = DatasetKeeper(tmp_path / "k")
+        records = np.zeros(2, dtype=RESULT_DTYPE)
+
+        keeper.keep("a/b", records, {})
+        keeper.keep("a_b", records, {})
+        keeper.keep("../up", {"x": 1}, {})
+
+        assert {
+            "a/b": tmp_path / "k" / "a_b.parquet",
+            "a_b": tmp_path / "k" / "a_b-2.parquet",
+            "../up": tmp_path / "k" / "_up.json",
+        } == keeper.paths
+        assert "a/b" == ParquetReader().read_metadata(keeper.paths["a/b"])["livecalc.dataset"]
+        assert {"x": 1} == json.loads(keeper.paths["../up"].read_text())
+
+    def test_a_folder_that_cannot_be_made_is_an_execution_error(self, tmp_path: Path) -> None:
+        """A file where the folder should be: ExecutionError naming the dataset and the fix."""
+        (tmp_path / "k").write_text("a file")
+
+        with pytest.raises(ExecutionError) as info:
+            DatasetKeeper(tmp_path / "k").keep("scenarios", {"x": 1}, {})
+
+        assert "cannot write dataset 'scenarios'" in str(info.value)
+        assert "choose another keep_datasets folder" in str(info.value)
+
+    def test_pipeline_api_needs_a_folder(self, full: Path) -> None:
+        """keep_datasets=True needs the run folder, which only livecalc.run knows."""
+        with pytest.raises(ConfigurationError) as info:
+            pipeline_run(full, nodes=["esg"], keep_datasets=True)
+
+        assert "give a folder here" in str(info.value)
 
 
 class TestChecksOfSomeNodes:

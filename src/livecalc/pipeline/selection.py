@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,14 +326,20 @@ class DatasetKeeper:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.paths: dict[str, Path] = {}
+        self._taken: dict[str, Path] = {}
+        # Nodes finish on several threads at once: file names are handed out one at a time.
+        self._lock = threading.Lock()
 
     def _target(self, name: str, suffix: str) -> Path:
+        """The file for ``name``: its characters past [A-Za-z0-9_.-] become ``_``, and a
+        name that comes out like another's gets ``-2``, ``-3``..."""
         stem = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "dataset"
-        path = self.folder / f"{stem}{suffix}"
-        taken = {p for n, p in self.paths.items() if n != name}
-        k = 2
-        while path in taken:
-            path, k = self.folder / f"{stem}-{k}{suffix}", k + 1
+        with self._lock:
+            taken = {p for n, p in self._taken.items() if n != name}
+            path, k = self.folder / f"{stem}{suffix}", 2
+            while path in taken:
+                path, k = self.folder / f"{stem}-{k}{suffix}", k + 1
+            self._taken[name] = path
         return path
 
     def keep(self, name: str, value: Any, metadata: Mapping[str, str]) -> None:
