@@ -279,6 +279,19 @@ class TestSelectionErrors:
 
         assert expected in message
 
+    def test_files_the_selection_does_not_read_are_ignored(
+        self, full: Path, kept: dict[str, str]
+    ) -> None:
+        """Every kept file handed over (as a scheduler may): only those read are used."""
+        result = livecalc.run(full, nodes=["esg", "projection"], datasets={
+            "solution": kept["solution"]
+        }, store=False)  # fmt: skip
+
+        assert result.success
+        assert {} == result.summary.selection["datasets"]
+        inputs = result.summary.extras["provenance"]["inputs"]
+        assert not [i for i in inputs if "dataset" in i]
+
     def test_missing_file_and_folder(self, full: Path, tmp_path: Path) -> None:
         """A dataset file that is not there, or a folder, is named."""
         gone = _error(full, nodes=["projection"], datasets={"scenarios": tmp_path / "no.parquet"})
