@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 import livecalc
 from livecalc.cli.app import app
-from livecalc.errors import ConfigurationError, ExecutionError
+from livecalc.engines.projection import ProjectionEngine
+from livecalc.errors import ConfigurationError, ExecutionError, InitializationError
 from livecalc.io.generate import ESG_METADATA_KEY
 from livecalc.io.parquet import ParquetReader
 from livecalc.ops.session import resume
@@ -23,6 +24,7 @@ from livecalc.ops.store import RunStore
 from livecalc.pipeline.api import run as pipeline_run
 from livecalc.pipeline.selection import DatasetKeeper
 from livecalc.ports.context import LocalRunContext
+from livecalc.runtime.factory import EngineFactory
 from livecalc.runtime.records import RESULT_DTYPE
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
@@ -179,6 +181,37 @@ def _error(config: Path, **kwargs: Any) -> str:
     with pytest.raises(ConfigurationError) as info:
         livecalc.run(config, store=False, **kwargs)
     return str(info.value)
+
+
+class _UnreachableProjection(ProjectionEngine):
+    """A projection whose assumptions cannot be fetched (an Assumptions Manager down)."""
+
+    def initialize(self, config: Any, credentials: Any = None) -> None:
+        raise InitializationError("cannot resolve am://mortality@3: connection refused")
+
+
+class TestReRunNodeFailure:
+    def test_solver_fails_when_the_projection_it_re_runs_cannot_start(
+        self, full: Path, kept: dict[str, str]
+    ) -> None:
+        """The re-run projection fails to initialise: the solver fails with that reason and
+        does not run; the summary lists the solver alone."""
+        factory = EngineFactory()
+        factory.register_engine("unreachable_projection", _UnreachableProjection)
+        raw = json.loads(full.read_text())
+        raw["engines"][1]["type"] = "unreachable_projection"
+        datasets = {name: kept[name] for name in ("results", "scenarios")}
+
+        result = livecalc.run(
+            raw, base_dir=full.parent, nodes=["solver"], datasets=datasets, factory=factory
+        )
+
+        assert {"solver": "failed"} == result.status
+        assert (
+            "initialize of node 'projection' (which this node re-runs): cannot resolve "
+            "am://mortality@3: connection refused"
+        ) == result.nodes["solver"].error
+        assert 0 == result.nodes["solver"].rows_processed
 
 
 class TestExecutors:
