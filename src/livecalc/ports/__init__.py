@@ -21,7 +21,7 @@ RunContext         ``livecalc.ports.context.LocalRunContext`` (new run id, attem
 CheckpointStore    ``livecalc.ops.checkpoint.LocalCheckpointStore`` (a folder);
                    ``ArrowFsCheckpointStore`` for any ``pyarrow.fs`` URI
 ChunkStrategy      ``livecalc.pipeline.chunking.FixedChunks`` / ``MemoryBudgetChunks``
-ProgressReporter   the CLI's progress bars; none from the Python API
+ProgressReporter   the CLI's progress bars; ``livecalc.ports.progress.LogProgress`` (logs)
 RateLimiter        ``livecalc.ports.ratelimit.TokenBucket``
 =================  ========================================================================
 
