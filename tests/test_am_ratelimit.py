@@ -17,14 +17,15 @@ import pytest
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
-from livecalc.assumptions._limits import parse_rate
+import livecalc
 from livecalc.assumptions.client import AssumptionResolutionError, AssumptionsClient
 from livecalc.assumptions.credentials import AMCredentials
 from livecalc.assumptions.ratelimit import AMRateLimit, limiter_for
-from livecalc.assumptions.server import BackgroundServer, create_app, issue_token
+from livecalc.assumptions.server import BackgroundServer, create_app, issue_token, parse_rate
 from livecalc.cli.am import am_app
 from livecalc.errors import ConfigurationError
-from livecalc.log import LoggerConfig, configure_logging
+from livecalc.io.generate import generate_policies, write_policies
+from livecalc.log import ENV_LOG_CONFIG, LoggerConfig, configure_logging
 from livecalc.pipeline.loading import load_config
 from livecalc.ports.ratelimit import TokenBucket
 from livecalc.testing import RecordingRateLimiter
@@ -52,14 +53,16 @@ def _creds(url: str, cache: Path, token: str) -> AMCredentials:
 
 
 @pytest.fixture
-def log_file(tmp_path: Path) -> Iterator[Path]:
-    """JSON log lines of the test, in a file."""
+def log_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """JSON log lines of the test, in a file; afterwards the library's quiet default again
+    (configure_logging also exports the config to child processes: monkeypatch restores it)."""
+    monkeypatch.delenv(ENV_LOG_CONFIG, raising=False)
     path = tmp_path / "test.log"
     configure_logging(
         LoggerConfig(enable_console=False, enable_file=True, log_file_path=path, min_level="DEBUG")
     )
     yield path
-    configure_logging(LoggerConfig())
+    configure_logging(LoggerConfig(min_level="WARNING"))
 
 
 def _events(path: Path, event: str) -> list[dict[str, Any]]:
@@ -290,3 +293,75 @@ class TestRateLimitConfig:
         assert bucket is limiter_for(AMRateLimit(requests_per_second=20, burst=4, max_retries=3))
         assert (20, 4, 3) == (bucket.rate, bucket.burst, bucket.max_retries)
         assert limiter_for(None) is not bucket
+
+
+MORTALITY = (
+    Path(__file__).parents[1] / "src" / "livecalc" / "data" / "mortality_gompertz_makeham.csv"
+)
+
+
+def _am_pipeline(tmp_path: Path, rate_limit: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """ESG -> projection reading its mortality table as am://mortality-standard@v2.1."""
+    root = tmp_path / "am"
+    (root / "mortality-standard").mkdir(parents=True)
+    (root / "mortality-standard" / "v2.1.csv").write_bytes(MORTALITY.read_bytes())
+    write_policies(tmp_path / "policies.parquet", generate_policies(50, seed=7))
+    raw = {
+        "data_sources": {"policies": {"path": "policies.parquet"}},
+        "engines": [
+            {
+                "id": "esg",
+                "type": "esg",
+                "config": {"outer": 2, "inner": 5, "years": 50, "seed": 1},
+                "outputs": ["scenarios"],
+            },
+            {
+                "id": "projection",
+                "type": "projection",
+                "config": {"mortality_table": "am://mortality-standard@v2.1"},
+                "inputs": ["policies", "scenarios"],
+                "outputs": ["results"],
+            },
+        ],
+        "run": {"am_rate_limit": rate_limit},
+    }
+    return raw, root
+
+
+class TestPipelineRateLimit:
+    def test_run_am_rate_limit_reaches_the_engines_client(self, tmp_path: Path) -> None:
+        """With max_retries 1 from the config, a refused projection stops after 2 attempts
+        (the default would try 6): the run fails before anything runs, naming the fix."""
+        raw, root = _am_pipeline(
+            tmp_path, {"max_retries": 1, "base_delay_seconds": 0.01, "max_delay_seconds": 0.01}
+        )
+        token = issue_token(SECRET, "alice")
+        with _server(root, rate_limit=1 / 60, rate_limit_burst=1) as server:
+            # This address's one request of the minute is spent here.
+            httpx.get(server.url + "/v1/assumptions", headers={"Authorization": f"Bearer {token}"})
+            with pytest.raises(ConfigurationError) as caught:
+                livecalc.run(
+                    raw, base_dir=tmp_path, credentials=_creds(server.url, tmp_path, token)
+                )
+
+        message = str(caught.value)
+        assert "answered 429" in message and "all 2 attempts" in message
+        assert "engines[1]" in message and token not in message
+
+    def test_a_refused_run_backs_off_and_succeeds(self, tmp_path: Path, log_file: Path) -> None:
+        """Server at 4/s with its burst spent: the projection's first request gets 429, the
+        client waits (Retry-After 1 s capped at 0.3 s) and the run succeeds."""
+        raw, root = _am_pipeline(
+            tmp_path, {"max_retries": 10, "base_delay_seconds": 0.05, "max_delay_seconds": 0.3}
+        )
+        token = issue_token(SECRET, "alice")
+        with _server(root, rate_limit=4.0, rate_limit_burst=1) as server:
+            httpx.get(server.url + "/v1/assumptions", headers={"Authorization": f"Bearer {token}"})
+            result = livecalc.run(
+                raw, base_dir=tmp_path, credentials=_creds(server.url, tmp_path, token), store=False
+            )
+
+        backoffs = _events(log_file, "am_backoff")
+        assert result.success
+        assert len(backoffs) >= 1 and {429} == {b["status"] for b in backoffs}
+        assert 0.3 == backoffs[0]["delay_seconds"]
