@@ -97,6 +97,21 @@ class TestProtocols:
         """Every default and every double is an instance of its runtime-checkable Protocol."""
         assert isinstance(implementation(tmp_path), port)
 
+    def test_the_cli_progress_bars_are_a_reporter(self) -> None:
+        """The CLI's rich bars satisfy ProgressReporter and draw one bar per node."""
+        from rich.progress import Progress
+
+        from livecalc.cli.app import _ProgressBars
+
+        with Progress(disable=True) as bars_progress:
+            bars = _ProgressBars(bars_progress)
+            bars("node_started", "a", chunks=4, chunk_size=25, chunking="fixed")
+            bars("chunk_finished", "a", chunk=1, chunks=4, policies=25)
+            (task,) = bars_progress.tasks
+
+        assert isinstance(bars, ProgressReporter)
+        assert (4, 2) == (task.total, task.completed)
+
     def test_objects_missing_a_method_are_not_ports(self) -> None:
         """A dict is no CheckpointStore and a bare number no ChunkStrategy or RateLimiter."""
         assert (False, False, False) == (
