@@ -68,7 +68,7 @@ def server_cost(root: Path, cache: Path, requests: int, rounds: int) -> None:
             limits = settings[name]
             with (
                 BackgroundServer(create_app(root, SECRET, **limits)) as server,
-                _client(server.url, cache / name, TokenBucket()) as client,
+                _client(server.url, cache / f"cost{names.index(name)}", TokenBucket()) as client,
             ):
                 client.resolve("am://mortality@v0")  # warm: the rest are 304s
                 start = time.perf_counter()
