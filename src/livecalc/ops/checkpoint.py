@@ -117,6 +117,7 @@ class RunCheckpoint:
             QUEUED_PARTS
         )
         self._writer: threading.Thread | None = None
+        self._cleaner: threading.Thread | None = None
         self._cancelled = threading.Event()
         self.skipped = 0
         """Chunks not checkpointed: writing them would cost more than the policy allows."""
@@ -292,13 +293,34 @@ class RunCheckpoint:
         )
 
     def finish(self) -> None:
-        """The run is over: drop the parts, keep a manifest that says so."""
+        """The run is over: keep a manifest that says so, then drop the parts.
+
+        The parts go on a thread of their own (deleting a few hundred megabytes takes tens
+        of milliseconds the run need not wait for); not a daemon, so the process waits for
+        it before it exits. A manifest marked complete is never resumed, whatever is left.
+        """
         self.close(drain=False)
         with self._lock:
             self.manifest["complete"] = True
-            for node_id in self.manifest["nodes"]:
-                self.store.delete(f"{self.run_id}/{node_id}")
             self.save()
+        nodes = list(self.manifest["nodes"])
+        if nodes:
+            self._cleaner = threading.Thread(
+                target=self._drop_parts, args=(nodes,), name="livecalc-checkpoint-cleanup"
+            )
+            self._cleaner.start()
+
+    def _drop_parts(self, nodes: list[str]) -> None:
+        for node_id in nodes:
+            try:
+                self.store.delete(f"{self.run_id}/{node_id}")
+            except Exception as exc:  # `runs gc` removes what is left
+                _log.warning("checkpoint_cleanup_failed", engine_id=node_id, error=str(exc))
+
+    def wait(self) -> None:
+        """Wait until the parts of a finished run are deleted."""
+        if self._cleaner is not None:
+            self._cleaner.join()
 
     def _part(self, node_id: str, chunk: int) -> str:
         return f"{self.run_id}/{node_id}/chunk-{chunk:06d}{PART_SUFFIX}"
