@@ -387,3 +387,33 @@ class TestPolicy:
 
         with pytest.raises(ConfigurationError, match="checkpoint_chunks"):
             livecalc.run(raw, base_dir=tmp_path)
+
+    @pytest.mark.parametrize(("seconds", "kept"), [(0, [0, 1, 2, 3]), (60, None)])
+    def test_fixed_rule_of_min_chunk_seconds(
+        self, tmp_path: Path, livecalc_home: Path, seconds: float, kept: list[int] | None
+    ) -> None:
+        """checkpoint_min_chunk_seconds replaces the write cost: 0 keeps every chunk, a
+        minute keeps none of these millisecond chunks."""
+        write_policies(tmp_path / "policies.parquet", generate_policies(100, seed=1))
+        raw = {
+            "plugins": [PLUGIN],
+            "data_sources": {"policies": {"path": "policies.parquet"}},
+            "engines": [
+                {"id": "a", "type": "test_echo", "inputs": ["policies"], "outputs": ["a_out"]},
+                {
+                    "id": "b",
+                    "type": "test_fail_n",
+                    "config": {"n": 99},
+                    "inputs": ["a_out"],
+                    "outputs": ["b_out"],
+                },
+            ],
+            "run": {"chunk_size": 25, "checkpoint_min_chunk_seconds": seconds},
+        }
+
+        run_id = livecalc.run(raw, base_dir=tmp_path).run_id
+        path = livecalc_home / "runs" / run_id / "manifest.json"
+
+        # No chunk kept: no manifest either (resume says the run has no checkpoint).
+        assert kept == (sorted(json.loads(path.read_text())["nodes"]["a"]["done"])
+                        if path.is_file() else None)  # fmt: skip

@@ -156,8 +156,10 @@ class OpsHooks(RunHooks):
         # side by side, the time per chunk of the node's throughput, which a write competes
         # with.
         seconds = time.perf_counter() - self._t0 - self._chunk_starts.get(node_id, 0.0)
-        if options.checkpoint_chunks == "auto" and not self.checkpoint.worth_writing(
-            records.nbytes, seconds, options.checkpoint_max_overhead
+        if options.checkpoint_chunks == "auto" and not (
+            self.checkpoint.worth_writing(records.nbytes, seconds, options.checkpoint_max_overhead)
+            if options.checkpoint_min_chunk_seconds is None
+            else seconds >= options.checkpoint_min_chunk_seconds
         ):
             # Cheaper to compute again on resume than to write now.
             self.checkpoint.skipped += 1

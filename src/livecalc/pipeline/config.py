@@ -142,6 +142,12 @@ class RunOptions(_Model):
         gt=0,
         description="largest share of a chunk's compute time its checkpoint may cost (auto)",
     )
+    checkpoint_min_chunk_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="a fixed rule instead of the write cost (auto): keep the chunks computed "
+        "in at least this many seconds (0: every chunk)",
+    )
 
 
 class PipelineConfig(_Model):
