@@ -153,7 +153,31 @@ class TestParts:
 
         again = RunCheckpoint.load(store, "run1").stored("proj", 10, 3)
 
-        assert [0] == list(again)
+        assert [0, 1] == list(again)  # both listed
+        assert [0] == [i for i in range(3) if i in again]
+        assert 5 == len(again[0])
+        with pytest.raises(KeyError):
+            again[1]
+
+    def test_parts_are_read_one_at_a_time_when_reached(self, tmp_path: Path) -> None:
+        """Listing the kept chunks reads nothing; asking for one reads that part only."""
+        store = LocalCheckpointStore(tmp_path)
+        cp = RunCheckpoint(store, "run1", {})
+        cp.stored("proj", 10, 3)
+        for chunk in range(3):
+            cp.put_chunk("proj", chunk, 3, _padded(chunk + 1))
+        cp.close()
+        kept = RunCheckpoint.load(store, "run1").stored("proj", 10, 3)
+        (tmp_path / "run1" / "proj" / "chunk-000002.rec").unlink()
+
+        first = 0 in kept
+        records = kept[0]
+        again = kept[0]  # asked for twice: read twice
+
+        assert (3, True) == (len(kept), first)
+        assert _padded(1).tobytes() == records.tobytes() == again.tobytes()
+        assert 2 not in kept  # gone before it was reached: computed again
+        assert 1 in kept
 
 
 class TestStores:

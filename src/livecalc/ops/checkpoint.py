@@ -20,7 +20,7 @@ import queue
 import struct
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ __all__ = [
     "CheckpointStore",
     "LocalCheckpointStore",
     "RunCheckpoint",
+    "StoredChunks",
     "checkpoint_store",
     "collect_garbage",
     "part_buffers",
@@ -103,6 +104,67 @@ def _dtype_json(dtype: np.dtype[Any]) -> dict[str, Any]:
         "offsets": [int(fields[n][1]) for n in names],
         "itemsize": dtype.itemsize,
     }
+
+
+class StoredChunks(Mapping[int, np.ndarray]):
+    """The kept chunks of one node, read from the store one at a time, when the runner asks
+    whether it has a chunk (so that a resumed run holds one part in memory, not the node's
+    whole output). A chunk is in it when its part is listed and reads back whole: a part
+    that does not (a power loss before the disk had it) is left out, and that chunk is
+    computed again. Iteration and ``len`` give the chunks listed."""
+
+    def __init__(
+        self, checkpoint: RunCheckpoint, node_id: str, chunks: Iterable[int], dtype: np.dtype[Any]
+    ) -> None:
+        self._checkpoint = checkpoint
+        self._node_id = node_id
+        self._listed = sorted({int(i) for i in chunks})
+        self._dtype = dtype
+        self._lock = threading.Lock()
+        self._good: set[int] = set()
+        self._bad: set[int] = set()
+        self._read: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._listed)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self._listed))
+
+    def __contains__(self, chunk: object) -> bool:
+        with self._lock:
+            if chunk not in self._listed or chunk in self._bad:
+                return False
+            if chunk in self._good:
+                return True
+            assert isinstance(chunk, int)
+            key = self._checkpoint._part(self._node_id, chunk)
+            try:
+                self._read[chunk] = read_part(self._checkpoint.store.get(key), self._dtype)
+            except (OSError, ValueError) as exc:
+                _log.warning("checkpoint_part_unreadable", part=key, error=str(exc))
+                self._bad.add(chunk)
+                return False
+            self._good.add(chunk)
+            return True
+
+    def __getitem__(self, chunk: int) -> np.ndarray:
+        """The chunk's records (read-only); read again if asked for twice."""
+        if chunk not in self:
+            raise KeyError(chunk)
+        with self._lock:
+            records = self._read.pop(chunk, None)
+        if records is None:
+            key = self._checkpoint._part(self._node_id, chunk)
+            records = read_part(self._checkpoint.store.get(key), self._dtype)
+        return records
+
+    def discard(self, chunk: int) -> None:
+        """Compute ``chunk`` again even though it was kept."""
+        with self._lock:
+            if chunk in self._listed:
+                self._listed.remove(chunk)
+            self._read.pop(chunk, None)
 
 
 class RunCheckpoint:
@@ -186,23 +248,15 @@ class RunCheckpoint:
         self.manifest["updated_at"] = time.time()
         self.store.put(f"{self.run_id}/{MANIFEST}", json.dumps(self.manifest).encode())
 
-    def stored(self, node_id: str, chunk_size: int, chunks: int) -> dict[int, np.ndarray]:
-        """The chunks of ``node_id`` done before (same chunk size and count), read back
-        (read-only). A part that cannot be read is left out: that chunk is computed again."""
+    def stored(self, node_id: str, chunk_size: int, chunks: int) -> StoredChunks:
+        """The chunks of ``node_id`` done before (same chunk size and count); each is read
+        back only when the runner reaches it."""
         self._chunk_sizes[node_id] = chunk_size
         node = self.manifest["nodes"].get(node_id)
         if node is None or node["chunk_size"] != chunk_size or node["chunks"] != chunks:
-            return {}
-        dtype = np.dtype(node["dtype"])
-        out = {}
-        for i in node["done"]:
-            key = self._part(node_id, int(i))
-            try:
-                out[int(i)] = read_part(self.store.get(key), dtype)
-            except (OSError, ValueError) as exc:
-                _log.warning("checkpoint_part_unreadable", part=key, error=str(exc))
-        _log.info("chunks_restored", engine_id=node_id, chunks=len(out), of=chunks)
-        return out
+            return StoredChunks(self, node_id, [], np.dtype(np.uint8))
+        _log.info("chunks_listed", engine_id=node_id, chunks=len(node["done"]), of=chunks)
+        return StoredChunks(self, node_id, node["done"], np.dtype(node["dtype"]))
 
     def put_chunk(
         self, node_id: str, chunk: int, chunks: int, records: np.ndarray, stable: bool = False

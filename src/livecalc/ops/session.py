@@ -143,7 +143,7 @@ class OpsHooks(RunHooks):
         if len(stored) == chunks:
             # Every chunk kept: the last one still runs, so that the engine's get_outputs()
             # (the projection's method, a node's statistics) are those of a real run.
-            stored.pop(chunks - 1)
+            stored.discard(chunks - 1)
         return stored
 
     def chunk_output(
