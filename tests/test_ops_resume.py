@@ -281,6 +281,21 @@ class TestResumeRefusals:
         assert (4, 3) == (result.nodes["a"].chunks, result.nodes["a"].reused_chunks)
         assert "failed" == result.nodes["b"].status
 
+    def test_replicas_on_worker_processes_resume_from_the_same_parts(self, tmp_path: Path) -> None:
+        """Node a on two worker processes: its chunks (copied from the replicas' slots) are
+        kept, and a resume on the same pool reuses them, with the same output bytes."""
+        raw = json.loads(_failing_config(tmp_path).read_text())
+        raw["run"].update({"executor": "processes", "parallelism": 2})
+        config = tmp_path / "config.json"
+        config.write_text(json.dumps(raw))
+        first = livecalc.run(config)
+        written = (tmp_path / "out" / "a_out.parquet").rename(tmp_path / "first.parquet")
+
+        result = resume(first.run_id)
+
+        assert (4, 3) == (result.nodes["a"].chunks, result.nodes["a"].reused_chunks)
+        assert _data_bytes(written) == _data_bytes(tmp_path / "out" / "a_out.parquet")
+
     def test_resume_through_a_pyarrow_filesystem_uri(self, tmp_path: Path) -> None:
         """Checkpoints on a pyarrow.fs URI: the run writes its parts there, resume reads them."""
         uri = (tmp_path / "object-store").as_uri()
