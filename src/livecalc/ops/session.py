@@ -151,19 +151,31 @@ class OpsHooks(RunHooks):
         return {PROVENANCE_KEY: json.dumps(self.prov, default=str)}
 
     def stored_chunks(self, node_id: str, chunk_size: int, chunks: int) -> Mapping[int, np.ndarray]:
-        if self.checkpoint is None or chunks < 2:
+        if self.checkpoint is None or chunks < 2 or _collects_per_chunk(self.config, node_id):
             return {}
-        return self.checkpoint.stored(node_id, chunk_size, chunks)
+        stored = self.checkpoint.stored(node_id, chunk_size, chunks)
+        if len(stored) == chunks:
+            # Every chunk kept: the last one still runs, so that the engine's get_outputs()
+            # (the projection's method, a node's statistics) are those of a real run.
+            stored.discard(chunks - 1)
+        return stored
 
     def chunk_output(
         self, node_id: str, chunk: int, chunks: int, records: np.ndarray, stable: bool = False
     ) -> None:
-        if self.checkpoint is None or chunks < 2:
+        if self.checkpoint is None or chunks < 2 or _collects_per_chunk(self.config, node_id):
             return
-        # A chunk that computed faster than checkpoint_min_chunk_seconds is cheaper to compute
-        # again on resume than to write now and read back then.
+        options = self.config.run
+        # Seconds since the node's previous chunk finished: with replicas computing chunks
+        # side by side, the time per chunk of the node's throughput, which a write competes
+        # with.
         seconds = time.perf_counter() - self._t0 - self._chunk_starts.get(node_id, 0.0)
-        if seconds < self.config.run.checkpoint_min_chunk_seconds:
+        if options.checkpoint_chunks == "auto" and not (
+            self.checkpoint.worth_writing(records.nbytes, seconds, options.checkpoint_max_overhead)
+            if options.checkpoint_min_chunk_seconds is None
+            else seconds >= options.checkpoint_min_chunk_seconds
+        ):
+            # Cheaper to compute again on resume than to write now.
             self.checkpoint.skipped += 1
             return
         self.checkpoint.put_chunk(node_id, chunk, chunks, records, stable=stable)
@@ -287,6 +299,13 @@ class OpsHooks(RunHooks):
 
     def _store_name(self) -> str | None:
         return str(self.store.file) if self.store is not None else None
+
+
+def _collects_per_chunk(config: PipelineConfig, node_id: str) -> bool:
+    """Whether the node's engine builds part of its get_outputs() chunk by chunk (the
+    projection's ``audit`` cash flows, for the audited policies each chunk holds): a chunk
+    reused from a checkpoint would leave them out, so such a node computes every chunk."""
+    return bool(config.node(node_id).config.get("audit"))
 
 
 def _metrics(statistics: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:

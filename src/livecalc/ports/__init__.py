@@ -50,7 +50,7 @@ class CheckpointStore(Protocol):
     """Where chunk parts and manifests live: four operations on named blobs.
 
     Keys are ``/``-separated relative paths (``RUN_ID/manifest.json``,
-    ``RUN_ID/NODE_ID/chunk-000003.parquet``).
+    ``RUN_ID/NODE_ID/chunk-000003.rec``).
     """
 
     def put(self, key: str, data: bytes) -> None:
