@@ -22,6 +22,8 @@ from livecalc.io.parquet import ParquetReader
 from livecalc.ops.session import resume
 from livecalc.ops.store import RunStore
 from livecalc.pipeline.api import run as pipeline_run
+from livecalc.pipeline.graph import EngineGraph
+from livecalc.pipeline.loading import load_config
 from livecalc.pipeline.selection import DatasetKeeper
 from livecalc.ports.context import LocalRunContext
 from livecalc.runtime.factory import EngineFactory
@@ -140,6 +142,9 @@ class TestNodeByNode:
         [
             (["esg", "projection"], ["solver"], ["results", "scenarios"]),
             (["esg"], ["projection", "solver"], ["scenarios"]),
+            # The solver re-runs the projection (not selected) on the scenarios the ESG
+            # (selected) generates in the same run: it waits for the ESG.
+            (["esg", "projection"], ["esg", "solver"], ["results"]),
         ],
     )
     def test_two_node_subsets(
@@ -230,6 +235,20 @@ class TestExecutors:
             solution["solution"]["premium_multiplier"]
             == (result.statistics["solver"]["solution"]["premium_multiplier"])
         )
+
+
+class TestOrder:
+    def test_a_selected_node_waits_for_selected_nodes_upstream(self, full: Path) -> None:
+        """esg and solver selected: the solver is ready only once the esg is done, through
+        the projection that is not selected."""
+        sorter = EngineGraph(load_config(full)).sorter(["solver", "esg"])
+
+        first = sorter.get_ready()
+        sorter.done(*first)
+        second = sorter.get_ready()
+
+        assert ("esg",) == first
+        assert ("solver",) == second
 
 
 class TestSelectionErrors:
