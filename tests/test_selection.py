@@ -662,6 +662,30 @@ class TestResumeSelection:
         assert f"dataset file {a_out['a_out']} (datasets['a_out']) changed" in result.output
 
 
+class TestSchedulerRetry:
+    def test_a_retry_resumes_its_own_selection_only(self, tmp_path: Path) -> None:
+        """Attempt 2 of a task resumes its nodes from the checkpoint; a task with other nodes
+        under the same run id is refused instead of resuming the first one's nodes."""
+        config = _three_nodes(tmp_path)
+        a_out = livecalc.run(config, nodes=["a"], keep_datasets=True).summary.extras["datasets"]
+        first = livecalc.run(
+            config, nodes=["b", "c"], datasets=a_out, context=LocalRunContext("task-1")
+        )
+
+        retry = LocalRunContext("task-1", attempt=2)
+        resumed = livecalc.run(config, nodes=["c", "b"], datasets=a_out, context=retry)
+        with pytest.raises(ConfigurationError) as info:
+            livecalc.run(config, nodes=["a"], context=LocalRunContext("task-1", attempt=2))
+
+        assert "failed" == first.nodes["c"].status
+        assert retry.state["resumed"]
+        assert (4, 4) == (resumed.nodes["b"].chunks, resumed.nodes["b"].reused_chunks)
+        assert (
+            "run 'task-1': its unfinished checkpoint is of b, c, but this attempt runs a; "
+            "give each task its own run id"
+        ) == str(info.value)
+
+
 class TestCli:
     @pytest.mark.parametrize(
         ("args", "expected"),
