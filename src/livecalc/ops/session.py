@@ -26,6 +26,7 @@ from livecalc.ops.checkpoint import RunCheckpoint, checkpoint_store
 from livecalc.ops.home import checkpoint_root
 from livecalc.ops.kept import (
     check_resumed_datasets,
+    check_same_selection,
     checks_in_scope,
     kept_folder,
     mark_kept,
@@ -421,6 +422,7 @@ def run(
         if _resume is None and context.attempt > 1:
             cp = _unfinished(run_id, store, checkpoint)
             if cp is not None:
+                check_same_selection(run_id, cp.manifest["meta"], nodes)
                 context.log("info", "livecalc_resuming", run_id=run_id, attempt=context.attempt)
                 return resume(
                     run_id,

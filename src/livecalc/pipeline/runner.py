@@ -591,6 +591,10 @@ class Runner:
         up_handle = self._handles[upstream]
         up_runner = self._runners[upstream]
         up_node = self.config.node(upstream)
+        if self.selection is not None and upstream in self.selection.support:
+            # A node only initialised: its inputs as they are now (a selected ESG upstream
+            # of it has run: the sorter makes this node wait for it).
+            self._node_inputs[upstream] = self._inputs_of(upstream)
         up_inputs = self._node_inputs[upstream]
         chunk_size = self._chunk_sizes.get(upstream, up_node.chunk_size or self.chunk_size)
         original = (
