@@ -14,7 +14,6 @@ docs/integrations-airflow.md.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 from livecalc.integrations.airflow import LiveCalcDagBuilder
@@ -23,12 +22,11 @@ EXAMPLES = Path(__file__).resolve().parents[1]
 
 for config in sorted(EXAMPLES.glob("dag_config_*.json")):
     name = config.stem.removeprefix("dag_config_")
-    builder = LiveCalcDagBuilder(config, dag_id=f"livecalc_{name}", retry_delay=timedelta(0))
+    builder = LiveCalcDagBuilder(config, dag_id=f"livecalc_{name}")
     globals()[builder.dag_id] = builder.build()
 
 livecalc_full_pipeline_one_task = LiveCalcDagBuilder(
     EXAMPLES / "dag_config_full_pipeline.json",
     dag_id="livecalc_full_pipeline_one_task",
     per_node_tasks=False,
-    retry_delay=timedelta(0),
 ).build()

@@ -109,8 +109,8 @@ class LiveCalcOperator(BaseOperator):
             raise AirflowException(
                 f"LiveCalc run {ctx.run_id} (attempt {ctx.attempt}) failed: {exc}"
             ) from exc
-        if not result.success:
-            failed = {k: r.error for k, r in result.nodes.items() if r.status == "failed"}
+        failed = {k: r.error for k, r in result.nodes.items() if r.status == "failed"}
+        if failed:
             detail = "; ".join(f"node {k!r}: {e}" for k, e in failed.items())
             raise AirflowException(
                 f"LiveCalc run {ctx.run_id} (attempt {ctx.attempt}) failed: {detail}; "

@@ -1,0 +1,154 @@
+"""The DAG builder and the example DAG file: DagBag loads them, dag.test() runs them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+import livecalc
+from livecalc.errors import ConfigurationError
+from livecalc.integrations.airflow import LiveCalcDagBuilder
+from livecalc.ops.store import RunStore
+
+from airflow_env import DAGS, EXAMPLES, write_dag_file
+
+EXAMPLE_DAGS = {
+    "livecalc_esg_projection": "dag_config_esg_projection.json",
+    "livecalc_full_pipeline": "dag_config_full_pipeline.json",
+    "livecalc_full_pipeline_one_task": "dag_config_full_pipeline.json",
+    "livecalc_projection_only": "dag_config_projection_only.json",
+}
+
+
+def _bag(path: Path) -> DagBag:
+    bag = DagBag(str(path))
+    assert {} == bag.import_errors
+    return bag
+
+
+def _without_seconds(value: Any) -> Any:
+    """A run's statistics without its timings (which differ between two runs)."""
+    if isinstance(value, dict):
+        return {k: _without_seconds(v) for k, v in value.items() if k != "seconds"}
+    if isinstance(value, list):
+        return [_without_seconds(v) for v in value]
+    return value
+
+
+def _task_values(dag_run: Any) -> tuple[dict[str, Any], dict[str, Path]]:
+    """The statistics of every node the DAG run's tasks ran, and every file they wrote."""
+    statistics: dict[str, Any] = {}
+    files: dict[str, Path] = {}
+    for ti in dag_run.get_task_instances():
+        state = ti.xcom_pull(task_ids=ti.task_id)
+        record = RunStore().get(state["run_id"])
+        for node in record["nodes"]:
+            if node["status"] == "succeeded" and node["outputs"]:
+                statistics[node["node_id"]] = node["outputs"]
+        files.update({k: Path(v) for k, v in state["outputs"].items()})
+    return json.loads(json.dumps(_without_seconds(statistics))), files
+
+
+class TestExampleDagFile:
+    def test_dagbag_loads_the_example_dags_without_import_errors(self) -> None:
+        """examples/airflow/livecalc_dags.py: four DAGs; the full one is esg >> projection >> solver."""
+        bag = _bag(DAGS / "livecalc_dags.py")
+        full = bag.dags["livecalc_full_pipeline"]
+
+        assert set(EXAMPLE_DAGS) == set(bag.dags)
+        assert {"esg", "projection", "solver"} == set(full.task_dict)
+        assert {"projection"} == full.task_dict["esg"].downstream_task_ids
+        assert {"solver"} == full.task_dict["projection"].downstream_task_ids
+        assert ["livecalc"] == list(bag.dags["livecalc_full_pipeline_one_task"].task_dict)
+
+    @pytest.mark.parametrize("dag_id", sorted(EXAMPLE_DAGS))
+    def test_dag_test_gives_the_values_of_livecalc_run(
+        self, dag_id: str, tmp_path: Path
+    ) -> None:
+        """dag.test() of an example DAG: success, the same statistics and tables as livecalc.run."""
+        shutil.copytree(EXAMPLES / "data", tmp_path / "data")
+        config = shutil.copy(EXAMPLES / EXAMPLE_DAGS[dag_id], tmp_path)
+        reference = livecalc.run(config, store=False)
+        dag = _bag(DAGS / "livecalc_dags.py").dags[dag_id]
+
+        dag_run = dag.test()
+        statistics, files = _task_values(dag_run)
+
+        assert "success" == dag_run.state
+        assert json.loads(json.dumps(_without_seconds(reference.statistics))) == statistics
+        assert set(reference.written) - {"summary"} <= set(files)
+        for name, path in reference.written.items():
+            if Path(path).suffix == ".parquet":
+                assert pq.read_table(path).equals(pq.read_table(files[name])), name
+
+
+def _check_config(name: str, severity: str) -> Path:
+    """The full example with one declared check that cannot pass (mean NPV above 1e12)."""
+    raw = json.loads((DAGS.parent / "dag_config_full_pipeline.json").read_text())
+    raw["checks"] = [
+        {"name": "mean_npv_floor", "kind": "metric", "node": "solver", "expr": "mean > 1e12",
+         "severity": severity},
+    ]  # fmt: skip
+    raw["output"] = {"path": f"output/{name}/results.parquet"}
+    path = DAGS.parent / f"{name}.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def _dag_file_for(config: Path, dag_id: str, **options: Any) -> str:
+    """A DAG file building ``dag_id`` from ``config``; a failed task's error goes to
+    ``<dag_id>.error`` (through Airflow's ``on_failure_callback``)."""
+    args = "".join(f", {k}={v!r}" for k, v in options.items())
+    error_file = DAGS.parent / f"{dag_id}.error"
+    return (
+        "from datetime import timedelta\n"
+        "from pathlib import Path\n"
+        "from livecalc.integrations.airflow import LiveCalcDagBuilder\n"
+        "def record(context):\n"
+        f"    Path({str(error_file)!r}).write_text(str(context['exception']))\n"
+        f"dag = LiveCalcDagBuilder({str(config)!r}, dag_id={dag_id!r}, "
+        "retry_delay=timedelta(0), default_args={'on_failure_callback': record}"
+        f"{args}).build()\n"
+    )
+
+
+class TestDeclaredChecks:
+    def test_failed_error_check_fails_the_task_with_its_message(
+        self, dag_files: list[Path]
+    ) -> None:
+        """An `error` check that fails: the solver task fails on try 1 (no retry), the
+        check's name and message in the task's error; upstream tasks succeed."""
+        config = _check_config("check_error", "error")
+        dag_files.append(write_dag_file("check_error", _dag_file_for(config, "check_error", per_node_tasks=False)))
+        dag = _bag(dag_files[0]).dags["check_error"]
+
+        dag_run = dag.test()
+        states = {ti.task_id: (ti.state, ti.try_number) for ti in dag_run.get_task_instances()}
+        error = (DAGS.parent / "check_error.error").read_text()
+
+        assert "failed" == dag_run.state
+        assert {"livecalc": ("failed", 1)} == states
+        assert "1 declared check(s) failed: mean_npv_floor: mean > 1e12: 503118 > 1e+12 is " \
+            "False" in error
+        assert "output/check_error/results.parquet" in error
+
+    def test_failed_warn_check_only_warns(self, dag_files: list[Path]) -> None:
+        """A `warn` check that fails: the task succeeds; the run records the failed check."""
+        config = _check_config("check_warn", "warn")
+        dag_files.append(write_dag_file("check_warn", _dag_file_for(config, "check_warn", per_node_tasks=False)))
+        dag = _bag(dag_files[0]).dags["check_warn"]
+
+        dag_run = dag.test()
+        (ti,) = dag_run.get_task_instances()
+        record = RunStore().get(ti.xcom_pull(task_ids=ti.task_id, key="run_id"))
+
+        assert "success" == dag_run.state
+        assert [("mean_npv_floor", "warn", False)] == [
+            (c["name"], c["severity"], c["passed"]) for c in record["checks"]
+        ]
