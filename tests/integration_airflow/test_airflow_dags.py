@@ -10,13 +10,10 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from airflow_env import DAGS, EXAMPLES, write_dag_file
 
 import livecalc
-from livecalc.errors import ConfigurationError
-from livecalc.integrations.airflow import LiveCalcDagBuilder
 from livecalc.ops.store import RunStore
-
-from airflow_env import DAGS, EXAMPLES, write_dag_file
 
 EXAMPLE_DAGS = {
     "livecalc_esg_projection": "dag_config_esg_projection.json",
@@ -57,7 +54,7 @@ def _task_values(dag_run: Any) -> tuple[dict[str, Any], dict[str, Path]]:
 
 class TestExampleDagFile:
     def test_dagbag_loads_the_example_dags_without_import_errors(self) -> None:
-        """examples/airflow/livecalc_dags.py: four DAGs; the full one is esg >> projection >> solver."""
+        """The example DAG file gives four DAGs; the full one is esg >> projection >> solver."""
         bag = _bag(DAGS / "livecalc_dags.py")
         full = bag.dags["livecalc_full_pipeline"]
 
@@ -68,9 +65,7 @@ class TestExampleDagFile:
         assert ["livecalc"] == list(bag.dags["livecalc_full_pipeline_one_task"].task_dict)
 
     @pytest.mark.parametrize("dag_id", sorted(EXAMPLE_DAGS))
-    def test_dag_test_gives_the_values_of_livecalc_run(
-        self, dag_id: str, tmp_path: Path
-    ) -> None:
+    def test_dag_test_gives_the_values_of_livecalc_run(self, dag_id: str, tmp_path: Path) -> None:
         """dag.test() of an example DAG: success, the same statistics and tables as livecalc.run."""
         shutil.copytree(EXAMPLES / "data", tmp_path / "data")
         config = shutil.copy(EXAMPLES / EXAMPLE_DAGS[dag_id], tmp_path)
@@ -125,7 +120,11 @@ class TestDeclaredChecks:
         """An `error` check that fails: the solver task fails on try 1 (no retry), the
         check's name and message in the task's error; upstream tasks succeed."""
         config = _check_config("check_error", "error")
-        dag_files.append(write_dag_file("check_error", _dag_file_for(config, "check_error", per_node_tasks=False)))
+        dag_files.append(
+            write_dag_file(
+                "check_error", _dag_file_for(config, "check_error", per_node_tasks=False)
+            )
+        )
         dag = _bag(dag_files[0]).dags["check_error"]
 
         dag_run = dag.test()
@@ -134,14 +133,18 @@ class TestDeclaredChecks:
 
         assert "failed" == dag_run.state
         assert {"livecalc": ("failed", 1)} == states
-        assert "1 declared check(s) failed: mean_npv_floor: mean > 1e12: 503118 > 1e+12 is " \
+        assert (
+            "1 declared check(s) failed: mean_npv_floor: mean > 1e12: 503118 > 1e+12 is "
             "False" in error
+        )
         assert "output/check_error/results.parquet" in error
 
     def test_failed_warn_check_only_warns(self, dag_files: list[Path]) -> None:
         """A `warn` check that fails: the task succeeds; the run records the failed check."""
         config = _check_config("check_warn", "warn")
-        dag_files.append(write_dag_file("check_warn", _dag_file_for(config, "check_warn", per_node_tasks=False)))
+        dag_files.append(
+            write_dag_file("check_warn", _dag_file_for(config, "check_warn", per_node_tasks=False))
+        )
         dag = _bag(dag_files[0]).dags["check_warn"]
 
         dag_run = dag.test()
