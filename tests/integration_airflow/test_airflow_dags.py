@@ -1,4 +1,4 @@
-"""The DAG builder and the example DAG file: DagBag loads them, dag.test() runs them."""
+"""DAG runs through dag.test(): the example DAGs, declared checks, failures and retries."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from airflow.dag_processing.dagbag import DagBag
 from airflow_env import DAGS, EXAMPLES, write_dag_file
 
 import livecalc
+from livecalc.integrations.airflow import airflow_run_id
+from livecalc.io.generate import generate_policies, write_policies
 from livecalc.ops.store import RunStore
 
 EXAMPLE_DAGS = {
@@ -155,3 +157,66 @@ class TestDeclaredChecks:
         assert [("mean_npv_floor", "warn", False)] == [
             (c["name"], c["severity"], c["passed"]) for c in record["checks"]
         ]
+
+
+def _failing_config(folder: Path) -> Path:
+    """Echo in 4 chunks, then a node that always fails (LiveCalc's testing engines)."""
+    write_policies(folder / "policies.parquet", generate_policies(100, seed=1))
+    raw = {
+        "plugins": ["livecalc.testing:register_testing_engines"],
+        "data_sources": {"policies": {"path": "policies.parquet"}},
+        "engines": [
+            {"id": "a", "type": "test_echo", "inputs": ["policies"], "outputs": ["a_out"]},
+            {"id": "b", "type": "test_fail_n", "config": {"n": 99}, "inputs": ["a_out"],
+             "outputs": ["b_out"]},
+        ],
+        "output": {"path": "out/{name}.parquet", "write": ["a_out", "b_out"]},
+        "run": {"chunk_size": 25, "checkpoint_min_chunk_seconds": 0},
+    }  # fmt: skip
+    path = folder / "config.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+class TestFailures:
+    def test_failed_node_is_retried_and_the_retry_resumes(
+        self, tmp_path: Path, dag_files: list[Path]
+    ) -> None:
+        """A node that fails fails the try; Airflow's retry (in the same dag.test) resumes the
+        LiveCalc run, reusing node a's 4 checkpointed chunks, and fails naming node b."""
+        config = _failing_config(tmp_path)
+        dag_files.append(write_dag_file("node_fails", _dag_file_for(
+            config, "node_fails", per_node_tasks=False, retries=1)))  # fmt: skip
+        dag = _bag(dag_files[0]).dags["node_fails"]
+
+        dag_run = dag.test()
+        (ti,) = dag_run.get_task_instances()
+        error = (DAGS.parent / "node_fails.error").read_text()
+        run_id = airflow_run_id("node_fails", dag_run.run_id, "livecalc")
+        record = RunStore().get(run_id)
+        node_a = next(n for n in record["nodes"] if n["node_id"] == "a")
+
+        assert ("failed", 2) == (ti.state, ti.try_number)
+        assert f"LiveCalc run {run_id} (attempt 2) failed: node 'b'" in error
+        assert "planned failure" in error
+        assert 1 == record["resumed"]
+        assert (4, 4) == (node_a["chunks"], node_a["reused_chunks"])
+
+    def test_config_error_at_run_time_fails_without_retry(
+        self, tmp_path: Path, dag_files: list[Path]
+    ) -> None:
+        """Data missing when the task runs (the DAG built with check_files=False): the task
+        fails on try 1 although retries are left, naming the file."""
+        config = _failing_config(tmp_path)
+        (tmp_path / "policies.parquet").unlink()
+        dag_files.append(write_dag_file("no_data", _dag_file_for(
+            config, "no_data", per_node_tasks=False, retries=2, check_files=False)))  # fmt: skip
+        dag = _bag(dag_files[0]).dags["no_data"]
+
+        dag_run = dag.test()
+        (ti,) = dag_run.get_task_instances()
+        error = (DAGS.parent / "no_data.error").read_text()
+
+        assert ("failed", 1) == (ti.state, ti.try_number)
+        assert f"LiveCalc config {config}" in error
+        assert "policies.parquet" in error

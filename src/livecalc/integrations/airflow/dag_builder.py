@@ -118,8 +118,8 @@ class LiveCalcDagBuilder:
             return problems, {}
         task_ids = list(graph) if self.per_node_tasks else [self.task_id]
         problems.extend(
-            f"{self.config_path}: engine id {node!r} is no valid Airflow task id (letters, "
-            "digits, '_', '.' or '-'): rename the engine, or set per_node_tasks=False"
+            f"{self.config_path}: engine id {node!r} is no valid Airflow task id (1 to 250 "
+            "letters, digits, '_', '.' or '-'): rename the engine, or set per_node_tasks=False"
             if self.per_node_tasks
             else f"task_id {node!r}: use 1 to 250 letters, digits, '_', '.' or '-'"
             for node in task_ids
