@@ -116,42 +116,43 @@ def _dag_file_for(config: Path, dag_id: str, **options: Any) -> str:
 
 
 class TestDeclaredChecks:
+    @pytest.mark.parametrize("per_node", [True, False], ids=["per_node", "one_task"])
     def test_failed_error_check_fails_the_task_with_its_message(
-        self, dag_files: list[Path]
+        self, per_node: bool, dag_files: list[Path]
     ) -> None:
-        """An `error` check that fails: the solver task fails on try 1 (no retry), the
-        check's name and message in the task's error; upstream tasks succeed."""
-        config = _check_config("check_error", "error")
-        dag_files.append(
-            write_dag_file(
-                "check_error", _dag_file_for(config, "check_error", per_node_tasks=False)
-            )
-        )
-        dag = _bag(dag_files[0]).dags["check_error"]
+        """An `error` check on the solver that fails: the task running the solver fails on
+        try 1 (no retry, retries being left), the check's name and message in its error."""
+        dag_id = f"check_error_{per_node}"
+        config = _check_config(dag_id, "error")
+        body = _dag_file_for(config, dag_id, per_node_tasks=per_node)
+        dag_files.append(write_dag_file(dag_id, body))
+        dag = _bag(dag_files[0]).dags[dag_id]
 
         dag_run = dag.test()
         states = {ti.task_id: (ti.state, ti.try_number) for ti in dag_run.get_task_instances()}
-        error = (DAGS.parent / "check_error.error").read_text()
+        error = (DAGS.parent / f"{dag_id}.error").read_text()
 
         assert "failed" == dag_run.state
-        assert {"livecalc": ("failed", 1)} == states
+        if per_node:
+            assert {"esg": ("success", 1), "projection": ("success", 1),
+                    "solver": ("failed", 1)} == states  # fmt: skip
+        else:
+            assert {"livecalc": ("failed", 1)} == states
+            assert f"output/{dag_id}/results.parquet" in error
         assert (
             "1 declared check(s) failed: mean_npv_floor: mean > 1e12: 503118 > 1e+12 is "
             "False" in error
         )
-        assert "output/check_error/results.parquet" in error
 
     def test_failed_warn_check_only_warns(self, dag_files: list[Path]) -> None:
-        """A `warn` check that fails: the task succeeds; the run records the failed check."""
+        """A `warn` check that fails: the solver task succeeds; its run records the check."""
         config = _check_config("check_warn", "warn")
-        dag_files.append(
-            write_dag_file("check_warn", _dag_file_for(config, "check_warn", per_node_tasks=False))
-        )
+        dag_files.append(write_dag_file("check_warn", _dag_file_for(config, "check_warn")))
         dag = _bag(dag_files[0]).dags["check_warn"]
 
         dag_run = dag.test()
-        (ti,) = dag_run.get_task_instances()
-        record = RunStore().get(ti.xcom_pull(task_ids=ti.task_id, key="run_id"))
+        ti = dag_run.get_task_instance("solver")
+        record = RunStore().get(ti.xcom_pull(task_ids="solver", key="run_id"))
 
         assert "success" == dag_run.state
         assert [("mean_npv_floor", "warn", False)] == [

@@ -36,7 +36,8 @@ class LiveCalcOperator(BaseOperator):
         config_path: the pipeline config (JSON); relative paths inside it resolve against its
             folder, as with ``livecalc run``.
         node: run only this engine node; the datasets it reads from other nodes come from
-            the ``datasets`` XCom of this task's upstream tasks. None: the whole pipeline.
+            the ``datasets`` XCom of this task's upstream tasks, and every dataset it produces
+            is kept in a file, its path pushed as XCom ``datasets``. None: the whole pipeline.
         overrides: ``engine.key=value`` strings (``livecalc run --set``).
         store: the LiveCalc run store folder (default ``$LIVECALC_HOME``).
         checkpoint: where chunk checkpoints go (a folder or ``pyarrow.fs`` URI; default
@@ -76,8 +77,7 @@ class LiveCalcOperator(BaseOperator):
             result = self._run(ctx, self._upstream_datasets(context))
         state = dict(ctx.state)
         if self.node is not None:
-            state["datasets"] = dict(result.summary.extras.get("datasets", {}))
-            ti.xcom_push(key="datasets", value=state["datasets"])
+            ti.xcom_push(key="datasets", value=state.get("datasets", {}))
         ti.xcom_push(key="run_id", value=state["run_id"])
         ti.xcom_push(key="outputs", value=state.get("outputs", {}))
         self._check(ctx, result)
@@ -119,11 +119,15 @@ class LiveCalcOperator(BaseOperator):
         return result
 
     def _upstream_datasets(self, context: Context) -> dict[str, str]:
-        """The dataset files this node's upstream LiveCalc tasks produced (their XCom)."""
-        if self.node is None or not self.upstream_task_ids:
+        """The dataset files this node's upstream tasks produced (their ``datasets`` XCom).
+
+        Every ancestor, not only the direct ones: a solver that re-runs the projection reads
+        the scenarios of the ESG two tasks up.
+        """
+        if self.node is None:
             return {}
         found: dict[str, str] = {}
-        for task_id in sorted(self.upstream_task_ids):
+        for task_id in sorted(self.get_flat_relative_ids(upstream=True)):
             pushed = context["ti"].xcom_pull(task_ids=task_id, key="datasets")
             if isinstance(pushed, Mapping):
                 found.update({str(k): str(v) for k, v in pushed.items()})
