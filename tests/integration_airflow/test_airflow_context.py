@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass
 
 import pytest
+import structlog
 
 from livecalc.integrations.airflow import AirflowRunContext, airflow_run_id
 from livecalc.ports import RunContext
@@ -89,3 +90,26 @@ def test_import_livecalc_never_imports_airflow() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
 
     assert "[]" == out.stdout.strip()
+
+
+class TestLogging:
+    def test_host_structlog_configuration_is_restored(self) -> None:
+        """Inside livecalc_logging LiveCalc's chain is installed; after it, the host's
+        processors (the same list object, which bound loggers hold) and factory are back."""
+        from livecalc.integrations.airflow._logging import livecalc_logging
+
+        saved = structlog.get_config()
+        marker = structlog.processors.KeyValueRenderer()
+        structlog.configure(processors=[marker], logger_factory=structlog.PrintLoggerFactory())
+        host = structlog.get_config()
+        try:
+            with livecalc_logging():
+                inside = list(structlog.get_config()["processors"])
+            after = structlog.get_config()
+        finally:
+            structlog.configure(**saved)
+
+        assert marker not in inside
+        assert [marker] == after["processors"]
+        assert host["processors"] is after["processors"]
+        assert host["logger_factory"] is after["logger_factory"]
