@@ -1,7 +1,8 @@
 """A LiveCalc task killed mid-run and retried by Airflow resumes from its chunk checkpoints.
 
 Try 1 runs in a real Airflow process (``airflow dags test``) that is SIGKILLed once at least 4
-of the projection's 10 chunks are checkpointed. Airflow's scheduler, finding the task instance
+of the projection's 10 chunks are checkpointed; the task is the whole pipeline, or the
+projection node of a DAG with a task per node. Airflow's scheduler, finding the task instance
 running with no process behind it, fails it into ``up_for_retry`` and schedules try 2; the test
 does those two steps with Airflow's own task instance methods (``handle_failure``, the DAG
 run's ``update_state``), then runs try 2 through Airflow (``airflow tasks test`` on that
@@ -36,8 +37,6 @@ from livecalc.integrations.airflow import airflow_run_id
 from livecalc.io.generate import generate_policies, write_policies
 from livecalc.ops.store import RunStore
 
-DAG_ID = "livecalc_retry"
-
 
 def _projection_config(folder: Path) -> Path:
     """ESG (1,000 scenarios, 30 years) -> projection of 5,000 policies in 10 chunks."""
@@ -68,21 +67,22 @@ def _data_bytes(path: Path) -> bytes:
 
 
 def _done(home: Path) -> int:
-    """Projection chunks checkpointed so far by the run under ``home``."""
+    """Projection chunks checkpointed so far (per node, the ESG's run has its own manifest)."""
+    done = 0
     for manifest in home.glob("runs/*/manifest.json"):
         try:
             node = json.loads(manifest.read_text())["nodes"].get("projection")
         except ValueError:
             continue
-        return len(node["done"]) if node else 0
-    return 0
+        done = max(done, len(node["done"]) if node else 0)
+    return done
 
 
-def _kill_after_four_chunks(home: Path) -> int:
+def _kill_after_four_chunks(home: Path, dag_id: str) -> int:
     """Try 1 in `airflow dags test`, SIGKILLed once >= 4 chunks are checkpointed."""
     airflow = Path(sys.executable).with_name("airflow")
     proc = subprocess.Popen(
-        [str(airflow), "dags", "test", DAG_ID],
+        [str(airflow), "dags", "test", dag_id],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -95,16 +95,16 @@ def _kill_after_four_chunks(home: Path) -> int:
     return _done(home)
 
 
-def _fail_and_reschedule(dag_file: Path) -> str:
+def _fail_and_reschedule(dag_file: Path, dag_id: str, task_id: str) -> str:
     """What the scheduler does with a running task instance whose process is gone: fail it
     (into up_for_retry, retries being left), then schedule its next try. Returns the run id."""
-    dag = DagBag(str(dag_file)).dags[DAG_ID]
+    dag = DagBag(str(dag_file)).dags[dag_id]
     scheduler_dag = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dag))
     with create_session() as session:
-        (dag_run,) = session.scalars(select(DagRun).where(DagRun.dag_id == DAG_ID)).all()
-        ti = dag_run.get_task_instance("livecalc", session=session)
+        (dag_run,) = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id)).all()
+        ti = dag_run.get_task_instance(task_id, session=session)
         assert (TaskInstanceState.RUNNING, 1) == (ti.state, ti.try_number)
-        ti.task = scheduler_dag.get_task("livecalc")
+        ti.task = scheduler_dag.get_task(task_id)
         ti.handle_failure("task process killed (SIGKILL)", session=session)
         assert TaskInstanceState.UP_FOR_RETRY == ti.state
         dag_run.dag = scheduler_dag
@@ -117,37 +117,42 @@ def _fail_and_reschedule(dag_file: Path) -> str:
 
 
 class TestRetryResumes:
+    @pytest.mark.parametrize("per_node", [False, True], ids=["one_task", "per_node"])
     def test_killed_task_is_retried_from_its_checkpoint(
         self,
+        per_node: bool,
         tmp_path: Path,
         livecalc_home: Path,
         dag_files: list[Path],
         monkeypatch: pytest.MonkeyPatch,
     ) -> None:
-        """Try 2 reuses the >= 4 chunks try 1 checkpointed, computes the rest, same bytes."""
+        """Try 2 reuses the >= 4 chunks try 1 checkpointed, computes the rest, same bytes
+        (per node: the projection task, its scenarios read from the ESG task's XCom)."""
+        dag_id = f"livecalc_retry_{'per_node' if per_node else 'one_task'}"
+        task_id = "projection" if per_node else "livecalc"
         config = _projection_config(tmp_path)
         out = tmp_path / "out" / "results.parquet"
         assert livecalc.run(config, store=False).success
         reference = out.rename(tmp_path / "reference.parquet")
-        dag_files.append(write_dag_file(DAG_ID, (
+        dag_files.append(write_dag_file(dag_id, (
             "from datetime import timedelta\n"
             "from livecalc.integrations.airflow import LiveCalcDagBuilder\n"
-            f"dag = LiveCalcDagBuilder({str(config)!r}, dag_id={DAG_ID!r}, "
-            "per_node_tasks=False, retries=1, retry_delay=timedelta(0)).build()\n"
+            f"dag = LiveCalcDagBuilder({str(config)!r}, dag_id={dag_id!r}, "
+            f"per_node_tasks={per_node}, retries=1, retry_delay=timedelta(0)).build()\n"
         )))  # fmt: skip
 
-        done = _kill_after_four_chunks(livecalc_home)
-        run_id = _fail_and_reschedule(dag_files[0])
+        done = _kill_after_four_chunks(livecalc_home, dag_id)
+        run_id = _fail_and_reschedule(dag_files[0], dag_id, task_id)
         # `airflow tasks test` sets AIRFLOW_TEST_MODE in this process; undone after the test.
         monkeypatch.setenv("AIRFLOW_TEST_MODE", "False")
-        args = get_parser().parse_args(["tasks", "test", DAG_ID, "livecalc", run_id])
+        args = get_parser().parse_args(["tasks", "test", dag_id, task_id, run_id])
         args.func(args)
 
         with create_session() as session:
             dag_run = session.scalars(select(DagRun).where(DagRun.run_id == run_id)).one()
-            ti = dag_run.get_task_instance("livecalc", session=session)
-            state = ti.xcom_pull(task_ids="livecalc", session=session)
-        livecalc_run = airflow_run_id(DAG_ID, run_id, "livecalc", -1)
+            ti = dag_run.get_task_instance(task_id, session=session)
+            state = ti.xcom_pull(task_ids=task_id, session=session)
+        livecalc_run = airflow_run_id(dag_id, run_id, task_id, -1)
         record = RunStore().get(livecalc_run)
         projection = next(n for n in record["nodes"] if n["node_id"] == "projection")
 
