@@ -18,13 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from livecalc.integrations.airflow._logging import livecalc_logging
 from livecalc.integrations.airflow.context import AirflowRunContext
+
+if TYPE_CHECKING:
+    from livecalc.pipeline.api import RunResult
 
 __all__ = ["LiveCalcOperator"]
 
@@ -83,13 +86,10 @@ class LiveCalcOperator(BaseOperator):
         self._check(ctx, result)
         return state
 
-    def _run(self, ctx: AirflowRunContext, datasets: Mapping[str, str]) -> Any:
+    def _run(self, ctx: AirflowRunContext, datasets: Mapping[str, str]) -> RunResult:
         from livecalc.errors import CalcEngineError, ConfigurationError
         from livecalc.ops.session import run
 
-        selection: dict[str, Any] = {}
-        if self.node is not None:
-            selection = {"nodes": [self.node], "datasets": datasets, "keep_datasets": True}
         try:
             result = run(
                 self.config_path,
@@ -100,7 +100,10 @@ class LiveCalcOperator(BaseOperator):
                 chunk_size=self.chunk_size,
                 source="airflow",
                 context=ctx,
-                **selection,
+                nodes=None if self.node is None else [self.node],
+                datasets=datasets if self.node is not None else None,
+                # A node's datasets are files the downstream tasks read.
+                keep_datasets=self.node is not None,
             )
         except ConfigurationError as exc:
             # A config error stays one on every try: fail now, each problem named.
@@ -133,7 +136,7 @@ class LiveCalcOperator(BaseOperator):
                 found.update({str(k): str(v) for k, v in pushed.items()})
         return found
 
-    def _check(self, ctx: AirflowRunContext, result: Any) -> None:
+    def _check(self, ctx: AirflowRunContext, result: RunResult) -> None:
         """Warn on failed ``warn`` checks; fail the task on failed ``error`` checks."""
         failed = [c for c in result.summary.extras.get("checks", []) if not c["passed"]]
         for check in failed:
