@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 import livecalc
 from livecalc.cli.app import app
-from livecalc.errors import ConfigurationError, ExecutionError
+from livecalc.engines.projection import ProjectionEngine
+from livecalc.errors import ConfigurationError, ExecutionError, InitializationError
 from livecalc.io.generate import ESG_METADATA_KEY
 from livecalc.io.parquet import ParquetReader
 from livecalc.ops.session import resume
@@ -23,6 +24,7 @@ from livecalc.ops.store import RunStore
 from livecalc.pipeline.api import run as pipeline_run
 from livecalc.pipeline.selection import DatasetKeeper
 from livecalc.ports.context import LocalRunContext
+from livecalc.runtime.factory import EngineFactory
 from livecalc.runtime.records import RESULT_DTYPE
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
@@ -125,9 +127,13 @@ class TestNodeByNode:
         summary = _cli(config, "--node", "projection", "--keep-datasets")
         kept = Path(summary["datasets"]["results"])
 
+        kept_bytes = kept.read_bytes()
+        _cli(config)  # writes the output again: the kept file stays as it was
+
         assert whole.equals(_values(results))
-        assert results.read_bytes() == kept.read_bytes()
         assert ["projection"] == summary["selection"]["nodes"]
+        assert kept_bytes == kept.read_bytes()
+        assert results.read_bytes() != kept_bytes  # another run id in the new file
 
     @pytest.mark.parametrize(
         ("first", "second", "given"),
@@ -175,6 +181,37 @@ def _error(config: Path, **kwargs: Any) -> str:
     with pytest.raises(ConfigurationError) as info:
         livecalc.run(config, store=False, **kwargs)
     return str(info.value)
+
+
+class _UnreachableProjection(ProjectionEngine):
+    """A projection whose assumptions cannot be fetched (an Assumptions Manager down)."""
+
+    def initialize(self, config: Any, credentials: Any = None) -> None:
+        raise InitializationError("cannot resolve am://mortality@3: connection refused")
+
+
+class TestReRunNodeFailure:
+    def test_solver_fails_when_the_projection_it_re_runs_cannot_start(
+        self, full: Path, kept: dict[str, str]
+    ) -> None:
+        """The re-run projection fails to initialise: the solver fails with that reason and
+        does not run; the summary lists the solver alone."""
+        factory = EngineFactory()
+        factory.register_engine("unreachable_projection", _UnreachableProjection)
+        raw = json.loads(full.read_text())
+        raw["engines"][1]["type"] = "unreachable_projection"
+        datasets = {name: kept[name] for name in ("results", "scenarios")}
+
+        result = livecalc.run(
+            raw, base_dir=full.parent, nodes=["solver"], datasets=datasets, factory=factory
+        )
+
+        assert {"solver": "failed"} == result.status
+        assert (
+            "initialize of node 'projection' (which this node re-runs): cannot resolve "
+            "am://mortality@3: connection refused"
+        ) == result.nodes["solver"].error
+        assert 0 == result.nodes["solver"].rows_processed
 
 
 class TestExecutors:
@@ -274,6 +311,19 @@ class TestSelectionErrors:
         message = _error(full, nodes=["projection"], datasets=datasets)
 
         assert expected in message
+
+    def test_files_the_selection_does_not_read_are_ignored(
+        self, full: Path, kept: dict[str, str]
+    ) -> None:
+        """Every kept file handed over (as a scheduler may): only those read are used."""
+        result = livecalc.run(full, nodes=["esg", "projection"], datasets={
+            "solution": kept["solution"]
+        }, store=False)  # fmt: skip
+
+        assert result.success
+        assert {} == result.summary.selection["datasets"]
+        inputs = result.summary.extras["provenance"]["inputs"]
+        assert not [i for i in inputs if "dataset" in i]
 
     def test_missing_file_and_folder(self, full: Path, tmp_path: Path) -> None:
         """A dataset file that is not there, or a folder, is named."""

@@ -237,7 +237,8 @@ def gc(
         str | None, typer.Option(help="checkpoint folder or URI (default: runs/ beside the store)")
     ] = None,
 ) -> None:
-    """Remove chunk checkpoints not touched for a while (runs killed and never resumed)."""
+    """Remove run folders not touched for a while: checkpoints of runs killed and never
+    resumed, and the datasets runs kept (--keep-datasets)."""
     from livecalc.ops.checkpoint import checkpoint_store, collect_garbage
     from livecalc.ops.home import checkpoint_root
 

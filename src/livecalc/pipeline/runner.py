@@ -548,7 +548,9 @@ class Runner:
             esg = report.outputs.get("esg_metadata")
             meta = {ESG_METADATA_KEY: json.dumps(esg)} if isinstance(esg, Mapping) else {}
             for name in node.outputs:
-                self._keeper.keep(name, self._datasets.get(name), {**outputs.metadata, **meta})
+                # A dataset already written to its output file is kept as that file.
+                value = outputs.written.get(name, self._datasets.get(name))
+                self._keeper.keep(name, value, {**outputs.metadata, **meta})
 
     # -- goal-seek ----------------------------------------------------------------------------
 

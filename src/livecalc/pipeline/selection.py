@@ -319,8 +319,10 @@ class DatasetKeeper:
     """Writes each dataset a run produces to a stable file in one folder (``keep_datasets``).
 
     Records go to ``NAME.parquet`` (with the run's key-value metadata, and an ESG's description
-    as the normal writer keeps it), statistics to ``NAME.json``; a dataset already streamed to
-    its output file is copied from it. Each file appears atomically.
+    as the normal writer keeps it), statistics to ``NAME.json``; a dataset already written to
+    its output file is linked to it (a hard link: the next run replaces the output file by a
+    rename, so the kept one stays as it is), or copied where links are not possible. Each
+    file appears atomically.
     """
 
     def __init__(self, folder: Path) -> None:
@@ -356,12 +358,7 @@ class DatasetKeeper:
                     writer.write_chunk(value)
             elif isinstance(value, Path):
                 path = self._target(name, value.suffix or ".parquet")
-                tmp = temp_path(path)
-                try:
-                    shutil.copyfile(value, tmp)
-                    os.replace(tmp, path)
-                finally:
-                    Path(tmp).unlink(missing_ok=True)
+                _link_or_copy(value, path)
             elif isinstance(value, Mapping):
                 path = self._target(name, ".json")
                 write_json_atomic(path, dict(value))
@@ -373,3 +370,16 @@ class DatasetKeeper:
                 "free disk space or choose another keep_datasets folder"
             ) from exc
         self.paths[name] = path
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``target`` holding ``source``'s bytes: a hard link, else a copy; atomically."""
+    tmp = temp_path(target)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:  # another filesystem, or one without hard links
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
