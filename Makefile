@@ -33,9 +33,9 @@ chromium:
 
 # Two pytest processes: the main suite, then the Airflow integration's tests, which import
 # Airflow (it configures logging process-wide) and run DAGs against a temporary SQLite home.
+# Both run even when the first fails; `make test` fails when either does.
 test: $(VENV)/.installed-dev chromium
-	$(PY) -m pytest -q
-	$(PY) -m pytest -q tests/integration_airflow
+	$(PY) -m pytest -q; main=$$?; $(PY) -m pytest -q tests/integration_airflow && exit $$main
 
 # The fuzzer (tests/fuzz) runs a few cases inside `make test`; this runs many. Set
 # LIVECALC_FUZZ_CASES (default 300) and LIVECALC_FUZZ_SEED; replay one failing case with the

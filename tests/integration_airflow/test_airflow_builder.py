@@ -99,16 +99,16 @@ class TestBuild:
             k: t.upstream_task_ids for k, t in tasks.items()
         }
         assert all(isinstance(t, LiveCalcOperator) for t in tasks.values())
-        assert {"esg", "projection", "solver"} == {t.node for t in tasks.values()}  # type: ignore[attr-defined]
+        assert {"esg", "projection", "solver"} == {t.node for t in tasks.values()}
         assert {(3, timedelta(seconds=5))} == {(t.retries, t.retry_delay) for t in tasks.values()}
-        assert str(FULL) == tasks["esg"].config_path  # type: ignore[attr-defined]
+        assert str(FULL) == tasks["esg"].config_path
 
     def test_one_task_for_the_whole_pipeline(self) -> None:
         """per_node_tasks=False: one task, running every node."""
         dag = LiveCalcDagBuilder(FULL, dag_id="whole", per_node_tasks=False, task_id="run").build()
 
         (task,) = dag.task_dict.values()
-        assert ("run", None) == (task.task_id, task.node)  # type: ignore[attr-defined]
+        assert ("run", None) == (task.task_id, task.node)
 
     def test_dag_arguments_pass_through_and_survive_two_builds(self) -> None:
         """tags and other DAG arguments reach the DAG, on every build()."""
