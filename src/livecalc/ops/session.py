@@ -42,9 +42,8 @@ from livecalc.pipeline.executors import Executor
 from livecalc.pipeline.graph import EngineGraph
 from livecalc.pipeline.hooks import RunHooks
 from livecalc.pipeline.loading import load_config
-from livecalc.pipeline.runner import ProgressCallback
 from livecalc.pipeline.selection import select
-from livecalc.ports import RunContext
+from livecalc.ports import CheckpointStore, ChunkStrategy, ProgressReporter, RunContext
 from livecalc.ports.context import check_run_id
 from livecalc.runtime.factory import EngineFactory
 
@@ -60,6 +59,10 @@ START_RECORD_DELAY = 1.0
 
 StoreOption = bool | str | Path | None
 """None or True: ``$LIVECALC_HOME``; a folder or .duckdb file; False: record nothing."""
+
+CheckpointOption = CheckpointStore | str | Path | bool | None
+"""A ``CheckpointStore``, a folder or ``pyarrow.fs`` URI; False: none; None or True: the
+default (``runs/`` beside the store, when the config's ``run.checkpoint`` is true)."""
 
 
 def _store_of(store: StoreOption) -> RunStore | None:
@@ -100,7 +103,7 @@ class OpsHooks(RunHooks):
 
     # -- progress (the timeline) ------------------------------------------------------------
 
-    def progress(self, user: ProgressCallback | None) -> ProgressCallback:
+    def progress(self, user: ProgressReporter | None) -> ProgressReporter:
         """A progress callback that records node start and end times, then calls ``user``."""
 
         def follow(event: str, node_id: str, **info: Any) -> None:
@@ -342,19 +345,20 @@ def run(
     chunk_size: int | None = None,
     credentials: AMCredentials | None = None,
     factory: EngineFactory | None = None,
-    progress: ProgressCallback | None = None,
+    progress: ProgressReporter | None = None,
     base_dir: str | Path | None = None,
     parallelism: int | None = None,
     address: str | None = None,
     store: StoreOption = None,
     report: str | Path | None = None,
-    checkpoint: str | Path | bool | None = None,
+    checkpoint: CheckpointOption = None,
     source: str = "api",
     run_id: str | None = None,
     context: RunContext | None = None,
     nodes: Sequence[str] | None = None,
     datasets: Mapping[str, str | Path] | None = None,
     keep_datasets: bool | str | Path = False,
+    chunking: ChunkStrategy | None = None,
     _resume: RunCheckpoint | None = None,
 ) -> RunResult:
     """Validate and run a pipeline, recorded in the run store; see ``livecalc.pipeline.api.run``.
@@ -363,8 +367,10 @@ def run(
         store: None or True: the store in ``$LIVECALC_HOME``; a folder (or .duckdb file):
             that store; False: record nothing (and keep no checkpoint by default).
         report: write the HTML run report to this file at the end.
-        checkpoint: where chunk checkpoints go: a folder or ``pyarrow.fs`` URI; False: none;
-            None: ``runs/`` beside the store, when the config's ``run.checkpoint`` is true.
+        checkpoint: where chunk checkpoints go: a ``livecalc.ports.CheckpointStore``, a folder
+            or ``pyarrow.fs`` URI; False: none; None: ``runs/`` beside the store, when the
+            config's ``run.checkpoint`` is true.
+        chunking: a ``livecalc.ports.ChunkStrategy`` (see ``livecalc.pipeline.api.run``).
         source: what started the run (``api``, ``cli``, ``demo``), shown by ``runs list``.
         parallelism, address: replica pools and the Ray cluster, as in
             ``livecalc.pipeline.api.run``.
@@ -400,7 +406,7 @@ def run(
                 return resume(
                     run_id,
                     store=store,
-                    checkpoint=checkpoint if isinstance(checkpoint, str | Path) else None,
+                    checkpoint=None if isinstance(checkpoint, bool) else checkpoint,
                     progress=progress,
                     report=report,
                     context=context,
@@ -457,6 +463,7 @@ def run(
             nodes=nodes,
             datasets=datasets,
             keep_datasets=keep_folder,
+            chunking=chunking,
         )
     except KeyboardInterrupt:
         hooks.finish("interrupted", "interrupted (Ctrl-C)")
@@ -490,16 +497,29 @@ def run(
     return result
 
 
+def _checkpoints(store: StoreOption, checkpoint: CheckpointOption) -> CheckpointStore:
+    """The checkpoint store a run uses: the one given, or that of a folder or URI, or
+    ``runs/`` beside the run store."""
+    if isinstance(checkpoint, CheckpointStore):
+        return checkpoint
+    if isinstance(checkpoint, str | Path):
+        return checkpoint_store(checkpoint)
+    if checkpoint is not None and not isinstance(checkpoint, bool):
+        raise ConfigurationError(
+            f"checkpoint: {checkpoint!r} is not a CheckpointStore, a folder, a URI or a bool "
+            "(a CheckpointStore has put, get, list and delete: see livecalc.ports)"
+        )
+    return checkpoint_store(checkpoint_root(store if isinstance(store, str | Path) else None))
+
+
 def _unfinished(
-    run_id: str, store: StoreOption, checkpoint: str | Path | bool | None
+    run_id: str, store: StoreOption, checkpoint: CheckpointOption
 ) -> RunCheckpoint | None:
     """The checkpoint of ``run_id`` when there is one that did not finish, else None."""
     if checkpoint is False:
         return None
-    folder = store if isinstance(store, str | Path) else None
-    location = checkpoint if isinstance(checkpoint, str | Path) else checkpoint_root(folder)
     try:
-        cp = RunCheckpoint.load(checkpoint_store(location), run_id)
+        cp = RunCheckpoint.load(_checkpoints(store, checkpoint), run_id)
     except ConfigurationError:
         return None
     return None if cp.manifest.get("complete") else cp
@@ -529,7 +549,7 @@ def _new_checkpoint(
     config: PipelineConfig,
     prov: Mapping[str, Any],
     store: StoreOption,
-    checkpoint: str | Path | bool | None,
+    checkpoint: CheckpointOption,
     run_id: str | None,
     overrides: Sequence[str],
 ) -> RunCheckpoint | None:
@@ -540,17 +560,17 @@ def _new_checkpoint(
     import uuid
 
     folder = store if isinstance(store, str | Path) else None
-    location = checkpoint if isinstance(checkpoint, str | Path) else checkpoint_root(folder)
+    checkpoints = _checkpoints(store, checkpoint)
     meta = {
         "config_path": prov["config_path"],
         "overrides": list(overrides),
         "config_hash": prov["config_hash"],
         "inputs": prov["inputs"],
         "config": None if prov["config_path"] else config.model_dump(mode="json"),
-        "location": str(location),
+        "location": str(checkpoint) if isinstance(checkpoint, str | Path) else repr(checkpoints),
         "store": None if folder is None else str(folder),
     }
-    return RunCheckpoint(checkpoint_store(location), run_id or uuid.uuid4().hex[:12], meta)
+    return RunCheckpoint(checkpoints, run_id or uuid.uuid4().hex[:12], meta)
 
 
 def _alert(config: PipelineConfig, hooks: OpsHooks, store: RunStore | None) -> None:
@@ -569,21 +589,22 @@ def resume(
     run_id: str,
     *,
     store: StoreOption = None,
-    checkpoint: str | Path | None = None,
-    progress: ProgressCallback | None = None,
+    checkpoint: CheckpointStore | str | Path | None = None,
+    progress: ProgressReporter | None = None,
     report: str | Path | None = None,
     context: RunContext | None = None,
     _checkpoint: RunCheckpoint | None = None,
 ) -> RunResult:
     """Finish a run that was killed: only the chunks its checkpoint lacks are computed.
 
+    ``checkpoint`` is where the run kept its chunks: a ``livecalc.ports.CheckpointStore``,
+    a folder or ``pyarrow.fs`` URI (default: ``runs/`` beside the store).
+
     Raises:
         ConfigurationError: no checkpoint for this run, the run finished, or its config or an
             input file changed since (sha256 mismatch).
     """
-    folder = store if isinstance(store, str | Path) else None
-    location = checkpoint or checkpoint_root(folder)
-    cp = _checkpoint or RunCheckpoint.load(checkpoint_store(location), run_id)
+    cp = _checkpoint or RunCheckpoint.load(_checkpoints(store, checkpoint), run_id)
     meta = cp.manifest["meta"]
     if cp.manifest.get("complete"):
         raise ConfigurationError(f"run {run_id!r} finished; there is nothing to resume")

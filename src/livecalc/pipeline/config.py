@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from livecalc.assumptions.ratelimit import AMRateLimit
 from livecalc.errors import ConfigurationError
 from livecalc.pipeline._config_files import with_absolute_paths, with_declared_paths
 
@@ -136,6 +137,11 @@ class RunOptions(_Model):
         default=0.5,
         ge=0,
         description="chunks computed faster than this are not checkpointed (cheaper to redo)",
+    )
+    am_rate_limit: AMRateLimit | None = Field(
+        default=None,
+        description='{"requests_per_second": 20, "burst": 10, "max_retries": 5}: pacing of '
+        "requests to the Assumptions Manager, and retries of its 429/503 answers",
     )
 
 
