@@ -67,8 +67,11 @@ class TestExampleDagFile:
         assert ["livecalc"] == list(bag.dags["livecalc_full_pipeline_one_task"].task_dict)
 
     @pytest.mark.parametrize("dag_id", sorted(EXAMPLE_DAGS))
-    def test_dag_test_gives_the_values_of_livecalc_run(self, dag_id: str, tmp_path: Path) -> None:
-        """dag.test() of an example DAG: success, the same statistics and tables as livecalc.run."""
+    def test_dag_test_gives_the_values_of_livecalc_run(
+        self, dag_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """dag.test() of an example DAG: success, the same statistics and tables as
+        livecalc.run; the task log follows the nodes."""
         shutil.copytree(EXAMPLES / "data", tmp_path / "data")
         config = shutil.copy(EXAMPLES / EXAMPLE_DAGS[dag_id], tmp_path)
         reference = livecalc.run(config, store=False)
@@ -77,8 +80,13 @@ class TestExampleDagFile:
         dag_run = dag.test()
         statistics, files = _task_values(dag_run)
 
+        task_log = [r.getMessage() for r in caplog.records if r.name == "airflow.task.livecalc"]
+        finished = [json.loads(m.split(" ", 1)[1]) for m in task_log
+                    if m.startswith("progress_node_finished ")]  # fmt: skip
+
         assert "success" == dag_run.state
         assert json.loads(json.dumps(_without_seconds(reference.statistics))) == statistics
+        assert set(reference.nodes) == {line["engine_id"] for line in finished}
         assert set(reference.written) - {"summary"} <= set(files)
         for name, path in reference.written.items():
             if Path(path).suffix == ".parquet":

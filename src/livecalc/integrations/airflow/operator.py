@@ -46,6 +46,8 @@ class LiveCalcOperator(BaseOperator):
         checkpoint: where chunk checkpoints go (a folder or ``pyarrow.fs`` URI; default
             ``runs/`` beside the store). Workers that retry a task must reach it.
         executor, chunk_size: as ``livecalc run --executor`` / ``--chunk-size``.
+        progress_every_chunks: the task log gets each node's start and end and every n-th
+            finished chunk (``livecalc.ports.progress.LogProgress``); None: none of them.
     """
 
     template_fields: Sequence[str] = ("config_path", "overrides", "store", "checkpoint")
@@ -61,6 +63,7 @@ class LiveCalcOperator(BaseOperator):
         checkpoint: str | Path | None = None,
         executor: str | None = None,
         chunk_size: int | None = None,
+        progress_every_chunks: int | None = 10,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -71,6 +74,7 @@ class LiveCalcOperator(BaseOperator):
         self.checkpoint = None if checkpoint is None else str(checkpoint)
         self.executor = executor
         self.chunk_size = chunk_size
+        self.progress_every_chunks = progress_every_chunks
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Run LiveCalc for this task instance; the run's state is the return value (XCom)."""
@@ -89,7 +93,9 @@ class LiveCalcOperator(BaseOperator):
     def _run(self, ctx: AirflowRunContext, datasets: Mapping[str, str]) -> RunResult:
         from livecalc.errors import CalcEngineError, ConfigurationError
         from livecalc.ops.session import run
+        from livecalc.ports.progress import LogProgress
 
+        every = self.progress_every_chunks
         try:
             result = run(
                 self.config_path,
@@ -100,6 +106,7 @@ class LiveCalcOperator(BaseOperator):
                 chunk_size=self.chunk_size,
                 source="airflow",
                 context=ctx,
+                progress=None if every is None else LogProgress(ctx, every_chunks=every),
                 nodes=None if self.node is None else [self.node],
                 datasets=datasets if self.node is not None else None,
                 # A node's datasets are files the downstream tasks read.
