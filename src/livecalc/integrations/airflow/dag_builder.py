@@ -42,8 +42,8 @@ class LiveCalcDagBuilder:
         schedule: Airflow's ``schedule`` (None: triggered by hand or by API).
         per_node_tasks: one task per engine node (True) or one for the whole pipeline.
         retries, retry_delay: every task's; a retry resumes the run from its checkpoint.
-        overrides, store, checkpoint, executor, chunk_size: passed to each
-            ``LiveCalcOperator``.
+        overrides, store, checkpoint, executor, chunk_size, progress_every_chunks: passed to
+            each ``LiveCalcOperator``.
         task_id: the single task's id when ``per_node_tasks`` is False.
         check_files: whether ``validate`` (and so ``build``) requires the config's data files
             to exist; False for data another job writes before the DAG runs.
@@ -65,6 +65,7 @@ class LiveCalcDagBuilder:
         checkpoint: str | Path | None = None,
         executor: str | None = None,
         chunk_size: int | None = None,
+        progress_every_chunks: int | None = 10,
         task_id: str = "livecalc",
         description: str | None = None,
         check_files: bool = True,
@@ -84,6 +85,7 @@ class LiveCalcDagBuilder:
             "checkpoint": checkpoint,
             "executor": executor,
             "chunk_size": chunk_size,
+            "progress_every_chunks": progress_every_chunks,
         }
         self.task_id = task_id
         self.check_files = check_files
