@@ -31,8 +31,11 @@ demo: $(VENV)/.installed-run
 chromium:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
+# Two pytest processes: the main suite, then the Airflow integration's tests, which import
+# Airflow (it configures logging process-wide) and run DAGs against a temporary SQLite home.
+# Both run even when the first fails; `make test` fails when either does.
 test: $(VENV)/.installed-dev chromium
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q; main=$$?; $(PY) -m pytest -q tests/integration_airflow && exit $$main
 
 # The fuzzer (tests/fuzz) runs a few cases inside `make test`; this runs many. Set
 # LIVECALC_FUZZ_CASES (default 300) and LIVECALC_FUZZ_SEED; replay one failing case with the
@@ -41,8 +44,8 @@ fuzz: $(VENV)/.installed-dev
 	LIVECALC_FUZZ_CASES=$${LIVECALC_FUZZ_CASES:-300} $(PY) -m pytest -q -rfs tests/fuzz -k TestFuzzCases
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples/airflow
+	$(VENV)/bin/ruff format --check src tests benchmarks examples/airflow
 	$(VENV)/bin/mypy
 
 bench: $(VENV)/.installed-dev

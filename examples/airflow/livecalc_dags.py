@@ -1,0 +1,32 @@
+"""Airflow DAGs for LiveCalc's three example pipelines (examples/dag_config_*.json).
+
+Each config becomes the DAG ``livecalc_<name>`` with one task per engine node (ESG ->
+projection -> solver); ``livecalc_full_pipeline_one_task`` runs the full example as a single
+task instead. Point Airflow at this folder and run one:
+
+    export AIRFLOW_HOME=~/airflow AIRFLOW__CORE__DAGS_FOLDER=$PWD/examples/airflow
+    airflow db migrate
+    airflow dags test livecalc_full_pipeline
+
+Outputs go where ``livecalc run`` puts them (examples/output/...). See
+docs/integrations-airflow.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from livecalc.integrations.airflow import LiveCalcDagBuilder
+
+EXAMPLES = Path(__file__).resolve().parents[1]
+
+for config in sorted(EXAMPLES.glob("dag_config_*.json")):
+    name = config.stem.removeprefix("dag_config_")
+    builder = LiveCalcDagBuilder(config, dag_id=f"livecalc_{name}")
+    globals()[builder.dag_id] = builder.build()
+
+livecalc_full_pipeline_one_task = LiveCalcDagBuilder(
+    EXAMPLES / "dag_config_full_pipeline.json",
+    dag_id="livecalc_full_pipeline_one_task",
+    per_node_tasks=False,
+).build()
