@@ -38,7 +38,7 @@ class DagsterRunContext:
 
     def __init__(self, context: dg.AssetExecutionContext, step: str) -> None:
         self._log = context.log
-        self._run_id = livecalc_run_id(context.run_id, step)
+        self._run_id = livecalc_run_id(context.run.run_id, step)
         self._attempt = context.retry_number + 1
         self._state: dict[str, Any] = {}
 

@@ -250,6 +250,6 @@ def _source_checks(plan: PipelinePlan) -> dg.AssetChecksDefinition:
         files = {name: config.resolve(src.path) for name, src in config.data_sources.items()}
         wanted = [config.checks[t.index] for t in plan.source_checks]
         evaluated = [c.to_dict() for c in evaluate_checks(wanted, RunData(files, {}, config))]
-        yield from check_results(plan, plan.source_checks, evaluated, context.run_id)
+        yield from check_results(plan, plan.source_checks, evaluated, context.run.run_id)
 
     return _check_sources
