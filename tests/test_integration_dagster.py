@@ -165,7 +165,10 @@ class TestDefinitions:
 
         with pytest.raises(ConfigurationError) as info:
             definitions_from_config(
-                [examples / "dag_config_full_pipeline.json", other / "dag_config_full_pipeline.json"]
+                [
+                    examples / "dag_config_full_pipeline.json",
+                    other / "dag_config_full_pipeline.json",
+                ]
             )
 
         assert "is taken by" in str(info.value)
@@ -224,9 +227,7 @@ class TestMaterialize:
         assert metrics["cte_95"] == solution["metrics/metrics.cte_95"]
         assert metrics["mean"] == solution["metrics/metrics.mean"]
 
-    def test_materialization_metadata(
-        self, examples: Path, instance: dg.DagsterInstance
-    ) -> None:
+    def test_materialization_metadata(self, examples: Path, instance: dg.DagsterInstance) -> None:
         """A dataset's materialization says rows, seconds, its file, the LiveCalc run id and
         the provenance (the config's hash and the input files' sha256)."""
         config = examples / "dag_config_projection_only.json"
@@ -265,6 +266,80 @@ class TestMaterialize:
         assert rows
         assert all(run_id.startswith(result.run_id) for run_id, _, _ in rows)
         assert {("succeeded", "dagster")} == {(status, source) for _, status, source in rows}
+
+
+class TestNodeSteps:
+    def test_one_asset_again_reuses_the_upstream_files(
+        self, examples: Path, instance: dg.DagsterInstance
+    ) -> None:
+        """Materializing only the projection again runs only the projection, on the scenarios
+        file the ESG's materialization recorded: same results, the ESG not run again."""
+        defs = definitions_from_config(examples / "dag_config_full_pipeline.json")
+        full = "dag_config_full_pipeline"
+        scenarios = dg.AssetKey([full, "esg", "scenarios"])
+        results = dg.AssetKey([full, "projection", "results"])
+
+        first = _materialize(defs, instance)
+        before = pq.read_table(_metadata(first, [full, "projection", "results"])["path"])
+        again = _materialize(defs, instance, selection=[results])
+        meta = _metadata(again, [full, "projection", "results"])
+
+        assert [results] == [e.asset_key for e in again.get_asset_materialization_events()]
+        assert 1 == len(instance.fetch_materializations(scenarios, limit=10).records)
+        assert before.equals(pq.read_table(meta["path"]))
+        step_runs = {m["livecalc/run_id"] for m in (meta, _metadata(first, [*results.path]))}
+        assert 2 == len(step_runs)
+
+    def test_solver_alone_reuses_results_and_scenarios(
+        self, examples: Path, instance: dg.DagsterInstance
+    ) -> None:
+        """The solver re-runs the projection for its goal seek: materialized alone, it reads
+        the results and the scenarios from their files and finds the same solution."""
+        defs = definitions_from_config(examples / "dag_config_full_pipeline.json")
+        full = "dag_config_full_pipeline"
+        solution = dg.AssetKey([full, "solver", "solution"])
+
+        first = _metadata(_materialize(defs, instance), [*solution.path])
+        again = _metadata(_materialize(defs, instance, selection=[solution]), [*solution.path])
+
+        name = "metrics/solution.premium_multiplier"
+        assert first[name] == again[name]
+        assert first["metrics/metrics.cte_95"] == again["metrics/metrics.cte_95"]
+
+    def test_downstream_first_says_what_to_materialize(
+        self, examples: Path, instance: dg.DagsterInstance
+    ) -> None:
+        """The projection materialized before the ESG ever was: the step fails naming the
+        upstream asset and the fix."""
+        defs = definitions_from_config(examples / "dag_config_full_pipeline.json")
+        results = dg.AssetKey(["dag_config_full_pipeline", "projection", "results"])
+
+        result = _materialize(defs, instance, selection=[results], raise_on_error=False)
+        failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+
+        assert failure is not None
+        assert "dag_config_full_pipeline/esg/scenarios has no materialization" in (
+            failure.description or ""
+        )
+        assert "materialize it first" in (failure.description or "")
+
+    def test_a_failing_error_check_blocks_downstream_steps(
+        self, tmp_path: Path, instance: dg.DagsterInstance
+    ) -> None:
+        """An error check that fails on the scenarios stops the projection and the solver
+        from running; the scenarios are still materialized (LiveCalc keeps the outputs)."""
+        checks = [{"kind": "row_count", "name": "one_row", "dataset": "scenarios", "equals": 1}]
+        defs = definitions_from_config(_pipeline(tmp_path, checks))
+
+        result = _materialize(defs, instance, raise_on_error=False)
+        check = _checks(result)["one_row"]
+
+        assert not result.success
+        assert (False, dg.AssetCheckSeverity.ERROR) == (check.passed, check.severity)
+        assert "scenarios: 400 rows, expected 1" in (check.description or "")
+        assert [["checked", "esg", "scenarios"]] == [
+            e.asset_key.path for e in result.get_asset_materialization_events()
+        ]
 
 
 class TestChecks:
@@ -392,7 +467,9 @@ class TestRunContext:
 
         result = dg.materialize([probe], instance=instance)
         messages = [
-            e.message for e in instance.all_logs(result.run_id) if "assumptions_fetched" in e.message
+            e.message
+            for e in instance.all_logs(result.run_id)
+            if "assumptions_fetched" in e.message
         ]
 
         assert f"{seen['dagster']}-probe" == seen["run_id"]

@@ -1,4 +1,4 @@
-"""The three example pipelines as Dagster assets: ``dagster dev -f examples/dagster/definitions.py``.
+"""The three example pipelines as Dagster assets (`dagster dev -f examples/dagster/definitions.py`).
 
 Needs ``pip install 'livecalc[dagster]'``. Each config (``examples/dag_config_*.json``) is a
 pipeline (an asset group and a job ``<config stem>_job``); its outputs go where the config

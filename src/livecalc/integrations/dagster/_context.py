@@ -1,4 +1,4 @@
-"""``DagsterRunContext``: the ``livecalc.ports.RunContext`` of a LiveCalc run inside a Dagster step."""
+"""``DagsterRunContext``: the ``livecalc.ports.RunContext`` of a run in a Dagster step."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class DagsterRunContext:
     def __init__(self, context: dg.AssetExecutionContext, step: str) -> None:
         self._log = context.log
         self._run_id = livecalc_run_id(context.run.run_id, step)
-        self._attempt = context.retry_number + 1
+        self._attempt = int(context.retry_number) + 1
         self._state: dict[str, Any] = {}
 
     def __repr__(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,9 @@ def materializations(
             metadata[f"metrics/{name}"] = value
         if result.summary.extras.get("store"):
             metadata["run_store"] = dg.MetadataValue.path(str(result.summary.extras["store"]))
-        yield dg.MaterializeResult(asset_key=dg.AssetKey(list(plan.keys[dataset])), metadata=metadata)
+        yield dg.MaterializeResult(
+            asset_key=dg.AssetKey(list(plan.keys[dataset])), metadata=metadata
+        )
 
 
 def _json_value(value: Any) -> Any:
@@ -103,7 +105,7 @@ def _json_value(value: Any) -> Any:
 def check_results(
     plan: PipelinePlan,
     targets: tuple[CheckTarget, ...],
-    evaluated: list[Mapping[str, Any]],
+    evaluated: Sequence[Mapping[str, Any]],
     run_id: str,
 ) -> Iterator[dg.AssetCheckResult]:
     """Dagster's result of each check in ``targets``, from LiveCalc's own evaluation.

@@ -60,7 +60,10 @@ class Step:
     nodes: tuple[str, ...]
     outputs: tuple[str, ...]
     inputs: tuple[str, ...]
-    """Datasets read from data sources or from other steps' outputs."""
+    """Datasets the step's nodes read: data sources and other steps' outputs."""
+    upstream: tuple[str, ...]
+    """Every dataset of the steps upstream (inputs of inputs too: a solver that re-runs the
+    projection reads the projection's inputs), which the step's run reads from files."""
     checks: tuple[CheckTarget, ...]
 
 
@@ -127,6 +130,7 @@ class PipelinePlan:
                     nodes=tuple(order),
                     outputs=produced,
                     inputs=tuple(config.data_sources),
+                    upstream=(),
                     checks=tuple(t for t in targets if t.dataset in producers),
                 )
             )
@@ -138,6 +142,12 @@ class PipelinePlan:
                     nodes=(node_id,),
                     outputs=tuple(node.outputs),
                     inputs=tuple(node.inputs),
+                    upstream=tuple(
+                        out
+                        for n in order
+                        if n in _ancestors(graph, node_id)
+                        for out in config.node(n).outputs
+                    ),
                     checks=tuple(t for t in targets if producers.get(t.dataset) == node_id),
                 )
             )
@@ -155,6 +165,17 @@ class PipelinePlan:
     def step_of(self, dataset: str) -> Step:
         """The step that produces ``dataset``."""
         return next(s for s in self.steps if dataset in s.outputs)
+
+
+def _ancestors(graph: EngineGraph, node_id: str) -> set[str]:
+    found: set[str] = set()
+    todo = [node_id]
+    while todo:
+        for pred in graph.predecessors.get(todo.pop(), set()):
+            if pred not in found:
+                found.add(pred)
+                todo.append(pred)
+    return found
 
 
 def _check_targets(

@@ -37,7 +37,7 @@ from livecalc.pipeline.loading import load_config
 
 __all__ = ["definitions_from_config", "resource_key"]
 
-PER_NODE = False
+PER_NODE = True
 """Whether each engine node is its own step (node selection), or one step runs the pipeline."""
 
 
@@ -76,7 +76,9 @@ def definitions_from_config(
                 f"{config_path}: its pipeline name {name!r} (the file's stem) is taken by "
                 f"{plans[name].config_path}; rename one of the files"
             )
-        plans[name] = PipelinePlan.of(load_config(config_path), config_path, name, per_node=PER_NODE)
+        plans[name] = PipelinePlan.of(
+            load_config(config_path), config_path, name, per_node=PER_NODE
+        )
     assets: list[Any] = []
     checks: list[dg.AssetChecksDefinition] = []
     jobs: list[dg.UnresolvedAssetJobDefinition] = []
@@ -89,7 +91,7 @@ def definitions_from_config(
         )
         assets.extend(_source_specs(plan))
         assets.extend(_step_asset(plan, step) for step in plan.steps)
-        selection = dg.AssetSelection.assets(
+        selection: dg.AssetSelection = dg.AssetSelection.assets(
             *(dg.AssetKey(list(plan.keys[d])) for s in plan.steps for d in s.outputs)
         )
         if plan.source_checks:
@@ -191,29 +193,26 @@ def _run_step(
 
 
 def _upstream_paths(
-    context: dg.AssetExecutionContext, plan: PipelinePlan, step: Step
+    context: AssetExecutionContext, plan: PipelinePlan, step: Step
 ) -> dict[str, str]:
-    """The file of each dataset the step reads from another step: from the ``path`` metadata
-    of the upstream asset's latest materialization."""
+    """The file of each upstream dataset, from the ``path`` metadata of its asset's latest
+    materialization. A direct input without one fails the step (materialize it first); an
+    indirect one is left to LiveCalc, which says whether the run needs it."""
     paths = {}
-    for dataset in step.inputs:
-        if dataset in plan.config.data_sources:
-            continue
+    for dataset in step.upstream:
         key = dg.AssetKey(list(plan.keys[dataset]))
         event = context.instance.get_latest_materialization_event(key)
         materialization = event.asset_materialization if event is not None else None
         value = materialization.metadata.get(PATH_KEY) if materialization is not None else None
-        if not isinstance(value, dg.PathMetadataValue):
+        path = value.path if isinstance(value, dg.PathMetadataValue) else None
+        if path is not None and Path(path).is_file():
+            paths[dataset] = str(path)
+        elif dataset in step.inputs:
+            what = "has no materialization with a file" if path is None else f"file {path} is gone"
             raise dg.Failure(
-                description=f"{key.to_user_string()} has no materialization with a file; "
-                f"materialize it first (or run the job {plan.name}_job)"
+                description=f"{key.to_user_string()} {what}; materialize it first (or run the "
+                f"job {plan.name}_job)"
             )
-        if not Path(value.path).is_file():
-            raise dg.Failure(
-                description=f"{key.to_user_string()}: its file {value.path} is gone; "
-                "materialize it again"
-            )
-        paths[dataset] = str(value.path)
     return paths
 
 

@@ -1,0 +1,131 @@
+"""Overhead of Dagster over a plain LiveCalc run, on the full example pipeline.
+
+Both sides run examples/dag_config_full_pipeline.json (ESG 5 x 20 paths of 50 years,
+projection of 200 policies, solver with a goal seek) from a copy in a temporary folder, with
+the run store in that folder, alternating so that both see the same machine:
+
+1. in-process: ``livecalc.run(config)`` against the pipeline's Dagster job executed in-process
+   (``execute_in_process`` on an ephemeral instance: one step per engine node, reading
+   upstream datasets from files);
+2. from the command line, each a fresh process: ``livecalc run CONFIG`` against
+   ``dagster job execute -f definitions.py -j dag_config_full_pipeline_job``.
+
+Printed: medians, the difference and the ratio; the time to build the Definitions once.
+
+Usage: python benchmarks/bench_dagster.py [--repeats 7] [--cli-repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+
+import livecalc
+from livecalc.integrations.dagster import definitions_from_config
+from livecalc.log import LoggerConfig, configure_logging
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+CONFIG = "dag_config_full_pipeline.json"
+JOB = "dag_config_full_pipeline_job"
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+"""Dagster's console log at WARNING (its event log still records every event)."""
+
+
+def _copy(folder: Path) -> Path:
+    shutil.copy(EXAMPLES / CONFIG, folder)
+    shutil.copytree(EXAMPLES / "data", folder / "data")
+    (folder / "definitions.py").write_text(
+        "from livecalc.integrations.dagster import definitions_from_config\n"
+        f"defs = definitions_from_config({str(folder / CONFIG)!r})\n"
+    )
+    return folder / CONFIG
+
+
+def _report(label: str, base: list[float], dagster: list[float]) -> None:
+    b, d = statistics.median(base), statistics.median(dagster)
+    print(
+        f"{label}: livecalc median {b:.3f} s, Dagster median {d:.3f} s: +{d - b:.3f} s "
+        f"({d / b:.2f}x) over {len(base)} runs each; fastest {min(base):.3f} s against "
+        f"{min(dagster):.3f} s"
+    )
+
+
+def in_process(config: Path, repeats: int) -> None:
+    """``livecalc.run`` against the Dagster job, alternating, in this process."""
+    start = time.perf_counter()
+    defs = definitions_from_config(config)
+    job = defs.resolve_job_def(JOB)
+    print(f"definitions: built in {time.perf_counter() - start:.3f} s (once per code load)")
+
+    def plain() -> None:
+        assert livecalc.run(config).success
+
+    def dagster() -> None:
+        with dg.DagsterInstance.ephemeral() as instance:
+            assert job.execute_in_process(instance=instance, run_config=QUIET).success
+
+    times: dict[str, list[float]] = {"plain": [], "dagster": []}
+    runs: dict[str, Callable[[], None]] = {"plain": plain, "dagster": dagster}
+    for name in runs:  # warm both (numba cache, imports, the store's first open)
+        runs[name]()
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    _report("in-process", times["plain"], times["dagster"])
+
+
+def command_line(config: Path, repeats: int) -> None:
+    """``livecalc run`` against ``dagster job execute``, each a fresh process."""
+    bin_dir = Path(sys.executable).parent
+    commands = {
+        "plain": [str(bin_dir / "livecalc"), "run", str(config), "--no-progress"],
+        "dagster": [
+            str(bin_dir / "dagster"),
+            "job",
+            "execute",
+            "-f",
+            str(config.parent / "definitions.py"),
+            "-j",
+            JOB,
+        ],
+    }
+    times: dict[str, list[float]] = {"plain": [], "dagster": []}
+    for _ in range(repeats):
+        for name, command in commands.items():
+            start = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True, cwd=config.parent)
+            times[name].append(time.perf_counter() - start)
+    _report("command line", times["plain"], times["dagster"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--cli-repeats", type=int, default=3)
+    args = parser.parse_args()
+    configure_logging(LoggerConfig(min_level="WARNING"))
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        os.environ["LIVECALC_HOME"] = str(folder / "home")
+        os.environ["DAGSTER_HOME"] = str(folder / "dagster")
+        (folder / "dagster").mkdir()
+        config = _copy(folder)
+        in_process(config, args.repeats)
+        if args.cli_repeats:
+            command_line(config, args.cli_repeats)
+
+
+if __name__ == "__main__":
+    main()
