@@ -6,7 +6,9 @@ the run store in that folder, alternating so that both see the same machine:
 
 1. in-process: ``livecalc.run(config)`` against the pipeline's Dagster job executed in-process
    (``execute_in_process`` on an ephemeral instance: one step per engine node, reading
-   upstream datasets from files);
+   upstream datasets from files); and, to split the difference, the same node by node
+   without Dagster (three ``livecalc.run(config, nodes=[id], datasets=..., keep_datasets=
+   True)``, what the Dagster steps run);
 2. from the command line, each a fresh process: ``livecalc run CONFIG`` against
    ``dagster job execute -f definitions.py -j dag_config_full_pipeline_job``.
 
@@ -51,12 +53,12 @@ def _copy(folder: Path) -> Path:
     return folder / CONFIG
 
 
-def _report(label: str, base: list[float], dagster: list[float]) -> None:
-    b, d = statistics.median(base), statistics.median(dagster)
+def _report(label: str, base: list[float], other: list[float], name: str = "Dagster") -> None:
+    b, d = statistics.median(base), statistics.median(other)
     print(
-        f"{label}: livecalc median {b:.3f} s, Dagster median {d:.3f} s: +{d - b:.3f} s "
+        f"{label}: livecalc run median {b:.3f} s, {name} median {d:.3f} s: +{d - b:.3f} s "
         f"({d / b:.2f}x) over {len(base)} runs each; fastest {min(base):.3f} s against "
-        f"{min(dagster):.3f} s"
+        f"{min(other):.3f} s"
     )
 
 
@@ -70,12 +72,23 @@ def in_process(config: Path, repeats: int) -> None:
     def plain() -> None:
         assert livecalc.run(config).success
 
+    def node_by_node() -> None:
+        files: dict[str, str] = {}
+        for node_id in ("esg", "projection", "solver"):
+            result = livecalc.run(config, nodes=[node_id], datasets=files, keep_datasets=True)
+            assert result.success
+            files.update(result.summary.extras["datasets"])
+
     def dagster() -> None:
         with dg.DagsterInstance.ephemeral() as instance:
             assert job.execute_in_process(instance=instance, run_config=QUIET).success
 
-    times: dict[str, list[float]] = {"plain": [], "dagster": []}
-    runs: dict[str, Callable[[], None]] = {"plain": plain, "dagster": dagster}
+    times: dict[str, list[float]] = {"plain": [], "nodes": [], "dagster": []}
+    runs: dict[str, Callable[[], None]] = {
+        "plain": plain,
+        "nodes": node_by_node,
+        "dagster": dagster,
+    }
     for name in runs:  # warm both (numba cache, imports, the store's first open)
         runs[name]()
     for _ in range(repeats):
@@ -83,7 +96,10 @@ def in_process(config: Path, repeats: int) -> None:
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    _report("in-process", times["plain"], times["dagster"])
+    _report("in-process", times["plain"], times["nodes"], "node by node (no Dagster)")
+    _report("in-process", times["plain"], times["dagster"], "Dagster job")
+    n, d = statistics.median(times["nodes"]), statistics.median(times["dagster"])
+    print(f"in-process: Dagster itself over node by node: +{d - n:.3f} s ({d / n:.2f}x)")
 
 
 def command_line(config: Path, repeats: int) -> None:
@@ -107,7 +123,7 @@ def command_line(config: Path, repeats: int) -> None:
             start = time.perf_counter()
             subprocess.run(command, check=True, capture_output=True, cwd=config.parent)
             times[name].append(time.perf_counter() - start)
-    _report("command line", times["plain"], times["dagster"])
+    _report("command line", times["plain"], times["dagster"], "dagster job execute")
 
 
 def main() -> None:

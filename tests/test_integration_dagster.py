@@ -25,6 +25,32 @@ from livecalc.integrations.dagster import (
 )
 from livecalc.io.generate import generate_policies, write_policies
 from livecalc.ports.context import check_run_id
+from livecalc.runtime.engine import ExecutionResult
+from livecalc.runtime.factory import EngineFactory
+from livecalc.testing import EchoEngine
+
+
+class FlakyEchoEngine(EchoEngine):
+    """Echoes, except that its third chunk fails while the marker file is missing (and
+    writes it): the first attempt fails half way, a retry goes through."""
+
+    engine_type = "test_flaky"
+
+    def initialize(self, config: Any, credentials: Any = None) -> None:
+        self.marker = Path(config["marker"])
+        super().initialize(config, credentials)
+
+    def run_chunk(self, input_buffer: Any, output_buffer: Any) -> ExecutionResult:
+        if self.calls == 2 and not self.marker.exists():
+            self.marker.write_text("failed once")
+            raise RuntimeError("flaky: the first attempt fails at its third chunk")
+        return super().run_chunk(input_buffer, output_buffer)
+
+
+def register_flaky(factory: EngineFactory) -> None:
+    """The ``plugins`` entry of the retry test's config."""
+    factory.register_engine("test_flaky", FlakyEchoEngine)
+
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 CONFIGS = ("dag_config_full_pipeline", "dag_config_esg_projection", "dag_config_projection_only")
@@ -383,6 +409,7 @@ class TestChecks:
         checks = [
             {"kind": "row_count", "name": "thirty", "dataset": "policies", "equals": 30},
             {"kind": "row_count", "name": "many", "dataset": "policies", "min": 31},
+            {"kind": "finite", "name": "finite_results", "dataset": "results"},
         ]
         defs = definitions_from_config(_pipeline(tmp_path, checks))
 
@@ -391,6 +418,8 @@ class TestChecks:
         )
         found = _checks(result)
 
+        assert {"thirty", "many", "finite_results"} == set(found)
+        assert found["finite_results"].passed
         assert ["checked", "policies"] == found["thirty"].asset_key.path
         assert (True, False) == (found["thirty"].passed, found["many"].passed)
         assert "30 rows, bounds [31.0, None]" in (found["many"].description or "")
@@ -439,6 +468,41 @@ class TestFailures:
         assert failure is not None
         assert "did not start" in (failure.description or "")
         assert "scenarios.parquet" in (failure.description or "")
+
+
+class TestRetry:
+    def test_a_retried_step_resumes_from_its_checkpoint(
+        self, tmp_path: Path, instance: dg.DagsterInstance
+    ) -> None:
+        """A step that fails at its third chunk and is retried by Dagster (a RetryPolicy)
+        keeps its LiveCalc run id, so the second attempt resumes from the two chunks the
+        first checkpointed, and writes every record."""
+        write_policies(tmp_path / "policies.parquet", generate_policies(40, seed=3))
+        raw = {
+            "plugins": ["test_integration_dagster:register_flaky"],
+            "data_sources": {"policies": {"path": "policies.parquet"}},
+            "engines": [
+                {"id": "a", "type": "test_flaky", "config": {"marker": str(tmp_path / "m")},
+                 "inputs": ["policies"], "outputs": ["a_out"]},
+            ],
+            "output": {"path": "out/a_out.parquet"},
+            "run": {"chunk_size": 10, "checkpoint_min_chunk_seconds": 0},
+        }  # fmt: skip
+        (tmp_path / "flaky.json").write_text(json.dumps(raw))
+        defs = definitions_from_config(tmp_path / "flaky.json")
+        job = dg.define_asset_job(
+            "retrying", selection="*", op_retry_policy=dg.RetryPolicy(max_retries=1)
+        )
+        defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+
+        result = defs.resolve_job_def("retrying").execute_in_process(instance=instance)
+        meta = _metadata(result, ["flaky", "a", "a_out"])
+
+        assert result.success
+        assert (tmp_path / "m").exists()
+        assert meta["livecalc/resumed"] is True
+        assert f"{result.run_id}-flaky__a" == meta["livecalc/run_id"]
+        assert 40 == meta["rows"] == pq.read_table(tmp_path / "out" / "a_out.parquet").num_rows
 
 
 class TestRunContext:

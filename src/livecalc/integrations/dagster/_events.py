@@ -74,6 +74,7 @@ def materializations(
         metadata: dict[str, Any] = {
             "livecalc/run_id": result.run_id,
             "livecalc/status": str(state.get("status", "")),
+            "livecalc/resumed": bool(state.get("resumed", False)),
             "node": node_id,
             "seconds": round(node.seconds, 6),
             "provenance": dg.MetadataValue.json(
