@@ -54,10 +54,10 @@ class CheckTarget:
 
 @dataclass(frozen=True)
 class Step:
-    """One ``multi_asset``: the engine nodes it runs and the datasets they produce."""
+    """One ``multi_asset``: the engine node it runs and the datasets that node produces."""
 
     name: str
-    nodes: tuple[str, ...]
+    node: str
     outputs: tuple[str, ...]
     inputs: tuple[str, ...]
     """Datasets the step's nodes read: data sources and other steps' outputs."""
@@ -77,18 +77,14 @@ class PipelinePlan:
     steps: tuple[Step, ...]
     source_checks: tuple[CheckTarget, ...]
     """Checks on data sources (external assets: checked on their own, not by a step)."""
-    per_node: bool
     keys: dict[str, tuple[str, ...]]
     """Asset key path of every dataset, data sources included."""
     producers: dict[str, str]
     """The node that produces each produced dataset."""
 
     @classmethod
-    def of(
-        cls, config: PipelineConfig, config_path: Path, name: str, *, per_node: bool = True
-    ) -> PipelinePlan:
-        """The plan of ``config``: one step per engine node, in run order (``per_node``), or
-        one step running the whole pipeline."""
+    def of(cls, config: PipelineConfig, config_path: Path, name: str) -> PipelinePlan:
+        """The plan of ``config``: one step per engine node, in run order."""
         graph = EngineGraph(config)
         order = graph.order()
         keys: dict[str, tuple[str, ...]] = {}
@@ -122,31 +118,17 @@ class PipelinePlan:
         producers = {out: node.id for node in config.engines for out in node.outputs}
         targets = _check_targets(config.checks, config, order, producers, config_path)
         steps = []
-        if not per_node:
-            produced = tuple(producers)
-            steps.append(
-                Step(
-                    name=dagster_name(name),
-                    nodes=tuple(order),
-                    outputs=produced,
-                    inputs=tuple(config.data_sources),
-                    upstream=(),
-                    checks=tuple(t for t in targets if t.dataset in producers),
-                )
-            )
-        for node_id, step_name in zip(order if per_node else [], step_names, strict=False):
+        for node_id, step_name in zip(order, step_names, strict=True):
             node = config.node(node_id)
+            ancestors = _ancestors(graph, node_id)
             steps.append(
                 Step(
                     name=step_name,
-                    nodes=(node_id,),
+                    node=node_id,
                     outputs=tuple(node.outputs),
                     inputs=tuple(node.inputs),
                     upstream=tuple(
-                        out
-                        for n in order
-                        if n in _ancestors(graph, node_id)
-                        for out in config.node(n).outputs
+                        out for n in order if n in ancestors for out in config.node(n).outputs
                     ),
                     checks=tuple(t for t in targets if producers.get(t.dataset) == node_id),
                 )
@@ -157,7 +139,6 @@ class PipelinePlan:
             config=config,
             steps=tuple(steps),
             source_checks=tuple(t for t in targets if t.dataset in config.data_sources),
-            per_node=per_node,
             keys=keys,
             producers=producers,
         )

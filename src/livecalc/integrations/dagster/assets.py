@@ -37,9 +37,6 @@ from livecalc.pipeline.loading import load_config
 
 __all__ = ["definitions_from_config", "resource_key"]
 
-PER_NODE = True
-"""Whether each engine node is its own step (node selection), or one step runs the pipeline."""
-
 
 def resource_key(pipeline: str) -> str:
     """The key of a pipeline's ``LiveCalcResource``."""
@@ -76,9 +73,7 @@ def definitions_from_config(
                 f"{config_path}: its pipeline name {name!r} (the file's stem) is taken by "
                 f"{plans[name].config_path}; rename one of the files"
             )
-        plans[name] = PipelinePlan.of(
-            load_config(config_path), config_path, name, per_node=PER_NODE
-        )
+        plans[name] = PipelinePlan.of(load_config(config_path), config_path, name)
     assets: list[Any] = []
     checks: list[dg.AssetChecksDefinition] = []
     jobs: list[dg.UnresolvedAssetJobDefinition] = []
@@ -150,7 +145,7 @@ def _step_asset(plan: PipelinePlan, step: Step) -> dg.AssetsDefinition:
         specs=specs,
         check_specs=check_specs,
         required_resource_keys={key},
-        description=f"LiveCalc engine(s) {', '.join(step.nodes)} of {plan.config_path.name}",
+        description=f"LiveCalc engine {step.node!r} of {plan.config_path.name}",
     )
     def _materialize(context: AssetExecutionContext) -> Iterator[Any]:
         yield from _run_step(context, getattr(context.resources, key), plan, step)
@@ -162,34 +157,31 @@ def _run_step(
     context: dg.AssetExecutionContext, livecalc: LiveCalcResource, plan: PipelinePlan, step: Step
 ) -> Iterator[Any]:
     run_context = DagsterRunContext(context, step.name)
-    selection: dict[str, Any] = {}
-    if plan.per_node:
-        selection = {
-            "nodes": list(step.nodes),
-            "datasets": _upstream_paths(context, plan, step),
-            "keep_datasets": True,
-        }
+    datasets = _upstream_paths(context, plan, step)
     try:
-        result = livecalc.run(run_context, progress=_progress(context), **selection)
+        result = livecalc.run(
+            run_context,
+            progress=_progress(context),
+            nodes=[step.node],
+            datasets=datasets,
+            keep_datasets=True,
+        )
     except CalcEngineError as exc:
+        # A ConfigurationError (bad config, input or dataset file): nothing ran.
+        what = "did not start" if isinstance(exc, ConfigurationError) else "failed"
         raise dg.Failure(
-            description=f"LiveCalc run {run_context.run_id} did not start: {exc}",
+            description=f"LiveCalc run {run_context.run_id} {what}: {exc}",
             metadata={"livecalc/run_id": run_context.run_id},
         ) from None
     yield from materializations(plan, step, result, run_context.state)
-    failed = [r for n in step.nodes if (r := result.nodes[n]).status != "succeeded"]
-    produced = {d for d in step.outputs if result.nodes[plan.producers[d]].status == "succeeded"}
-    evaluated = result.summary.extras.get("checks", [])
-    targets = tuple(t for t in step.checks if t.dataset in produced)
-    yield from check_results(plan, targets, evaluated, result.run_id)
-    if failed:
+    node = result.nodes[step.node]
+    if node.status != "succeeded":
         raise dg.Failure(
-            description="; ".join(f"engine {r.node_id!r} {r.status}: {r.error}" for r in failed),
-            metadata={
-                "livecalc/run_id": result.run_id,
-                "failed_nodes": [r.node_id for r in failed],
-            },
+            description=f"engine {node.node_id!r} {node.status}: {node.error}",
+            metadata={"livecalc/run_id": result.run_id, "error_type": str(node.error_type)},
         )
+    evaluated = result.summary.extras.get("checks", [])
+    yield from check_results(plan, step.checks, evaluated, result.run_id)
 
 
 def _upstream_paths(
