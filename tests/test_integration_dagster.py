@@ -180,7 +180,7 @@ class TestDefinitions:
         )
 
         assert 0 == out.returncode, out.stdout + out.stderr
-        assert "dagster_config" not in out.stderr
+        assert "Validation successful for code location definitions.py" in out.stdout + out.stderr
 
     def test_same_stem_twice_is_refused(self, examples: Path, tmp_path: Path) -> None:
         """Two configs with the same file name would share asset keys: a clear error."""
