@@ -256,6 +256,10 @@ def print_summary(result: RunResult) -> None:
             )
     for name, path in result.written.items():
         console.print(f"wrote {name}: {escape(str(path))}", highlight=False)
+    for name, path in result.summary.kept.items():
+        console.print(
+            f"kept dataset {escape(name)}: {escape(str(path))}", highlight=False, soft_wrap=True
+        )
     compiled = sum(r.compile_seconds for r in result.nodes.values())
     note = f" (numba compiling: {compiled:.3f} s; `livecalc warmup` fills the cache)"
     console.print(
@@ -293,12 +297,33 @@ def run(
     store: StoreOption = None,
     no_store: NoStoreOption = False,
     report: ReportOption = None,
+    node: Annotated[
+        list[str] | None,
+        typer.Option("--node", help="run only this node (repeat for several); others are not run"),
+    ] = None,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dataset",
+            help="NAME=PATH: a dataset a selected node reads, from the file a node not "
+            "selected kept (Parquet records, JSON statistics)",
+        ),
+    ] = None,
+    keep_datasets: Annotated[
+        bool,
+        typer.Option(
+            "--keep-datasets",
+            help="also write every dataset the run produces to "
+            "$LIVECALC_HOME/runs/RUN_ID/datasets/",
+        ),
+    ] = False,
 ) -> None:
     """Run a pipeline config; exit 1 when a node or an error check fails, 2 on bad input."""
     from livecalc.ops.session import run as ops_run
 
     with _user_errors(debug), _sigterm_interrupts():
         _configure_logging(log_file, log_json, debug)
+        datasets = _dataset_options(dataset or [])
         result = _run_with_progress(
             progress,
             lambda bars: ops_run(
@@ -312,9 +337,29 @@ def run(
                 store=False if no_store else store,
                 report=report,
                 source="cli",
+                nodes=node,
+                datasets=datasets or None,
+                keep_datasets=keep_datasets,
             ),
         )
     finish_run(result)
+
+
+def _dataset_options(texts: list[str]) -> dict[str, Path]:
+    """The ``NAME=PATH`` values of ``run --dataset``, by name."""
+    datasets: dict[str, Path] = {}
+    for text in texts:
+        name, sep, path = text.partition("=")
+        name, path = name.strip(), path.strip()
+        if not sep or not name or not path:
+            raise ConfigurationError(
+                f"--dataset {text!r}: give NAME=PATH, the dataset's name and its file "
+                "(--dataset scenarios=runs/RUN_ID/datasets/scenarios.parquet)"
+            )
+        if name in datasets:
+            raise ConfigurationError(f"--dataset {name}: given twice; give each dataset once")
+        datasets[name] = Path(path)
+    return datasets
 
 
 def finish_run(result: RunResult) -> None:

@@ -124,6 +124,22 @@ def show(
     )
     for item in prov["inputs"]:
         console.print(f"input {escape(item['path'])} sha256 {item['sha256']}", highlight=False)
+    selection = record.get("selection")
+    if selection:
+        only = selection.get("initialised_only") or []
+        console.print(
+            f"nodes run: {', '.join(selection['nodes'])}"
+            + (f" (initialised, not run: {', '.join(only)})" if only else ""),
+            highlight=False,
+        )
+        for name, path in (selection.get("datasets") or {}).items():
+            console.print(
+                f"dataset {escape(name)} from {escape(path)}", highlight=False, soft_wrap=True
+            )
+    for name, path in (record.get("datasets") or {}).items():
+        console.print(
+            f"kept dataset {escape(name)}: {escape(path)}", highlight=False, soft_wrap=True
+        )
     nodes = Table(title="nodes")
     for column in ("node", "status", "seconds", "chunks", "rows", "error"):
         nodes.add_column(column)
@@ -221,7 +237,8 @@ def gc(
         str | None, typer.Option(help="checkpoint folder or URI (default: runs/ beside the store)")
     ] = None,
 ) -> None:
-    """Remove chunk checkpoints not touched for a while (runs killed and never resumed)."""
+    """Remove run folders not touched for a while: checkpoints of runs killed and never
+    resumed, and the datasets runs kept (--keep-datasets)."""
     from livecalc.ops.checkpoint import checkpoint_store, collect_garbage
     from livecalc.ops.home import checkpoint_root
 

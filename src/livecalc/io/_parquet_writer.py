@@ -35,9 +35,11 @@ from livecalc.runtime.leftovers import sweep_temp_files, temp_path
 
 __all__ = [
     "DEFAULT_ROW_GROUP_SIZE",
+    "RECORD_TYPES",
     "RECORD_TYPE_KEY",
     "ParquetWriter",
     "arrow_schema",
+    "record_type_name",
     "write_records",
 ]
 
@@ -48,7 +50,7 @@ small enough that a reader can skip by statistics."""
 RECORD_TYPE_KEY = "livecalc.record_type"
 """Key-value metadata key naming the record type the file holds (e.g. ``RESULT_DETAIL``)."""
 
-_RECORD_TYPES = {
+RECORD_TYPES = {
     "POLICY": POLICY_DTYPE,
     "POLICY_EXT": POLICY_EXT_DTYPE,
     "SCENARIO": SCENARIO_DTYPE,
@@ -58,10 +60,16 @@ _RECORD_TYPES = {
     "RESULT_DETAIL_EXT": RESULT_DETAIL_EXT_DTYPE,
     "CASHFLOW": CASHFLOW_DTYPE,
 }
+"""The record layouts by the name files carry in ``livecalc.record_type``."""
 
 
 def _record_type(dtype: np.dtype[Any]) -> str | None:
-    return next((name for name, known in _RECORD_TYPES.items() if known == dtype), None)
+    return next((name for name, known in RECORD_TYPES.items() if known == dtype), None)
+
+
+def record_type_name(dtype: np.dtype[Any]) -> str:
+    """The layout's name (``RESULT``, ``SCENARIO``...), or the dtype itself for another one."""
+    return _record_type(dtype) or str(dtype)
 
 
 def arrow_schema(dtype: np.dtype[Any]) -> pa.Schema:

@@ -15,6 +15,7 @@ the ``reserved*`` padding, with ``policy_id`` always uint64 (the seed's result s
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,8 +43,10 @@ from livecalc.io._parquet_checks import (
 from livecalc.io._parquet_writer import (
     DEFAULT_ROW_GROUP_SIZE,
     RECORD_TYPE_KEY,
+    RECORD_TYPES,
     ParquetWriter,
     arrow_schema,
+    record_type_name,
     write_records,
 )
 from livecalc.runtime.buffers import ALIGNMENT, POLICY_DTYPE, POLICY_EXT_DTYPE, SCENARIO_DTYPE
@@ -56,6 +59,7 @@ __all__ = [
     "PolicyData",
     "aligned_records",
     "arrow_schema",
+    "record_type_name",
     "write_records",
 ]
 
@@ -243,6 +247,43 @@ class ParquetReader:
         with _Source(path, "scenario") as src:
             return self._read_scenarios(src, out)
 
+    def read_records(
+        self, path: str | os.PathLike[str], dtype: np.dtype[Any] | None = None
+    ) -> np.ndarray[Any, Any]:
+        """All records of a file of one LiveCalc record layout (a result file, a kept dataset).
+
+        The layout is ``dtype`` when given, else the one the file names in its metadata
+        (``livecalc.record_type``), else the one whose columns the file has exactly. Every
+        value is checked as for policies and scenarios (no nulls, whole numbers within the
+        field's type, finite reals); ``reserved*`` padding is zero.
+
+        Raises:
+            ConfigurationError: no such file, not Parquet, another layout, or a bad value.
+        """
+        with _Source(path, "record") as src:
+            found = _layout_of(src)
+            if dtype is not None and found is not None and np.dtype(dtype) != found:
+                raise ConfigurationError(
+                    f"record file {src.ctx.path}: holds {record_type_name(found)} records "
+                    f"(columns {src.columns}), but {record_type_name(np.dtype(dtype))} records "
+                    "are needed; give a file of that layout (docs/data.md)"
+                )
+            layout = np.dtype(dtype) if dtype is not None else found
+            if layout is None:
+                known = ", ".join(RECORD_TYPES)
+                raise ConfigurationError(
+                    f"record file {src.ctx.path}: columns {src.columns} match no LiveCalc record "
+                    f"layout ({known}); give a file LiveCalc wrote (docs/data.md)"
+                )
+            rules = _record_rules(layout)
+            require_columns(src.ctx, src.columns, rules)
+            out = aligned_records(layout, src.num_rows)
+            out.view(np.uint8)[:] = 0  # padding and reserved fields, which files leave out
+            _fill(src, [(rule, out) for rule in rules], src.num_rows)
+            if layout == SCENARIO_DTYPE:
+                check_scenario_order(src.ctx, out["scenario_id"], out["year"])
+        return out
+
     def _read_policies(
         self,
         src: _Source,
@@ -272,6 +313,35 @@ class ParquetReader:
         _fill(src, [(rule, out) for rule in SCENARIO_RULES], n)
         check_scenario_order(src.ctx, out["scenario_id"][:n], out["year"][:n])
         return n
+
+
+def _layout_of(src: _Source) -> np.dtype[Any] | None:
+    """The record layout the file names in its metadata, else the one its columns match."""
+    named = src.metadata.get(RECORD_TYPE_KEY.encode(), b"").decode(errors="replace")
+    if named in RECORD_TYPES:
+        return RECORD_TYPES[named]
+    columns = set(src.columns)
+    for dtype in RECORD_TYPES.values():
+        if columns == {n for n in dtype.names or () if not n.startswith("reserved")}:
+            return dtype
+    return None
+
+
+def _record_rules(dtype: np.dtype[Any]) -> tuple[ColumnRule, ...]:
+    """Column rules for every field of a record layout but its ``reserved*`` padding: whole
+    numbers within the field's integer type, or finite reals."""
+    rules = []
+    for name in dtype.names or ():
+        if name.startswith("reserved"):
+            continue
+        field: np.dtype[Any] = dtype.fields[name][0] if dtype.fields else np.dtype("f8")
+        if field.kind in "iu":
+            info = np.iinfo(field)
+            meaning = f"a whole number ({field.name})"
+            rules.append(ColumnRule(name, "int", info.min, info.max, meaning))
+        else:
+            rules.append(ColumnRule(name, "float", -math.inf, math.inf, "a finite number"))
+    return tuple(rules)
 
 
 def _fill(src: _Source, targets: list[tuple[ColumnRule, np.ndarray[Any, Any]]], n: int) -> None:

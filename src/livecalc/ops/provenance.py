@@ -134,11 +134,25 @@ def provenance(
     config_path: str | None,
     overrides: list[str],
     executor: str,
+    datasets: Mapping[str, Path] | None = None,
 ) -> dict[str, Any]:
-    """The provenance of a run about to start (outputs and resolved versions come later)."""
-    inputs = [
+    """The provenance of a run about to start (outputs and resolved versions come later).
+
+    ``datasets``: the files a run of some nodes reads in place of other nodes' outputs; each
+    is listed among the inputs with its ``dataset`` name.
+    """
+    inputs: list[dict[str, Any]] = [
         {"path": str(p), "sha256": file_sha256(p), "size_bytes": p.stat().st_size}
         for p in input_files(config)
+    ]
+    inputs += [
+        {
+            "path": str(p),
+            "sha256": file_sha256(p),
+            "size_bytes": p.stat().st_size,
+            "dataset": name,
+        }
+        for name, p in (datasets or {}).items()
     ]
     return {
         "config_path": config_path,

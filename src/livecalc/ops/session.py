@@ -24,15 +24,26 @@ from livecalc.errors import CalcEngineError, ConfigurationError
 from livecalc.log import get_logger
 from livecalc.ops.checkpoint import RunCheckpoint, checkpoint_store
 from livecalc.ops.home import checkpoint_root
+from livecalc.ops.kept import (
+    check_resumed_datasets,
+    checks_in_scope,
+    kept_folder,
+    mark_kept,
+    new_run_id,
+    resumed_selection,
+    selection_meta,
+)
 from livecalc.ops.provenance import PROVENANCE_KEY, file_sha256, provenance
 from livecalc.ops.store import RunStore, utc_now
 from livecalc.pipeline.api import RunResult
 from livecalc.pipeline.api import run as pipeline_run
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import Executor
+from livecalc.pipeline.graph import EngineGraph
 from livecalc.pipeline.hooks import RunHooks
 from livecalc.pipeline.loading import load_config
 from livecalc.pipeline.runner import ProgressCallback
+from livecalc.pipeline.selection import select
 from livecalc.ports import RunContext
 from livecalc.ports.context import check_run_id
 from livecalc.runtime.factory import EngineFactory
@@ -185,11 +196,16 @@ class OpsHooks(RunHooks):
         }
         for name, src in config.data_sources.items():
             datasets.setdefault(name, config.resolve(src.path))
+        declared, not_run = config.checks, list[dict[str, str]]()
+        if summary.selection:
+            # A run of some nodes checks what it produced; the other runs check the rest.
+            declared, not_run = checks_in_scope(config, summary.selection["nodes"])
         checks = [
-            c.to_dict()
-            for c in evaluate_checks(config.checks, RunData(datasets, statistics, config))
+            c.to_dict() for c in evaluate_checks(declared, RunData(datasets, statistics, config))
         ]
         sla = sla_results(config, summary.seconds, {k: r.seconds for k, r in summary.nodes.items()})
+        if summary.selection:
+            sla = [s for s in sla if s["target"] == "run" or s["target"] in summary.nodes]
         summary.failed_checks = [
             c["name"] for c in checks if not c["passed"] and c["severity"] == "error"
         ]
@@ -199,6 +215,13 @@ class OpsHooks(RunHooks):
             "checks": checks,
             "sla": sla,
         }
+        if not_run:
+            summary.extras["checks_not_run"] = not_run
+        if summary.kept:
+            summary.extras["datasets"] = {k: str(v) for k, v in summary.kept.items()}
+            self.record["datasets"] = summary.extras["datasets"]
+        if summary.selection:
+            self.record["selection"] = summary.selection
         self.record.update(
             {
                 "nodes": [r.to_dict() for r in summary.nodes.values()],
@@ -329,6 +352,9 @@ def run(
     source: str = "api",
     run_id: str | None = None,
     context: RunContext | None = None,
+    nodes: Sequence[str] | None = None,
+    datasets: Mapping[str, str | Path] | None = None,
+    keep_datasets: bool | str | Path = False,
     _resume: RunCheckpoint | None = None,
 ) -> RunResult:
     """Validate and run a pipeline, recorded in the run store; see ``livecalc.pipeline.api.run``.
@@ -345,7 +371,14 @@ def run(
         context: how a scheduler hands over its run (``livecalc.ports.RunContext``): the run
             id to use and the attempt. A retry (``attempt > 1``) of a run whose checkpoint
             is unfinished resumes it instead of starting over. When the run ends, the
-            context's ``state`` gets ``run_id``, ``status``, ``resumed`` and ``outputs``.
+            context's ``state`` gets ``run_id``, ``status``, ``resumed`` and ``outputs``
+            (and ``datasets``, with ``keep_datasets``).
+        nodes: run only these node ids; ``datasets`` gives the files of the datasets they read
+            that other nodes produce (``{name: path}``; see docs/operations.md, "Running part
+            of a pipeline").
+        keep_datasets: True: write every dataset the run produces to
+            ``$LIVECALC_HOME/runs/RUN_ID/datasets/`` (beside the store given); a folder: there.
+            The paths are in ``result.summary.extras["datasets"]``.
 
     A run store that cannot be written (corrupt, from a newer LiveCalc, locked too long)
     does not lose the run: its outputs are written, the failure is logged (``store_failed``)
@@ -386,14 +419,26 @@ def run(
     if _resume is not None:
         config_path = _resume.manifest["meta"].get("config_path")
         overrides = _resume.manifest["meta"].get("overrides", [])
+        nodes, datasets, keep_datasets = resumed_selection(_resume.manifest["meta"])
+    selection = select(config, EngineGraph(config), factory, nodes, datasets)
     run_store = _store_of(store)
     executor_name = executor if isinstance(executor, str) else config.run.executor
     prov = provenance(
-        config, config_path=config_path, overrides=list(overrides), executor=str(executor_name)
+        config,
+        config_path=config_path,
+        overrides=list(overrides),
+        executor=str(executor_name),
+        datasets=selection.files if selection is not None else None,
     )
     cp = _resume
     if cp is None:
+        if keep_datasets is True and run_id is None:
+            run_id = new_run_id()  # the datasets folder is named after it
         cp = _new_checkpoint(config, prov, store, checkpoint, run_id, overrides)
+        if cp is not None:
+            cp.manifest["meta"].update(selection_meta(selection, prov, keep_datasets))
+    run_id = cp.run_id if cp is not None else run_id
+    keep_folder = kept_folder(config, keep_datasets, store, run_id)
     hooks = OpsHooks(
         config, prov, store=run_store, checkpoint=cp, source=source, resumed=_resume is not None
     )
@@ -408,7 +453,10 @@ def run(
             parallelism=parallelism,
             address=address,
             hooks=hooks,
-            run_id=cp.run_id if cp is not None else run_id,
+            run_id=run_id,
+            nodes=nodes,
+            datasets=datasets,
+            keep_datasets=keep_folder,
         )
     except KeyboardInterrupt:
         hooks.finish("interrupted", "interrupted (Ctrl-C)")
@@ -426,6 +474,8 @@ def run(
     if report is not None:
         hooks.record["report_path"] = str(Path(report).resolve())
     hooks.finish(status)
+    if keep_datasets is True and keep_folder is not None:
+        mark_kept(keep_folder)
     if report is not None:
         from livecalc.ops.report import write_report
 
@@ -463,6 +513,7 @@ def _tell(context: RunContext, result: RunResult, status: str, resumed: bool) ->
             "status": status,
             "resumed": resumed,
             "outputs": {name: str(path) for name, path in result.written.items()},
+            "datasets": {name: str(path) for name, path in result.summary.kept.items()},
         }
     )
     context.log(
@@ -547,7 +598,15 @@ def resume(
         source = dict(source)
         base_dir = source.pop("base_dir", None)
     config = load_config(source, meta.get("overrides", []), base_dir=base_dir)
-    prov = provenance(config, config_path=None, overrides=[], executor=config.run.executor)
+    check_resumed_datasets(run_id, meta)
+    _nodes, datasets, _keep = resumed_selection(meta)
+    prov = provenance(
+        config,
+        config_path=None,
+        overrides=[],
+        executor=config.run.executor,
+        datasets={name: Path(path) for name, path in (datasets or {}).items()},
+    )
     if prov["config_hash"] != meta["config_hash"]:
         raise ConfigurationError(
             f"run {run_id!r}: the config {meta.get('config_path') or ''} changed since the run "

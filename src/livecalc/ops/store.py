@@ -106,6 +106,12 @@ _CHILD_TABLES = (
 )
 
 
+_RECORD_ARTIFACTS = ("selection", "datasets")
+"""Record keys kept as rows of ``run_artifacts`` (no schema change): ``selection`` (a run of
+some nodes: the nodes, those only initialised, the dataset files read) and ``datasets`` (the
+files ``keep_datasets`` wrote, by name)."""
+
+
 class StoreLockedError(ConfigurationError):
     """Another process held the store past the lock timeout."""
 
@@ -311,7 +317,9 @@ class RunStore:
             ],
             "run_artifacts": [
                 [run_id, kind, json.dumps(data)] for kind, data in (r.get("charts") or {}).items()
-            ],
+            ]
+            # A run of some nodes, and the datasets a run kept: beside the charts' data.
+            + [[run_id, kind, json.dumps(r[kind])] for kind in _RECORD_ARTIFACTS if r.get(kind)],
         }
         columns = {
             "run_nodes": "(run_id, position, node_id, engine_type, status, seconds, chunks, "
@@ -408,6 +416,7 @@ class RunStore:
             a["kind"]: json.loads(a["data_json"])
             for a in rows("SELECT * FROM run_artifacts WHERE run_id = ?")
         }
+        extra = {kind: charts.pop(kind) for kind in _RECORD_ARTIFACTS if kind in charts}
         return {
             "run_id": run_id,
             "started_at": _iso(run["started_at"]),
@@ -462,6 +471,7 @@ class RunStore:
             "sla": _drop_id(rows("SELECT * FROM run_sla WHERE run_id = ?")),
             "outputs": _drop_id(rows("SELECT * FROM run_outputs WHERE run_id = ?")),
             "charts": charts,
+            **extra,
         }
 
 

@@ -21,7 +21,11 @@ from livecalc.io.parquet import ParquetReader, ParquetWriter, PolicyData
 from livecalc.pipeline.config import DataSource, PipelineConfig
 from livecalc.pipeline.graph import EngineGraph
 
-__all__ = ["OutputPlan", "StreamSink", "load_source", "policy_ext_name"]
+__all__ = ["DATASET_KEY", "OutputPlan", "StreamSink", "load_source", "policy_ext_name"]
+
+DATASET_KEY = "livecalc.dataset"
+"""Parquet key-value metadata key naming the dataset a file holds (``scenarios``...), so a
+file given as another dataset (``datasets=``) is refused."""
 
 
 def policy_ext_name(source: str) -> str:
@@ -142,7 +146,7 @@ class OutputPlan:
         path = self.paths.get(dataset)
         if path is None or dataset in self.written:
             return
-        sink = StreamSink(path, {**self.metadata, **(metadata or {})})
+        sink = StreamSink(path, {**self.metadata, DATASET_KEY: dataset, **(metadata or {})})
         try:
             sink.write(records)
             sink.commit()
@@ -156,7 +160,7 @@ class _TrackedSink(StreamSink):
     """A StreamSink that records its file in the plan once committed."""
 
     def __init__(self, plan: OutputPlan, dataset: str, path: Path) -> None:
-        super().__init__(path, plan.metadata)
+        super().__init__(path, {**plan.metadata, DATASET_KEY: dataset})
         self._plan = plan
         self._dataset = dataset
 

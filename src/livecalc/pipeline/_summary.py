@@ -98,6 +98,11 @@ class RunSummary:
     """Declared checks of severity ``error`` that failed (livecalc.ops): the run fails."""
     extras: dict[str, Any] = field(default_factory=dict)
     """More sections of the summary file (provenance, checks, SLA), set by livecalc.ops."""
+    selection: dict[str, Any] = field(default_factory=dict)
+    """A run of part of the pipeline: the nodes run, those only initialised, the datasets
+    read from files (``livecalc.pipeline.selection``); empty for a whole run."""
+    kept: dict[str, Path] = field(default_factory=dict)
+    """Datasets kept as files (``keep_datasets``), by name."""
 
     @property
     def success(self) -> bool:
@@ -140,6 +145,8 @@ class RunSummary:
             "compile_seconds": self.compile_seconds,
             "nodes": [r.to_dict() for r in self.nodes.values()],
             "written": {k: str(v) for k, v in self.written.items()},
+            **({"selection": self.selection} if self.selection else {}),
+            **({"datasets": {k: str(v) for k, v in self.kept.items()}} if self.kept else {}),
             **({"failed_checks": list(self.failed_checks)} if self.failed_checks else {}),
             **_jsonable(self.extras),
         }

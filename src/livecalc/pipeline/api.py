@@ -26,9 +26,11 @@ from livecalc.pipeline._sizes import buffer_problems, esg_horizon_years, esg_sce
 from livecalc.pipeline._summary import NodeReport, RunSummary
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import Executor
+from livecalc.pipeline.graph import EngineGraph
 from livecalc.pipeline.hooks import RunHooks
 from livecalc.pipeline.loading import load_config
 from livecalc.pipeline.runner import ProgressCallback, Runner
+from livecalc.pipeline.selection import select
 from livecalc.runtime.engine import ICalcEngine
 from livecalc.runtime.factory import EngineFactory
 
@@ -146,6 +148,9 @@ def run(
     address: str | None = None,
     hooks: RunHooks | None = None,
     run_id: str | None = None,
+    nodes: Sequence[str] | None = None,
+    datasets: Mapping[str, str | Path] | None = None,
+    keep_datasets: str | Path | bool | None = None,
 ) -> RunResult:
     """Validate and run a pipeline; a failing node does not raise (see ``RunResult.success``).
 
@@ -165,6 +170,12 @@ def run(
             ``RAY_ADDRESS``, else a Ray started for the run).
         hooks: followers of the run (``livecalc.ops``: the run store, checkpoints).
         run_id: the run's id (default: a new one; a resumed run keeps its own).
+        nodes: run only these node ids (default: all); the summary reports only them.
+        datasets: ``{name: path}`` of each dataset the selected nodes read that a node not
+            selected produces: Parquet records, or JSON statistics (docs/operations.md).
+        keep_datasets: a folder where every dataset the run produces is also written
+            (``NAME.parquet`` or ``NAME.json``); ``livecalc.run`` also takes True (the run's
+            folder).
 
     Raises:
         ConfigurationError: the config, an engine's config or an input file is wrong; nothing
@@ -176,6 +187,12 @@ def run(
         raise ConfigurationError(f"chunk_size: must be >= 1, got {chunk_size}")
     if parallelism is not None and parallelism < 1:
         raise ConfigurationError(f"parallelism: must be >= 1, got {parallelism}")
+    if keep_datasets is True:
+        # True needs the run folder under $LIVECALC_HOME, which livecalc.run (ops) knows.
+        raise ConfigurationError(
+            "keep_datasets: give a folder here (livecalc.run takes True for the run's folder)"
+        )
+    selection = select(config, EngineGraph(config), factory, nodes, datasets)
     if credentials is None:
         credentials = _default_credentials(config)
     runner = Runner(
@@ -189,6 +206,12 @@ def run(
         address=address,
         hooks=hooks,
         run_id=run_id,
+        selection=selection,
+        keep_datasets=(
+            Path(keep_datasets).expanduser().resolve()
+            if isinstance(keep_datasets, str | Path)
+            else None
+        ),
     )
     return RunResult(runner.run(), config)
 

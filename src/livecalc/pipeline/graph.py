@@ -136,9 +136,13 @@ class EngineGraph:
         """Nodes that list ``dataset`` among their inputs."""
         return [n.id for n in self.config.engines if dataset in n.inputs]
 
-    def sorter(self) -> graphlib.TopologicalSorter[str]:
-        """A prepared sorter for running ready nodes as their inputs finish."""
-        sorter = graphlib.TopologicalSorter(self.predecessors)
+    def sorter(self, nodes: Sequence[str] | None = None) -> graphlib.TopologicalSorter[str]:
+        """A prepared sorter for running ready nodes as their inputs finish (of ``nodes``
+        only, when given: a node then waits only for the given nodes it reads from)."""
+        keep = set(self.predecessors if nodes is None else nodes)
+        sorter = graphlib.TopologicalSorter(
+            {n: preds & keep for n, preds in self.predecessors.items() if n in keep}
+        )
         sorter.prepare()
         return sorter
 

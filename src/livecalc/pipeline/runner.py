@@ -25,6 +25,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,7 @@ from livecalc.pipeline.graph import EngineGraph
 from livecalc.pipeline.hooks import RunHooks
 from livecalc.pipeline.loading import format_problems
 from livecalc.pipeline.pool import create_node_handle, reads_policies
+from livecalc.pipeline.selection import DatasetKeeper, Selection
 from livecalc.runtime.buffers import BufferManager
 from livecalc.runtime.factory import EngineFactory
 
@@ -86,9 +88,15 @@ class Runner:
         address: str | None = None,
         hooks: RunHooks | None = None,
         run_id: str | None = None,
+        selection: Selection | None = None,
+        keep_datasets: Path | None = None,
     ) -> None:
         self.config = config
         self.graph = EngineGraph(config)
+        # Part of the pipeline (livecalc.pipeline.selection): the nodes run, those only
+        # initialised, the datasets read from files; None runs every node.
+        self.selection = selection
+        self._keeper = DatasetKeeper(keep_datasets) if keep_datasets is not None else None
         self.factory = factory if factory is not None else EngineFactory()
         self.credentials = credentials
         self._executor = executor if executor is not None else config.run.executor
@@ -137,8 +145,9 @@ class Runner:
                 run_id=run_id,
                 executor=executor.name,
                 nodes={
-                    nid: NodeReport(nid, self.config.node(nid).type) for nid in self.graph.order()
+                    nid: NodeReport(nid, self.config.node(nid).type) for nid in self._selected()
                 },
+                selection=self.selection.to_dict() if self.selection is not None else {},
             )
             start = time.perf_counter()
             _log.info("run_started", executor=executor.name, nodes=len(summary.nodes))
@@ -148,6 +157,7 @@ class Runner:
                 self._check_buffer_sizes(with_engines=False)
                 extra_metadata = dict(self._hooks.run_started(run_id, self.config))
                 self._load_sources(buffers, executor.shared_buffers)
+                self._load_files(buffers, executor.shared_buffers)
                 outputs = OutputPlan.of(self.graph)
                 outputs.metadata.update(extra_metadata)
                 outputs.metadata[RUN_ID_KEY] = run_id
@@ -157,6 +167,8 @@ class Runner:
                 check_source_data(
                     self.config, self._datasets, handles_checker(ready), self._esg_horizons()
                 )
+                for node_id in self.selection.support if self.selection else ():
+                    self._check_support(node_id)
                 self._schedule(summary, outputs)
             finally:
                 for node_id, handle in self._handles.items():
@@ -166,6 +178,8 @@ class Runner:
                         _log.warning("engine_dispose_failed", engine_id=node_id, error=str(exc))
             summary.seconds = time.perf_counter() - start
             summary.written = outputs.written
+            if self._keeper is not None:
+                summary.kept = dict(self._keeper.paths)
             summary.datasets = {
                 # Shared segments are unlinked on exit: hand the caller its own copies.
                 k: (v.copy() if executor.shared_buffers and isinstance(v, np.ndarray) else v)
@@ -193,20 +207,32 @@ class Runner:
 
     # -- set-up -----------------------------------------------------------------------------
 
+    def _selected(self) -> list[str]:
+        """The nodes this run runs, in run order."""
+        return list(self.selection.nodes) if self.selection is not None else self.graph.order()
+
+    def _initialised(self) -> list[str]:
+        """The nodes this run initialises: those it runs, and those only re-run (support)."""
+        return self.selection.initialised(self.graph) if self.selection else self.graph.order()
+
     def _load_sources(self, buffers: BufferManager, shared: bool) -> None:
-        for name, src in self.config.data_sources.items():
-            loaded = load_source(name, src, self.config)
+        sources = self.config.data_sources
+        names = self.selection.sources(self.config) if self.selection else list(sources)
+        for name in names:
+            loaded = load_source(name, sources[name], self.config)
             parts = {name: loaded} if isinstance(loaded, np.ndarray) else {name: loaded.records}
             if isinstance(loaded, PolicyData) and loaded.ext is not None:
                 parts[policy_ext_name(name)] = loaded.ext
             for key, records in parts.items():
-                if shared:
-                    # Worker processes attach to shared segments by name: copy once into one.
-                    info = buffers.allocate(f"source.{key}", records.dtype, len(records), True)
-                    info.data[:] = records
-                    records = info.data
-                self._datasets[key] = records
+                self._datasets[key] = _placed(buffers, shared, f"source.{key}", records)
             _log.info("source_loaded", source=name, records=len(parts[name]))
+
+    def _load_files(self, buffers: BufferManager, shared: bool) -> None:
+        """The datasets a node selection reads from files (``datasets``), checked."""
+        for name, value in self.selection.read(self.config, self.factory) if self.selection else ():
+            if isinstance(value, np.ndarray):
+                value = _placed(buffers, shared, f"dataset.{name}", value)
+            self._datasets[name] = value
 
     def _initialize_all(
         self, executor: Executor, buffers: BufferManager, summary: RunSummary
@@ -214,7 +240,7 @@ class Runner:
         problems: list[str] = []
         # Every handle first: an executor with worker processes starts them as it creates
         # the handles, so they boot side by side while the first ones initialise.
-        for node_id in self.graph.order():
+        for node_id in self._initialised():
             prefix = f"engines[{self.config.node_index(node_id)}]"
             try:
                 node = self.config.node(node_id)
@@ -229,9 +255,10 @@ class Runner:
                 problems.append(f"{prefix}.{_config_path(str(exc))}")
             except CalcEngineError as exc:
                 self._fail(summary, node_id, exc, "initialize")
-        for node_id in self.graph.order():
+        for node_id in self._initialised():
             node = self.config.node(node_id)
-            report = summary.nodes[node_id]
+            # A support node (initialised, not run) has no report: a stand-in takes its timing.
+            report = summary.nodes.get(node_id) or NodeReport(node_id, node.type)
             prefix = f"engines[{self.config.node_index(node_id)}]"
             handle = self._handles.get(node_id)
             if handle is None or report.status == "failed":
@@ -289,12 +316,14 @@ class Runner:
                     continue
                 if years is not None:
                     horizons[node.outputs[0]] = years
+        if self.selection is not None:
+            horizons.update(self.selection.horizons(self._datasets))  # scenarios from files
         return horizons
 
     # -- scheduling -------------------------------------------------------------------------
 
     def _schedule(self, summary: RunSummary, outputs: OutputPlan) -> None:
-        sorter = self.graph.sorter()
+        sorter = self.graph.sorter(self._selected())
         max_workers = max(1, self.config.run.max_parallel)
         with cf.ThreadPoolExecutor(max_workers, thread_name_prefix="livecalc-node") as pool:
             try:
@@ -338,12 +367,19 @@ class Runner:
                 sorter.done(node_id)
 
     def _fail(self, summary: RunSummary, node_id: str, exc: BaseException, stage: str) -> None:
+        _log.error("node_failed", engine_id=node_id, stage=stage, error=str(exc))
+        if node_id not in summary.nodes:
+            # A support node: the selected nodes that would re-run it fail in its place.
+            for down in sorted(set(summary.nodes) & self.graph.descendants(node_id)):
+                report = summary.nodes[down]
+                report.status, report.error_type = "failed", type(exc).__name__
+                report.error = f"{stage} of node {node_id!r} (which this node re-runs): {exc}"
+            return
         report = summary.nodes[node_id]
         report.status = "failed"
         report.error = f"{stage}: {exc}" if stage != "run" else str(exc)
         report.error_type = type(exc).__name__
-        _log.error("node_failed", engine_id=node_id, stage=stage, error=str(exc))
-        for down in sorted(self.graph.descendants(node_id)):
+        for down in sorted(set(summary.nodes) & self.graph.descendants(node_id)):
             skipped = summary.nodes[down]
             if skipped.status == "not_run":
                 skipped.status = "skipped"
@@ -508,6 +544,13 @@ class Runner:
         else:
             # No record output: the engine's get_outputs() is its dataset (a solver's solution).
             self._datasets[dataset] = report.outputs
+        if self._keeper is not None:
+            esg = report.outputs.get("esg_metadata")
+            meta = {ESG_METADATA_KEY: json.dumps(esg)} if isinstance(esg, Mapping) else {}
+            for name in node.outputs:
+                # A dataset already written to its output file is kept as that file.
+                value = outputs.written.get(name, self._datasets.get(name))
+                self._keeper.keep(name, value, {**outputs.metadata, **meta})
 
     # -- goal-seek ----------------------------------------------------------------------------
 
@@ -555,9 +598,29 @@ class Runner:
         node = self.config.node(node_id)
         for name in node.inputs:
             producer = self.graph.producers.get(name)
-            if producer is not None and self._handles[producer].supports("set_parameters"):
+            handle = self._handles.get(producer) if producer is not None else None
+            if handle is not None and handle.supports("set_parameters"):
                 return producer
         return None
+
+    def _check_support(self, node_id: str) -> None:
+        """A support node's inputs, set once (it never runs); the outputs read from files
+        must have the layout its re-runs have, or the re-runs would not compare with them."""
+        if self.selection is None or node_id not in self._runners:
+            return  # its initialisation failed: the nodes that re-run it failed with it
+        self._node_inputs[node_id] = self._inputs_of(node_id)
+        spec = self._handles[node_id].output_spec(self._node_inputs[node_id])
+        if spec is not None:
+            self.selection.check_layout(self.config, node_id, spec.dtype, self._datasets)
+
+
+def _placed(buffers: BufferManager, shared: bool, name: str, records: np.ndarray) -> np.ndarray:
+    if not shared:
+        return records
+    # Worker processes attach to shared segments by name: copy once into one.
+    info = buffers.allocate(name, records.dtype, len(records), True)
+    info.data[:] = records
+    return info.data
 
 
 def _compile_seconds(handle: EngineHandle) -> float:
