@@ -10,7 +10,9 @@ the run store in that folder, alternating so that both see the same machine:
    without Dagster (three ``livecalc.run(config, nodes=[id], datasets=..., keep_datasets=
    True)``, what the Dagster steps run);
 2. from the command line, each a fresh process: ``livecalc run CONFIG`` against
-   ``dagster job execute -f definitions.py -j dag_config_full_pipeline_job``.
+   ``dagster job execute -f definitions.py -j dag_config_full_pipeline_job``, with Dagster's
+   default executor (each step in a process of its own) and with its in-process executor
+   (``-c in_process.yaml``: ``execution: {config: {in_process: {}}}``).
 
 Printed: medians, the difference and the ratio; the time to build the Definitions once.
 
@@ -46,6 +48,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def _copy(folder: Path) -> Path:
     shutil.copy(EXAMPLES / CONFIG, folder)
     shutil.copytree(EXAMPLES / "data", folder / "data")
+    (folder / "in_process.yaml").write_text("execution:\n  config:\n    in_process: {}\n")
     (folder / "definitions.py").write_text(
         "from livecalc.integrations.dagster import definitions_from_config\n"
         f"defs = definitions_from_config({str(folder / CONFIG)!r})\n"
@@ -117,13 +120,15 @@ def command_line(config: Path, repeats: int) -> None:
             JOB,
         ],
     }
-    times: dict[str, list[float]] = {"plain": [], "dagster": []}
+    commands["in_process"] = [*commands["dagster"], "-c", str(config.parent / "in_process.yaml")]
+    times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(repeats):
         for name, command in commands.items():
             start = time.perf_counter()
             subprocess.run(command, check=True, capture_output=True, cwd=config.parent)
             times[name].append(time.perf_counter() - start)
     _report("command line", times["plain"], times["dagster"], "dagster job execute")
+    _report("command line", times["plain"], times["in_process"], "dagster job execute in-process")
 
 
 def main() -> None:

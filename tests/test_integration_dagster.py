@@ -349,6 +349,28 @@ class TestNodeSteps:
         )
         assert "materialize it first" in (failure.description or "")
 
+    def test_an_upstream_file_gone_says_to_materialize_it_again(
+        self, examples: Path, instance: dg.DagsterInstance
+    ) -> None:
+        """The ESG's kept scenarios removed (`livecalc runs gc`) after a full run: the
+        projection alone fails naming the file and the fix."""
+        defs = definitions_from_config(examples / "dag_config_full_pipeline.json")
+        full = "dag_config_full_pipeline"
+        scenarios = Path(
+            _metadata(_materialize(defs, instance), [full, "esg", "scenarios"])["path"]
+        )
+        scenarios.unlink()
+
+        result = _materialize(
+            defs, instance, selection=[dg.AssetKey([full, "projection", "results"])],
+            raise_on_error=False,
+        )  # fmt: skip
+        failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+
+        assert failure is not None
+        assert f"file {scenarios} is gone" in (failure.description or "")
+        assert "materialize it again" in (failure.description or "")
+
     def test_a_failing_error_check_blocks_downstream_steps(
         self, tmp_path: Path, instance: dg.DagsterInstance
     ) -> None:

@@ -200,10 +200,13 @@ def _upstream_paths(
         if path is not None and Path(path).is_file():
             paths[dataset] = str(path)
         elif dataset in step.inputs:
-            what = "has no materialization with a file" if path is None else f"file {path} is gone"
+            what = (
+                "has no materialization with a file; materialize it first"
+                if path is None
+                else f"file {path} is gone (livecalc runs gc?); materialize it again"
+            )
             raise dg.Failure(
-                description=f"{key.to_user_string()} {what}; materialize it first (or run the "
-                f"job {plan.name}_job)"
+                description=f"{key.to_user_string()} {what} (or run the job {plan.name}_job)"
             )
     return paths
 
