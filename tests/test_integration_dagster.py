@@ -422,6 +422,25 @@ class TestChecks:
         assert "mean > 1e30" in (error.description or "")
         assert ["checked", "solver", "solution"] == error.asset_key.path
 
+    def test_a_check_no_step_can_evaluate_fails_with_livecalc_s_reason(
+        self, tmp_path: Path, instance: dg.DagsterInstance
+    ) -> None:
+        """A reconcile of the scenarios (ESG) against the results (projection) is on the
+        scenarios asset, but the ESG's run has no results: it fails saying so, not passes."""
+        checks = [
+            {"kind": "reconcile", "name": "odd", "dataset": "scenarios", "column": "rate",
+             "against": "results", "against_column": "npv"},
+        ]  # fmt: skip
+        defs = definitions_from_config(_pipeline(tmp_path, checks))
+
+        result = _materialize(defs, instance, raise_on_error=False)
+        check = _checks(result)["odd"]
+
+        assert (False, ["checked", "esg", "scenarios"]) == (check.passed, check.asset_key.path)
+        assert "did not evaluate check 'odd': dataset 'results' is neither produced nor read" in (
+            check.description or ""
+        )
+
     def test_a_check_on_a_data_source_checks_the_file(
         self, tmp_path: Path, instance: dg.DagsterInstance
     ) -> None:

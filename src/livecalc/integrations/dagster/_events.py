@@ -108,13 +108,16 @@ def check_results(
     targets: tuple[CheckTarget, ...],
     evaluated: Sequence[Mapping[str, Any]],
     run_id: str,
+    not_run: Sequence[Mapping[str, str]] = (),
 ) -> Iterator[dg.AssetCheckResult]:
     """Dagster's result of each check in ``targets``, from LiveCalc's own evaluation.
 
     ``evaluated`` is ``summary.extras["checks"]``: every check of the config in order, or, when
-    the run evaluated some only, matched by name. A check the run did not evaluate fails and
-    says so (a silent pass would hide what it is there to catch).
+    the run evaluated some only (a run of some nodes), matched by name. A check the run did
+    not evaluate fails with LiveCalc's reason (``not_run``, ``summary.extras
+    ["checks_not_run"]``): a silent pass would hide what it is there to catch.
     """
+    reasons = {c["name"]: c["reason"] for c in not_run}
     by_index = len(evaluated) == len(plan.config.checks)
     unused = list(evaluated)
     for target in targets:
@@ -133,7 +136,8 @@ def check_results(
                 check_name=target.name,
                 passed=False,
                 severity=severity,
-                description=f"LiveCalc run {run_id} did not evaluate check {target.label!r}",
+                description=f"LiveCalc run {run_id} did not evaluate check {target.label!r}: "
+                + reasons.get(target.label, "not in its results"),
                 metadata={"livecalc/run_id": run_id},
             )
             continue

@@ -180,8 +180,10 @@ def _run_step(
             description=f"engine {node.node_id!r} {node.status}: {node.error}",
             metadata={"livecalc/run_id": result.run_id, "error_type": str(node.error_type)},
         )
-    evaluated = result.summary.extras.get("checks", [])
-    yield from check_results(plan, step.checks, evaluated, result.run_id)
+    extras = result.summary.extras
+    yield from check_results(
+        plan, step.checks, extras.get("checks", []), result.run_id, extras.get("checks_not_run", [])
+    )
 
 
 def _upstream_paths(
