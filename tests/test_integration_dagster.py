@@ -200,6 +200,13 @@ class TestDefinitions:
         assert "is taken by" in str(info.value)
         assert "rename one of the files" in str(info.value)
 
+    def test_unknown_executor_is_refused(self, examples: Path) -> None:
+        """An executor LiveCalc does not have is refused when the definitions are built."""
+        with pytest.raises(ConfigurationError) as info:
+            definitions_from_config(examples / "dag_config_full_pipeline.json", executor="spark")
+
+        assert "unknown executor 'spark'; use one of local, processes, ray" in str(info.value)
+
     def test_invalid_config_names_the_problem(self, tmp_path: Path) -> None:
         """A config with an unknown engine type is refused before Dagster sees it."""
         bad = tmp_path / "bad.json"
@@ -292,6 +299,26 @@ class TestMaterialize:
         assert rows
         assert all(run_id.startswith(result.run_id) for run_id, _, _ in rows)
         assert {("succeeded", "dagster")} == {(status, source) for _, status, source in rows}
+
+    def test_the_executor_given_runs_the_engines(
+        self, examples: Path, tmp_path: Path, instance: dg.DagsterInstance
+    ) -> None:
+        """executor='processes' runs the projection in worker processes (the store says so)
+        and writes the same results as the local run."""
+        plain = _copy_examples(tmp_path / "plain")
+        defs = definitions_from_config(
+            examples / "dag_config_projection_only.json", executor="processes"
+        )
+
+        _materialize(defs, instance)
+        with (defs.resources or {})[STORE_RESOURCE_KEY].get_connection() as con:
+            executors = {row[0] for row in con.execute("SELECT executor FROM runs").fetchall()}
+        expected = livecalc.run(plain / "dag_config_projection_only.json", store=False)
+
+        assert {"processes"} == executors
+        assert pq.read_table(expected.written["results"]).equals(
+            pq.read_table(examples / "output" / "projection_only" / "results.parquet")
+        )
 
 
 class TestNodeSteps:

@@ -33,6 +33,7 @@ from livecalc.integrations.dagster.resources import (
     LiveCalcResource,
     run_store_resource,
 )
+from livecalc.pipeline.executors import EXECUTORS
 from livecalc.pipeline.loading import load_config
 
 __all__ = ["definitions_from_config", "resource_key"]
@@ -58,12 +59,18 @@ def definitions_from_config(
             ``run.executor``).
 
     Raises:
-        ConfigurationError: a config is invalid, two configs have the same stem, or a name
-            does not fit Dagster's naming rules; the message names the file and the fix.
+        ConfigurationError: a config is invalid, two configs have the same stem, a name
+            does not fit Dagster's naming rules, or the executor is unknown; the message
+            names the file and the fix.
     """
     paths = [path] if isinstance(path, str | Path) else list(path)
     if not paths:
         raise ConfigurationError("definitions_from_config: give at least one config path")
+    if executor is not None and executor not in EXECUTORS:
+        raise ConfigurationError(
+            f"definitions_from_config: unknown executor {executor!r}; use one of "
+            f"{', '.join(EXECUTORS)}, or None for each config's run.executor"
+        )
     plans: dict[str, PipelinePlan] = {}
     for p in paths:
         config_path = Path(p).resolve()
