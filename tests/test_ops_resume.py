@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -21,48 +20,76 @@ import livecalc
 from livecalc.cli.app import app
 from livecalc.errors import ConfigurationError
 from livecalc.io.generate import generate_policies, write_policies
-from livecalc.ops.checkpoint import (
-    ArrowFsCheckpointStore,
-    LocalCheckpointStore,
-    RunCheckpoint,
-    collect_garbage,
-)
+from livecalc.ops.checkpoint import ArrowFsCheckpointStore
 from livecalc.ops.session import resume
 from livecalc.ops.store import RunStore
-from livecalc.runtime.records import RESULT_DETAIL_DTYPE, SCENARIO_TOTAL_DTYPE
 
 PLUGIN = "livecalc.testing:register_testing_engines"
 
 
+def _esg() -> dict[str, Any]:
+    return {
+        "id": "esg",
+        "type": "esg",
+        "config": {"model": "hull_white", "outer": 10, "inner": 100, "years": 30, "seed": 3},
+        "outputs": ["scenarios"],
+    }
+
+
 def _projection_config(tmp_path: Path) -> Path:
-    """ESG (1,000 scenarios, 30 years) -> projection of 5,000 policies in 10 chunks."""
+    """ESG (1,000 scenarios, 30 years) -> projection of 5,000 policies in 10 chunks
+    (monthly steps: about a tenth of a second a chunk, time enough to stop the run)."""
     write_policies(tmp_path / "policies.parquet", generate_policies(5_000, seed=11, max_term=30))
     raw = {
         "data_sources": {"policies": {"path": "policies.parquet"}},
         "engines": [
-            {
-                "id": "esg",
-                "type": "esg",
-                "config": {
-                    "model": "hull_white",
-                    "outer": 10,
-                    "inner": 100,
-                    "years": 30,
-                    "seed": 3,
-                },
-                "outputs": ["scenarios"],
-            },
+            _esg(),
             {
                 "id": "projection",
                 "type": "projection",
-                "config": {"output": "npv"},
+                "config": {"output": "npv", "time_step": "monthly"},
                 "inputs": ["policies", "scenarios"],
                 "outputs": ["results"],
             },
         ],
         "output": {"path": "out/results.parquet"},
         # Every chunk checkpointed, however fast this machine computes it.
-        "run": {"chunk_size": 500, "checkpoint_min_chunk_seconds": 0},
+        "run": {"chunk_size": 500, "checkpoint_chunks": "all"},
+    }
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+def _cashflow_audit_config(tmp_path: Path) -> Path:
+    """ESG -> two projections of 5,000 policies in 10 chunks: portfolio cash flows (CASHFLOW
+    records, summed over chunks) and NPVs with the audited cash flows of 3 policies (in
+    chunks 0, 4 and 9), which the engine's get_outputs() builds chunk by chunk."""
+    write_policies(tmp_path / "policies.parquet", generate_policies(5_000, seed=11, max_term=30))
+    projection = {"type": "projection", "inputs": ["policies", "scenarios"]}
+    raw = {
+        "data_sources": {"policies": {"path": "policies.parquet"}},
+        "engines": [
+            _esg(),
+            {
+                **projection,
+                "id": "projection",
+                "config": {"output": "cashflows", "time_step": "monthly"},
+                "outputs": ["cashflows"],
+            },
+            {
+                **projection,
+                "id": "audited",
+                "config": {"output": "npv", "audit": {"policy_ids": [3, 2_222, 4_999]}},
+                "outputs": ["results"],
+            },
+        ],
+        "output": {
+            "path": "out/{name}.parquet",
+            "write": ["cashflows", "results"],
+            "summary_path": "out/summary.json",
+        },
+        "run": {"chunk_size": 500, "checkpoint_chunks": "all"},
     }
     path = tmp_path / "config.json"
     path.write_text(json.dumps(raw))
@@ -91,8 +118,44 @@ def _recorded(run_id: str) -> bool:
     try:
         return RunStore().get(run_id) is not None
     except ConfigurationError:
-        time.sleep(0.2)
         return False
+
+
+def _kill_midway(config: Path, home: Path, at_least: int) -> tuple[str, int]:
+    """`livecalc run config` SIGKILLed once its projection has ``at_least`` chunks in the
+    checkpoint and the store has the run: the run id and the chunks done."""
+    exe = Path(sys.executable).with_name("livecalc")
+    proc = subprocess.Popen(
+        [str(exe), "run", str(config), "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+            run_id, done = _done(home)
+            if done < at_least:
+                continue
+            # Frozen at once, so that it cannot finish while the store is read.
+            os.kill(proc.pid, signal.SIGSTOP)
+            if _recorded(run_id):
+                break
+            os.kill(proc.pid, signal.SIGCONT)
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert -signal.SIGKILL == proc.returncode
+    return _done(home)
+
+
+def _resume_cli(run_id: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("livecalc")
+    return subprocess.run(
+        [str(exe), "resume", run_id, "--no-progress"], capture_output=True, text=True,
+        timeout=240,
+    )  # fmt: skip
 
 
 class TestResumeAfterSigkill:
@@ -104,35 +167,13 @@ class TestResumeAfterSigkill:
         out = tmp_path / "out" / "results.parquet"
         assert livecalc.run(config, store=False).success
         reference = out.rename(tmp_path / "reference.parquet")
-        exe = Path(sys.executable).with_name("livecalc")
 
-        proc = subprocess.Popen(
-            [str(exe), "run", str(config), "--no-progress"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 240
-        run_id, done = "", 0
-        recorded = False
-        while (done < 4 or not recorded) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-            run_id, done = _done(livecalc_home)
-            # The store records a run once it has run for a second: wait for that record too
-            # (a run killed in its first second is not in the store, so cannot be resumed).
-            if done >= 4 and not recorded:
-                recorded = _recorded(run_id)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-        run_id, done = _done(livecalc_home)
-        assert -signal.SIGKILL == proc.returncode
+        run_id, done = _kill_midway(config, livecalc_home, 4)
         assert 4 <= done < 10
         assert not out.exists()
         assert "running" == RunStore().get(run_id)["status"]
 
-        resumed = subprocess.run(
-            [str(exe), "resume", run_id, "--no-progress"], capture_output=True, text=True,
-            timeout=240,
-        )  # fmt: skip
+        resumed = _resume_cli(run_id)
         record = RunStore().get(run_id)
         projection = next(n for n in record["nodes"] if n["node_id"] == "projection")
 
@@ -148,6 +189,36 @@ class TestResumeAfterSigkill:
         again = CliRunner().invoke(app, ["resume", run_id])
         assert 2 == again.exit_code
         assert "nothing to resume" in again.output
+
+    def test_cash_flows_and_audit_resume_to_identical_outputs(
+        self, tmp_path: Path, livecalc_home: Path
+    ) -> None:
+        """SIGKILL mid-run of a cash-flow projection beside an audited one: resume reuses
+        the cash-flow chunks kept, computes every chunk of the audited node (its audit cash
+        flows come from running them), and gives the same files and audit as a whole run."""
+        config = _cashflow_audit_config(tmp_path)
+        out = tmp_path / "out"
+        assert livecalc.run(config, store=False).success
+        reference = out.rename(tmp_path / "reference")
+
+        run_id, done = _kill_midway(config, livecalc_home, 3)
+        assert 3 <= done < 10
+        resumed = _resume_cli(run_id)
+        summary = json.loads((out / "summary.json").read_text())
+        expected = json.loads((reference / "summary.json").read_text())
+        nodes = {n["node_id"]: n for n in summary["nodes"]}
+        expected_nodes = {n["node_id"]: n for n in expected["nodes"]}
+
+        assert 0 == resumed.returncode, resumed.stderr
+        assert (10, done) == (nodes["projection"]["chunks"], nodes["projection"]["reused_chunks"])
+        assert (10, 0) == (nodes["audited"]["chunks"], nodes["audited"]["reused_chunks"])
+        for name in ("cashflows.parquet", "results.parquet"):
+            assert _data_bytes(reference / name) == _data_bytes(out / name), name
+        assert expected_nodes["audited"]["outputs"] == nodes["audited"]["outputs"]
+        assert {"3", "2222", "4999"} == set(nodes["audited"]["outputs"]["cashflows"])
+        assert expected_nodes["projection"]["outputs"] == nodes["projection"]["outputs"]
+        # The audited node kept no parts: they could not have been used.
+        assert [] == list(livecalc_home.glob(f"runs/{run_id}/audited/*"))
 
 
 def _failing_config(tmp_path: Path) -> Path:
@@ -167,7 +238,7 @@ def _failing_config(tmp_path: Path) -> Path:
             },
         ],
         "output": {"path": "out/{name}.parquet", "write": ["a_out", "b_out"]},
-        "run": {"chunk_size": 25, "checkpoint_min_chunk_seconds": 0},
+        "run": {"chunk_size": 25, "checkpoint_chunks": "all"},
     }
     path = tmp_path / "config.json"
     path.write_text(json.dumps(raw))
@@ -200,14 +271,30 @@ class TestResumeRefusals:
         assert "has no checkpoint" in result.output
 
     def test_failed_run_resumes_reusing_its_chunks(self, tmp_path: Path) -> None:
-        """A run that failed downstream keeps node a's 4 chunks; resume reuses all 4."""
+        """A run that failed downstream keeps node a's 4 chunks; resume reuses 3 and runs the
+        last one, so that the engine's get_outputs() are those of a real run."""
         config = _failing_config(tmp_path)
         run_id = livecalc.run(config).run_id
 
         result = resume(run_id)
 
-        assert (4, 4) == (result.nodes["a"].chunks, result.nodes["a"].reused_chunks)
+        assert (4, 3) == (result.nodes["a"].chunks, result.nodes["a"].reused_chunks)
         assert "failed" == result.nodes["b"].status
+
+    def test_replicas_on_worker_processes_resume_from_the_same_parts(self, tmp_path: Path) -> None:
+        """Node a on two worker processes: its chunks (copied from the replicas' slots) are
+        kept, and a resume on the same pool reuses them, with the same output bytes."""
+        raw = json.loads(_failing_config(tmp_path).read_text())
+        raw["run"].update({"executor": "processes", "parallelism": 2})
+        config = tmp_path / "config.json"
+        config.write_text(json.dumps(raw))
+        first = livecalc.run(config)
+        written = (tmp_path / "out" / "a_out.parquet").rename(tmp_path / "first.parquet")
+
+        result = resume(first.run_id)
+
+        assert (4, 3) == (result.nodes["a"].chunks, result.nodes["a"].reused_chunks)
+        assert _data_bytes(written) == _data_bytes(tmp_path / "out" / "a_out.parquet")
 
     def test_resume_through_a_pyarrow_filesystem_uri(self, tmp_path: Path) -> None:
         """Checkpoints on a pyarrow.fs URI: the run writes its parts there, resume reads them."""
@@ -219,7 +306,7 @@ class TestResumeRefusals:
         result = resume(run_id, checkpoint=uri)
 
         assert 5 == len(parts)  # the manifest and node a's 4 parts
-        assert (4, 4) == (result.nodes["a"].chunks, result.nodes["a"].reused_chunks)
+        assert (4, 3) == (result.nodes["a"].chunks, result.nodes["a"].reused_chunks)
 
     def test_config_given_as_a_dict_resumes_from_its_folder(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -231,7 +318,7 @@ class TestResumeRefusals:
 
         result = resume(run_id)
 
-        assert (4, 4) == (result.nodes["a"].chunks, result.nodes["a"].reused_chunks)
+        assert (4, 3) == (result.nodes["a"].chunks, result.nodes["a"].reused_chunks)
 
     def test_api_reports_a_store_it_cannot_write(self, tmp_path: Path) -> None:
         """livecalc.run with a corrupt store returns the result with store_error set."""
@@ -243,104 +330,3 @@ class TestResumeRefusals:
 
         assert str(bad) in result.summary.extras["store_error"]
         assert (tmp_path / "out" / "a_out.parquet").is_file()
-
-
-class TestCheckpointPolicy:
-    def test_fast_chunks_are_not_checkpointed_by_default(self, livecalc_home: Path) -> None:
-        """Chunks computed in less than checkpoint_min_chunk_seconds are not written."""
-        tmp = livecalc_home.parent / "fast"
-        tmp.mkdir()
-        raw = json.loads(_failing_config(tmp).read_text())
-        raw["run"].pop("checkpoint_min_chunk_seconds")
-
-        run_id = livecalc.run(raw, base_dir=tmp).run_id
-        again = CliRunner().invoke(app, ["resume", run_id])
-
-        assert [] == list(livecalc_home.glob("runs/*/a/*.parquet"))
-        assert 2 == again.exit_code
-        assert "has no checkpoint" in again.output
-
-
-@pytest.fixture(params=["local", "arrow"])
-def checkpoint_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    if request.param == "local":
-        return LocalCheckpointStore(tmp_path / "cp")
-    return ArrowFsCheckpointStore((tmp_path / "cp").as_uri())
-
-
-class TestCheckpointStores:
-    def test_put_get_list_delete(self, checkpoint_store: Any) -> None:
-        """Both stores keep, list (sorted, no temporaries) and delete blobs."""
-        checkpoint_store.put("r1/manifest.json", b"{}")
-        checkpoint_store.put("r1/a/chunk-000001.parquet", b"one")
-        checkpoint_store.put("r1/a/chunk-000001.parquet", b"two")
-        checkpoint_store.put("r2/manifest.json", b"{}")
-
-        listed = checkpoint_store.list("r1")
-        content = checkpoint_store.get("r1/a/chunk-000001.parquet")
-        checkpoint_store.delete("r1")
-
-        assert ["r1/a/chunk-000001.parquet", "r1/manifest.json"] == listed
-        assert b"two" == content
-        assert ["r2/manifest.json"] == checkpoint_store.list()
-        with pytest.raises(FileNotFoundError):
-            checkpoint_store.get("r1/manifest.json")
-
-    def test_chunk_records_round_trip_bit_for_bit(self, checkpoint_store: Any) -> None:
-        """Records of every field, NaN and -0.0 included, come back with the same bytes."""
-        records = np.zeros(7, dtype=RESULT_DETAIL_DTYPE)
-        for name in RESULT_DETAIL_DTYPE.names or ():
-            records[name] = np.arange(7) * 1.5 if records[name].dtype.kind == "f" else 3
-        records["npv"][:2] = [np.nan, -0.0]
-        cp = RunCheckpoint(checkpoint_store, "run1", {"config_hash": "x"})
-        cp.stored("proj", 7, 3)
-        cp.put_chunk("proj", 1, 3, records)
-        cp.close()
-
-        again = RunCheckpoint.load(checkpoint_store, "run1").stored("proj", 7, 3)
-
-        assert [1] == list(again)
-        assert records.tobytes() == again[1].tobytes()
-
-    def test_other_chunk_size_reuses_nothing(self, checkpoint_store: Any) -> None:
-        """Parts written with another chunk size are not reused."""
-        cp = RunCheckpoint(checkpoint_store, "run1", {})
-        cp.stored("proj", 10, 3)
-        cp.put_chunk("proj", 0, 3, np.zeros(2, dtype=SCENARIO_TOTAL_DTYPE))
-        cp.close()
-
-        again = RunCheckpoint.load(checkpoint_store, "run1")
-
-        assert {} == again.stored("proj", 20, 3)
-
-    def test_gc_removes_only_old_checkpoints(self, checkpoint_store: Any) -> None:
-        """runs gc removes checkpoints older than the age given, and keeps the others."""
-        old = RunCheckpoint(checkpoint_store, "old", {})
-        old.save()
-        old.manifest["updated_at"] = time.time() - 8 * 86400
-        checkpoint_store.put("old/manifest.json", json.dumps(old.manifest).encode())
-        RunCheckpoint(checkpoint_store, "new", {}).save()
-
-        removed = collect_garbage(checkpoint_store, 7 * 86400)
-
-        assert ["old"] == removed
-        assert ["new/manifest.json"] == checkpoint_store.list()
-
-    def test_gc_command(self, livecalc_home: Path) -> None:
-        """`livecalc runs gc --older-than 7d` on the home's checkpoints."""
-        store = LocalCheckpointStore(livecalc_home / "runs")
-        cp = RunCheckpoint(store, "old", {})
-        cp.manifest["updated_at"] = time.time() - 30 * 86400
-        store.put("old/manifest.json", json.dumps(cp.manifest).encode())
-
-        result = CliRunner().invoke(app, ["runs", "gc", "--older-than", "7d"])
-
-        assert 0 == result.exit_code, result.output
-        assert "removed 1 checkpoints: old" in result.output
-        assert [] == store.list()
-
-
-def test_resume_needs_a_checkpoint_location_that_exists() -> None:
-    """A pyarrow URI that cannot be opened is a ConfigurationError."""
-    with pytest.raises(ConfigurationError):
-        ArrowFsCheckpointStore("nosuchscheme://bucket/prefix")

@@ -22,6 +22,8 @@ from livecalc.io.parquet import ParquetReader
 from livecalc.ops.session import resume
 from livecalc.ops.store import RunStore
 from livecalc.pipeline.api import run as pipeline_run
+from livecalc.pipeline.graph import EngineGraph
+from livecalc.pipeline.loading import load_config
 from livecalc.pipeline.selection import DatasetKeeper
 from livecalc.ports.context import LocalRunContext
 from livecalc.runtime.factory import EngineFactory
@@ -140,6 +142,9 @@ class TestNodeByNode:
         [
             (["esg", "projection"], ["solver"], ["results", "scenarios"]),
             (["esg"], ["projection", "solver"], ["scenarios"]),
+            # The solver re-runs the projection (not selected) on the scenarios the ESG
+            # (selected) generates in the same run: it waits for the ESG.
+            (["esg", "projection"], ["esg", "solver"], ["results"]),
         ],
     )
     def test_two_node_subsets(
@@ -230,6 +235,20 @@ class TestExecutors:
             solution["solution"]["premium_multiplier"]
             == (result.statistics["solver"]["solution"]["premium_multiplier"])
         )
+
+
+class TestOrder:
+    def test_a_selected_node_waits_for_selected_nodes_upstream(self, full: Path) -> None:
+        """esg and solver selected: the solver is ready only once the esg is done, through
+        the projection that is not selected."""
+        sorter = EngineGraph(load_config(full)).sorter(["solver", "esg"])
+
+        first = sorter.get_ready()
+        sorter.done(*first)
+        second = sorter.get_ready()
+
+        assert ("esg",) == first
+        assert ("solver",) == second
 
 
 class TestSelectionErrors:
@@ -626,7 +645,7 @@ class TestResumeSelection:
         listed = next(i for i in inputs if i.get("dataset") == "a_out")
         assert manifest["meta"]["datasets"]["a_out"]["sha256"] == listed["sha256"]
         assert ["b", "c"] == list(resumed.nodes)
-        assert (4, 4) == (resumed.nodes["b"].chunks, resumed.nodes["b"].reused_chunks)
+        assert (4, 3) == (resumed.nodes["b"].chunks, resumed.nodes["b"].reused_chunks)
         assert "failed" == resumed.nodes["c"].status
 
     def test_resume_refuses_a_changed_dataset_file(self, tmp_path: Path) -> None:
@@ -641,6 +660,30 @@ class TestResumeSelection:
 
         assert 2 == result.exit_code
         assert f"dataset file {a_out['a_out']} (datasets['a_out']) changed" in result.output
+
+
+class TestSchedulerRetry:
+    def test_a_retry_resumes_its_own_selection_only(self, tmp_path: Path) -> None:
+        """Attempt 2 of a task resumes its nodes from the checkpoint; a task with other nodes
+        under the same run id is refused instead of resuming the first one's nodes."""
+        config = _three_nodes(tmp_path)
+        a_out = livecalc.run(config, nodes=["a"], keep_datasets=True).summary.extras["datasets"]
+        first = livecalc.run(
+            config, nodes=["b", "c"], datasets=a_out, context=LocalRunContext("task-1")
+        )
+
+        retry = LocalRunContext("task-1", attempt=2)
+        resumed = livecalc.run(config, nodes=["c", "b"], datasets=a_out, context=retry)
+        with pytest.raises(ConfigurationError) as info:
+            livecalc.run(config, nodes=["a"], context=LocalRunContext("task-1", attempt=2))
+
+        assert "failed" == first.nodes["c"].status
+        assert retry.state["resumed"]
+        assert (4, 4) == (resumed.nodes["b"].chunks, resumed.nodes["b"].reused_chunks)
+        assert (
+            "run 'task-1': its unfinished checkpoint is of b, c, but this attempt runs a; "
+            "give each task its own run id"
+        ) == str(info.value)
 
 
 class TestCli:

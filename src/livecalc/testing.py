@@ -10,6 +10,9 @@ probe writes one RESULT record per input record instead).
 ``register_testing_engines(factory)`` registers them under "test_echo", "test_noop",
 "test_sleep", "test_spin", "test_numba_spin", "test_crash", "test_fail_n", "test_slow_chunk"
 and "test_align".
+
+The ports' test doubles (``livecalc.ports.doubles``) are here too: ``MemoryCheckpointStore``,
+``RecordingProgress``, ``FakeClock``, ``RecordingRateLimiter`` and ``RecordingRunContext``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ import numpy as np
 
 from livecalc.assumptions.credentials import AMCredentials
 from livecalc.errors import ConfigurationError, ExecutionError
+from livecalc.ports.doubles import (
+    FakeClock,
+    MemoryCheckpointStore,
+    RecordingProgress,
+    RecordingRateLimiter,
+    RecordingRunContext,
+)
 from livecalc.runtime.engine import (
     EngineInfo,
     ExecutionResult,
@@ -43,8 +53,13 @@ __all__ = [
     "CrashEngine",
     "EchoEngine",
     "FailNTimesEngine",
+    "FakeClock",
+    "MemoryCheckpointStore",
     "NoOpEngine",
     "NumbaSpinEngine",
+    "RecordingProgress",
+    "RecordingRateLimiter",
+    "RecordingRunContext",
     "SleepEngine",
     "SlowChunkEngine",
     "SpinEngine",

@@ -5,22 +5,45 @@
   990 MB RSS;
 - ``BoundedHttpTools`` (uvicorn's httptools protocol) answers 431 to a request head that has
   not ended after ``MAX_HEADER_BYTES``: httptools keeps an unfinished header in its own
-  buffer. h11 has the same cap through ``h11_max_incomplete_event_size``.
+  buffer. h11 has the same cap through ``h11_max_incomplete_event_size``;
+- ``RateLimit`` (``livecalc am serve --rate-limit 100/s``) answers 429 with ``Retry-After``
+  to a client address past its token bucket;
+- ``InFlightLimit`` (``--max-in-flight N``) answers 503 with ``Retry-After`` while N requests
+  are being answered already, so a crowd of clients queues at their end, not in the server.
+
+``/health`` passes both, so a load balancer's checks neither count nor get refused.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
+import time
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["MAX_BODY_BYTES", "MAX_HEADER_BYTES", "BodyLimit", "BoundedHttpTools"]
+from livecalc.errors import ConfigurationError
+from livecalc.log import get_logger
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_HEADER_BYTES",
+    "BodyLimit",
+    "BoundedHttpTools",
+    "InFlightLimit",
+    "RateLimit",
+    "parse_rate",
+]
 
 MAX_BODY_BYTES = 64 * 1024
 """The largest request body any endpoint reads (token requests are a few hundred bytes)."""
 MAX_HEADER_BYTES = 16 * 1024
 """The largest request head (request line and headers) the server buffers."""
+
+_log = get_logger(component="am_server")
 
 
 class BodyLimit:
@@ -73,23 +96,141 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send) -> None:
-        detail = {
-            "error": "request_too_large",
-            "message": f"request bodies are limited to {self.max_bytes} bytes",
+        message = f"request bodies are limited to {self.max_bytes} bytes"
+        await _answer(send, 413, "request_too_large", message, [(b"connection", b"close")])
+
+
+async def _answer(
+    send: Send, status: int, code: str, message: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """An error answer in the app's own shape: ``{"detail": {"error", "message"}}``."""
+    payload = json.dumps({"detail": {"error": code, "message": message}}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
         }
-        payload = json.dumps({"detail": detail}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(payload)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+_RATE = re.compile(r"^\s*(?P<n>[0-9]+(?:\.[0-9]+)?)\s*/\s*(?P<unit>s|sec|second|m|min|minute)\s*$")
+_UNIT_SECONDS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
+
+
+def parse_rate(text: str) -> float:
+    """Requests per second of ``"100/s"`` or ``"600/min"``.
+
+    Raises:
+        ConfigurationError: another form, or a rate that is not above 0.
+    """
+    match = _RATE.match(text)
+    rate = float(match["n"]) / _UNIT_SECONDS[match["unit"]] if match else 0.0
+    if not rate > 0:
+        raise ConfigurationError(
+            f"--rate-limit {text!r}: write REQUESTS/s or REQUESTS/min with REQUESTS above 0, "
+            "e.g. 100/s or 600/min"
         )
-        await send({"type": "http.response.body", "body": payload})
+    return rate
+
+
+def _client_of(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+class RateLimit:
+    """ASGI middleware: each client address gets ``rate`` requests per second on average and
+    bursts of ``burst``; a request past that is answered 429 with ``Retry-After`` (whole
+    seconds until the next request would pass), without reaching the app.
+
+    Buckets of addresses idle long enough to be full again are dropped when more than
+    ``max_clients`` are kept, so a crowd of addresses cannot grow the table without end.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        rate: float,
+        burst: int,
+        *,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.rate = rate
+        self.burst = burst
+        self.max_clients = max_clients
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # address -> (tokens, when)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") == "/health":
+            await self.app(scope, receive, send)
+            return
+        wait = self._take(_client_of(scope))
+        if wait <= 0:
+            await self.app(scope, receive, send)
+            return
+        retry_after = max(1, math.ceil(wait))
+        message = (
+            f"more than {self.rate:g} requests per second (bursts of {self.burst}) from this "
+            f"address; retry after {retry_after} s"
+        )
+        _log.debug("am_rate_limited", client=_client_of(scope), retry_after=retry_after)
+        await _answer(send, 429, "rate_limited", message, [(b"retry-after", b"%d" % retry_after)])
+
+    def _take(self, client: str) -> float:
+        """0 when ``client`` may send now (a token is taken), else seconds until it may."""
+        # One event loop per process runs this with no await inside: no lock needed.
+        now = self._clock()
+        tokens, when = self._buckets.get(client, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - when) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[client] = (tokens - 1.0, now)
+            if len(self._buckets) > self.max_clients:
+                self._forget_idle(now)
+            return 0.0
+        self._buckets[client] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+    def _forget_idle(self, now: float) -> None:
+        full_after = self.burst / self.rate
+        self._buckets = {c: b for c, b in self._buckets.items() if now - b[1] < full_after}
+        if len(self._buckets) > self.max_clients:
+            # Still too many active addresses: keep the most recent half.
+            recent = sorted(self._buckets.items(), key=lambda item: item[1][1])
+            self._buckets = dict(recent[len(recent) // 2 :])
+
+
+class InFlightLimit:
+    """ASGI middleware: while ``max_in_flight`` requests are being answered, another is
+    answered 503 with ``Retry-After: 1`` instead of queueing inside the server."""
+
+    def __init__(self, app: ASGIApp, max_in_flight: int) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") == "/health":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            message = f"the server is answering {self.max_in_flight} requests; retry shortly"
+            _log.debug("am_overloaded", client=_client_of(scope), in_flight=self.in_flight)
+            await _answer(send, 503, "overloaded", message, [(b"retry-after", b"1")])
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
 
 class BoundedHttpTools(HttpToolsProtocol):

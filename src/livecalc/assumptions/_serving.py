@@ -34,6 +34,7 @@ import uvicorn
 from livecalc.assumptions._limits import (
     MAX_HEADER_BYTES,
     BoundedHttpTools,
+    parse_rate,
 )
 from livecalc.assumptions._transport import is_loopback
 from livecalc.assumptions.app import create_app
@@ -122,6 +123,9 @@ class ServeSettings:
     token_ttl_seconds: float
     refresh_window_seconds: float
     max_session_seconds: float
+    rate_limit: float | None = None
+    rate_limit_burst: int | None = None
+    max_in_flight: int | None = None
 
 
 def _build(settings: ServeSettings, secret: str) -> FastAPI:
@@ -132,6 +136,9 @@ def _build(settings: ServeSettings, secret: str) -> FastAPI:
         refresh_window_seconds=settings.refresh_window_seconds,
         max_session_seconds=settings.max_session_seconds,
         clients=parse_clients(os.environ.get(ENV_CLIENTS, "")),
+        rate_limit=settings.rate_limit,
+        rate_limit_burst=settings.rate_limit_burst,
+        max_in_flight=settings.max_in_flight,
     )
 
 
@@ -268,11 +275,15 @@ def serve(
     tls_cert: Path | str | None = None,
     tls_key: Path | str | None = None,
     access_log: bool = True,
+    rate_limit: str | None = None,
+    rate_limit_burst: int | None = None,
+    max_in_flight: int | None = None,
 ) -> None:
     """Run the AM in the foreground until interrupted (``livecalc am serve``).
 
     With ``workers`` > 1, that many processes accept connections on the one port; uvicorn's
-    supervisor restarts a worker that dies.
+    supervisor restarts a worker that dies. ``rate_limit`` (``"100/s"``, ``"600/min"``) and
+    ``max_in_flight`` hold in each worker process.
 
     Raises:
         ConfigurationError: no usable secret, a bad ``--root``, lifetime, worker count,
@@ -290,6 +301,9 @@ def serve(
         token_ttl_seconds,
         refresh_window_seconds,
         MAX_SESSION_SECONDS if max_session_seconds is None else max_session_seconds,
+        parse_rate(rate_limit) if rate_limit is not None else None,
+        rate_limit_burst,
+        max_in_flight,
     )
     app = _build(settings, secret)  # every check, before anything listens
     # Bound here, not by uvicorn: a port in use is then one clear error (exit 2), not

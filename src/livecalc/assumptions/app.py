@@ -24,7 +24,9 @@ Endpoints (all but ``/health`` and token issuing need ``Authorization: Bearer <t
 Errors answer ``{"detail": {"error": code, "message": text}}``: 401 ``token_missing``,
 ``token_expired`` or ``token_invalid``; 403 ``forbidden``; 400 ``invalid_name``; 404
 ``unknown_assumption`` or ``unknown_version`` (with ``available``); 413
-``request_too_large`` for a body over ``MAX_BODY_BYTES``. Names and versions are
+``request_too_large`` for a body over ``MAX_BODY_BYTES``; 429 ``rate_limited`` (with
+``Retry-After``) past ``rate_limit`` requests per second from one address; 503 ``overloaded``
+(``Retry-After: 1``) while ``max_in_flight`` requests are being answered. Names and versions are
 plain words (letters, digits, ``.``, ``_``, ``-``; no ``..``), and a file whose real path
 (symlinks followed) leaves the root is treated as absent.
 """
@@ -35,6 +37,7 @@ import asyncio
 import fnmatch
 import hashlib
 import hmac
+import math
 import re
 import threading
 import time
@@ -48,7 +51,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Request, Response
 
-from livecalc.assumptions._limits import MAX_BODY_BYTES, BodyLimit
+from livecalc.assumptions._limits import MAX_BODY_BYTES, BodyLimit, InFlightLimit, RateLimit
 from livecalc.assumptions.tokens import (
     ENV_CLIENTS,
     ENV_SECRET,
@@ -267,17 +270,25 @@ def create_app(
     refresh_window_seconds: float = 7 * 24 * 3600.0,
     max_session_seconds: float = MAX_SESSION_SECONDS,
     clients: Mapping[str, str] | None = None,
+    rate_limit: float | None = None,
+    rate_limit_burst: int | None = None,
+    max_in_flight: int | None = None,
 ) -> FastAPI:
     """The AM as a FastAPI app serving ``root`` and signing with ``secret``.
 
     Args:
         clients: client id -> client secret allowed to ask ``POST /v1/token``.
+        rate_limit: requests per second each client address may send on average (429
+            past it); None: no limit.
+        rate_limit_burst: requests an address may send at once (default: ``rate_limit``
+            rounded up).
+        max_in_flight: requests answered at once (503 past it); None: no limit.
         refresh_window_seconds: how long after expiry a token may still be refreshed.
         max_session_seconds: how long a chain of refreshes may last from its first token.
 
     Raises:
-        ConfigurationError: a short secret, a bad root, or a lifetime that is not finite,
-            not positive or above its cap.
+        ConfigurationError: a short secret, a bad root, a lifetime that is not finite,
+            not positive or above its cap, or a limit that is not above 0.
     """
     if len(secret) < MIN_SECRET_LENGTH:
         raise ConfigurationError(f"the AM secret must be at least {MIN_SECRET_LENGTH} characters")
@@ -291,6 +302,7 @@ def create_app(
     session = check_lifetime(
         "--max-session-seconds", max_session_seconds, maximum=MAX_SESSION_SECONDS
     )
+    burst = _check_limits(rate_limit, rate_limit_burst, max_in_flight)
     store = AssumptionStore(root)
     known_clients = dict(clients or {})
     verified = VerifiedTokens(secret)
@@ -420,5 +432,26 @@ def create_app(
         return Response(encoded.body, media_type=ARROW_STREAM_MEDIA_TYPE, headers=headers)
 
     app.add_route("/v1/assumptions/{name}/{version}", table, methods=["GET"])
+    # Outermost last: a request is rate limited first, then counted in flight, then its
+    # body is bounded.
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    if max_in_flight is not None:
+        app.add_middleware(InFlightLimit, max_in_flight=max_in_flight)
+    if rate_limit is not None:
+        app.add_middleware(RateLimit, rate=rate_limit, burst=burst)
     return app
+
+
+def _check_limits(rate_limit: float | None, burst: int | None, max_in_flight: int | None) -> int:
+    """The burst to use; ConfigurationError for a limit that is not above 0."""
+    if rate_limit is not None and not 0 < rate_limit < float("inf"):
+        raise ConfigurationError(
+            f"--rate-limit must be above 0 requests per second, not {rate_limit}"
+        )
+    if burst is not None and (isinstance(burst, bool) or burst < 1):
+        raise ConfigurationError(f"--rate-limit-burst must be 1 or more, not {burst}")
+    if max_in_flight is not None and (isinstance(max_in_flight, bool) or max_in_flight < 1):
+        raise ConfigurationError(f"--max-in-flight must be 1 or more, not {max_in_flight}")
+    if burst is not None:
+        return burst
+    return max(1, math.ceil(rate_limit)) if rate_limit is not None else 1

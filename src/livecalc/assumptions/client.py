@@ -15,6 +15,12 @@ cache folder (``<cache_dir>/<server>/<name>/<version>.arrows``, written atomical
 - ``@latest`` resolves to the server's newest version; the cache remembers which that was.
 - Server unreachable (or failing with 5xx): the cached copy is used and a ``warning`` event
   says so; with nothing cached, ``AssumptionResolutionError``.
+- Every request first asks the client's ``RateLimiter`` (``livecalc.ports``; by default the
+  process's ``TokenBucket`` for the credentials' ``rate_limit``, i.e. the run's
+  ``run.am_rate_limit``). A 429 or 503 answer is retried after the delay the limiter gives
+  (exponential backoff, or the server's ``Retry-After`` when longer), logged as ``am_backoff``;
+  when the limiter gives up, a 429 raises ``AssumptionResolutionError`` naming the status, the
+  attempts and the fix, and a 503 counts as unreachable (the cached copy stands in).
 - 401 for an expired token: the token is refreshed through the AM once and the request
   retried; a forged token, 403, 404 and unknown versions raise ``AssumptionResolutionError``
   (an ``InitializationError`` and a ``ConfigurationError``: ``livecalc run`` exits 2) naming
@@ -35,6 +41,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -53,8 +61,10 @@ from livecalc.assumptions.credentials import (
     auth_header,
     why_unreachable,
 )
+from livecalc.assumptions.ratelimit import limiter_for
 from livecalc.errors import ConfigurationError, InitializationError
 from livecalc.log import ENV_RUN_ID, get_logger, scrub_text
+from livecalc.ports import RateLimiter
 
 __all__ = [
     "AMReference",
@@ -212,6 +222,9 @@ class AssumptionsClient:
             manager's token is what gets refreshed).
         timeout_seconds: per request.
         transport: an httpx transport (a test's ``MockTransport``, a proxy); None for HTTP.
+        rate_limiter: paces requests and says how long to back off on 429/503 (default:
+            the process's ``TokenBucket`` for the credentials' ``rate_limit``).
+        sleep: how a backoff waits (tests pass a fake clock's).
     """
 
     def __init__(
@@ -220,6 +233,8 @@ class AssumptionsClient:
         *,
         timeout_seconds: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        rate_limiter: RateLimiter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._manager = (
             credentials
@@ -227,6 +242,10 @@ class AssumptionsClient:
             else CredentialManager(credentials)
         )
         creds = self._manager.get_credentials()
+        self.rate_limiter = (
+            rate_limiter if rate_limiter is not None else limiter_for(creds.rate_limit)
+        )
+        self._sleep = sleep
         # Checked before anything is sent: no password in the URL, no clear text off-host.
         self.am_url = self._manager.checked_url()
         self.cache = AssumptionCache(creds.cache_dir or default_cache_dir(), creds.am_url)
@@ -253,10 +272,51 @@ class AssumptionsClient:
         self.close()
 
     def _send(self, path: str, headers: dict[str, str], what: str) -> httpx.Response:
-        """GET ``path`` with the current token; ``_Unavailable`` when the server is not there."""
+        """GET ``path`` with the current token, paced by the rate limiter and retried while
+        the server answers 429 or 503 and the limiter allows; ``_Unavailable`` when the
+        server is not there (or still answers 503)."""
+        attempt = 0
+        while True:
+            response = self._send_once(path, headers, what)
+            status = response.status_code
+            if status not in (429, 503):
+                break
+            attempt += 1
+            retry_after = _retry_after(response)
+            delay = self.rate_limiter.retry_delay(attempt, status, retry_after)
+            if delay is None:
+                if status == 503:
+                    raise _Unavailable(
+                        f"HTTP 503 to all {attempt} attempts; the server is overloaded or "
+                        "shutting down"
+                    )
+                raise AssumptionResolutionError(
+                    f"{what}: the Assumptions Manager at {self.am_url} answered 429 (too many "
+                    f"requests) to all {attempt} attempts, backing off between them; lower "
+                    "run.am_rate_limit.requests_per_second (fewer requests per second) or "
+                    "raise run.am_rate_limit.max_retries, or ask the AM's operator for a "
+                    "higher --rate-limit"
+                )
+            _log.warning(
+                "am_backoff",
+                status=status,
+                attempt=attempt,
+                delay_seconds=round(delay, 3),
+                retry_after=retry_after,
+                am_url=self.am_url,
+                path=path,
+            )
+            self._sleep(delay)
+        if status >= 500:
+            raise _Unavailable(f"HTTP {status}")
+        return response
+
+    def _send_once(self, path: str, headers: dict[str, str], what: str) -> httpx.Response:
+        """One GET of ``path``, once the rate limiter allows it."""
+        self.rate_limiter.acquire()
         token = self._manager.get_credentials().am_token
         try:
-            response = self._http.get(path, headers={**headers, **auth_header(token)})
+            return self._http.get(path, headers={**headers, **auth_header(token)})
         except httpx.HTTPError as exc:
             reason = why_unreachable(exc)
             if reason.startswith("the server's TLS certificate was refused"):
@@ -264,9 +324,6 @@ class AssumptionsClient:
                 # trusted. Fix the URL or the CA; no cached copy stands in.
                 raise AssumptionResolutionError(f"{what}: {self.am_url}: {reason}") from None
             raise _Unavailable(f"{type(exc).__name__}: {scrub_text(str(exc))}") from None
-        if response.status_code >= 500:
-            raise _Unavailable(f"HTTP {response.status_code}")
-        return response
 
     def _get(self, path: str, headers: dict[str, str], what: str) -> httpx.Response:
         """GET with a refresh-and-retry when the server says the token expired."""
@@ -385,6 +442,25 @@ class AssumptionsClient:
             am_url=self.am_url,
         )
         return ResolvedAssumption(ref.name, version, table, from_cache)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The ``Retry-After`` header in seconds (a number of seconds or an HTTP date), or None."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    # A NaN, infinite or negative answer says nothing usable: the limiter's backoff decides.
+    return max(0.0, seconds) if seconds == seconds and seconds != float("inf") else None
 
 
 def _error_body(response: httpx.Response) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from livecalc.assumptions._transport import (
     ssl_context,
     why_unreachable,
 )
+from livecalc.assumptions.ratelimit import AMRateLimit
 from livecalc.errors import ConfigurationError, InitializationError
 from livecalc.masking import mask_secret
 
@@ -69,12 +70,15 @@ class AMCredentials(BaseModel):
     ca_bundle: str | None = None
     """PEM file of the CA(s) that signed the AM's certificate (a private CA); None for the
     system trust store (or ``LIVECALC_AM_CA_BUNDLE``)."""
+    rate_limit: AMRateLimit | None = None
+    """Pacing and 429/503 retries of requests to the AM (a run's ``run.am_rate_limit``);
+    None for the defaults (unpaced, 5 retries)."""
 
     def __repr__(self) -> str:
         return (
             f"AMCredentials(am_url={safe_url(self.am_url)!r}, "
             f"am_token={mask_secret(self.am_token)!r}, cache_dir={self.cache_dir!r}, "
-            f"ca_bundle={self.ca_bundle!r})"
+            f"ca_bundle={self.ca_bundle!r}, rate_limit={self.rate_limit!r})"
         )
 
     __str__ = __repr__

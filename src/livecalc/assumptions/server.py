@@ -9,7 +9,14 @@ use this module: ``serve``, ``BackgroundServer``, ``create_app``, ``issue_token`
 
 from __future__ import annotations
 
-from livecalc.assumptions._limits import MAX_BODY_BYTES, MAX_HEADER_BYTES, BodyLimit
+from livecalc.assumptions._limits import (
+    MAX_BODY_BYTES,
+    MAX_HEADER_BYTES,
+    BodyLimit,
+    InFlightLimit,
+    RateLimit,
+    parse_rate,
+)
 from livecalc.assumptions._serving import (
     MAX_WORKERS,
     BackgroundServer,
@@ -47,6 +54,8 @@ __all__ = [
     "AssumptionStore",
     "BackgroundServer",
     "BodyLimit",
+    "InFlightLimit",
+    "RateLimit",
     "ServeSettings",
     "TokenError",
     "VerifiedTokens",
@@ -55,6 +64,7 @@ __all__ = [
     "create_app",
     "issue_token",
     "listening_socket",
+    "parse_rate",
     "secret_from_env",
     "serve",
     "verify_token",

@@ -58,6 +58,21 @@ def serve(
     access_log: Annotated[
         bool, typer.Option(help="Log one line per request (off behind a proxy that logs).")
     ] = True,
+    rate_limit: Annotated[
+        str | None,
+        typer.Option(
+            help="Requests per client address, e.g. 100/s or 600/min (429 with Retry-After "
+            "past it; per worker process)."
+        ),
+    ] = None,
+    rate_limit_burst: Annotated[
+        int | None,
+        typer.Option(help="Requests an address may send at once (default: the rate per second)."),
+    ] = None,
+    max_in_flight: Annotated[
+        int | None,
+        typer.Option(help="Requests answered at once per worker (503 with Retry-After past it)."),
+    ] = None,
 ) -> None:
     """Serve ROOT's tables over HTTP(S) behind tokens signed with LIVECALC_AM_SECRET."""
     from livecalc.assumptions import server as am_server
@@ -74,6 +89,9 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
             access_log=access_log,
+            rate_limit=rate_limit,
+            rate_limit_burst=rate_limit_burst,
+            max_in_flight=max_in_flight,
         )
     except ConfigurationError as exc:
         raise _fail(exc) from None

@@ -32,6 +32,7 @@ from livecalc.ports.context import check_run_id
 __all__ = [
     "DATASETS_FOLDER",
     "check_resumed_datasets",
+    "check_same_selection",
     "checks_in_scope",
     "kept_folder",
     "mark_kept",
@@ -120,6 +121,26 @@ def resumed_selection(
     datasets = {name: item["path"] for name, item in (meta.get("datasets") or {}).items()}
     keep = meta.get("keep_datasets", False)
     return meta.get("nodes"), datasets or None, keep if isinstance(keep, bool | str) else False
+
+
+def check_same_selection(
+    run_id: str, meta: Mapping[str, Any], nodes: Sequence[str] | str | None
+) -> None:
+    """Refuse to resume, for a scheduler's retry, a checkpoint of other nodes than asked:
+    two tasks given the same run id.
+
+    Raises:
+        ConfigurationError: naming both selections and the fix.
+    """
+    asked = {nodes} if isinstance(nodes, str) else set(nodes) if nodes is not None else None
+    had = set(meta["nodes"]) if meta.get("nodes") is not None else None
+    if asked != had:
+        what = ", ".join(sorted(had)) if had is not None else "every node"
+        want = ", ".join(sorted(asked)) if asked is not None else "every node"
+        raise ConfigurationError(
+            f"run {run_id!r}: its unfinished checkpoint is of {what}, but this attempt runs "
+            f"{want}; give each task its own run id"
+        )
 
 
 def check_resumed_datasets(run_id: str, meta: Mapping[str, Any]) -> None:

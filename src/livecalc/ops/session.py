@@ -26,6 +26,7 @@ from livecalc.ops.checkpoint import RunCheckpoint, checkpoint_store
 from livecalc.ops.home import checkpoint_root
 from livecalc.ops.kept import (
     check_resumed_datasets,
+    check_same_selection,
     checks_in_scope,
     kept_folder,
     mark_kept,
@@ -42,9 +43,8 @@ from livecalc.pipeline.executors import Executor
 from livecalc.pipeline.graph import EngineGraph
 from livecalc.pipeline.hooks import RunHooks
 from livecalc.pipeline.loading import load_config
-from livecalc.pipeline.runner import ProgressCallback
 from livecalc.pipeline.selection import select
-from livecalc.ports import RunContext
+from livecalc.ports import CheckpointStore, ChunkStrategy, ProgressReporter, RunContext
 from livecalc.ports.context import check_run_id
 from livecalc.runtime.factory import EngineFactory
 
@@ -60,6 +60,10 @@ START_RECORD_DELAY = 1.0
 
 StoreOption = bool | str | Path | None
 """None or True: ``$LIVECALC_HOME``; a folder or .duckdb file; False: record nothing."""
+
+CheckpointOption = CheckpointStore | str | Path | bool | None
+"""A ``CheckpointStore``, a folder or ``pyarrow.fs`` URI; False: none; None or True: the
+default (``runs/`` beside the store, when the config's ``run.checkpoint`` is true)."""
 
 
 def _store_of(store: StoreOption) -> RunStore | None:
@@ -100,7 +104,7 @@ class OpsHooks(RunHooks):
 
     # -- progress (the timeline) ------------------------------------------------------------
 
-    def progress(self, user: ProgressCallback | None) -> ProgressCallback:
+    def progress(self, user: ProgressReporter | None) -> ProgressReporter:
         """A progress callback that records node start and end times, then calls ``user``."""
 
         def follow(event: str, node_id: str, **info: Any) -> None:
@@ -148,19 +152,31 @@ class OpsHooks(RunHooks):
         return {PROVENANCE_KEY: json.dumps(self.prov, default=str)}
 
     def stored_chunks(self, node_id: str, chunk_size: int, chunks: int) -> Mapping[int, np.ndarray]:
-        if self.checkpoint is None or chunks < 2:
+        if self.checkpoint is None or chunks < 2 or _collects_per_chunk(self.config, node_id):
             return {}
-        return self.checkpoint.stored(node_id, chunk_size, chunks)
+        stored = self.checkpoint.stored(node_id, chunk_size, chunks)
+        if len(stored) == chunks:
+            # Every chunk kept: the last one still runs, so that the engine's get_outputs()
+            # (the projection's method, a node's statistics) are those of a real run.
+            stored.discard(chunks - 1)
+        return stored
 
     def chunk_output(
         self, node_id: str, chunk: int, chunks: int, records: np.ndarray, stable: bool = False
     ) -> None:
-        if self.checkpoint is None or chunks < 2:
+        if self.checkpoint is None or chunks < 2 or _collects_per_chunk(self.config, node_id):
             return
-        # A chunk that computed faster than checkpoint_min_chunk_seconds is cheaper to compute
-        # again on resume than to write now and read back then.
+        options = self.config.run
+        # Seconds since the node's previous chunk finished: with replicas computing chunks
+        # side by side, the time per chunk of the node's throughput, which a write competes
+        # with.
         seconds = time.perf_counter() - self._t0 - self._chunk_starts.get(node_id, 0.0)
-        if seconds < self.config.run.checkpoint_min_chunk_seconds:
+        if options.checkpoint_chunks == "auto" and not (
+            self.checkpoint.worth_writing(records.nbytes, seconds, options.checkpoint_max_overhead)
+            if options.checkpoint_min_chunk_seconds is None
+            else seconds >= options.checkpoint_min_chunk_seconds
+        ):
+            # Cheaper to compute again on resume than to write now.
             self.checkpoint.skipped += 1
             return
         self.checkpoint.put_chunk(node_id, chunk, chunks, records, stable=stable)
@@ -286,6 +302,13 @@ class OpsHooks(RunHooks):
         return str(self.store.file) if self.store is not None else None
 
 
+def _collects_per_chunk(config: PipelineConfig, node_id: str) -> bool:
+    """Whether the node's engine builds part of its get_outputs() chunk by chunk (the
+    projection's ``audit`` cash flows, for the audited policies each chunk holds): a chunk
+    reused from a checkpoint would leave them out, so such a node computes every chunk."""
+    return bool(config.node(node_id).config.get("audit"))
+
+
 def _metrics(statistics: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     """The numbers worth comparing between runs, by node: a node's top-level numbers, its
     ``metrics``, ``solution`` and the optimisation's parameters, value and effort."""
@@ -342,19 +365,20 @@ def run(
     chunk_size: int | None = None,
     credentials: AMCredentials | None = None,
     factory: EngineFactory | None = None,
-    progress: ProgressCallback | None = None,
+    progress: ProgressReporter | None = None,
     base_dir: str | Path | None = None,
     parallelism: int | None = None,
     address: str | None = None,
     store: StoreOption = None,
     report: str | Path | None = None,
-    checkpoint: str | Path | bool | None = None,
+    checkpoint: CheckpointOption = None,
     source: str = "api",
     run_id: str | None = None,
     context: RunContext | None = None,
     nodes: Sequence[str] | None = None,
     datasets: Mapping[str, str | Path] | None = None,
     keep_datasets: bool | str | Path = False,
+    chunking: ChunkStrategy | None = None,
     _resume: RunCheckpoint | None = None,
 ) -> RunResult:
     """Validate and run a pipeline, recorded in the run store; see ``livecalc.pipeline.api.run``.
@@ -363,8 +387,10 @@ def run(
         store: None or True: the store in ``$LIVECALC_HOME``; a folder (or .duckdb file):
             that store; False: record nothing (and keep no checkpoint by default).
         report: write the HTML run report to this file at the end.
-        checkpoint: where chunk checkpoints go: a folder or ``pyarrow.fs`` URI; False: none;
-            None: ``runs/`` beside the store, when the config's ``run.checkpoint`` is true.
+        checkpoint: where chunk checkpoints go: a ``livecalc.ports.CheckpointStore``, a folder
+            or ``pyarrow.fs`` URI; False: none; None: ``runs/`` beside the store, when the
+            config's ``run.checkpoint`` is true.
+        chunking: a ``livecalc.ports.ChunkStrategy`` (see ``livecalc.pipeline.api.run``).
         source: what started the run (``api``, ``cli``, ``demo``), shown by ``runs list``.
         parallelism, address: replica pools and the Ray cluster, as in
             ``livecalc.pipeline.api.run``.
@@ -396,11 +422,12 @@ def run(
         if _resume is None and context.attempt > 1:
             cp = _unfinished(run_id, store, checkpoint)
             if cp is not None:
+                check_same_selection(run_id, cp.manifest["meta"], nodes)
                 context.log("info", "livecalc_resuming", run_id=run_id, attempt=context.attempt)
                 return resume(
                     run_id,
                     store=store,
-                    checkpoint=checkpoint if isinstance(checkpoint, str | Path) else None,
+                    checkpoint=None if isinstance(checkpoint, bool) else checkpoint,
                     progress=progress,
                     report=report,
                     context=context,
@@ -457,6 +484,7 @@ def run(
             nodes=nodes,
             datasets=datasets,
             keep_datasets=keep_folder,
+            chunking=chunking,
         )
     except KeyboardInterrupt:
         hooks.finish("interrupted", "interrupted (Ctrl-C)")
@@ -490,16 +518,29 @@ def run(
     return result
 
 
+def _checkpoints(store: StoreOption, checkpoint: CheckpointOption) -> CheckpointStore:
+    """The checkpoint store a run uses: the one given, or that of a folder or URI, or
+    ``runs/`` beside the run store."""
+    if isinstance(checkpoint, CheckpointStore):
+        return checkpoint
+    if isinstance(checkpoint, str | Path):
+        return checkpoint_store(checkpoint)
+    if checkpoint is not None and not isinstance(checkpoint, bool):
+        raise ConfigurationError(
+            f"checkpoint: {checkpoint!r} is not a CheckpointStore, a folder, a URI or a bool "
+            "(a CheckpointStore has put, get, list and delete: see livecalc.ports)"
+        )
+    return checkpoint_store(checkpoint_root(store if isinstance(store, str | Path) else None))
+
+
 def _unfinished(
-    run_id: str, store: StoreOption, checkpoint: str | Path | bool | None
+    run_id: str, store: StoreOption, checkpoint: CheckpointOption
 ) -> RunCheckpoint | None:
     """The checkpoint of ``run_id`` when there is one that did not finish, else None."""
     if checkpoint is False:
         return None
-    folder = store if isinstance(store, str | Path) else None
-    location = checkpoint if isinstance(checkpoint, str | Path) else checkpoint_root(folder)
     try:
-        cp = RunCheckpoint.load(checkpoint_store(location), run_id)
+        cp = RunCheckpoint.load(_checkpoints(store, checkpoint), run_id)
     except ConfigurationError:
         return None
     return None if cp.manifest.get("complete") else cp
@@ -529,7 +570,7 @@ def _new_checkpoint(
     config: PipelineConfig,
     prov: Mapping[str, Any],
     store: StoreOption,
-    checkpoint: str | Path | bool | None,
+    checkpoint: CheckpointOption,
     run_id: str | None,
     overrides: Sequence[str],
 ) -> RunCheckpoint | None:
@@ -540,17 +581,17 @@ def _new_checkpoint(
     import uuid
 
     folder = store if isinstance(store, str | Path) else None
-    location = checkpoint if isinstance(checkpoint, str | Path) else checkpoint_root(folder)
+    checkpoints = _checkpoints(store, checkpoint)
     meta = {
         "config_path": prov["config_path"],
         "overrides": list(overrides),
         "config_hash": prov["config_hash"],
         "inputs": prov["inputs"],
         "config": None if prov["config_path"] else config.model_dump(mode="json"),
-        "location": str(location),
+        "location": str(checkpoint) if isinstance(checkpoint, str | Path) else repr(checkpoints),
         "store": None if folder is None else str(folder),
     }
-    return RunCheckpoint(checkpoint_store(location), run_id or uuid.uuid4().hex[:12], meta)
+    return RunCheckpoint(checkpoints, run_id or uuid.uuid4().hex[:12], meta)
 
 
 def _alert(config: PipelineConfig, hooks: OpsHooks, store: RunStore | None) -> None:
@@ -569,21 +610,22 @@ def resume(
     run_id: str,
     *,
     store: StoreOption = None,
-    checkpoint: str | Path | None = None,
-    progress: ProgressCallback | None = None,
+    checkpoint: CheckpointStore | str | Path | None = None,
+    progress: ProgressReporter | None = None,
     report: str | Path | None = None,
     context: RunContext | None = None,
     _checkpoint: RunCheckpoint | None = None,
 ) -> RunResult:
     """Finish a run that was killed: only the chunks its checkpoint lacks are computed.
 
+    ``checkpoint`` is where the run kept its chunks: a ``livecalc.ports.CheckpointStore``,
+    a folder or ``pyarrow.fs`` URI (default: ``runs/`` beside the store).
+
     Raises:
         ConfigurationError: no checkpoint for this run, the run finished, or its config or an
             input file changed since (sha256 mismatch).
     """
-    folder = store if isinstance(store, str | Path) else None
-    location = checkpoint or checkpoint_root(folder)
-    cp = _checkpoint or RunCheckpoint.load(checkpoint_store(location), run_id)
+    cp = _checkpoint or RunCheckpoint.load(_checkpoints(store, checkpoint), run_id)
     meta = cp.manifest["meta"]
     if cp.manifest.get("complete"):
         raise ConfigurationError(f"run {run_id!r} finished; there is nothing to resume")

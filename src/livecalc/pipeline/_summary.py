@@ -44,6 +44,10 @@ class NodeReport:
     records: int = 0
     chunks: int = 0
     reused_chunks: int = 0
+    chunk_size: int = 0
+    chunking: str | None = None
+    """What chose ``chunk_size``: the run's ``ChunkStrategy`` (``fixed``, ``memory``, ...) or
+    ``node`` (the node's own ``chunk_size``)."""
     error: str | None = None
     error_type: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -75,6 +79,8 @@ class NodeReport:
             "records": self.records,
             "chunks": self.chunks,
             "reused_chunks": self.reused_chunks,
+            "chunk_size": self.chunk_size,
+            "chunking": self.chunking,
             "throughput_rows_per_sec": self.throughput,
             # The summary file is shared like a log: a token quoted in an error is masked.
             "error": None if self.error is None else scrub_text(self.error),

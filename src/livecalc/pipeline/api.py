@@ -29,8 +29,9 @@ from livecalc.pipeline.executors import Executor
 from livecalc.pipeline.graph import EngineGraph
 from livecalc.pipeline.hooks import RunHooks
 from livecalc.pipeline.loading import load_config
-from livecalc.pipeline.runner import ProgressCallback, Runner
+from livecalc.pipeline.runner import Runner
 from livecalc.pipeline.selection import select
+from livecalc.ports import ChunkStrategy, ProgressReporter
 from livecalc.runtime.engine import ICalcEngine
 from livecalc.runtime.factory import EngineFactory
 
@@ -142,7 +143,7 @@ def run(
     chunk_size: int | None = None,
     credentials: AMCredentials | None = None,
     factory: EngineFactory | None = None,
-    progress: ProgressCallback | None = None,
+    progress: ProgressReporter | None = None,
     base_dir: str | Path | None = None,
     parallelism: int | None = None,
     address: str | None = None,
@@ -151,6 +152,7 @@ def run(
     nodes: Sequence[str] | None = None,
     datasets: Mapping[str, str | Path] | None = None,
     keep_datasets: str | Path | bool | None = None,
+    chunking: ChunkStrategy | None = None,
 ) -> RunResult:
     """Validate and run a pipeline; a failing node does not raise (see ``RunResult.success``).
 
@@ -161,7 +163,9 @@ def run(
         chunk_size: policies per chunk (default: the config's ``run.chunk_size``).
         credentials: AM credentials (default: from ``CredentialManager``: environment or file).
         factory: the engine types (default: built-ins and installed plug-ins).
-        progress: called as ``progress(event, node_id, **info)`` while the run goes.
+        progress: a ``livecalc.ports.ProgressReporter``, called as ``progress(event,
+            node_id, **info)`` while the run goes (``livecalc.ports.progress.LogProgress``
+            logs each event).
         base_dir: folder for a dict config's relative paths (default: the current folder).
         parallelism: engine replicas per chunked node (default: the node's or the config's
             ``parallelism``, else CPUs for ``processes``, cluster CPUs for ``ray``, 1 for
@@ -176,6 +180,9 @@ def run(
         keep_datasets: a folder where every dataset the run produces is also written
             (``NAME.parquet`` or ``NAME.json``); ``livecalc.run`` also takes True (the run's
             folder).
+        chunking: a ``livecalc.ports.ChunkStrategy`` choosing each chunked node's chunk size
+            (default: ``chunk_size`` when given, else the config's ``run.chunking``, else fixed
+            chunks of ``run.chunk_size``); a node's own ``chunk_size`` still wins.
 
     Raises:
         ConfigurationError: the config, an engine's config or an input file is wrong; nothing
@@ -185,6 +192,11 @@ def run(
     config = load_config(config_or_path, overrides, factory=factory, base_dir=base_dir)
     if chunk_size is not None and chunk_size < 1:
         raise ConfigurationError(f"chunk_size: must be >= 1, got {chunk_size}")
+    if chunking is not None and not isinstance(chunking, ChunkStrategy):
+        raise ConfigurationError(
+            f"chunking: {chunking!r} is not a ChunkStrategy (it needs a 'name' and a "
+            "chunk_size(request) method; see livecalc.pipeline.chunking.FixedChunks)"
+        )
     if parallelism is not None and parallelism < 1:
         raise ConfigurationError(f"parallelism: must be >= 1, got {parallelism}")
     if keep_datasets is True:
@@ -195,6 +207,9 @@ def run(
     selection = select(config, EngineGraph(config), factory, nodes, datasets)
     if credentials is None:
         credentials = _default_credentials(config)
+    if credentials is not None and config.run.am_rate_limit is not None:
+        # Carried with the credentials, so engines in worker processes pace alike.
+        credentials = credentials.model_copy(update={"rate_limit": config.run.am_rate_limit})
     runner = Runner(
         config,
         factory=factory,
@@ -212,6 +227,7 @@ def run(
             if isinstance(keep_datasets, str | Path)
             else None
         ),
+        chunking=chunking,
     )
     return RunResult(runner.run(), config)
 

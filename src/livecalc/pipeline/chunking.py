@@ -1,5 +1,9 @@
 """Chunk strategies: a fixed number of policies per chunk, or as many as a memory budget allows.
 
+Both are ``livecalc.ports.ChunkStrategy`` objects (``FixedChunks``, ``MemoryBudgetChunks``);
+``strategy_of`` picks the one a config and the CLI's ``--chunk-size`` ask for, and
+``livecalc.run(config, chunking=...)`` takes any other.
+
 ``run.chunking = {"strategy": "memory", "budget": "1GB"}`` sizes each chunked node's chunks
 when it starts. The engine's own ``output_spec`` gives the output records for 1 and for 2
 policies, so the output is ``fixed + per_policy x policies`` records of a known item size
@@ -26,14 +30,19 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from livecalc.log import get_logger
+from livecalc.pipeline.operations import ChunkingConfig
+from livecalc.ports import ChunkRequest, ChunkStrategy
 from livecalc.runtime.records import SCENARIO_DTYPE
 
 __all__ = [
     "BYTES_PER_POLICY_YEAR",
     "POLICY_OVERHEAD",
+    "FixedChunks",
+    "MemoryBudgetChunks",
     "current_rss_bytes",
     "memory_chunk_size",
     "output_records_of",
+    "strategy_of",
     "working_bytes_per_policy",
 ]
 
@@ -103,10 +112,9 @@ def memory_chunk_size(
             fixed_bytes=fixed,
             chunk_size=size,
         )
-    _log.info(
-        "chunk_size_chosen",
+    _log.debug(
+        "memory_chunk_model",
         engine_id=node_id,
-        strategy="memory",
         chunk_size=size,
         budget_bytes=budget_bytes,
         bytes_per_policy=per_policy,
@@ -139,3 +147,60 @@ def output_records_of(
         return n, np.dtype(getattr(out, "dtype", np.uint8)).itemsize
 
     return records
+
+
+class FixedChunks:
+    """``size`` policies per chunk (``run.chunk_size``, ``{"strategy": "fixed"}``,
+    ``--chunk-size``); None: the run's configured chunk size."""
+
+    name = "fixed"
+
+    def __init__(self, size: int | None = None) -> None:
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ValueError(f"FixedChunks: size must be an integer >= 1, not {size!r}")
+        self.size = size
+
+    def __repr__(self) -> str:
+        return f"FixedChunks({self.size!r})"
+
+    def chunk_size(self, request: ChunkRequest) -> int:
+        return self.size if self.size is not None else request.default_size
+
+
+class MemoryBudgetChunks:
+    """As many policies per chunk as keep the process within ``budget_bytes`` (see
+    ``memory_chunk_size``); ``rss_bytes`` pins the process's memory (tests), else measured."""
+
+    name = "memory"
+
+    def __init__(self, budget_bytes: int, *, rss_bytes: int | None = None) -> None:
+        if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, int) or budget_bytes < 1:
+            raise ValueError(
+                f"MemoryBudgetChunks: budget_bytes must be an integer >= 1, not {budget_bytes!r}"
+            )
+        self.budget_bytes = budget_bytes
+        self.rss_bytes = rss_bytes
+
+    def __repr__(self) -> str:
+        return f"MemoryBudgetChunks({self.budget_bytes})"
+
+    def chunk_size(self, request: ChunkRequest) -> int:
+        return memory_chunk_size(
+            request.node_id,
+            self.budget_bytes,
+            request.n_policies,
+            request.output_records,
+            request.streamed,
+            rss_bytes=self.rss_bytes,
+            working_bytes=request.working_bytes,
+        )
+
+
+def strategy_of(chunking: ChunkingConfig | None, chunk_size: int | None) -> ChunkStrategy:
+    """The strategy a run asks for: ``--chunk-size`` (``chunk_size``) wins, then
+    ``run.chunking``; otherwise fixed chunks of ``run.chunk_size``."""
+    if chunk_size is not None:
+        return FixedChunks(chunk_size)
+    if chunking is not None and chunking.strategy == "memory":
+        return MemoryBudgetChunks(chunking.budget_bytes)
+    return FixedChunks(chunking.size if chunking is not None else None)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from livecalc.assumptions.ratelimit import AMRateLimit
 from livecalc.errors import ConfigurationError
 from livecalc.pipeline._config_files import with_absolute_paths, with_declared_paths
 
@@ -132,10 +133,26 @@ class RunOptions(_Model):
     checkpoint: bool = Field(
         default=True, description="keep each finished chunk under $LIVECALC_HOME for resume"
     )
-    checkpoint_min_chunk_seconds: float = Field(
-        default=0.5,
+    checkpoint_chunks: Literal["auto", "all"] = Field(
+        default="auto",
+        description="auto: keep a chunk when writing it costs at most checkpoint_max_overhead "
+        "of the time it took to compute; all: keep every chunk",
+    )
+    checkpoint_max_overhead: float = Field(
+        default=0.05,
+        gt=0,
+        description="largest share of a chunk's compute time its checkpoint may cost (auto)",
+    )
+    checkpoint_min_chunk_seconds: float | None = Field(
+        default=None,
         ge=0,
-        description="chunks computed faster than this are not checkpointed (cheaper to redo)",
+        description="a fixed rule instead of the write cost (auto): keep the chunks computed "
+        "in at least this many seconds (0: every chunk)",
+    )
+    am_rate_limit: AMRateLimit | None = Field(
+        default=None,
+        description='{"requests_per_second": 20, "burst": 10, "max_retries": 5}: pacing of '
+        "requests to the Assumptions Manager, and retries of its 429/503 answers",
     )
 
 

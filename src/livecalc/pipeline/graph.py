@@ -136,13 +136,30 @@ class EngineGraph:
         """Nodes that list ``dataset`` among their inputs."""
         return [n.id for n in self.config.engines if dataset in n.inputs]
 
+    def ancestors(self, node_id: str) -> set[str]:
+        """Every node upstream of ``node_id``, directly or not."""
+        found: set[str] = set()
+        todo = [node_id]
+        while todo:
+            for prev in self.predecessors.get(todo.pop(), ()):
+                if prev not in found:
+                    found.add(prev)
+                    todo.append(prev)
+        return found
+
     def sorter(self, nodes: Sequence[str] | None = None) -> graphlib.TopologicalSorter[str]:
-        """A prepared sorter for running ready nodes as their inputs finish (of ``nodes``
-        only, when given: a node then waits only for the given nodes it reads from)."""
-        keep = set(self.predecessors if nodes is None else nodes)
-        sorter = graphlib.TopologicalSorter(
-            {n: preds & keep for n, preds in self.predecessors.items() if n in keep}
-        )
+        """A prepared sorter for running ready nodes as their inputs finish.
+
+        With ``nodes``, of those only: a node then waits for every given node upstream of
+        it, through nodes not given too (a solver re-running a projection not given waits
+        for the ESG that feeds that projection).
+        """
+        if nodes is None:
+            sorter = graphlib.TopologicalSorter(self.predecessors)
+            sorter.prepare()
+            return sorter
+        keep = set(nodes)
+        sorter = graphlib.TopologicalSorter({n: self.ancestors(n) & keep for n in keep})
         sorter.prepare()
         return sorter
 

@@ -46,8 +46,8 @@ from livecalc.pipeline._pooled_node import node_runner
 from livecalc.pipeline._sizes import buffer_problems, esg_horizon_years, esg_scenario_count
 from livecalc.pipeline._summary import NodeReport, RunSummary, write_json_atomic
 from livecalc.pipeline.chunking import (
-    memory_chunk_size,
     output_records_of,
+    strategy_of,
     working_bytes_per_policy,
 )
 from livecalc.pipeline.config import PipelineConfig
@@ -57,6 +57,7 @@ from livecalc.pipeline.hooks import RunHooks
 from livecalc.pipeline.loading import format_problems
 from livecalc.pipeline.pool import create_node_handle, reads_policies
 from livecalc.pipeline.selection import DatasetKeeper, Selection
+from livecalc.ports import ChunkRequest, ChunkStrategy, ProgressReporter
 from livecalc.runtime.buffers import BufferManager
 from livecalc.runtime.factory import EngineFactory
 
@@ -67,9 +68,10 @@ _log = get_logger()
 RUN_ID_KEY = "livecalc.run_id"
 """Parquet key-value metadata key of the run that wrote the file."""
 
-ProgressCallback = Callable[..., None]
-"""Called as ``progress(event, node_id, **info)`` with events ``node_started`` (chunks,
-policies), ``chunk_finished`` (chunk, chunks, policies) and ``node_finished`` (status)."""
+ProgressCallback = ProgressReporter
+"""The old name of ``livecalc.ports.ProgressReporter``: called as ``progress(event, node_id,
+**info)`` with events ``node_started`` (chunks, chunk_size, chunking), ``chunk_finished``
+(chunk, chunks, policies) and ``node_finished`` (status)."""
 
 
 class Runner:
@@ -83,13 +85,14 @@ class Runner:
         credentials: AMCredentials | None = None,
         executor: str | Executor | None = None,
         chunk_size: int | None = None,
-        progress: ProgressCallback | None = None,
+        progress: ProgressReporter | None = None,
         parallelism: int | None = None,
         address: str | None = None,
         hooks: RunHooks | None = None,
         run_id: str | None = None,
         selection: Selection | None = None,
         keep_datasets: Path | None = None,
+        chunking: ChunkStrategy | None = None,
     ) -> None:
         self.config = config
         self.graph = EngineGraph(config)
@@ -100,9 +103,13 @@ class Runner:
         self.factory = factory if factory is not None else EngineFactory()
         self.credentials = credentials
         self._executor = executor if executor is not None else config.run.executor
-        chunking = config.run.chunking
-        if chunk_size is None and chunking is not None and chunking.size is not None:
-            chunk_size = chunking.size
+        # How many policies go in a chunk of each chunked node: the strategy given, else
+        # --chunk-size, else run.chunking, else run.chunk_size (a node's own chunk_size wins).
+        self.chunking = (
+            chunking if chunking is not None else strategy_of(config.run.chunking, chunk_size)
+        )
+        if chunk_size is None and config.run.chunking is not None:
+            chunk_size = config.run.chunking.size
         self.chunk_size = chunk_size if chunk_size is not None else config.run.chunk_size
         # Replica pools: --parallelism and --address override run.parallelism, run.ray.address.
         update: dict[str, Any] = {}
@@ -111,8 +118,6 @@ class Runner:
         if address is not None:
             update["ray"] = config.run.ray.model_copy(update={"address": address})
         self.options = config.run.model_copy(update=update)
-        # A memory budget sizes each node's chunks when it starts; --chunk-size wins over it.
-        self._budget = chunking.budget_bytes if chunking is not None and chunk_size is None else 0
         self._progress = progress
         # The run store and checkpoints follow the run through these (livecalc.ops).
         self._hooks = hooks if hooks is not None else RunHooks()
@@ -409,8 +414,6 @@ class Runner:
         self._node_inputs[node_id] = inputs
         dataset = node.outputs[0] if node.outputs else None
         sink = outputs.stream_sink(node_id, dataset)
-        chunk_size = node.chunk_size or self._chunk_size_for(node_id, inputs, sink is not None)
-        self._chunk_sizes[node_id] = chunk_size
         if sink is not None:
             # A streamed scenario file keeps the ESG's description too (the ESG gives it from
             # initialize on), for `livecalc esg check`.
@@ -421,8 +424,13 @@ class Runner:
         _log.info("node_started", engine_id=node_id, engine_type=node.type)
         try:
             restore = self._bind_evaluator(node_id)
+            chunk_size, strategy = self._chunk_size_for(node_id, inputs, sink is not None)
+            self._chunk_sizes[node_id] = chunk_size
+            report.chunk_size, report.chunking = chunk_size, strategy
             chunks = _chunk_count(inputs, chunk_size)
-            self._emit("node_started", node_id, chunks=chunks)
+            self._emit(
+                "node_started", node_id, chunks=chunks, chunk_size=chunk_size, chunking=strategy
+            )
             result = runner.run(
                 inputs,
                 chunk_size,
@@ -482,20 +490,39 @@ class Runner:
 
     def _chunk_size_for(
         self, node_id: str, inputs: Mapping[str, np.ndarray], streamed: bool
-    ) -> int:
-        """The run's chunk size, or the one a memory budget allows for this node."""
+    ) -> tuple[int, str]:
+        """Policies per chunk for this node, and what chose it: the node's own
+        ``chunk_size`` (``node``), else the run's strategy (its name)."""
+        own = self.config.node(node_id).chunk_size
+        if own is not None:
+            return own, "node"
         plan = ChunkPlan.of(inputs, self.chunk_size)
-        if not self._budget or not plan.chunked:
-            return self.chunk_size
-        handle = self._handles[node_id]
-        return memory_chunk_size(
-            node_id,
-            self._budget,
-            plan.n_policies,
-            output_records_of(handle.output_spec, inputs, plan.chunked),
-            streamed,
+        if not plan.chunked:
+            return self.chunk_size, self.chunking.name
+        request = ChunkRequest(
+            node_id=node_id,
+            n_policies=plan.n_policies,
+            output_records=output_records_of(
+                self._handles[node_id].output_spec, inputs, plan.chunked
+            ),
+            streamed=streamed,
             working_bytes=working_bytes_per_policy(inputs),
+            default_size=self.chunk_size,
         )
+        size = self.chunking.chunk_size(request)
+        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+            raise ConfigurationError(
+                f"chunk strategy {self.chunking.name!r} chose {size!r} policies per chunk of "
+                f"{node_id!r}; a ChunkStrategy must return an integer >= 1"
+            )
+        _log.info(
+            "chunk_size_chosen",
+            engine_id=node_id,
+            strategy=self.chunking.name,
+            chunk_size=int(size),
+            policies=plan.n_policies,
+        )
+        return int(size), self.chunking.name
 
     def _chunk_finished(self, node_id: str, chunk: int, chunks: int, policies: int) -> None:
         self._emit("chunk_finished", node_id, chunk=chunk, chunks=chunks, policies=policies)
@@ -564,6 +591,10 @@ class Runner:
         up_handle = self._handles[upstream]
         up_runner = self._runners[upstream]
         up_node = self.config.node(upstream)
+        if self.selection is not None and upstream in self.selection.support:
+            # A node only initialised: its inputs as they are now (a selected ESG upstream
+            # of it has run: the sorter makes this node wait for it).
+            self._node_inputs[upstream] = self._inputs_of(upstream)
         up_inputs = self._node_inputs[upstream]
         chunk_size = self._chunk_sizes.get(upstream, up_node.chunk_size or self.chunk_size)
         original = (

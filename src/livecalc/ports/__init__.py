@@ -21,7 +21,7 @@ RunContext         ``livecalc.ports.context.LocalRunContext`` (new run id, attem
 CheckpointStore    ``livecalc.ops.checkpoint.LocalCheckpointStore`` (a folder);
                    ``ArrowFsCheckpointStore`` for any ``pyarrow.fs`` URI
 ChunkStrategy      ``livecalc.pipeline.chunking.FixedChunks`` / ``MemoryBudgetChunks``
-ProgressReporter   the CLI's progress bars; none from the Python API
+ProgressReporter   the CLI's progress bars; ``livecalc.ports.progress.LogProgress`` (logs)
 RateLimiter        ``livecalc.ports.ratelimit.TokenBucket``
 =================  ========================================================================
 
@@ -50,7 +50,7 @@ class CheckpointStore(Protocol):
     """Where chunk parts and manifests live: four operations on named blobs.
 
     Keys are ``/``-separated relative paths (``RUN_ID/manifest.json``,
-    ``RUN_ID/NODE_ID/chunk-000003.parquet``).
+    ``RUN_ID/NODE_ID/chunk-000003.rec``).
     """
 
     def put(self, key: str, data: bytes) -> None:
@@ -98,8 +98,9 @@ class ChunkStrategy(Protocol):
 class ProgressReporter(Protocol):
     """Called as ``reporter(event, node_id, **info)`` while a run goes.
 
-    Events: ``node_started`` (chunks, policies), ``chunk_finished`` (chunk, chunks,
-    policies), ``node_finished`` (status). A plain function with that signature is one.
+    Events: ``node_started`` (chunks, chunk_size, chunking: the strategy's name),
+    ``chunk_finished`` (chunk, chunks, policies), ``node_finished`` (status). A plain function
+    with that signature is one; a reporter must not raise (an exception fails the node).
     """
 
     def __call__(self, event: str, node_id: str, **info: Any) -> None: ...

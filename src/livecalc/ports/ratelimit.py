@@ -54,15 +54,16 @@ class TokenBucket:
     def acquire(self) -> None:
         if math.isinf(self.rate):
             return
-        while True:
-            with self._lock:
-                now = self._clock()
-                self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-                self._stamp = now
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
-                    return
-                wait = (1.0 - self._tokens) / self.rate
+        # The token is taken now, the bucket going into debt when it is empty, and the caller
+        # sleeps the debt off: one sleep per request (a loop of "sleep, look again" could
+        # spin on rounding), and callers waiting together are served in arrival order.
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            self._tokens -= 1.0
+            wait = -self._tokens / self.rate
+        if wait > 0:
             self._sleep(wait)
 
     def retry_delay(self, attempt: int, status: int, retry_after: float | None) -> float | None:
