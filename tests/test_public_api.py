@@ -56,6 +56,23 @@ class TestPublicApi:
 
         assert "False" == out.stdout.strip()
 
+    def test_import_does_not_load_a_scheduler(self) -> None:
+        """Neither `import livecalc` nor its public names nor `livecalc.integrations` import
+        Dagster (or Airflow): only `livecalc.integrations.dagster` does."""
+        import subprocess
+        import sys
+
+        code = (
+            "import sys, livecalc, livecalc.integrations; livecalc.run; livecalc.PipelineConfig; "
+            "print(sorted({m.split('.')[0] for m in sys.modules "
+            "if m.split('.')[0] in ('dagster', 'dagster_duckdb', 'airflow')}))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+
+        assert "[]" == out.stdout.strip()
+
 
 # The public names, pinned: a change here is a change of the public API and must be deliberate
 # (the layout of the package may move; these names may not).

@@ -1,0 +1,76 @@
+"""The Dagster resources: ``LiveCalcResource`` (one pipeline) and the run store as DuckDB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from livecalc.ops.home import store_file
+from livecalc.ops.store import RunStore
+from livecalc.pipeline.api import RunResult
+from livecalc.pipeline.config import PipelineConfig
+from livecalc.pipeline.loading import load_config
+from livecalc.pipeline.runner import ProgressCallback
+from livecalc.ports import RunContext
+
+__all__ = ["STORE_RESOURCE_KEY", "LiveCalcResource", "run_store_resource"]
+
+STORE_RESOURCE_KEY = "livecalc_store"
+"""The resource key of the run store (a read-only ``DuckDBResource``)."""
+
+
+class LiveCalcResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """One LiveCalc pipeline config, with the executor it runs on and the run store it is
+    recorded in. Every field can be changed at launch (Dagster's launchpad)."""
+
+    config: str = Field(description="the pipeline config file (JSON)")
+    executor: str | None = Field(
+        default=None,
+        description="local, processes or ray (default: the config's run.executor)",
+    )
+    store: str | None = Field(
+        default=None,
+        description="the run store: a folder or .duckdb file (default: $LIVECALC_HOME)",
+    )
+
+    def load(self) -> PipelineConfig:
+        """The validated config (ConfigurationError naming every problem otherwise)."""
+        return load_config(self.config)
+
+    def run(
+        self,
+        context: RunContext,
+        *,
+        progress: ProgressCallback | None = None,
+        **selection: Any,
+    ) -> RunResult:
+        """``livecalc.run`` of this config under ``context``, recorded with source ``dagster``.
+
+        ``selection``: the node-selection options of ``livecalc.run`` (``nodes``,
+        ``datasets``, ``keep_datasets``).
+        """
+        from livecalc.ops.session import run
+
+        return run(
+            self.config,
+            executor=self.executor,
+            store=self.store,
+            context=context,
+            progress=progress,
+            source="dagster",
+            **selection,
+        )
+
+
+def run_store_resource(store: str | Path | None = None) -> DuckDBResource:
+    """The run store (``runs.duckdb`` in ``store``, default ``$LIVECALC_HOME``) as a
+    read-only ``dagster_duckdb.DuckDBResource``; the store is created when missing, so the
+    resource opens before the first run (its tables: docs/operations.md)."""
+    RunStore(store).schema_version()
+    return DuckDBResource(
+        database=str(store_file(store)), connection_config={"access_mode": "READ_ONLY"}
+    )
