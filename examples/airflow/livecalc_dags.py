@@ -9,7 +9,7 @@ task instead. Point Airflow at this folder and run one:
     airflow dags test livecalc_full_pipeline
 
 Outputs go where ``livecalc run`` puts them (examples/output/...). See
-docs/integrations-airflow.md.
+docs/integrations.md (the Airflow section).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@
   try of one task instance gets the same LiveCalc run id, and ``attempt`` is the try number.
 
 Install with ``pip install 'livecalc[airflow]'``; ``import livecalc`` never imports this.
-User guide: docs/integrations-airflow.md.
+User guide: docs/integrations.md (the Airflow section).
 """
 
 from livecalc.integrations.airflow.context import AirflowRunContext, airflow_run_id
