@@ -287,7 +287,7 @@ class TestMemoryCheckpointStore:
 
         assert 10 == len(parts)
         # Every chunk kept: resume still computes the last one, so the node's get_outputs()
-        # is there for the summary (ops/session.py OpsHooks.stored_chunks).
+        # is there for the summary (ops/_hooks.py OpsHooks.stored_chunks).
         assert (10, 9) == (again.nodes["a"].chunks, again.nodes["a"].reused_chunks)
         assert [] == list(livecalc_home.glob("runs/*"))
 

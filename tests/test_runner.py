@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -111,6 +112,15 @@ class _BarrierEngine(EchoEngine):
         return super().run_chunk(input_buffer, output_buffer)
 
 
+class _MiscountEngine(EchoEngine):
+    """Echoes, but reports ``config["extra_bytes"]`` more bytes written than it wrote."""
+
+    def run_chunk(self, input_buffer: InputBuffer, output_buffer: np.ndarray | None) -> Any:
+        result = super().run_chunk(input_buffer, output_buffer)
+        extra = int(self.config["extra_bytes"])
+        return dataclasses.replace(result, bytes_written=result.bytes_written + extra)
+
+
 @pytest.fixture
 def factory() -> EngineFactory:
     f = EngineFactory(discover=False)
@@ -118,6 +128,7 @@ def factory() -> EngineFactory:
     f.register_engine("test_totals", _TotalsEngine)
     f.register_engine("test_seek", _GoalSeekEngine)
     f.register_engine("test_barrier", _BarrierEngine)
+    f.register_engine("test_miscount", _MiscountEngine)
     return f
 
 
@@ -285,6 +296,36 @@ class TestFailures:
         assert "engines[0].config.mode: 'raise' or 'result', got 'bogus'" in str(info.value)
         assert "engines[1].config.seconds: must be a number >= 0" in str(info.value)
         assert not (tmp_path / "out").exists()
+
+
+class TestChunkRecordChecks:
+    @pytest.mark.parametrize("parallelism", [1, 2])
+    @pytest.mark.parametrize(
+        ("extra_bytes", "message"),
+        [
+            (1, "chunk 0: engine reported bytes_written=4097, not a whole number of 32-byte"),
+            (-8192, "chunk 0: engine reported bytes_written=-4096, not a whole number of 32-byte"),
+            (1000 * 32, "chunk 0: engine reported 1128 records written into a buffer of"),
+        ],
+    )
+    def test_a_miscounted_chunk_fails_its_node_sequential_or_pooled(
+        self,
+        tmp_path: Path,
+        factory: EngineFactory,
+        policies_file: Path,
+        parallelism: int,
+        extra_bytes: int,
+        message: str,
+    ) -> None:
+        """bytes_written that is no whole number of records, negative, or past the buffer
+        fails the node with the same error on one engine and on a pool of replicas."""
+        raw = _echo_chain()
+        raw["engines"][0].update(type="test_miscount", config={"extra_bytes": extra_bytes})
+
+        summary = _run(raw, tmp_path, factory, parallelism=parallelism)
+
+        assert ("failed", "skipped") == (summary.nodes["a"].status, summary.nodes["b"].status)
+        assert message in (summary.nodes["a"].error or "")
 
 
 class TestGoalSeek:

@@ -37,7 +37,14 @@ from livecalc.runtime.buffers import (
 )
 from livecalc.runtime.engine import ExecutionResult
 
-__all__ = ["ChunkPlan", "NodeOutput", "NodeRunner", "merge_cashflows", "merge_scenario_totals"]
+__all__ = [
+    "ChunkPlan",
+    "NodeOutput",
+    "NodeRunner",
+    "chunk_records",
+    "merge_cashflows",
+    "merge_scenario_totals",
+]
 
 _log = get_logger()
 
@@ -262,27 +269,11 @@ class NodeRunner:
             else:
                 result = self.handle.run_chunk(chunk_inputs or None, target)
             seconds = time.perf_counter() - start
-            self._check(result, i)
+            n = chunk_records(self.node_id, result, i, target)
             out.engine_seconds += seconds
             out.compute_seconds += result.execution_time_ms / 1e3
             out.rows_processed += result.rows_processed
             out.warnings.extend(result.warnings)
-            n = 0
-            if target is not None:
-                n, rest = divmod(result.bytes_written, target.dtype.itemsize)
-                if rest or n < 0:
-                    raise ExecutionError(
-                        f"chunk {i}: engine reported bytes_written={result.bytes_written}, not "
-                        f"a whole number of {target.dtype.itemsize}-byte records; report "
-                        "n * output_buffer.dtype.itemsize for the n records written",
-                        self.node_id,
-                    )
-                if n > len(target):
-                    raise ExecutionError(
-                        f"chunk {i}: engine reported {n} records written into a buffer of "
-                        f"{len(target)}",
-                        self.node_id,
-                    )
             if on_output is not None and target is not None:
                 on_output(i, plan.count, target[:n], merged is not None)
             if merged is not None:
@@ -347,12 +338,35 @@ class NodeRunner:
         target[: len(records)] = records
         return ExecutionResult(success=True, bytes_written=records.nbytes)
 
-    def _check(self, result: ExecutionResult, i: int) -> None:
-        if not result.success:
-            raise ExecutionError(
-                f"chunk {i} failed: {result.error_message or 'the engine reported failure'}",
-                self.node_id,
-            )
+
+def chunk_records(node_id: str, result: ExecutionResult, i: int, target: np.ndarray | None) -> int:
+    """The records chunk ``i`` wrote into ``target`` (0 with no output buffer), checked.
+
+    Raises:
+        ExecutionError: the engine reported failure, or ``bytes_written`` that is not a
+            whole number of records, or more records than ``target`` holds.
+    """
+    if not result.success:
+        raise ExecutionError(
+            f"chunk {i} failed: {result.error_message or 'the engine reported failure'}",
+            node_id,
+        )
+    if target is None:
+        return 0
+    n, rest = divmod(result.bytes_written, target.dtype.itemsize)
+    if rest or n < 0:
+        raise ExecutionError(
+            f"chunk {i}: engine reported bytes_written={result.bytes_written}, not "
+            f"a whole number of {target.dtype.itemsize}-byte records; report "
+            "n * output_buffer.dtype.itemsize for the n records written",
+            node_id,
+        )
+    if n > len(target):
+        raise ExecutionError(
+            f"chunk {i}: engine reported {n} records written into a buffer of {len(target)}",
+            node_id,
+        )
+    return n
 
 
 def _misaligned(records: np.ndarray) -> bool:

@@ -32,6 +32,7 @@ from livecalc.pipeline._node import (
     NodeOutput,
     NodeRunner,
     OutputCallback,
+    chunk_records,
     merge_cashflows,
     merge_scenario_totals,
 )
@@ -123,23 +124,15 @@ class PooledNodeRunner(NodeRunner):
 
         def merge(i: int, slot: int, value: tuple[ExecutionResult, float]) -> None:
             result, seconds = value
-            self._check(result, i)
+            target = slots[slot] if slots else None
+            n = chunk_records(self.node_id, result, i, target)
             if i in stored:
                 out.reused_chunks += 1
             out.engine_seconds += seconds
             out.compute_seconds += result.execution_time_ms / 1e3
             out.rows_processed += result.rows_processed
             out.warnings.extend(result.warnings)
-            n = 0
-            if slots:
-                target = slots[slot]
-                n = result.bytes_written // target.dtype.itemsize
-                if n > len(target):
-                    raise ExecutionError(
-                        f"chunk {i}: engine reported {n} records written into a buffer of "
-                        f"{len(target)}",
-                        self.node_id,
-                    )
+            if target is not None:
                 if on_output is not None:
                     # The slot is reused by a later chunk: the records are not stable.
                     on_output(i, plan.count, target[:n], False)

@@ -2,7 +2,8 @@
 
 Both are ``livecalc.ports.ChunkStrategy`` objects (``FixedChunks``, ``MemoryBudgetChunks``);
 ``strategy_of`` picks the one a config and the CLI's ``--chunk-size`` ask for, and
-``livecalc.run(config, chunking=...)`` takes any other.
+``livecalc.run(config, chunking=...)`` takes any other. ``node_chunk_size`` asks the strategy
+for one node's chunk size when the node starts (unless the node sets its own).
 
 ``run.chunking = {"strategy": "memory", "budget": "1GB"}`` sizes each chunked node's chunks
 when it starts. The engine's own ``output_spec`` gives the output records for 1 and for 2
@@ -29,7 +30,9 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from livecalc.errors import ConfigurationError
 from livecalc.log import get_logger
+from livecalc.pipeline._node import ChunkPlan
 from livecalc.pipeline.operations import ChunkingConfig
 from livecalc.ports import ChunkRequest, ChunkStrategy
 from livecalc.runtime.records import SCENARIO_DTYPE
@@ -41,6 +44,7 @@ __all__ = [
     "MemoryBudgetChunks",
     "current_rss_bytes",
     "memory_chunk_size",
+    "node_chunk_size",
     "output_records_of",
     "strategy_of",
     "working_bytes_per_policy",
@@ -204,3 +208,53 @@ def strategy_of(chunking: ChunkingConfig | None, chunk_size: int | None) -> Chun
     if chunking is not None and chunking.strategy == "memory":
         return MemoryBudgetChunks(chunking.budget_bytes)
     return FixedChunks(chunking.size if chunking is not None else None)
+
+
+def node_chunk_size(
+    node_id: str,
+    own: int | None,
+    inputs: Mapping[str, np.ndarray],
+    output_spec: Callable[[Mapping[str, np.ndarray]], object | None],
+    streamed: bool,
+    strategy: ChunkStrategy,
+    default_size: int,
+) -> tuple[int, str]:
+    """Policies per chunk of one node, and what chose it: the node's own ``chunk_size``
+    (``own``: ``"node"``), else ``strategy`` (its name), asked only when the node reads
+    policies.
+
+    Args:
+        output_spec: the node's engine's ``output_spec`` (the strategy sizes its output).
+        streamed: whether the node's records stream to their file chunk by chunk.
+        default_size: the run's chunk size (``run.chunk_size``, ``--chunk-size``).
+
+    Raises:
+        ConfigurationError: the strategy chose anything but an integer >= 1.
+    """
+    if own is not None:
+        return own, "node"
+    plan = ChunkPlan.of(inputs, default_size)
+    if not plan.chunked:
+        return default_size, strategy.name
+    request = ChunkRequest(
+        node_id=node_id,
+        n_policies=plan.n_policies,
+        output_records=output_records_of(output_spec, inputs, plan.chunked),
+        streamed=streamed,
+        working_bytes=working_bytes_per_policy(inputs),
+        default_size=default_size,
+    )
+    size = strategy.chunk_size(request)
+    if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+        raise ConfigurationError(
+            f"chunk strategy {strategy.name!r} chose {size!r} policies per chunk of "
+            f"{node_id!r}; a ChunkStrategy must return an integer >= 1"
+        )
+    _log.info(
+        "chunk_size_chosen",
+        engine_id=node_id,
+        strategy=strategy.name,
+        chunk_size=int(size),
+        policies=plan.n_policies,
+    )
+    return int(size), strategy.name

@@ -243,7 +243,8 @@ def _support_nodes(
 ) -> list[str]:
     """Producers not selected that a selected node re-runs: the engine binds an evaluator
     (``SupportsEvaluator``), its config has an ``optimization``, and the producer takes
-    parameter overrides (``SupportsParameters``), as the runner's ``_bind_evaluator`` picks."""
+    parameter overrides (``SupportsParameters``), as the runner's goal-seek picks
+    (``_goal_seek.upstream_projection``)."""
     support = []
     for node_id in selected:
         node = config.node(node_id)
