@@ -26,27 +26,23 @@ cache folder (``<cache_dir>/<server>/<name>/<version>.arrows``, written atomical
   (an ``InitializationError`` and a ``ConfigurationError``: ``livecalc run`` exits 2) naming
   the reference and the fix. No message or log line ever contains the token.
 
-Plain file paths (CSV, Parquet, Arrow) are read as they are, so configs may mix both.
+Plain file paths (CSV, Parquet, Arrow) are read as they are, so configs may mix both. The
+HTTP exchange (pacing, retries, token refresh, errors) is in ``_am_http.py``, the cache folder
+in ``_am_cache.py``; this module resolves references with them.
 """
 
 from __future__ import annotations
 
 import contextvars
 import hashlib
-import json
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pyarrow as pa
@@ -55,15 +51,12 @@ import pyarrow.feather as feather
 import pyarrow.parquet as pq
 import structlog
 
-from livecalc.assumptions.credentials import (
-    AMCredentials,
-    CredentialManager,
-    auth_header,
-    why_unreachable,
-)
+from livecalc.assumptions._am_cache import AssumptionCache, default_cache_dir
+from livecalc.assumptions._am_http import AMTransport, AssumptionResolutionError, Unavailable
+from livecalc.assumptions.credentials import AMCredentials, CredentialManager
 from livecalc.assumptions.ratelimit import limiter_for
 from livecalc.errors import ConfigurationError, InitializationError
-from livecalc.log import ENV_RUN_ID, get_logger, scrub_text
+from livecalc.log import ENV_RUN_ID, get_logger
 from livecalc.ports import RateLimiter
 
 __all__ = [
@@ -82,15 +75,6 @@ AM_SCHEME = "am://"
 _WORD = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 _REFERENCE = re.compile(rf"^am://(?P<name>{_WORD})@(?P<version>{_WORD})$")
 _log = get_logger()
-
-
-class AssumptionResolutionError(InitializationError, ConfigurationError):
-    """An ``am://`` reference could not be resolved (refused, unknown, unreachable).
-
-    An ``InitializationError`` (the engine cannot start) that is also a
-    ``ConfigurationError``: the fix lies in the run's input (the reference, the token, the
-    server address), so ``livecalc run`` reports it as such and exits with code 2.
-    """
 
 
 _MANAGERS: dict[tuple[str, str, str | None], CredentialManager] = {}
@@ -137,84 +121,7 @@ def parse_reference(ref: str) -> AMReference:
     return AMReference(match["name"], match["version"])
 
 
-def default_cache_dir() -> Path:
-    """``~/.livecalc/cache``, used when the credentials name no cache folder."""
-    return Path.home() / ".livecalc" / "cache"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-@dataclass(frozen=True)
-class _Cached:
-    table: pa.Table
-    etag: str | None
-
-
-class AssumptionCache:
-    """Tables fetched from one AM server, kept as the Arrow IPC streams it sent."""
-
-    def __init__(self, root: Path | str, am_url: str) -> None:
-        url = urlsplit(am_url)
-        # One folder per server, so two AMs with the same names never mix.
-        server = re.sub(r"[^A-Za-z0-9._-]", "_", f"{url.netloc}{url.path}".rstrip("/"))
-        self.folder = Path(root) / (server or "default")
-
-    def _paths(self, name: str, version: str) -> tuple[Path, Path]:
-        base = self.folder / name / version
-        return base.with_suffix(base.suffix + ".arrows"), base.with_suffix(base.suffix + ".json")
-
-    def load(self, name: str, version: str) -> _Cached | None:
-        """The cached table of ``name@version``, or None (absent or unreadable)."""
-        data_path, meta_path = self._paths(name, version)
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            with pa.memory_map(str(data_path)) as source:
-                table = pa.ipc.open_stream(source).read_all()
-        except (OSError, ValueError, pa.ArrowInvalid):
-            return None
-        return _Cached(table, meta.get("etag"))
-
-    def store(self, name: str, version: str, body: bytes, etag: str | None) -> None:
-        """Keep the server's answer for ``name@version`` (data first, then its metadata)."""
-        data_path, meta_path = self._paths(name, version)
-        _atomic_write(data_path, body)
-        meta = {"etag": etag, "fetched_at": time.time()}
-        _atomic_write(meta_path, json.dumps(meta).encode())
-
-    def latest(self, name: str) -> str | None:
-        """The version ``@latest`` last resolved to, or None."""
-        try:
-            data = json.loads((self.folder / name / "_latest.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        version = data.get("version")
-        return str(version) if version else None
-
-    def set_latest(self, name: str, version: str) -> None:
-        """Remember that ``@latest`` resolved to ``version``."""
-        _atomic_write(
-            self.folder / name / "_latest.json", json.dumps({"version": version}).encode()
-        )
-
-
-class _Unavailable(Exception):
-    """The server could not be reached or failed (5xx): the cache may stand in."""
-
-
-class AssumptionsClient:
+class AssumptionsClient(AMTransport):
     """Resolves references against one AM server, with a cache and token refresh.
 
     Args:
@@ -271,103 +178,6 @@ class AssumptionsClient:
     ) -> None:
         self.close()
 
-    def _send(self, path: str, headers: dict[str, str], what: str) -> httpx.Response:
-        """GET ``path`` with the current token, paced by the rate limiter and retried while
-        the server answers 429 or 503 and the limiter allows; ``_Unavailable`` when the
-        server is not there (or still answers 503)."""
-        attempt = 0
-        while True:
-            response = self._send_once(path, headers, what)
-            status = response.status_code
-            if status not in (429, 503):
-                break
-            attempt += 1
-            retry_after = _retry_after(response)
-            delay = self.rate_limiter.retry_delay(attempt, status, retry_after)
-            if delay is None:
-                if status == 503:
-                    raise _Unavailable(
-                        f"HTTP 503 to all {attempt} attempts; the server is overloaded or "
-                        "shutting down"
-                    )
-                raise AssumptionResolutionError(
-                    f"{what}: the Assumptions Manager at {self.am_url} answered 429 (too many "
-                    f"requests) to all {attempt} attempts, backing off between them; lower "
-                    "run.am_rate_limit.requests_per_second (fewer requests per second) or "
-                    "raise run.am_rate_limit.max_retries, or ask the AM's operator for a "
-                    "higher --rate-limit"
-                )
-            _log.warning(
-                "am_backoff",
-                status=status,
-                attempt=attempt,
-                delay_seconds=round(delay, 3),
-                retry_after=retry_after,
-                am_url=self.am_url,
-                path=path,
-            )
-            self._sleep(delay)
-        if status >= 500:
-            raise _Unavailable(f"HTTP {status}")
-        return response
-
-    def _send_once(self, path: str, headers: dict[str, str], what: str) -> httpx.Response:
-        """One GET of ``path``, once the rate limiter allows it."""
-        self.rate_limiter.acquire()
-        token = self._manager.get_credentials().am_token
-        try:
-            return self._http.get(path, headers={**headers, **auth_header(token)})
-        except httpx.HTTPError as exc:
-            reason = why_unreachable(exc)
-            if reason.startswith("the server's TLS certificate was refused"):
-                # Not an outage: the server is not who the URL says, or its CA is not
-                # trusted. Fix the URL or the CA; no cached copy stands in.
-                raise AssumptionResolutionError(f"{what}: {self.am_url}: {reason}") from None
-            raise _Unavailable(f"{type(exc).__name__}: {scrub_text(str(exc))}") from None
-
-    def _get(self, path: str, headers: dict[str, str], what: str) -> httpx.Response:
-        """GET with a refresh-and-retry when the server says the token expired."""
-        try:
-            # Refresh ahead of expiry; if the server is down the request below says so.
-            self._manager.refresh_if_needed()
-        except InitializationError as exc:
-            _log.debug("token_refresh_skipped", reason=str(exc))
-        response = self._send(path, headers, what)
-        if response.status_code == 401 and _error_code(response) == "token_expired":
-            try:
-                self._manager.refresh_if_needed(force=True)
-            except InitializationError as exc:
-                raise AssumptionResolutionError(f"{what}: {exc}") from None
-            response = self._send(path, headers, what)
-        if response.status_code >= 400:
-            raise self._http_error(response, what)
-        return response
-
-    def _http_error(self, response: httpx.Response, what: str) -> AssumptionResolutionError:
-        """A clear error for a 4xx answer about ``what``."""
-        code, message = _error_code(response), _error_message(response)
-        status = response.status_code
-        if status == 401:
-            hint = (
-                "the token expired and could not be refreshed"
-                if code == "token_expired"
-                else "the token was not signed by this server (forged, or for another AM)"
-                if code == "token_invalid"
-                else "no token was accepted"
-            )
-            fix = "issue a new one (livecalc am token --user NAME) and set LIVECALC_AM_TOKEN"
-            return AssumptionResolutionError(
-                f"{what}: the Assumptions Manager at {self.am_url} answered 401 ({hint}); {fix}"
-            )
-        if status == 403:
-            return AssumptionResolutionError(
-                f"{what}: the Assumptions Manager at {self.am_url} answered 403 ({message}); "
-                "ask for a token whose scope includes this assumption"
-            )
-        if status == 404:
-            return AssumptionResolutionError(f"{what}: not found on {self.am_url}: {message}")
-        return AssumptionResolutionError(f"{what}: {self.am_url} answered {status}: {message}")
-
     def list_versions(self, name: str) -> list[str]:
         """The server's versions of ``name``, oldest first."""
         response = self._get(f"/v1/assumptions/{name}", {}, f"{AM_SCHEME}{name}")
@@ -388,7 +198,7 @@ class AssumptionsClient:
         headers = {"If-None-Match": cached.etag} if cached and cached.etag else {}
         try:
             response = self._get(f"/v1/assumptions/{ref.name}/{ref.version}", headers, str(ref))
-        except _Unavailable as exc:
+        except Unavailable as exc:
             if cached is None or cached_version is None:
                 raise AssumptionResolutionError(
                     f"{ref}: cannot reach the Assumptions Manager at {self.am_url} ({exc}) and "
@@ -442,42 +252,6 @@ class AssumptionsClient:
             am_url=self.am_url,
         )
         return ResolvedAssumption(ref.name, version, table, from_cache)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """The ``Retry-After`` header in seconds (a number of seconds or an HTTP date), or None."""
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    # A NaN, infinite or negative answer says nothing usable: the limiter's backoff decides.
-    return max(0.0, seconds) if seconds == seconds and seconds != float("inf") else None
-
-
-def _error_body(response: httpx.Response) -> dict[str, Any]:
-    try:
-        detail = response.json().get("detail")
-    except ValueError:
-        return {}
-    return detail if isinstance(detail, dict) else {"message": str(detail)}
-
-
-def _error_code(response: httpx.Response) -> str | None:
-    code = _error_body(response).get("error")
-    return str(code) if code else None
-
-
-def _error_message(response: httpx.Response) -> str:
-    return str(_error_body(response).get("message") or response.reason_phrase)
 
 
 def _read_local(path: Path) -> pa.Table:

@@ -1,30 +1,40 @@
-"""Numba kernels of the policy projection: per-policy flows, the full kernel, the separable one.
+"""Numba kernels of the policy projection: per-policy flows and the kernels built on them.
 
 ``full_kernel`` projects every policy under every scenario; for each policy it walks the steps
 once and, within a step, every scenario (the scenario loop is innermost, so it vectorises).
+``cashflow_kernel`` walks the same steps and sums the portfolio's cash flows by period.
 Without dynamic lapses cash flows do not depend on the scenario: ``separable_flows_kernel``
 computes each policy's expected cash flows on the time grid once and ``separable_pv_kernel``
-discounts them under every scenario. Both write straight into the output records
-(policy-major: record ``i * n_scenarios + s``).
+(``projection_pv.py``) discounts them under every scenario. All write straight into the
+output records (policy-major: record ``i * n_scenarios + s``).
 
-Every jitted function lives in this one file on purpose: numba's cache notices changes to a
-function's own file only, so a kernel must not call a jitted function kept elsewhere. The
-typed wrappers are in ``projection_run.py``; the plain-numpy twin in ``projection_numpy.py``;
-the model and its timing conventions in docs/engines/projection.md.
+The kernels that call ``unit_flows`` and the step helpers live in this one file on purpose:
+numba's cache notices changes to a function's own file only, so a kernel must not call a
+jitted function kept elsewhere. The kernels that call none (``projection_pv.py``, the
+single-scenario kernel of ``projection_single.py``) live beside their wrappers and read only
+the column and parameter numbers below. The typed wrappers are in ``projection_run.py``; the
+plain-numpy twin in ``projection_numpy.py``; the model and its timing conventions in
+docs/engines/projection.md.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numba
 import numpy as np
 
+if TYPE_CHECKING:
+    from livecalc.kernels.projection_pv import ids_kernel, separable_pv_kernel
+    from livecalc.kernels.projection_single import N_SINGLE, single_scenario_kernel
+
 # Columns of ChunkInputs.pol_int / pol_float and the slots of the kernels' parameter vector.
 # They live here, not in projection_basis.py, because numba freezes them into the compiled
-# kernels and its cache only watches this file.
+# kernels and its cache only watches the kernel's own file: after renumbering them, delete
+# kernels/__pycache__/projection_*.nb* too (the kernels of projection_pv.py and
+# projection_single.py read them from here).
 AGE, GENDER, UCLASS, PRODUCT, DURATION, NSTEPS = range(6)
 SA, PREMIUM, COUNT = range(3)
 (
@@ -68,23 +78,19 @@ __all__ = [
 
 Array = np.ndarray[Any, Any]
 
+# Kernels kept beside their wrappers, importable from here too (loaded on first use: their
+# modules import the numbers above).
+_ELSEWHERE = {
+    "N_SINGLE": "livecalc.kernels.projection_single",
+    "ids_kernel": "livecalc.kernels.projection_pv",
+    "separable_pv_kernel": "livecalc.kernels.projection_pv",
+    "single_scenario_kernel": "livecalc.kernels.projection_single",
+}
+
 # numba's own type hints make mypy read a jitted function as a Dispatcher that takes no
 # arguments; typed as a plain decorator, the kernels are called like the plain functions they are.
 _Kernel = Callable[..., Any]
 _njit: Callable[..., Callable[[_Kernel], _Kernel]] = numba.njit
-
-# Columns of the single-scenario kernel's per-policy parts (present values per life).
-(
-    S_ANNUITY,
-    S_COMMISSION,
-    S_DEATHS,
-    S_SURRENDERS,
-    S_MATURITY,
-    S_MAINTENANCE,
-    S_CLAIM_EXPENSE,
-    S_ACQUISITION,
-    N_SINGLE,
-) = range(9)
 
 # Mode codes of the full kernel.
 MODE_NPV, MODE_DETAIL, MODE_MEANS, MODE_TOTALS, MODE_DETAIL_EXT = 0, 1, 2, 3, 4
@@ -203,11 +209,37 @@ def unit_flows(
 
 
 @_njit(cache=True, nogil=True)
-def _lapse_by_scenario(lk: float, dyn: Array, monthly: bool, out: Array) -> None:
-    """This step's lapse probability under each scenario (dynamic lapses)."""
+def _flow_buffers(k_max: int) -> tuple[Array, Array, Array, Array, Array, Array, Array, Array]:
+    """One block's arrays for ``unit_flows``: q, lap, prem, expc, cexp, sv, comc, ann."""
+    return (
+        np.empty(k_max), np.empty(k_max), np.empty(k_max), np.empty(k_max),
+        np.empty(k_max), np.empty(k_max), np.empty(k_max), np.empty(k_max),
+    )  # fmt: skip
+
+
+@_njit(cache=True, nogil=True)
+def _step_lapses(
+    lk: float, dyn_t: Array, year: int, dynamic: bool, monthly: bool, out: Array
+) -> None:
+    """This step's lapse probability under each scenario: ``lk``, or with dynamic lapses
+    ``lk`` times the scenario's factor of policy year ``year`` (row of ``dyn_t``)."""
+    if not dynamic:
+        out[:] = lk
+        return
+    dyn = dyn_t[year]
     for s in range(out.shape[0]):
         la = min(1.0, lk * dyn[s])
         out[s] = monthly_rate(la) if monthly else la
+
+
+@_njit(cache=True, nogil=True)
+def _decrements(lives: float, qk: float, lapse: float) -> tuple[float, float, float]:
+    """Deaths and lapses in a step of ``lives`` in force, and the lives left after it
+    (deaths first, then lapses among the survivors)."""
+    deaths = lives * qk
+    alive = lives - deaths
+    lapses = alive * lapse
+    return deaths, lapses, alive - lapses
 
 
 @_njit(cache=True, nogil=True)
@@ -218,12 +250,9 @@ def _step_net(
     """One step for every scenario, net cash flows only (one accumulator keeps it lean)."""
     for s in range(lives.shape[0]):
         ls = lives[s]
-        d = ls * qk
-        alive = ls - d
-        lapses = alive * la[s]
+        d, lapses, lives[s] = _decrements(ls, qk, la[s])
         acc[s] += ls * net_start * v_start[s] - d * outgo_claim * v_claim[s]
         acc[s] -= lapses * svk * v_end[s]
-        lives[s] = alive - lapses
 
 
 @_njit(cache=True, nogil=True)
@@ -235,9 +264,7 @@ def _step_components(
     surrenders, expenses (commissions included), commissions, premium annuity."""
     for s in range(lives.shape[0]):
         ls = lives[s]
-        d = ls * qk
-        alive = ls - d
-        lapses = alive * la[s]
+        d, lapses, lives[s] = _decrements(ls, qk, la[s])
         vs = v_start[s]
         acc[0, s] += ls * pk * vs
         acc[1, s] += d * v_claim[s]
@@ -245,7 +272,6 @@ def _step_components(
         acc[3, s] += ls * ek * vs + d * ck * v_claim[s]
         acc[4, s] += ls * comk * vs
         acc[5, s] += ls * annk * vs
-        lives[s] = alive - lapses
 
 
 @_njit(parallel=True, cache=True, nogil=True)
@@ -282,14 +308,7 @@ def full_kernel(
     m = int(prm[P_STEPS_PER_YEAR])
     dynamic = prm[P_DYNAMIC] != 0.0
     for b in numba.prange(n_blocks):
-        q = np.empty(k_max)
-        lap = np.empty(k_max)
-        prem = np.empty(k_max)
-        expc = np.empty(k_max)
-        cexp = np.empty(k_max)
-        sv = np.empty(k_max)
-        comc = np.empty(k_max)
-        ann = np.empty(k_max)
+        q, lap, prem, expc, cexp, sv, comc, ann = _flow_buffers(k_max)
         lives = np.empty(n_scen)
         la = np.empty(n_scen)
         acc = np.empty((6, n_scen))
@@ -306,10 +325,7 @@ def full_kernel(
             lives[:] = 1.0
             acc[:] = 0.0
             for k in range(n):
-                if dynamic:
-                    _lapse_by_scenario(lap[k], dyn_t[k // m], m != 1, la)
-                else:
-                    la[:] = lap[k]
+                _step_lapses(lap[k], dyn_t, k // m, dynamic, m != 1, la)
                 v_start, v_claim, v_end = df_t[k * g], df_t[k * g + coff], df_t[k * g + g]
                 if mode == MODE_NPV:
                     _step_net(
@@ -403,14 +419,7 @@ def cashflow_kernel(
     m = int(prm[P_STEPS_PER_YEAR])
     dynamic = prm[P_DYNAMIC] != 0.0
     for b in numba.prange(n_blocks):
-        q = np.empty(k_max)
-        lap = np.empty(k_max)
-        prem = np.empty(k_max)
-        expc = np.empty(k_max)
-        cexp = np.empty(k_max)
-        sv = np.empty(k_max)
-        comc = np.empty(k_max)
-        ann = np.empty(k_max)
+        q, lap, prem, expc, cexp, sv, comc, ann = _flow_buffers(k_max)
         lives = np.empty(n_scen)
         la = np.empty(n_scen)
         vals = np.empty(N_CF)
@@ -426,18 +435,12 @@ def cashflow_kernel(
             )  # fmt: skip
             lives[:] = 1.0
             for k in range(n):
-                if dynamic:
-                    _lapse_by_scenario(lap[k], dyn_t[k // m], m != 1, la)
-                else:
-                    la[:] = lap[k]
+                _step_lapses(lap[k], dyn_t, k // m, dynamic, m != 1, la)
                 v_start, v_claim, v_end = df_t[k * g], df_t[k * g + coff], df_t[k * g + g]
                 issued = pi[DURATION] + k * (12 // m) >= 0
                 for s in range(n_scen):
                     ls = lives[s]
-                    d = ls * q[k]
-                    alive = ls - d
-                    lapses = alive * la[s]
-                    after = alive - lapses
+                    d, lapses, after = _decrements(ls, q[k], la[s])
                     lives[s] = after
                     mat = sa * after if (endow and k == n - 1) else 0.0
                     vals[0] = w * ls * prem[k]
@@ -486,14 +489,7 @@ def separable_flows_kernel(
     k_max = (flows.shape[2] - 1) // g
     net = flows.shape[0] == 1
     for b in numba.prange(n_blocks):
-        q = np.empty(k_max)
-        lap = np.empty(k_max)
-        prem = np.empty(k_max)
-        expc = np.empty(k_max)
-        cexp = np.empty(k_max)
-        sv = np.empty(k_max)
-        comc = np.empty(k_max)
-        ann = np.empty(k_max)
+        q, lap, prem, expc, cexp, sv, comc, ann = _flow_buffers(k_max)
         for i in range(b * n_pol // n_blocks, (b + 1) * n_pol // n_blocks):
             pi = pol_int[i]
             n = pi[NSTEPS]
@@ -505,9 +501,7 @@ def separable_flows_kernel(
             sa = pol_float[i, SA]
             lives = 1.0
             for k in range(n):
-                d = lives * q[k]
-                alive = lives - d
-                lapses = alive * lap[k]
+                d, lapses, after = _decrements(lives, q[k], lap[k])
                 js = k * g
                 jc = js + coff
                 je = js + g
@@ -521,7 +515,7 @@ def separable_flows_kernel(
                     flows[2, i, je] += w * lapses * sv[k]
                     flows[3, i, js] += w * lives * expc[k]
                     flows[3, i, jc] += w * d * cexp[k]
-                lives = alive - lapses
+                lives = after
             if pi[PRODUCT] == 2 and n > 0:
                 if net:
                     flows[0, i, n * g] -= w * lives * sa
@@ -529,217 +523,11 @@ def separable_flows_kernel(
                     flows[4, i, n * g] += w * lives * sa
 
 
-@_njit(parallel=True, cache=True, nogil=True)
-def separable_pv_kernel(
-    flows: Array,
-    pol_int: Array,
-    df_t: Array,
-    g: int,
-    n_blocks: int,
-    out_npv: Array,
-    out_prem: Array,
-    out_death: Array,
-    out_surr: Array,
-    out_exp: Array,
-    out_mat: Array,
-    policy_ids: Array,
-    scenario_ids: Array,
-    out_sid: Array,
-    out_pid: Array,
-    out_res: Array,
-) -> None:
-    """Present values of each policy's grid cash flows under every scenario, into the records.
+def __getattr__(name: str) -> Any:
+    """The kernels of ``projection_pv.py`` and ``projection_single.py``, by their old name."""
+    module = _ELSEWHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-    Only grid points up to the policy's last step carry flows, so the dot products stop
-    there: shorter policies cost less, which a dense matrix product would ignore.
-    """
-    n_comp, n_pol, _ = flows.shape
-    n_scen = df_t.shape[1]
-    for b in numba.prange(n_blocks):
-        acc = np.empty((n_comp, n_scen))
-        for i in range(b * n_pol // n_blocks, (b + 1) * n_pol // n_blocks):
-            acc[:] = 0.0
-            for c in range(n_comp):
-                for j in range(pol_int[i, NSTEPS] * g + 1):
-                    f = flows[c, i, j]
-                    if f != 0.0:
-                        row = df_t[j]
-                        for s in range(n_scen):
-                            acc[c, s] += f * row[s]
-            base = i * n_scen
-            pid = policy_ids[i]
-            # The ids go in the same pass over the records as the values (one write of the
-            # output buffer, which is the largest cost here).
-            for s in range(n_scen):
-                out_sid[base + s] = scenario_ids[s]
-                out_pid[base + s] = pid
-                out_res[base + s] = 0
-            if n_comp == 1:
-                for s in range(n_scen):
-                    out_npv[base + s] = acc[0, s]
-            else:
-                for s in range(n_scen):
-                    r = base + s
-                    out_npv[r] = acc[0, s] - acc[1, s] - acc[2, s] - acc[3, s] - acc[4, s]
-                    out_prem[r] = acc[0, s]
-                    out_death[r] = acc[1, s]
-                    out_surr[r] = acc[2, s]
-                    out_exp[r] = acc[3, s]
-                    out_mat[r] = acc[4, s]
-
-
-@_njit(parallel=True, cache=True, nogil=True)
-def ids_kernel(
-    policy_ids: Array, scenario_ids: Array, out_sid: Array, out_pid: Array, out_res: Array
-) -> None:
-    """Scenario and policy ids of policy x scenario records, ``reserved`` zeroed."""
-    n_scen = scenario_ids.shape[0]
-    for i in numba.prange(policy_ids.shape[0]):
-        pid = policy_ids[i]
-        for s in range(n_scen):
-            r = i * n_scen + s
-            out_sid[r] = scenario_ids[s]
-            out_pid[r] = pid
-            out_res[r] = 0
-
-
-@_njit(cache=True, nogil=True, fastmath={"contract"})
-def _single_policies(
-    lo: int,
-    hi: int,
-    pol_int: Array,
-    pol_float: Array,
-    qtab: Array,
-    age_min: int,
-    ltab: Array,
-    comm: Array,
-    surr: Array,
-    prm: Array,
-    v: Array,
-    parts: Array,
-) -> None:
-    """``single_scenario_kernel``'s work for policies ``lo`` to ``hi - 1``."""
-    m = int(prm[P_STEPS_PER_YEAR])
-    months_per_step = 12 // m
-    monthly_premium = prm[P_PREMIUM_MONTHLY] != 0.0
-    acquisition = prm[P_ACQUISITION] * prm[P_EXPENSE_MULT]
-    per_model_point = prm[P_ACQ_PER_MODEL_POINT] != 0.0
-    n_lapse, n_comm, n_surr = len(ltab), len(comm), len(surr)
-    vs, vc, ve, vsi, vci = v[0], v[1], v[2], v[3], v[4]
-    for i in range(lo, hi):
-        n = pol_int[i, NSTEPS]
-        dur = pol_int[i, DURATION]
-        qrow = qtab[pol_int[i, UCLASS], pol_int[i, GENDER]]
-        ncol = qrow.shape[1]
-        age0 = pol_int[i, AGE] - age_min
-        sa = pol_float[i, SA]
-        sv_amount = sa if pol_int[i, PRODUCT] != 0 else 0.0
-        k = 0
-        if dur < 0:  # future new business: start at issue
-            k = (-dur + months_per_step - 1) // months_per_step
-        annuity = 0.0
-        commission = 0.0
-        deaths = 0.0
-        surrenders = 0.0
-        maintenance = 0.0
-        claim_expense = 0.0
-        acq = 0.0
-        lives = 1.0
-        # Policy year by policy year: the year's rates are looked up once, and within
-        # the year the lives run off geometrically, so each step only adds discounted
-        # lives to five sums (deaths and lapses are the year's rates times them).
-        while k < n:
-            months = dur + k * months_per_step
-            py = months // 12 + 1
-            end = min(n, k + (12 * py - months) // months_per_step)
-            q = qrow[age0 + py - 1, min(py, ncol) - 1]
-            lapse = ltab[min(py, n_lapse) - 1]
-            survive = (1.0 - q) * (1.0 - lapse)
-            if months == 0:
-                acq = acquisition * vs[k]
-            paid = 0.0
-            paid_infl = 0.0
-            if not monthly_premium and months % 12 == 0:
-                paid = lives * vs[k]
-                paid_infl = lives * vsi[k]
-            sv = surr[min(py, n_surr) - 1] * sv_amount
-            l_vs = 0.0
-            l_vsi = 0.0
-            l_vc = 0.0
-            l_vci = 0.0
-            l_ve = 0.0
-            if sv != 0.0:
-                for j in range(k, end):
-                    l_vs += lives * vs[j]
-                    l_vsi += lives * vsi[j]
-                    l_vc += lives * vc[j]
-                    l_vci += lives * vci[j]
-                    l_ve += lives * ve[j]
-                    lives *= survive
-            else:  # no surrender value this year (term assurance): one sum fewer
-                for j in range(k, end):
-                    l_vs += lives * vs[j]
-                    l_vsi += lives * vsi[j]
-                    l_vc += lives * vc[j]
-                    l_vci += lives * vci[j]
-                    lives *= survive
-            if monthly_premium:
-                paid = l_vs
-                paid_infl = l_vsi
-            annuity += paid
-            commission += comm[min(py, n_comm) - 1] * paid
-            maintenance += paid_infl
-            deaths += q * l_vc
-            claim_expense += q * l_vci
-            surrenders += (1.0 - q) * lapse * sv * l_ve
-            k = end
-        if per_model_point:
-            count = pol_float[i, COUNT]
-            acq = acq / count if count > 0.0 else 0.0
-        parts[S_ANNUITY, i] = annuity
-        parts[S_COMMISSION, i] = commission
-        parts[S_DEATHS, i] = deaths * sa
-        parts[S_SURRENDERS, i] = surrenders
-        parts[S_MATURITY, i] = 0.0
-        if pol_int[i, PRODUCT] == 2 and n > 0:
-            parts[S_MATURITY, i] = lives * sa * ve[n - 1]
-        parts[S_MAINTENANCE, i] = maintenance
-        parts[S_CLAIM_EXPENSE, i] = claim_expense
-        parts[S_ACQUISITION, i] = acq
-
-
-@_njit(parallel=True, cache=True, nogil=True)
-def single_scenario_kernel(
-    pol_int: Array,
-    pol_float: Array,
-    qtab: Array,
-    age_min: int,
-    ltab: Array,
-    comm: Array,
-    surr: Array,
-    prm: Array,
-    v: Array,
-    n_blocks: int,
-    parts: Array,
-) -> None:
-    """One scenario, no dynamic lapses: each policy's present values per life, split into
-    parts that do not depend on the premium (``S_*`` rows of ``parts``, (N_SINGLE, policies)).
-
-    ``v`` rows (by step k): discount factor at the start, at the claim time, at the end, the
-    start factor times expense inflation, the claim factor times expense inflation. One pass
-    per policy, rates reloaded only when the policy year changes, nothing allocated.
-    Premium-dependent amounts are the premium per payment times ``S_ANNUITY`` (premium income)
-    and ``S_COMMISSION`` (commissions), which lets the equivalence premium be solved from the
-    same pass.
-    """
-    n_pol = pol_int.shape[0]
-    if n_blocks == 1:  # one thread: no parallel region to start
-        _single_policies(
-            0, n_pol, pol_int, pol_float, qtab, age_min, ltab, comm, surr, prm, v, parts
-        )
-        return
-    for b in numba.prange(n_blocks):
-        _single_policies(
-            b * n_pol // n_blocks, (b + 1) * n_pol // n_blocks,
-            pol_int, pol_float, qtab, age_min, ltab, comm, surr, prm, v, parts,
-        )  # fmt: skip
+    return getattr(importlib.import_module(module), name)

@@ -23,9 +23,7 @@ from livecalc.kernels.projection import (
     TOTAL_BLOCKS,
     cashflow_kernel,
     full_kernel,
-    ids_kernel,
     separable_flows_kernel,
-    separable_pv_kernel,
 )
 from livecalc.kernels.projection_basis import (
     COMPONENTS,
@@ -33,6 +31,7 @@ from livecalc.kernels.projection_basis import (
     OutputMode,
     ProjectionBasis,
 )
+from livecalc.kernels.projection_pv import ids_kernel, separable_pv_kernel
 from livecalc.runtime.buffers import ALL_SCENARIOS
 
 __all__ = [

@@ -29,6 +29,8 @@ KERNEL_MODULES = (
     "livecalc.kernels.esg_models",
     "livecalc.kernels.esg_rng",
     "livecalc.kernels.projection",
+    "livecalc.kernels.projection_pv",
+    "livecalc.kernels.projection_single",
 )
 """The modules whose jitted functions the warm-up compiles and reports."""
 
