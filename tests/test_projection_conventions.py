@@ -104,9 +104,21 @@ class TestPremiumsAgainstReference:
         cfg = EquivalencePremium(
             method="equivalence", loading=0.25, cover=list(cover[:n_cover]), rounding=None
         )
-        # Keep premium-related outgo below the premium so the equation has a solution.
+        # Keep premium-related outgo well below the premium so the equation has a solution
+        # and is well conditioned: commissions <= 30% and 5% expenses of the premium, with the
+        # premium and expense multipliers (which scale them) at most 1. Near a loaded outgo of
+        # the whole premium the denominator cancels and no two solves agree (the engine
+        # refuses <= 0 with a clear error: TestPremiumErrors).
+        mult = case.basis.multipliers
         basis = dataclasses.replace(
-            case.basis, commission=np.minimum(case.basis.commission, 0.3), percent_of_premium=0.05
+            case.basis,
+            commission=np.minimum(case.basis.commission, 0.3),
+            percent_of_premium=0.05,
+            multipliers={
+                **mult,
+                "premium_multiplier": min(mult["premium_multiplier"], 1.0),
+                "expense_multiplier": min(mult["expense_multiplier"], 1.0),
+            },
         )
         if case.extension is not None:
             # A per-model-point acquisition shared by 1e-38 lives is 1e38 per life: the
@@ -580,6 +592,23 @@ class TestPremiumMethods:
         sto = run_chunk(engine(**cfg), {"p": pol, "s": scen})
 
         assert det["premium"][0] == sto["premium"][0] == sto["premium"][1]
+
+    @pytest.mark.parametrize(
+        ("commissions", "loading"), [([0.8], 0.25), ([1.0], 0.0), ([0.7, 0.1], 0.5)]
+    )
+    def test_equivalence_refuses_commissions_taking_the_whole_premium(
+        self, tmp_path: Path, commissions: list[float], loading: float
+    ) -> None:
+        """Loaded commissions of at least the whole premium have no equivalence premium: the
+        policy and the fix are named (an ill-conditioned solve is never returned)."""
+        eng = engine(mortality_table=flat_q_table(tmp_path), output="detail_ext",
+                     commissions=commissions,
+                     premium={"method": "equivalence", "loading": loading,
+                              "cover": ["claims", "commissions"]})  # fmt: skip
+        pol = np.array([(5, 40, 0, 0, 0, 1, 1000.0, 0.0)], dtype=POLICY_DTYPE)
+
+        with pytest.raises(ConfigurationError, match=r"policy 5 \(row 1\).*whole premium.*loading"):
+            run_chunk(eng, {"p": pol})
 
 
 class TestConfigErrors:
