@@ -484,8 +484,10 @@ class TestSchedulerRetry:
         deadline = time.monotonic() + 240
         run_id, done = "", 0
         while done < 4 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+            time.sleep(0.005)
             run_id, done = _done(livecalc_home)
+        # Frozen at once, so that it cannot finish its last chunks before the kill lands.
+        os.kill(proc.pid, signal.SIGSTOP)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         run_id, done = _done(livecalc_home)
