@@ -435,7 +435,9 @@ def _projection_config(tmp_path: Path) -> Path:
             {
                 "id": "projection",
                 "type": "projection",
-                "config": {"output": "npv"},
+                # Monthly steps: 12 times the work for the same output, so that a loaded
+                # machine cannot see the run finish before the test kills it.
+                "config": {"output": "npv", "time_step": "monthly"},
                 "inputs": ["policies", "scenarios"],
                 "outputs": ["results"],
             },

@@ -39,7 +39,9 @@ from livecalc.ops.store import RunStore
 
 
 def _projection_config(folder: Path) -> Path:
-    """ESG (1,000 scenarios, 30 years) -> projection of 5,000 policies in 10 chunks."""
+    """ESG (1,000 scenarios, 30 years) -> projection of 5,000 policies in 10 chunks, monthly
+    steps: 12 times the annual work for the same output, so that a loaded machine (this test
+    process not scheduled for a while) cannot see the run finish before it is killed."""
     write_policies(folder / "policies.parquet", generate_policies(5_000, seed=11, max_term=30))
     raw = {
         "data_sources": {"policies": {"path": "policies.parquet"}},
@@ -47,7 +49,8 @@ def _projection_config(folder: Path) -> Path:
             {"id": "esg", "type": "esg", "outputs": ["scenarios"],
              "config": {"model": "hull_white", "outer": 10, "inner": 100, "years": 30,
                         "seed": 3}},
-            {"id": "projection", "type": "projection", "config": {"output": "npv"},
+            {"id": "projection", "type": "projection",
+             "config": {"output": "npv", "time_step": "monthly"},
              "inputs": ["policies", "scenarios"], "outputs": ["results"]},
         ],
         "output": {"path": "out/results.parquet"},
@@ -88,7 +91,9 @@ def _kill_after_four_chunks(home: Path, dag_id: str) -> int:
     )
     deadline = time.monotonic() + 240
     while _done(home) < 4 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+        time.sleep(0.005)
+    # Frozen at once, so that it cannot finish its last chunks before the kill lands.
+    os.kill(proc.pid, signal.SIGSTOP)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert -signal.SIGKILL == proc.returncode

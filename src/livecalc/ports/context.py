@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from livecalc.log import get_logger
+from livecalc.masking import mask_value, scrub_text
 
-__all__ = ["LocalRunContext", "check_run_id", "new_run_id"]
+__all__ = ["BaseRunContext", "LocalRunContext", "check_run_id", "new_run_id"]
 
 
 def new_run_id() -> str:
@@ -16,26 +18,24 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-class LocalRunContext:
-    """A run with its own id (new unless given), on its first attempt, logging to LiveCalc's
-    structured log only (``log`` adds nothing: the runner's own lines are already there)."""
+class BaseRunContext:
+    """What every ``RunContext`` holds: a checked run id, the attempt (>= 1) and the state.
+
+    A scheduler's adapter subclasses it and writes ``log``; ``log_text`` gives the line to
+    write, with every secret LiveCalc knows masked.
+    """
 
     def __init__(
-        self,
-        run_id: str | None = None,
-        attempt: int = 1,
-        state: MutableMapping[str, Any] | None = None,
+        self, run_id: str, attempt: int = 1, state: MutableMapping[str, Any] | None = None
     ) -> None:
-        if run_id is not None:
-            check_run_id(run_id)
         if attempt < 1:
             raise ValueError(f"attempt must be >= 1, not {attempt}")
-        self._run_id = run_id or new_run_id()
+        self._run_id = check_run_id(run_id)
         self._attempt = attempt
         self._state: MutableMapping[str, Any] = state if state is not None else {}
 
     def __repr__(self) -> str:
-        return f"LocalRunContext(run_id={self._run_id!r}, attempt={self._attempt})"
+        return f"{type(self).__name__}(run_id={self._run_id!r}, attempt={self._attempt})"
 
     @property
     def run_id(self) -> str:
@@ -48,6 +48,30 @@ class LocalRunContext:
     @property
     def state(self) -> MutableMapping[str, Any]:
         return self._state
+
+    def log(self, level: str, event: str, **fields: Any) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def log_text(event: str, fields: Mapping[str, Any]) -> str:
+        """``event``, then ``fields`` as JSON (sorted keys), credentials masked."""
+        if not fields:
+            return event
+        masked = {key: mask_value(key, value) for key, value in fields.items()}
+        return scrub_text(f"{event} {json.dumps(masked, default=str, sort_keys=True)}")
+
+
+class LocalRunContext(BaseRunContext):
+    """A run with its own id (new unless given), on its first attempt, logging to LiveCalc's
+    structured log only (``log`` adds nothing: the runner's own lines are already there)."""
+
+    def __init__(
+        self,
+        run_id: str | None = None,
+        attempt: int = 1,
+        state: MutableMapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(run_id or new_run_id(), attempt, state)
 
     def log(self, level: str, event: str, **fields: Any) -> None:
         get_logger().debug("context_log", level=level, message=event, **fields)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import MutableMapping
 from typing import Any, Protocol
+
+from livecalc.ports.context import BaseRunContext
 
 __all__ = ["AirflowRunContext", "TaskInstanceLike", "airflow_run_id"]
 
@@ -44,7 +45,7 @@ def airflow_run_id(dag_id: str, run_id: str, task_id: str, map_index: int | None
     return "af-" + hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
-class AirflowRunContext:
+class AirflowRunContext(BaseRunContext):
     """A LiveCalc run inside an Airflow task instance.
 
     ``run_id`` is ``airflow_run_id(dag_id, run_id, task_id, map_index)``, ``attempt`` the
@@ -53,10 +54,9 @@ class AirflowRunContext:
     """
 
     def __init__(self, ti: TaskInstanceLike, logger: logging.Logger | None = None) -> None:
-        self._run_id = airflow_run_id(ti.dag_id, ti.run_id, ti.task_id, ti.map_index)
         # `airflow tasks test` on a task instance never scheduled runs it with try number 0.
-        self._attempt = max(1, ti.try_number or 0)
-        self._state: dict[str, Any] = {}
+        attempt = max(1, ti.try_number or 0)
+        super().__init__(airflow_run_id(ti.dag_id, ti.run_id, ti.task_id, ti.map_index), attempt)
         self._logger = logger or logging.getLogger("airflow.task.livecalc")
         self.airflow = f"{ti.dag_id}/{ti.run_id}/{ti.task_id}"
         if ti.map_index is not None and ti.map_index >= 0:
@@ -64,23 +64,10 @@ class AirflowRunContext:
 
     def __repr__(self) -> str:
         return (
-            f"AirflowRunContext(run_id={self._run_id!r}, attempt={self._attempt}, "
+            f"AirflowRunContext(run_id={self.run_id!r}, attempt={self.attempt}, "
             f"task_instance={self.airflow!r})"
         )
 
-    @property
-    def run_id(self) -> str:
-        return self._run_id
-
-    @property
-    def attempt(self) -> int:
-        return self._attempt
-
-    @property
-    def state(self) -> MutableMapping[str, Any]:
-        return self._state
-
     def log(self, level: str, event: str, **fields: Any) -> None:
-        """One line in the task's log: the event, then its fields as JSON."""
-        text = json.dumps(fields, default=str, sort_keys=True) if fields else ""
-        self._logger.log(_LEVELS.get(level, logging.INFO), "%s %s", event, text)
+        """One line in the task's log: the event, then its fields as JSON (secrets masked)."""
+        self._logger.log(_LEVELS.get(level, logging.INFO), "%s", self.log_text(event, fields))

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import MutableMapping
 from typing import Any
 
 import dagster as dg
 
-from livecalc.masking import mask_value, scrub_text
-from livecalc.ports.context import check_run_id
+from livecalc.ports.context import BaseRunContext, check_run_id
 
 __all__ = ["DagsterRunContext", "livecalc_run_id"]
 
@@ -26,7 +23,7 @@ def livecalc_run_id(dagster_run_id: str, step: str) -> str:
     return check_run_id(f"{dagster_run_id}-{step}"[:_MAX_RUN_ID])
 
 
-class DagsterRunContext:
+class DagsterRunContext(BaseRunContext):
     """A LiveCalc run driven by a Dagster asset step.
 
     ``run_id`` comes from the Dagster run id and the step; ``attempt`` is the step's retry
@@ -37,32 +34,13 @@ class DagsterRunContext:
     """
 
     def __init__(self, context: dg.AssetExecutionContext, step: str) -> None:
+        super().__init__(livecalc_run_id(context.run.run_id, step), int(context.retry_number) + 1)
         self._log = context.log
-        self._run_id = livecalc_run_id(context.run.run_id, step)
-        self._attempt = int(context.retry_number) + 1
-        self._state: dict[str, Any] = {}
-
-    def __repr__(self) -> str:
-        return f"DagsterRunContext(run_id={self._run_id!r}, attempt={self._attempt})"
-
-    @property
-    def run_id(self) -> str:
-        return self._run_id
-
-    @property
-    def attempt(self) -> int:
-        return self._attempt
-
-    @property
-    def state(self) -> MutableMapping[str, Any]:
-        return self._state
 
     def log(self, level: str, event: str, **fields: Any) -> None:
-        masked = {key: mask_value(key, value) for key, value in fields.items()}
-        text = event if not masked else f"{event} {json.dumps(masked, default=str)}"
         method = {
             "debug": self._log.debug,
             "warning": self._log.warning,
             "error": self._log.error,
         }.get(level, self._log.info)
-        method(scrub_text(text))
+        method(self.log_text(event, fields))
