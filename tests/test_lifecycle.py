@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from structlog.testing import capture_logs
 
 from livecalc.assumptions.credentials import AMCredentials
 from livecalc.errors import (
@@ -25,6 +24,7 @@ from livecalc.errors import (
     ExecutionError,
     InitializationError,
 )
+from livecalc.log import capture_logs
 from livecalc.runtime.buffers import POLICY_DTYPE, BufferInfo, BufferManager, BufferType
 from livecalc.runtime.engine import OutputSpec
 from livecalc.runtime.lifecycle import (

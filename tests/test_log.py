@@ -20,6 +20,7 @@ from livecalc.assumptions.credentials import AMCredentials
 from livecalc.log import (
     LoggerConfig,
     bind_run_id,
+    capture_logs,
     configure_logging,
     get_logger,
     log_buffer_content,
@@ -108,13 +109,38 @@ class TestJsonLines:
 
         assert _lines(path)[0]["engine_id"] == "early"
 
-    def test_plain_structlog_loggers_use_the_chain(self, tmp_path: Path) -> None:
-        """Modules logging with structlog.get_logger() go through the same processors."""
-        _, path = _file_config(tmp_path)
+    def test_the_hosts_structlog_configuration_is_left_alone(self, tmp_path: Path) -> None:
+        """A host program's structlog configuration (Airflow's task log, a web service) is
+        neither changed by LiveCalc's logging nor reaches LiveCalc's lines: they are still
+        masked and written where LiveCalc's config says, the host's go to the host."""
+        saved = structlog.get_config()
+        host_lines: list[str] = []
+        structlog.configure(
+            processors=[structlog.processors.KeyValueRenderer()],
+            logger_factory=lambda *_: _ListLogger(host_lines),
+            cache_logger_on_first_use=False,
+        )
+        try:
+            host = structlog.get_config()
+            _, path = _file_config(tmp_path)
+            get_logger().info("chunk_finished", am_token=JWT)
+            structlog.get_logger().info("host_event", answer=42)
 
-        structlog.get_logger().info("chunk_finished", am_token=JWT)
+            assert host == structlog.get_config()
+            assert ["eyJh...a2Vu"] == [line["am_token"] for line in _lines(path)]
+            assert ["answer=42 event='host_event'"] == host_lines
+        finally:
+            structlog.configure(**saved)
 
-        assert _lines(path)[0]["am_token"] == "eyJh...a2Vu"
+    def test_capture_logs_catches_livecalc_events(self) -> None:
+        """livecalc.log.capture_logs: LiveCalc's events as dicts, nothing written; after the
+        block the chain is back."""
+        with capture_logs() as entries:
+            get_logger(engine_id="e1").warning("chunk_retry", attempt=2)
+
+        assert [
+            {"engine_id": "e1", "attempt": 2, "event": "chunk_retry", "log_level": "warning"}
+        ] == entries
 
     def test_exception_becomes_stack_trace(self, tmp_path: Path) -> None:
         """log.exception records the traceback text in stack_trace."""
@@ -328,3 +354,15 @@ class TestBufferDump:
 
         line = _lines(path)[0]
         assert (line["hex_data"], line["truncated"]) == ("01ff", False)
+
+
+class _ListLogger:
+    """A host's structlog logger: keeps each rendered line."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+
+    def msg(self, line: str) -> None:
+        self.lines.append(line)
+
+    info = warning = error = debug = msg

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from livecalc.errors import ConfigurationError
 from livecalc.io.generate import generate_policies, write_policies
+from livecalc.log import capture_logs
 from livecalc.pipeline.api import run
 from livecalc.pipeline.config import EngineNode, RunOptions
 from livecalc.pipeline.executors import create_executor

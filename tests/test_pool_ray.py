@@ -9,9 +9,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from structlog.testing import capture_logs
 
 from livecalc.io.generate import generate_policies, write_policies
+from livecalc.log import capture_logs
 from livecalc.pipeline.api import run
 from pool_pipelines import outputs as _outputs
 from pool_pipelines import projection_pipeline

@@ -1,8 +1,8 @@
 """structlog setup: the one place logging is configured.
 
-Every module logs through ``get_logger(**bound)`` (or plain ``structlog.get_logger()``) and
-every event goes through one processor chain, installed when this module is imported and
-re-pointed by ``configure_logging(LoggerConfig(...))``:
+Every module logs through ``get_logger(**bound)``, and every event goes through one processor
+chain that the loggers carry themselves - structlog's global configuration is the host
+program's and is never touched - re-pointed by ``configure_logging(LoggerConfig(...))``:
 
 1. context variables (``run_id`` bound once per run with ``bind_run_id`` / ``run_context``);
 2. level filtering (``min_level``) and the ``buffer_dump`` gate (DEBUG and enabled only);
@@ -31,7 +31,7 @@ import sys
 import threading
 import traceback
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
@@ -48,6 +48,7 @@ __all__ = [
     "LoggerConfig",
     "bind_run_id",
     "buffer_dump_enabled",
+    "capture_logs",
     "configure_logging",
     "current_config",
     "get_logger",
@@ -217,17 +218,9 @@ _PROCESSORS: list[Any] = [
 ]
 
 
-def _install() -> None:
-    """Point structlog at LiveCalc's fixed chain (in place, so bound loggers follow)."""
-    processors = structlog.get_config()["processors"]
-    processors[:] = _PROCESSORS
-    structlog.configure(
-        processors=processors,
-        # No level in the wrapper: it would be frozen into loggers bound earlier.
-        wrapper_class=structlog.make_filtering_bound_logger(0),
-        logger_factory=lambda *_: _SINK,
-        cache_logger_on_first_use=False,
-    )
+_WRAPPER = structlog.make_filtering_bound_logger(0)
+"""No level in the wrapper: it would be frozen into loggers bound earlier (``_filter_level``
+reads the level in force on every event)."""
 
 
 def configure_logging(config: LoggerConfig | None = None) -> LoggerConfig:
@@ -241,7 +234,6 @@ def configure_logging(config: LoggerConfig | None = None) -> LoggerConfig:
         old_file, _STATE.file, _STATE.config = _STATE.file, new_file, config
     if old_file is not None:
         old_file.close()
-    _install()
     # Worker processes are spawned, not forked: they inherit the environment, not this
     # module's state, and configure themselves from it when they import this module.
     path = config.log_file_path
@@ -257,7 +249,34 @@ def current_config() -> LoggerConfig:
 
 def get_logger(**initial: Any) -> Any:
     """A structlog logger with ``initial`` key-values bound."""
-    return structlog.get_logger("livecalc").bind(**initial)
+    # The processor list itself, not a copy: configure_logging and capture_logs change it in
+    # place, and every logger bound before follows.
+    logger = structlog.wrap_logger(
+        _SINK,
+        processors=_PROCESSORS,
+        wrapper_class=_WRAPPER,
+        context_class=dict,
+        cache_logger_on_first_use=False,
+    )
+    return logger.bind(**initial)
+
+
+@contextlib.contextmanager
+def capture_logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """Every LiveCalc event logged in this process inside the block, as dicts (``event``,
+    ``log_level`` and the fields), instead of being written: ``structlog.testing.capture_logs``
+    for LiveCalc's own chain, which structlog's global configuration does not reach."""
+    from structlog.testing import LogCapture
+
+    capture = LogCapture()
+    with _STATE.lock:
+        saved = list(_PROCESSORS)
+        _PROCESSORS[:] = [structlog.contextvars.merge_contextvars, capture]
+    try:
+        yield capture.entries
+    finally:
+        with _STATE.lock:
+            _PROCESSORS[:] = saved
 
 
 def bind_run_id(run_id: str | None = None) -> str:
@@ -341,12 +360,10 @@ def _inherit_from_environment() -> None:
             config = LoggerConfig.model_validate_json(text)
         except ValueError:
             config = None  # written by another LiveCalc version: keep the defaults
+    # Not a configured worker: the quiet library default (warnings and errors), as
+    # docs/logging.md promises a notebook calling livecalc.run(...).
     if config is not None:
         configure_logging(config)
-    else:
-        # Not a configured worker: keep the quiet library default (warnings and errors),
-        # as docs/logging.md promises a notebook calling livecalc.run(...).
-        _install()
     if os.environ.get(ENV_RUN_ID):
         structlog.contextvars.bind_contextvars(run_id=os.environ[ENV_RUN_ID])
 

@@ -6,6 +6,8 @@ import logging
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -93,23 +95,44 @@ def test_import_livecalc_never_imports_airflow() -> None:
 
 
 class TestLogging:
-    def test_host_structlog_configuration_is_restored(self) -> None:
-        """Inside livecalc_logging LiveCalc's chain is installed; after it, the host's
-        processors (the same list object, which bound loggers hold) and factory are back."""
-        from livecalc.integrations.airflow._logging import livecalc_logging
+    def test_a_livecalc_run_leaves_the_hosts_structlog_configuration_alone(
+        self, tmp_path: Path
+    ) -> None:
+        """Airflow 3 logs through structlog: configuring LiveCalc's logging and a whole run
+        (engines, store, checks) neither change the host's structlog configuration."""
+        import livecalc
 
         saved = structlog.get_config()
         marker = structlog.processors.KeyValueRenderer()
         structlog.configure(processors=[marker], logger_factory=structlog.PrintLoggerFactory())
         host = structlog.get_config()
         try:
-            with livecalc_logging():
-                inside = list(structlog.get_config()["processors"])
+            config = _small_pipeline(tmp_path)
+            livecalc.configure_logging(livecalc.LoggerConfig(min_level="INFO"))
+            assert livecalc.run(config, base_dir=tmp_path).success
+            livecalc.configure_logging()
             after = structlog.get_config()
         finally:
             structlog.configure(**saved)
 
-        assert marker not in inside
         assert [marker] == after["processors"]
         assert host["processors"] is after["processors"]
         assert host["logger_factory"] is after["logger_factory"]
+
+
+def _small_pipeline(folder: Path) -> dict[str, Any]:
+    """ESG -> projection of 200 policies in 4 chunks, as a dict config based in ``folder``."""
+    from livecalc.io.generate import generate_policies, write_policies
+
+    write_policies(folder / "policies.parquet", generate_policies(200, seed=2, max_term=20))
+    return {
+        "data_sources": {"policies": {"path": "policies.parquet"}},
+        "engines": [
+            {"id": "esg", "type": "esg", "outputs": ["scenarios"],
+             "config": {"model": "vasicek", "outer": 2, "inner": 5, "years": 20, "seed": 1}},
+            {"id": "projection", "type": "projection", "config": {"output": "npv"},
+             "inputs": ["policies", "scenarios"], "outputs": ["results"]},
+        ],
+        "output": {"path": "out/results.parquet"},
+        "run": {"chunk_size": 50},
+    }  # fmt: skip

@@ -22,7 +22,6 @@ from typing import Any
 
 from airflow.sdk import DAG
 
-from livecalc.integrations.airflow._logging import livecalc_logging
 from livecalc.integrations.airflow.operator import LiveCalcOperator
 
 __all__ = ["LiveCalcDagBuilder"]
@@ -170,10 +169,9 @@ class LiveCalcDagBuilder:
 
     def _graph(self) -> Mapping[str, set[str]]:
         """Each engine node id (in run order) and the ids of the nodes it reads from."""
-        with livecalc_logging():
-            from livecalc.pipeline.graph import EngineGraph
-            from livecalc.pipeline.loading import load_config
+        from livecalc.pipeline.graph import EngineGraph
+        from livecalc.pipeline.loading import load_config
 
-            config = load_config(self.config_path, self.overrides, check_files=self.check_files)
-            graph = EngineGraph(config)
-            return {node: set(graph.predecessors.get(node, ())) for node in graph.order()}
+        config = load_config(self.config_path, self.overrides, check_files=self.check_files)
+        graph = EngineGraph(config)
+        return {node: set(graph.predecessors.get(node, ())) for node in graph.order()}

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from livecalc.integrations.airflow._logging import livecalc_logging
 from livecalc.integrations.airflow.context import AirflowRunContext
 
 if TYPE_CHECKING:
@@ -80,8 +79,7 @@ class LiveCalcOperator(BaseOperator):
         """Run LiveCalc for this task instance; the run's state is the return value (XCom)."""
         ti = context["ti"]
         ctx = AirflowRunContext(ti)
-        with livecalc_logging():
-            result = self._run(ctx, self._upstream_datasets(context))
+        result = self._run(ctx, self._upstream_datasets(context))
         state = dict(ctx.state)
         if self.node is not None:
             ti.xcom_push(key="datasets", value=state.get("datasets", {}))
