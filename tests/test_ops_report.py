@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -40,11 +39,6 @@ FLAGS = [
     "--remote-allow-origins=*",
     "about:blank",
 ]
-
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None and not os.environ.get("CI"),
-    reason="chromium not installed (make test installs it)",
-)
 
 
 class Browser:

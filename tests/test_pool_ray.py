@@ -31,7 +31,6 @@ _NODE = {
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     """A head and two worker nodes, one CPU each; the driver joins by address."""
-    pytest.importorskip("ray")
     import ray
     from ray.cluster_utils import Cluster
 

@@ -18,10 +18,6 @@ from livecalc.runtime.leftovers import SHM_FOLDER, pid_alive
 
 LIVECALC = str(Path(sys.executable).with_name("livecalc"))
 
-pytestmark = pytest.mark.skipif(
-    not SHM_FOLDER.is_dir() or not Path("/proc/self/task").is_dir(), reason="Linux only"
-)
-
 
 def _config(folder: Path, seconds: float, executor: str = "processes") -> Path:
     """Policies and a one-node config whose engine sleeps ``seconds`` per chunk of 10."""

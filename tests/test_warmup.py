@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -152,7 +151,6 @@ class TestWarmupCommand:
         }
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 class TestMakefile:
     """The demo installs what a run needs; the tests add the development extra."""
 

@@ -4,15 +4,14 @@ A case copies one example config and the example data into ``<case>/pipeline/`` 
 one mutation: a *family* (what is mutated) and a *variant* (how), drawn from
 ``random.Random(f"{seed}:{index}")``, so the same seed and index always build the same files.
 Families take turns (``index`` modulo their number, in an order shuffled by the seed), so a
-short run already touches every family. ``KNOWN_OPEN`` lists the mutations that hit a defect
-being fixed elsewhere (issue 9): the harness skips them until the fix is merged.
+short run already touches every family. Every mutation runs: a defect the fuzzer finds is
+fixed, not skipped.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import shutil
 from collections.abc import Callable, Iterator
@@ -28,10 +27,6 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 CONFIG_NAME = "config.json"
 POLICIES = "data/policies.parquet"
 SCENARIOS = "data/scenarios.parquet"
-
-KNOWN_OPEN: dict[str, str] = {}
-"""Mutations that hit a known open defect ("family:variant" or a whole family -> why), skipped
-until it is fixed. Empty: every defect the fuzzer found (issue 9 items 4, 5, 8, 11, 14) is fixed."""
 
 
 @dataclass
@@ -80,7 +75,7 @@ class Case:
 
     @property
     def kind(self) -> str:
-        """``family:variant``, the key of KNOWN_OPEN."""
+        """``family:variant``: the mutation, as reports name it."""
         return f"{self.family}:{self.variant}"
 
     @property
@@ -99,16 +94,6 @@ class Case:
             lines.append("  overrides: " + " ".join(f"--set {o!r}" for o in self.overrides))
         lines.append(f"  replay: {self.replay}")
         return "\n".join(lines)
-
-
-def known_open(family: str, variant: str) -> str | None:
-    """Why a mutation is skipped (the issue-9 item), or None when it runs.
-
-    ``LIVECALC_FUZZ_KNOWN_OPEN=run`` runs them all, to see which are fixed.
-    """
-    if os.environ.get("LIVECALC_FUZZ_KNOWN_OPEN") == "run":
-        return None
-    return KNOWN_OPEN.get(f"{family}:{variant}") or KNOWN_OPEN.get(family)
 
 
 # ---------------------------------------------------------------------------------------

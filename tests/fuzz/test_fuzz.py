@@ -4,8 +4,7 @@
 (``LIVECALC_FUZZ_CASES``, ``LIVECALC_FUZZ_SEED``; ``LIVECALC_FUZZ_ONLY=3,17`` replays those
 case indices; ``LIVECALC_FUZZ_REPORT=FILE`` appends each failing case's report to FILE as it
 happens; ``LIVECALC_FUZZ_TIMEOUT`` seconds per command, default 90). A failing case prints its
-seed, mutation and the command that replays it. Mutations in ``fuzz_cases.KNOWN_OPEN`` hit
-defects being fixed elsewhere and are skipped (``LIVECALC_FUZZ_KNOWN_OPEN=run`` runs them).
+seed, mutation and the command that replays it.
 """
 
 from __future__ import annotations
@@ -19,10 +18,8 @@ from fuzz_cases import (
     EXAMPLE_CONFIGS,
     EXAMPLES,
     FAMILIES,
-    KNOWN_OPEN,
     build,
     draw,
-    known_open,
 )
 from fuzz_harness import (
     Outcome,
@@ -83,10 +80,6 @@ class TestFuzzCases:
         self, index: int, tmp_path: Path, warm_cli: object
     ) -> None:
         """A mutated pipeline exits 0, 1 or 2 in time, without traceback or partial output."""
-        family, variant, *_ = draw(SEED, index)
-        reason = known_open(family.name, variant)
-        if reason is not None:
-            pytest.skip(f"KNOWN_OPEN {family.name}:{variant}: {reason}")
         case = build(SEED, index, tmp_path)
 
         report = run_case(case, tmp_path)
@@ -124,13 +117,6 @@ class TestCaseBuilding:
 
             assert first == second
             assert first_files == snapshot(tmp_path / str(index))
-
-    def test_known_open_names_real_mutations_and_an_item(self) -> None:
-        """Every KNOWN_OPEN entry is a family or family:variant and names its issue-9 item."""
-        kinds = {f.name for f in FAMILIES} | {f"{f.name}:{v}" for f in FAMILIES for v in f.variants}
-
-        assert set() == set(KNOWN_OPEN) - kinds
-        assert all("issue 9 item" in why for why in KNOWN_OPEN.values())
 
 
 class TestChecks:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import json
 import uuid
 from collections.abc import Mapping, MutableMapping
@@ -18,7 +19,7 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-class BaseRunContext:
+class BaseRunContext(abc.ABC):
     """What every ``RunContext`` holds: a checked run id, the attempt (>= 1) and the state.
 
     A scheduler's adapter subclasses it and writes ``log``; ``log_text`` gives the line to
@@ -49,8 +50,9 @@ class BaseRunContext:
     def state(self) -> MutableMapping[str, Any]:
         return self._state
 
+    @abc.abstractmethod
     def log(self, level: str, event: str, **fields: Any) -> None:
-        raise NotImplementedError
+        """One log line for the scheduler's log (``log_text`` gives it, masked)."""
 
     @staticmethod
     def log_text(event: str, fields: Mapping[str, Any]) -> str:
@@ -71,7 +73,7 @@ class LocalRunContext(BaseRunContext):
         attempt: int = 1,
         state: MutableMapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(run_id or new_run_id(), attempt, state)
+        super().__init__(new_run_id() if run_id is None else run_id, attempt, state)
 
     def log(self, level: str, event: str, **fields: Any) -> None:
         get_logger().debug("context_log", level=level, message=event, **fields)

@@ -18,7 +18,7 @@ import threading
 from collections.abc import MutableMapping
 from typing import Any
 
-from livecalc.ports.context import check_run_id, new_run_id
+from livecalc.ports.context import BaseRunContext, new_run_id
 from livecalc.ports.ratelimit import TokenBucket
 
 __all__ = [
@@ -145,7 +145,7 @@ class RecordingRateLimiter(TokenBucket):
         return delay
 
 
-class RecordingRunContext:
+class RecordingRunContext(BaseRunContext):
     """A ``RunContext`` whose attempt and state a test sets, keeping every ``log`` call as
     ``(level, event, fields)`` in ``logs``."""
 
@@ -155,17 +155,19 @@ class RecordingRunContext:
         attempt: int = 1,
         state: MutableMapping[str, Any] | None = None,
     ) -> None:
-        self._run_id = check_run_id(run_id) if run_id is not None else new_run_id()
-        self.attempt = attempt
-        self.state: MutableMapping[str, Any] = state if state is not None else {}
+        super().__init__(new_run_id() if run_id is None else run_id, attempt, state)
         self.logs: list[tuple[str, str, dict[str, Any]]] = []
 
-    def __repr__(self) -> str:
-        return f"RecordingRunContext(run_id={self._run_id!r}, attempt={self.attempt})"
-
     @property
-    def run_id(self) -> str:
-        return self._run_id
+    def attempt(self) -> int:
+        return self._attempt
+
+    @attempt.setter
+    def attempt(self, value: int) -> None:
+        """A test moves the context on to its next attempt."""
+        if value < 1:
+            raise ValueError(f"attempt must be >= 1, not {value}")
+        self._attempt = value
 
     def log(self, level: str, event: str, **fields: Any) -> None:
         self.logs.append((level, event, dict(fields)))
