@@ -128,7 +128,7 @@ class Runner:
             ConfigurationError: bad input data or engine config; nothing ran, nothing written.
         """
         executor = (
-            create_executor(self._executor, self.options.ray.address)
+            create_executor(self._executor, self.options.ray)
             if isinstance(self._executor, str)
             else self._executor
         )
