@@ -13,6 +13,7 @@ import pytest
 from livecalc.io.generate import generate_policies, write_policies
 from livecalc.log import capture_logs
 from livecalc.pipeline.api import run
+from pool_pipelines import MODES
 from pool_pipelines import outputs as _outputs
 from pool_pipelines import projection_pipeline
 
@@ -116,8 +117,55 @@ class TestRayCluster:
             )
 
         used = {e["location"] for e in logs if e["event"] == "chunk_done"}
+        placed: dict[str, list[str]] = {}
+        for e in logs:
+            if e["event"] == "replica_placed":
+                placed.setdefault(e["engine_id"], []).append(e["ray_node"])
         assert _outputs(local) == _outputs(remote)
         assert nodes == used
+        # One replica per node, every time (SPREAD left a node idle in 3 runs of 5).
+        assert {f"proj_{m}" for m in MODES} == set(placed)
+        assert all(nodes == set(where) and 3 == len(where) for where in placed.values())
+
+    def test_runtime_env_ships_a_plugin_engine_to_the_workers(
+        self, cluster: Any, policies_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A plug-in engine importable only in the driver runs on the cluster's workers when
+        ``run.ray.runtime_env.py_modules`` ships it; without it, its node fails."""
+        ray_cluster, _ = cluster
+        package = tmp_path / "mods" / "shipped_echo"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text(
+            "from livecalc.testing import EchoEngine\n\n\n"
+            "class ShippedEcho(EchoEngine):\n    engine_type = 'shipped_echo'\n\n\n"
+            "def register(factory):\n    factory.register_engine('shipped_echo', ShippedEcho)\n"
+        )
+        monkeypatch.syspath_prepend(str(package.parent))  # the driver only, not the workers
+        config: dict[str, Any] = {
+            "plugins": ["shipped_echo:register"],
+            "data_sources": {"policies": {"path": "policies.parquet"}},
+            "engines": [
+                {"id": "echo", "type": "shipped_echo", "inputs": ["policies"], "outputs": ["e"]}
+            ],
+            "run": {"chunk_size": 300, "replica_retries": 0},
+        }
+        shipped = {**config, "run": {**config["run"], "ray": {"runtime_env": {
+            "py_modules": [str(package)]
+        }}}}  # fmt: skip
+
+        without = run(
+            config, base_dir=policies_dir, executor="ray", address=ray_cluster.address,
+            parallelism=3,
+        )  # fmt: skip
+        remote = run(
+            shipped, base_dir=policies_dir, executor="ray", address=ray_cluster.address,
+            parallelism=3,
+        )  # fmt: skip
+        local = run(config, base_dir=policies_dir, executor="local")
+
+        assert "failed" == without.status["echo"]
+        assert "succeeded" == remote.status["echo"]
+        assert local.records("e").tobytes() == remote.records("e").tobytes()
 
     def test_losing_a_worker_node_mid_run_still_matches_local(
         self, cluster: Any, policies_dir: Path
