@@ -288,9 +288,7 @@ class TestRayOwnCluster:
         local = run(raw, base_dir=tmp_path, executor="local")
 
         assert 0 == child.returncode, err[-2000:]
-        assert local.records("a_out").tobytes().hex() == json.loads(out.splitlines()[-1])[
-            "records"
-        ]
+        assert local.records("a_out").tobytes().hex() == json.loads(out.splitlines()[-1])["records"]
 
 
 def _quote(arg: str) -> str:

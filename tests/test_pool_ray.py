@@ -13,9 +13,8 @@ import pytest
 from livecalc.io.generate import generate_policies, write_policies
 from livecalc.log import capture_logs
 from livecalc.pipeline.api import run
-from pool_pipelines import MODES
+from pool_pipelines import MODES, projection_pipeline
 from pool_pipelines import outputs as _outputs
-from pool_pipelines import projection_pipeline
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

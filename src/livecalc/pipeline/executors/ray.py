@@ -66,7 +66,7 @@ from livecalc.runtime.engine import (
 from livecalc.runtime.factory import EngineFactory
 from livecalc.runtime.numba_threads import NumbaThreadsEngine
 
-__all__ = ["RayExecutor", "RayHandle"]
+__all__ = ["RayExecutor", "RayHandle", "place_replica"]
 
 _log = get_logger()
 
@@ -351,6 +351,8 @@ class RayExecutor(Executor):
 
     name = "ray"
     shared_buffers = False
+    engine_processes = True
+    replica_output_copies = 2  # the actor's output buffer and the records it returns
 
     def __init__(
         self, address: str | None = None, *, runtime_env: Mapping[str, Any] | None = None
