@@ -197,3 +197,102 @@ class TestConfig:
         from livecalc.pipeline.config import config_json_schema
 
         assert "chunking" in json.dumps(config_json_schema())
+
+
+def _pss_of_tree(root: int) -> int:
+    """Proportional set size of ``root`` and all its descendants now (Linux /proc)."""
+    import os
+
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    pids, total = [root], 0
+    while pids:
+        pid = pids.pop()
+        pids.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total += sum(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("Pss:"))
+        except OSError:
+            continue  # gone meanwhile
+    return total
+
+
+def _run_measured(config: Path, *args: str) -> tuple[int, int]:
+    """``livecalc run`` in a subprocess: its exit code and the peak PSS of all its processes."""
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from livecalc.cli import main; main()", "run", str(config),
+         "--no-progress", "--log-file", str(config.with_suffix(".log")), *args],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    peak = 0
+    try:
+        while child.poll() is None:
+            peak = max(peak, _pss_of_tree(child.pid))
+            time.sleep(0.05)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+    return child.returncode, peak
+
+
+@pytest.mark.slow
+class TestBudgetMeasured:
+    def test_peak_pss_of_all_processes_within_the_budget_and_reruns_identical(
+        self, tmp_path: Path
+    ) -> None:
+        """A per-policy NPV run with a budget stays within it, all processes counted (PSS,
+        sampled every 50 ms): locally at 330 MB and with 2 worker replicas at 800 MB; two runs
+        under processes choose the same chunks and write the same bits."""
+        import pyarrow.parquet as pq
+
+        write_policies(tmp_path / "policies.parquet", generate_policies(10_000, seed=3))
+
+        def config(name: str, budget: str) -> Path:
+            raw = {
+                "data_sources": {"policies": {"path": "policies.parquet"}},
+                "engines": [
+                    {"id": "esg", "type": "esg", "outputs": ["scenarios"], "config": {
+                        "model": "hull_white", "outer": 2, "inner": 25, "years": 50, "seed": 5,
+                    }},
+                    {"id": "proj", "type": "projection", "config": {"output": "npv"},
+                     "inputs": ["policies", "scenarios"], "outputs": ["npv"]},
+                ],
+                "output": {"path": f"{name}/npv.parquet", "summary_path": f"{name}/s.json"},
+                "run": {"chunking": {"strategy": "memory", "budget": budget}},
+            }  # fmt: skip
+            path = tmp_path / f"{name}.json"
+            path.write_text(json.dumps(raw))
+            return path
+
+        runs = {
+            "local": (config("local", "330MB"), ("--executor", "local"), 330 * 10**6),
+            "p1": (config("p1", "800MB"), ("--executor", "processes", "--parallelism", "2"), 8e8),
+            "p2": (config("p2", "800MB"), ("--executor", "processes", "--parallelism", "2"), 8e8),
+        }
+
+        measured = {name: _run_measured(path, *args) for name, (path, args, _) in runs.items()}
+        summaries = {n: json.loads((tmp_path / n / "s.json").read_text()) for n in runs}
+        tables = {n: pq.read_table(tmp_path / n / "npv.parquet") for n in runs}
+
+        assert {n: 0 for n in runs} == {n: rc for n, (rc, _) in measured.items()}
+        assert all(peak <= runs[n][2] for n, (_, peak) in measured.items()), measured
+        nodes = {
+            n: next(r for r in s["nodes"] if r["node_id"] == "proj") for n, s in summaries.items()
+        }
+        chunks = {n: (r["chunk_size"], r["chunks"]) for n, r in nodes.items()}
+        assert chunks["p1"] == chunks["p2"]
+        assert all(1 < n for _, n in chunks.values()), chunks
+        assert tables["p1"].equals(tables["p2"])
+        assert tables["local"].equals(tables["p1"])
