@@ -166,6 +166,31 @@ class TestRayCluster:
         assert "succeeded" == remote.status["echo"]
         assert local.records("e").tobytes() == remote.records("e").tobytes()
 
+    def test_memory_budget_gives_the_same_chunks_and_bits_on_rerun(
+        self, cluster: Any, policies_dir: Path
+    ) -> None:
+        """Two runs on the cluster with the same memory budget choose the same chunk size (it
+        used to follow the driver's memory) and write the same bits."""
+        ray_cluster, _ = cluster
+        runs = []
+        for name in ("budget1", "budget2"):
+            config = _pipeline(policies_dir / name)
+            config["run"]["chunking"] = {"strategy": "memory", "budget": "1800MB"}
+            runs.append(
+                run(
+                    config,
+                    base_dir=policies_dir,
+                    executor="ray",
+                    address=ray_cluster.address,
+                    parallelism=3,
+                )  # fmt: skip
+            )
+
+        sizes = [{n: r.nodes[n].chunk_size for n in r.nodes} for r in runs]
+        assert sizes[0] == sizes[1]
+        assert 1 < runs[0].nodes["proj_npv"].chunks
+        assert _outputs(runs[0]) == _outputs(runs[1])
+
     def test_losing_a_worker_node_mid_run_still_matches_local(
         self, cluster: Any, policies_dir: Path
     ) -> None:
