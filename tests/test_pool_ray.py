@@ -183,7 +183,7 @@ class TestRayCluster:
                     executor="ray",
                     address=ray_cluster.address,
                     parallelism=3,
-                )  # fmt: skip
+                )
             )
 
         sizes = [{n: r.nodes[n].chunk_size for n in r.nodes} for r in runs]

@@ -138,6 +138,7 @@ def render_report(record: Mapping[str, Any], against: Mapping[str, Any] | None =
         parts.append(f'<p class="bad">error: {_e(record["error"])}</p>')
     parts.append(_provenance(prov, record))
     parts.append(_nodes(record))
+    parts.append(_cluster(record))
     parts.append(_checks_and_sla(record))
     parts.append(_charts(record))
     if against is not None:
@@ -199,6 +200,57 @@ def _nodes(record: Mapping[str, Any]) -> str:
     return "<h2>Nodes</h2>" + _table(
         ["node", "engine", "status", "seconds", "chunks", "resumed chunks", "rows", "error"], rows
     )
+
+
+def _cluster(record: Mapping[str, Any]) -> str:
+    """Where the run ran: executor, parallelism, address; each pooled node's replicas and
+    chunks per location, re-runs, replicas lost (with times); the warnings."""
+    cluster = record.get("cluster")
+    if not cluster:
+        return ""
+    parts = [
+        "<h2>Cluster</h2>",
+        _table(
+            ["executor", "parallelism", "address"],
+            [
+                [
+                    _e(cluster.get("executor")),
+                    _e(cluster.get("parallelism")),
+                    _e(cluster.get("address") or "this machine"),
+                ]
+            ],
+        ),
+    ]
+    rows = []
+    for node_id, pool in (cluster.get("nodes") or {}).items():
+        chunks = pool.get("chunks_by_location") or {}
+        replicas = pool.get("replicas_by_location") or {}
+        for where in sorted(set(chunks) | set(replicas)):
+            rows.append(
+                [
+                    _e(node_id),
+                    f"<code>{_e(where)}</code>",
+                    _e(replicas.get(where, 0)),
+                    _e(chunks.get(where, 0)),
+                    _e(pool.get("reruns_lost", 0) + pool.get("reruns_timeout", 0)),
+                ]
+            )
+        for lost in pool.get("lost") or []:
+            rows.append(
+                [
+                    _e(node_id),
+                    f'<code>{_e(lost["location"])}</code> <span class="bad">lost at '
+                    f"{_e(lost['at'])}</span>",
+                    _e(f"replica {lost['replica']}"),
+                    _e(f"chunk {lost['chunk']} re-ran"),
+                    "",
+                ]
+            )
+    if rows:
+        parts.append(_table(["node", "location", "replicas", "chunks", "re-runs"], rows))
+    for warning in cluster.get("warnings") or []:
+        parts.append(f'<p class="bad">warning: {_e(warning)}</p>')
+    return "\n".join(parts)
 
 
 def _value(value: Any) -> str:

@@ -113,10 +113,12 @@ _CHILD_TABLES = (
 )
 
 
-_RECORD_ARTIFACTS = ("selection", "datasets")
+_RECORD_ARTIFACTS = ("selection", "datasets", "cluster")
 """Record keys kept as rows of ``run_artifacts`` (no schema change): ``selection`` (a run of
-some nodes: the nodes, those only initialised, the dataset files read) and ``datasets`` (the
-files ``keep_datasets`` wrote, by name)."""
+some nodes: the nodes, those only initialised, the dataset files read), ``datasets`` (the
+files ``keep_datasets`` wrote, by name) and ``cluster`` (where the run ran: executor,
+parallelism, Ray address, each pooled node's replicas and chunks per location, re-runs, lost
+replicas, warnings: ``RunSummary.cluster``)."""
 
 
 class StoreLockedError(ConfigurationError):

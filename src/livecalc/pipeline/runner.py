@@ -167,6 +167,11 @@ class Runner:
                 )
                 for node_id in self.selection.support if self.selection else ():
                     self._check_support(node_id)
+                summary.parallelism = max(
+                    (h.size for h in self._handles.values() if isinstance(h, ReplicaPool)),
+                    default=1,
+                )
+                summary.address = executor.address
                 self._schedule(summary, outputs)
             finally:
                 for node_id, handle in self._handles.items():

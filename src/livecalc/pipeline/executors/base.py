@@ -67,6 +67,8 @@ class Executor(ABC):
     them)."""
     replica_output_copies: int = 0
     """Copies of a chunk's output a replica holds besides the runner's buffer (memory budget)."""
+    address: str | None = None
+    """The cluster the executor runs on (Ray's address; None for this machine's executors)."""
 
     @abstractmethod
     def create_handle(

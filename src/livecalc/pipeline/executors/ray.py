@@ -183,6 +183,8 @@ class RayHandle:
         self._info: EngineInfo | None = None
         self._dead: str | None = None
         self._node_id: str | None = None
+        # The node it was pinned to: where it was, should it be lost before it said so.
+        self._placed_on: str | None = getattr(placement, "node_id", None)
 
     def _get(self, ref: Any, what: str, timeout: float | None = None) -> Any:
         ray = self._ray
@@ -305,6 +307,8 @@ class RayHandle:
     def location(self) -> str:
         """The Ray node id the actor runs on."""
         if self._node_id is None:
+            if self._dead and self._placed_on is not None:
+                return self._placed_on
             self._node_id = str(self._get(self._actor.node_id.remote(), "node_id", 30.0))
         return self._node_id
 
@@ -373,14 +377,13 @@ class RayExecutor(Executor):
         self._placed: dict[str, list[tuple[str, RayHandle]]] = {}
         self._placing = threading.Lock()
 
-    @property
-    def address(self) -> str:
-        """The cluster joined (``local``: a Ray started for this run)."""
-        return self._address or "local"
-
     def _ensure_started(self) -> None:
         if self._ray.is_initialized():
+            if self.address is None:  # joined the Ray this process had already started
+                self.address = str(self._ray.get_runtime_context().gcs_address)
             return
+        # Recorded as asked (a ray:// or host:port address), or "local": a Ray of the run's own.
+        self.address = self._address or "local"
         options: dict[str, Any] = {"log_to_driver": False}
         if self._runtime_env is not None:
             options["runtime_env"] = self._runtime_env
