@@ -223,6 +223,10 @@ class TestRayCluster:
         assert removed.is_set()
         assert _outputs(local) == _outputs(remote)
         assert reruns and {"replica_lost"} == {e["cause"] for e in reruns}
+        # Each loss is on record with the victim's node and a time, and is a run warning.
+        lost = [x for r in remote.summary.nodes.values() if r.pool for x in r.pool.lost]
+        assert lost and {str(victim.node_id)} == {x.location for x in lost}
+        assert any(str(victim.node_id) in w for w in remote.summary.warnings)
         assert (
             local.nodes["proj_detail"].rows_processed == remote.nodes["proj_detail"].rows_processed
         )
@@ -275,6 +279,18 @@ class TestCommandLine:
         )
 
         assert 0 == done.returncode, done.stderr[-2000:]
+        from livecalc.ops.store import RunStore
+
+        (run_id,) = RunStore().run_ids()
+        cluster = RunStore().get(run_id)["cluster"]
+        assert ("ray", 3, str(ray_cluster.address)) == (
+            cluster["executor"],
+            cluster["parallelism"],
+            cluster["address"],
+        )
+        for pool in cluster["nodes"].values():  # one replica per live node, chunks on each
+            assert {where: 1 for where in nodes} == pool["replicas_by_location"]
+            assert nodes == set(pool["chunks_by_location"])
         events = [json.loads(line) for line in (tmp_path / "run.log").read_text().splitlines()]
         pooled = [e for e in events if e["event"] == "node_pool_finished"]
         used = set().union(*(e["chunks_by_location"] for e in pooled))

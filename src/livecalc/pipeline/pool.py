@@ -553,6 +553,7 @@ class ReplicaPool:
             if item is None or stop.is_set():
                 return
             i, slot = item
+            _where(replica.handle)  # known before the chunk: a replica lost in it is named
             try:
                 value = run_one(replica.handle, i, slot)
             except BaseException as exc:
