@@ -250,9 +250,9 @@ class TestRayOwnCluster:
         """With no address and a ray_current_cluster file naming a cluster that is gone,
         the ray executor starts a new local cluster (it used to hang joining the stale one).
 
-        The run is a subprocess in a network namespace of its own (loopback only), with its
-        own Ray temp folder, so neither the stale file nor the cluster touch anyone else's;
-        its process group is killed at the end whatever happens."""
+        The run is a subprocess in network and process namespaces of its own (loopback only),
+        with its own Ray temp folder, so neither the stale file nor the cluster touch anyone
+        else's; everything in it is killed at the end whatever happens."""
         import json
         import os
         import shutil
@@ -271,7 +271,8 @@ class TestRayOwnCluster:
         command = [sys.executable, "-c", _OWN_CLUSTER_SCRIPT, json.dumps(raw), str(tmp_path)]
         shell = "ip link set lo up && exec " + " ".join(_quote(c) for c in command)
         child = subprocess.Popen(
-            ["unshare", "-rn", "sh", "-c", shell],
+            # Its own network and process namespaces: whatever Ray leaves dies with it.
+            ["unshare", "-rnp", "--fork", "--kill-child", "--mount-proc", "sh", "-c", shell],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -295,3 +296,71 @@ def _quote(arg: str) -> str:
     import shlex
 
     return shlex.quote(arg)
+
+
+_TOKEN_SCRIPT = """
+set -u
+ip link set lo up
+"$RAY" start --head --node-ip-address=127.0.0.1 --port=6390 --num-cpus=1 \\
+    --include-dashboard=false --disable-usage-stats >/dev/null 2>&1
+echo "start=$?"
+run() {
+    timeout 150 "$PY" -c "from livecalc.cli import main; main()" run "$CONFIG" \\
+        --executor ray --address 127.0.0.1:6390 --parallelism 2 --no-progress --no-store \\
+        2>"$1.err"
+    echo "$1=$?"
+}
+run good
+RAY_AUTH_TOKEN=not-the-cluster-token run wrong
+"$RAY" stop --force >/dev/null 2>&1
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+class TestRayTokenAuth:
+    def test_a_cluster_with_token_auth_is_joined_with_its_token_and_refused_without(
+        self, tmp_path: Path, policies: Path
+    ) -> None:
+        """A head started with RAY_AUTH_MODE=token: a run with the same RAY_AUTH_MODE and
+        RAY_AUTH_TOKEN joins it (exit 0); one with another token is refused with one line
+        naming the address and the fix (exit 2), its token never printed. Everything runs
+        in network and process namespaces of the test's own."""
+        import json
+        import os
+        import subprocess
+        import sys
+        import tempfile
+
+        token = "livecalc-test-token-0123456789abcdef"
+        config = tmp_path / "echo.json"
+        config.write_text(json.dumps(_config(_node("a", "test_echo", "policies"))))
+        ray_tmp = tempfile.mkdtemp(prefix="lcray", dir="/tmp")
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env.update(
+            RAY_TMPDIR=ray_tmp,
+            RAY_USAGE_STATS_ENABLED="0",
+            RAY_AUTH_MODE="token",
+            RAY_AUTH_TOKEN=token,
+            PY=sys.executable,
+            RAY=str(Path(sys.executable).parent / "ray"),
+            CONFIG=str(config),
+        )
+        try:
+            done = subprocess.run(
+                ["unshare", "-rnp", "--fork", "--kill-child", "--mount-proc", "sh", "-c",
+                 _TOKEN_SCRIPT],
+                env=env, cwd=tmp_path, capture_output=True, text=True, timeout=420,
+            )  # fmt: skip
+        finally:
+            import shutil
+
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+        codes = dict(line.split("=", 1) for line in done.stdout.split() if "=" in line)
+        wrong = (tmp_path / "wrong.err").read_text()
+
+        assert {"start": "0", "good": "0", "wrong": "2"} == codes, (done.stdout, wrong[-2000:])
+        assert "cannot join the Ray cluster at '127.0.0.1:6390'" in wrong
+        assert "RAY_AUTH_TOKEN" in wrong
+        assert "Traceback" not in wrong
+        assert token not in wrong and "not-the-cluster-token" not in wrong

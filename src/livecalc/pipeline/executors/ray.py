@@ -389,7 +389,16 @@ class RayExecutor(Executor):
             options["runtime_env"] = self._runtime_env
         if self._address:
             _log.info("ray_joining", address=self._address)
-            self._ray.init(address=self._address, **options)
+            try:
+                self._ray.init(address=self._address, **options)
+            except Exception as exc:  # ConnectionError, AuthenticationError, a bad address
+                # Ray's own words say why (no cluster there, a refused token); the fix is ours.
+                raise ConfigurationError(
+                    f"cannot join the Ray cluster at {self._address!r} "
+                    f"({type(exc).__name__}: {exc}); check --address (run.ray.address, "
+                    "RAY_ADDRESS) and, on a cluster with token authentication, that "
+                    "RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN) are set here"
+                ) from None
         else:
             # "local": a new cluster, never one found through Ray's ray_current_cluster file
             # (another job's, or a stale file naming a cluster long gone). It serves this run
