@@ -71,14 +71,11 @@ class TestStrategies:
     def test_same_budget_same_chunks_whatever_memory_is_in_use(self, tmp_path: Path) -> None:
         """The chunk size does not follow the process's memory: a rerun after 200 MB more
         was allocated chunks the same and writes the same bits (it used to shrink)."""
-        import os
-
         import pyarrow.parquet as pq
 
-        with open("/proc/self/statm") as f:
-            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        # 30 MB past what runs now, or past the model's driver: room for a few chunks.
-        budget = int((max(rss, DRIVER_BYTES + 32 * 20_000) + 30 * 10**6) / 0.9)
+        # 30 MB past the model's driver and inputs: room for two chunks. The old model took
+        # the process's RSS instead: one chunk of one policy (or fewer after the 200 MB).
+        budget = int((DRIVER_BYTES + 32 * 20_000 + 30 * 10**6) / 0.9)
         config = _config(tmp_path, {"strategy": "memory", "budget": budget}, n=20_000)
 
         first = livecalc.run(config, base_dir=tmp_path, store=False)
@@ -131,9 +128,9 @@ class TestModel:
             working_bytes=2_656, footprint=footprint,
         )  # fmt: skip
 
-        fixed = 256 * 2**20 + 5 * 128 * 2**20 + 10**7  # 949,524,096 bytes
+        fixed = 400 * 2**20 + 5 * 128 * 2**20 + 10**7  # 1,100,519,040 bytes
         per_policy = (8 + 2) * 24_000 + 4 * 2_656  # 250,624 bytes
-        assert (3_600_000_000 - fixed) // 2 // per_policy == size == 5_287
+        assert (3_600_000_000 - fixed) // 2 // per_policy == size == 4_986
 
     def test_ray_replicas_keep_two_more_copies_each(self) -> None:
         """Under Ray each replica's buffer and returned records count too."""
@@ -145,7 +142,7 @@ class TestModel:
             for f in (plain, ray)
         ]
 
-        left = 1_800_000_000 - 256 * 2**20
+        left = 1_800_000_000 - 400 * 2**20
         assert [left // (6 * 2_400 + 2_000), left // (10 * 2_400 + 2_000)] == sizes
 
     def test_budget_below_the_fixed_part_gives_the_smallest_chunk(self) -> None:
@@ -253,7 +250,7 @@ class TestBudgetMeasured:
         self, tmp_path: Path
     ) -> None:
         """A per-policy NPV run with a budget stays within it, all processes counted (PSS,
-        sampled every 50 ms): locally at 330 MB and with 2 worker replicas at 800 MB; two runs
+        sampled every 50 ms): locally at 500 MB and with 2 worker replicas at 1 GB; two runs
         under processes choose the same chunks and write the same bits."""
         import pyarrow.parquet as pq
 
@@ -277,9 +274,9 @@ class TestBudgetMeasured:
             return path
 
         runs = {
-            "local": (config("local", "330MB"), ("--executor", "local"), 330 * 10**6),
-            "p1": (config("p1", "800MB"), ("--executor", "processes", "--parallelism", "2"), 8e8),
-            "p2": (config("p2", "800MB"), ("--executor", "processes", "--parallelism", "2"), 8e8),
+            "local": (config("local", "500MB"), ("--executor", "local"), 500 * 10**6),
+            "p1": (config("p1", "1GB"), ("--executor", "processes", "--parallelism", "2"), 1e9),
+            "p2": (config("p2", "1GB"), ("--executor", "processes", "--parallelism", "2"), 1e9),
         }
 
         measured = {name: _run_measured(path, *args) for name, (path, args, _) in runs.items()}

@@ -175,7 +175,7 @@ class TestRayCluster:
         runs = []
         for name in ("budget1", "budget2"):
             config = _pipeline(policies_dir / name)
-            config["run"]["chunking"] = {"strategy": "memory", "budget": "1800MB"}
+            config["run"]["chunking"] = {"strategy": "memory", "budget": "1970MB"}
             runs.append(
                 run(
                     config,

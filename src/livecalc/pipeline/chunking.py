@@ -72,8 +72,9 @@ BYTES_PER_POLICY_YEAR = 48
 DEFAULT_YEARS = 50
 """Projection years assumed when a node reads no scenarios."""
 
-DRIVER_BYTES = 256 * 2**20
-"""The driver process (interpreter, pyarrow, numba, kernels): 215 to 278 MB PSS measured."""
+DRIVER_BYTES = 400 * 2**20
+"""The driver process (interpreter, pyarrow, numba, kernels): 215 to 380 MB PSS measured,
+depending on the libraries' versions."""
 
 WORKER_BYTES = 128 * 2**20
 """One engine process (a worker or a Ray actor) before its chunks: about 100 MB PSS measured."""
