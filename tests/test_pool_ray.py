@@ -116,15 +116,13 @@ class TestRayCluster:
             )
 
         used = {e["location"] for e in logs if e["event"] == "chunk_done"}
-        placed: dict[str, list[str]] = {}
-        for e in logs:
-            if e["event"] == "replica_placed":
-                placed.setdefault(e["engine_id"], []).append(e["ray_node"])
+        pools = {n: r.pool for n, r in remote.summary.nodes.items() if r.pool is not None}
         assert _outputs(local) == _outputs(remote)
         assert nodes == used
-        # One replica per node, every time (SPREAD left a node idle in 3 runs of 5).
-        assert {f"proj_{m}" for m in MODES} == set(placed)
-        assert all(nodes == set(where) and 3 == len(where) for where in placed.values())
+        # One replica per node, every time, where the actors really run (SPREAD left a node
+        # idle in 3 runs of 5; soft node affinity moved actors too).
+        assert {f"proj_{m}" for m in MODES} == set(pools)
+        assert all({n: 1 for n in nodes} == p.replicas_by_location for p in pools.values())
 
     def test_runtime_env_ships_a_plugin_engine_to_the_workers(
         self, cluster: Any, policies_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -25,9 +25,10 @@ arrays are put in the object store once per run, shared by every actor.
 A node with ``parallelism`` > 1 runs on a replica pool (``livecalc.pipeline.pool``) of actors
 placed evenly over the cluster's nodes that have CPUs: each new replica goes to the node with
 the fewest live replicas of that engine per CPU (one per node before two on any, when nodes
-are alike), pinned there softly (Ray's ``NodeAffinitySchedulingStrategy``, ``soft=True``: a
-node gone by then is replaced by another). An actor lost with its node is retired and its chunk
-re-run on the others; its replacement goes to the emptiest live node.
+are alike), pinned there (Ray's ``NodeAffinitySchedulingStrategy``, ``soft=False``: with
+``soft=True`` Ray 2.60 moved zero-CPU actors to other nodes, and a run left a node idle; a
+node gone by then fails its replica, which the pool retires). An actor lost with its node is
+retired and its chunk re-run on the others; its replacement goes to the emptiest live node.
 """
 
 from __future__ import annotations
@@ -443,7 +444,7 @@ class RayExecutor(Executor):
             strategy = (
                 "SPREAD"
                 if target is None
-                else NodeAffinitySchedulingStrategy(node_id=target, soft=True)
+                else NodeAffinitySchedulingStrategy(node_id=target, soft=False)
             )
             handle = RayHandle(
                 self._ray, engine, node, options, puts=self._puts, placement=strategy
