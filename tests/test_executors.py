@@ -269,7 +269,11 @@ class TestRayOwnCluster:
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
         env.update(RAY_TMPDIR=str(ray_tmp), RAY_USAGE_STATS_ENABLED="0")
         command = [sys.executable, "-c", _OWN_CLUSTER_SCRIPT, json.dumps(raw), str(tmp_path)]
-        shell = "ip link set lo up && exec " + " ".join(_quote(c) for c in command)
+        # A /dev/shm of its own too: in another pid namespace every outside process looks
+        # dead, and LiveCalc's sweep of dead runs' segments would unlink theirs.
+        shell = "ip link set lo up && mount -t tmpfs tmpfs /dev/shm && exec " + " ".join(
+            _quote(c) for c in command
+        )
         child = subprocess.Popen(
             # Its own network and process namespaces: whatever Ray leaves dies with it.
             ["unshare", "-rnp", "--fork", "--kill-child", "--mount-proc", "sh", "-c", shell],
@@ -301,6 +305,9 @@ def _quote(arg: str) -> str:
 _TOKEN_SCRIPT = """
 set -u
 ip link set lo up
+# A /dev/shm of its own: in this pid namespace every outside process looks dead, and
+# LiveCalc's sweep of dead runs' shared memory would unlink theirs.
+mount -t tmpfs tmpfs /dev/shm || exit 1
 "$RAY" start --head --node-ip-address=127.0.0.1 --port=6390 --num-cpus=1 \\
     --include-dashboard=false --disable-usage-stats >/dev/null 2>&1
 echo "start=$?"
