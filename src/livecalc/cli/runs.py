@@ -251,19 +251,10 @@ def delete(
 ) -> None:
     """Delete a run's record (its output files are left where they are); refused while the
     run runs, and for a prefix of fewer than 4 characters."""
-    from livecalc.ops.liveness import RunLockedError
-
     with _errors():
         runs = _store(store)
         # An unset shell variable ("") or a slip of one character must not delete a run.
         record = runs.get(run_id, min_prefix=DELETE_MIN_PREFIX)
-        owner = record.get("owner") or {}
-        if owner.get("alive"):
-            raise RunLockedError(
-                f"run {record['run_id']!r} is running (pid {owner.get('pid')} on host "
-                f"{owner.get('host')}); it cannot be deleted while it runs: wait for it to "
-                "end, or stop that process"
-            )
         runs.delete(record["run_id"])
     console.print(f"deleted run {record['run_id']}")
 

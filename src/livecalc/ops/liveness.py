@@ -102,18 +102,14 @@ class Owner:
 
 
 def run_id_of(run_id: Any, what: str = "run id") -> str:
-    """``run_id`` checked by the rule run contexts use (a folder name); ConfigurationError
-    otherwise, quoting at most the start of a long id."""
+    """``run_id`` checked by the rule run contexts use (``ports.context.check_run_id``: a
+    folder name); ConfigurationError otherwise."""
     if not isinstance(run_id, str):
         raise ConfigurationError(f"{what}: expected a string, got {type(run_id).__name__}")
     try:
         return check_run_id(run_id)
-    except ValueError:
-        shown = repr(run_id[:40]) + ("..." if len(run_id) > 40 else "")
-        raise ConfigurationError(
-            f"{what} {shown}: use 1 to 128 letters, digits, '_', '.' or '-', not starting "
-            "with '.' (a run id names the run's folder)"
-        ) from None
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 def lock_root(store: Any, checkpoint: Any = None) -> Path | None:

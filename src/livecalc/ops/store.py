@@ -36,7 +36,13 @@ from typing import TYPE_CHECKING, Any
 from livecalc.errors import ConfigurationError
 from livecalc.log import get_logger
 from livecalc.ops.home import store_file
-from livecalc.ops.liveness import dead_runs, run_id_of, with_liveness
+from livecalc.ops.liveness import (
+    RunLockedError,
+    dead_runs,
+    owner_of,
+    run_id_of,
+    with_liveness,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -384,9 +390,19 @@ class RunStore:
         return int(found[0]) if found is not None else 0
 
     def delete(self, run_id: str) -> bool:
-        """Remove a run's record; whether there was one."""
+        """Remove a run's record; whether there was one.
+
+        Raises:
+            RunLockedError: the run is running (its pid and host named).
+        """
         run_id = run_id_of(run_id)
         with self._connect() as con:
+            owner = owner_of(self._runs_folder(), run_id)
+            if owner is not None and owner.alive:
+                raise RunLockedError(
+                    f"run {run_id!r} is running ({owner.describe()}); it cannot be deleted "
+                    "while it runs: wait for it to end, or stop that process"
+                )
             con.execute("BEGIN TRANSACTION")
             found = self._delete(con, run_id)
             con.execute("COMMIT")
