@@ -133,10 +133,7 @@ class RunLock:
         self._fd: int | None = fd
         self.previous = previous
         """The owner the lock file named before (a dead run's host, pid and heartbeat)."""
-        self._stop = threading.Event()
-        self._beat = threading.Thread(target=self._heartbeat, name="livecalc-heartbeat")
-        self._beat.daemon = True
-        self._beat.start()
+        _HEARTBEAT.add(fd)
 
     @classmethod
     def acquire(
@@ -188,24 +185,19 @@ class RunLock:
             "started_at": _iso(time.time()),
             "checkpoint": checkpoint,
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        data = json.dumps(info).encode()
+        # Written over the old owner, then cut to length (not truncated to zero first: ext4
+        # flushes a file truncated to zero and rewritten when it is closed, 5 ms a run).
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
         return cls(path, fd, previous)
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_SECONDS):
-            fd = self._fd
-            if fd is None:
-                return
-            with contextlib.suppress(OSError):
-                os.utime(fd)
 
     def release(self) -> None:
         """Give the run id back: the lock file goes, and the run folder when it is empty."""
         fd, self._fd = self._fd, None
         if fd is None:
             return
-        self._stop.set()
+        _HEARTBEAT.discard(fd)
         try:
             # Removed while still locked: a claim waiting on it sees another file and retries.
             self.path.unlink(missing_ok=True)
@@ -219,6 +211,41 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class _Heartbeats:
+    """One thread per process touching the lock files of the runs it owns (a thread per
+    run would cost each run a thread start)."""
+
+    def __init__(self) -> None:
+        self._fds: set[int] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, fd: int) -> None:
+        with self._lock:
+            self._fds.add(fd)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._beat, name="livecalc-heartbeat")
+                self._thread.daemon = True
+                self._thread.start()
+
+    def discard(self, fd: int) -> None:
+        # Under the lock: a file descriptor is not touched once its lock is given back (the
+        # number may be reused for another file as soon as it is closed).
+        with self._lock:
+            self._fds.discard(fd)
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_SECONDS)
+            with self._lock:
+                for fd in self._fds:
+                    with contextlib.suppress(OSError):
+                        os.utime(fd)
+
+
+_HEARTBEAT = _Heartbeats()
 
 
 def _locked(run_id: str, owner: Owner | None, action: str) -> RunLockedError:
