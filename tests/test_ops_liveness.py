@@ -44,8 +44,9 @@ LIVECALC = str(Path(sys.executable).with_name("livecalc"))
 HOLDER = """
 import sys, time
 from pathlib import Path
-from livecalc.ops.liveness import RunLock
-lock = RunLock.acquire(Path(sys.argv[1]), sys.argv[2])
+from livecalc.ops import liveness
+liveness.HEARTBEAT_SECONDS = float(sys.argv[3])
+lock = liveness.RunLock.acquire(Path(sys.argv[1]), sys.argv[2])
 print("ready", flush=True)
 time.sleep(600)
 """
@@ -56,9 +57,11 @@ def holder(tmp_path: Path) -> Iterator[Any]:
     """Start a process that claims a run id and keeps it; killed at the end of the test."""
     procs: list[subprocess.Popen[str]] = []
 
-    def start(root: Path, run_id: str) -> subprocess.Popen[str]:
+    def start(root: Path, run_id: str, heartbeat: float = 5.0) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            [sys.executable, "-c", HOLDER, str(root), run_id], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", HOLDER, str(root), run_id, str(heartbeat)],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         procs.append(proc)
         assert proc.stdout is not None
@@ -177,6 +180,23 @@ class TestRunLock:
         assert previous is not None and proc.pid == previous.pid
         # Released: the lock file and the folder it made are gone.
         assert not (tmp_path / "run-1").exists()
+
+    def test_the_owner_touches_its_lock_file_while_it_runs(
+        self, tmp_path: Path, holder: Any
+    ) -> None:
+        """The owner's heartbeat: its lock file's mtime, made old, is fresh again within a few
+        heartbeats (0.1 s here), which is what another host goes by."""
+        proc = holder(tmp_path, "beating", heartbeat=0.1)
+        lock_file = tmp_path / "beating" / LOCK_FILE
+        old = time.time() - 3600
+        os.utime(lock_file, (old, old))
+
+        deadline = time.monotonic() + 60
+        while lock_file.stat().st_mtime < old + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+        assert time.time() - lock_file.stat().st_mtime < 60
+        _kill(proc)
 
     def test_another_hosts_run_is_alive_while_its_heartbeat_is_fresh(self, tmp_path: Path) -> None:
         """A lock file of another host (whose flock this host may not see) counts as alive
