@@ -290,11 +290,13 @@ class TestFinishedBeforeItsRecord:
         store.record({**final, "status": "running", "finished_at": None, "seconds": None})
 
         listed = _list_json()[result.run_id]
+        dead_only = _cli("runs", "list", "--status", "dead", "--json")
         completed = _cli("resume", result.run_id)
         record = store.get(result.run_id)
         again = _cli("resume", result.run_id)
 
         assert ("dead", True) == (listed["status"], listed["resumable"])
+        assert [result.run_id] == [r["run_id"] for r in json.loads(dead_only.output)]
         assert 0 == completed.exit_code, completed.output
         assert "record is now complete" in completed.output
         assert ("succeeded", final["finished_at"]) == (record["status"], record["finished_at"])
@@ -370,20 +372,22 @@ class TestRunIds:
         )
         config = tmp_path / "failing.json"
         config.write_text(json.dumps(raw))
-        livecalc.run(config, run_id="nightly-1")
-        livecalc.run(config, run_id="nightly-2")
+        livecalc.run(config, run_id="nightly-a1")
+        livecalc.run(config, run_id="nightly-b2")
 
         ambiguous = _cli("resume", "nightly")
-        unique = _cli("resume", "nightly-2"[:9])
-        record = RunStore().get("nightly-2")
+        unique = _cli("resume", "nightly-b")
+        record = RunStore().get("nightly-b2")
+        other = RunStore().get("nightly-a1")
 
         assert 2 == ambiguous.exit_code
-        assert "matches 2 runs (nightly-1, nightly-2)" in ambiguous.output
+        assert "matches 2 runs (nightly-a1, nightly-b2)" in ambiguous.output
         assert 1 == unique.exit_code  # the resume ran, and node b failed again
         assert (1, ["failed", "failed"]) == (
             record["resumed"],
             [a["status"] for a in record["attempts"]],
         )
+        assert 0 == other["resumed"]
 
 
 class TestGc:
