@@ -181,6 +181,19 @@ class TestRunLock:
         # Released: the lock file and the folder it made are gone.
         assert not (tmp_path / "run-1").exists()
 
+    def test_a_running_run_without_a_checkpoint_yet_is_refused_as_running(
+        self, livecalc_home: Path, holder: Any
+    ) -> None:
+        """Resuming a run that is running but has kept no chunk yet says it is running (its
+        pid), not that it has no checkpoint."""
+        proc = holder(livecalc_home / "runs", "early-run")
+
+        result = _cli("resume", "early-run")
+
+        assert 2 == result.exit_code
+        assert f"is running (pid {proc.pid}" in result.output
+        _kill(proc)
+
     def test_the_owner_touches_its_lock_file_while_it_runs(
         self, tmp_path: Path, holder: Any
     ) -> None:

@@ -250,15 +250,12 @@ _HEARTBEAT = _Heartbeats()
 
 def _locked(run_id: str, owner: Owner | None, action: str) -> RunLockedError:
     who = owner.describe() if owner is not None else "another process"
-    what = {
-        "run": "start another run with this id",
-        "resume": "resume it",
-        "delete": "delete it",
-    }.get(action, action)
-    return RunLockedError(
-        f"run {run_id!r} is running ({who}); it cannot {what} while it runs: wait for it to "
-        "end, or stop that process"
-    )
+    advice = {
+        "run": "give this run another id, or wait for that one to end",
+        "resume": "resume it once it has ended (or stop that process)",
+        "delete": "delete it once it has ended (or stop that process)",
+    }.get(action, f"{action} once it has ended")
+    return RunLockedError(f"run {run_id!r} is running ({who}); {advice}")
 
 
 def _read_owner(path: Path, alive: bool, fd: int | None = None) -> Owner | None:

@@ -389,8 +389,8 @@ def resume(
             owner = owner_of(root, run_id) if root is not None else None
             if owner is not None and owner.alive:
                 raise RunLockedError(
-                    f"run {run_id!r} is running ({owner.describe()}) and has no checkpoint "
-                    "yet; it cannot be resumed while it runs"
+                    f"run {run_id!r} is running ({owner.describe()}) and has kept no "
+                    "checkpoint yet; resume it once it has ended (or stop that process)"
                 ) from None
             raise
     run_store = store if store is not None else first.manifest["meta"].get("store")

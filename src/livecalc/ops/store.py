@@ -400,8 +400,8 @@ class RunStore:
             owner = owner_of(self._runs_folder(), run_id)
             if owner is not None and owner.alive:
                 raise RunLockedError(
-                    f"run {run_id!r} is running ({owner.describe()}); it cannot be deleted "
-                    "while it runs: wait for it to end, or stop that process"
+                    f"run {run_id!r} is running ({owner.describe()}); delete it once it has "
+                    "ended (or stop that process)"
                 )
             con.execute("BEGIN TRANSACTION")
             found = self._delete(con, run_id)
