@@ -92,7 +92,9 @@ def _textbook_values(result: RunResult, short_rates: np.ndarray) -> np.ndarray:
     for maturity, amount in flows.items():
         b = (1 - math.exp(-A * (maturity - T))) / A
         log_a = (
-            -zero * (maturity - T) + b * zero - SIGMA**2 / (4 * A) * (1 - math.exp(-2 * A * T)) * b**2
+            -zero * (maturity - T)
+            + b * zero
+            - SIGMA**2 / (4 * A) * (1 - math.exp(-2 * A * T)) * b**2
         )
         total += amount * np.exp(log_a - b * short_rates)
     return total
@@ -220,7 +222,10 @@ class TestConfigErrors:
     @pytest.mark.parametrize(
         ("config", "message"),
         [
-            ({"valuation_yr": 1}, "config.valuation_yr: unknown key (did you mean 'valuation_year'"),
+            (
+                {"valuation_yr": 1},
+                "config.valuation_yr: unknown key (did you mean 'valuation_year'",
+            ),
             ({"valuation_year": 0}, "config.valuation_year: Input should be greater than"),
             ({"esg": {"sigma": -1}}, "config.esg.sigma: -1 is out of range"),
             ({"esg": {"model": "simple"}}, "config.esg.model: the simple model"),
@@ -257,5 +262,5 @@ class TestConfigErrors:
         engine = NestedEngine()
         engine.initialize({"esg": {"years": 5}})
 
-        with pytest.raises(ConfigurationError, match="config.esg.years: 5 years.*at least 8"):
+        with pytest.raises(ConfigurationError, match=r"config\.esg\.years: 5 years.*at least 8"):
             engine.run_chunk(cf, None)

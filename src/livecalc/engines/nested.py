@@ -217,8 +217,8 @@ class _Valuer:
         t = float(self.t)
         logs = np.log(self.esg.curve.discount_factor(np.array([t - h, t + h])))
         forward = -(logs[1] - logs[0]) / (2 * h)
-        phi = forward + sigma**2 / (2 * a**2) * (-math.expm1(-a * t)) ** 2
-        return state + phi
+        phi = float(forward) + sigma**2 / (2 * a**2) * (-math.expm1(-a * t)) ** 2
+        return np.asarray(state + phi, dtype=np.float64)
 
     def value_0(self) -> float:
         """The value at 0 of the same cash flows: ``sum_j F_j P(0, t_j)``, geometric in a year."""
@@ -301,7 +301,9 @@ class _Valuer:
         fit_set = self.value_set(esg.outer, lcfg.fit_outer, lcfg.fit_inner)
         fit_seconds = time.perf_counter() - started
         try:
-            proxy = fit_proxy(fit_set.short_rate, fit_set.value, lcfg.basis, lcfg.degree, lcfg.ridge)
+            proxy = fit_proxy(
+                fit_set.short_rate, fit_set.value, lcfg.basis, lcfg.degree, lcfg.ridge
+            )
         except ValueError as exc:
             raise ExecutionError(f"the LSMC fit failed: {exc}", engine_id=None) from exc
         check = validate(proxy, nested.short_rate, nested.value, nested.standard_error)
@@ -347,5 +349,4 @@ class _Valuer:
 
     def state_of(self, short_rate: Array) -> Array:
         """The model state of a short rate at t (the inverse of ``short_rate``)."""
-        return short_rate - (self.short_rate(np.zeros(1))[0])
-
+        return np.asarray(short_rate - self.short_rate(np.zeros(1))[0], dtype=np.float64)

@@ -154,8 +154,7 @@ def values_at(rates: Array, future: FutureFlows) -> Array:
         raise ValueError(f"rates must be (paths, years); got shape {rates.shape}")
     if rates.shape[1] < future.horizon_years:
         raise ValueError(
-            f"the paths cover {rates.shape[1]} years; the cash flows need "
-            f"{future.horizon_years}"
+            f"the paths cover {rates.shape[1]} years; the cash flows need {future.horizon_years}"
         )
     out = np.empty(rates.shape[0])
     flows = np.ascontiguousarray(future.flows, dtype=np.float64)
@@ -197,6 +196,8 @@ def hull_white_bond_prices(
 
     tau = (mats - t).astype(np.float64)
     b = -np.expm1(-a * tau) / a
-    convexity = np.array([0.5 * (var(u) - var(float(m)) + var(float(t))) for u, m in zip(tau, mats)])
+    convexity = np.array(
+        [0.5 * (var(u) - var(float(m)) + var(float(t))) for u, m in zip(tau, mats, strict=True)]
+    )
     forward = discount_factors[mats] / discount_factors[t]
     return np.asarray(forward * np.exp(convexity - np.outer(x, b)), dtype=np.float64)

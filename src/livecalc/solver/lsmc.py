@@ -81,7 +81,11 @@ class Proxy:
 
 
 def fit_proxy(
-    x: FloatArray, y: FloatArray, kind: BasisKind = "polynomial", degree: int = 3, ridge: float = 0.0
+    x: FloatArray,
+    y: FloatArray,
+    kind: BasisKind = "polynomial",
+    degree: int = 3,
+    ridge: float = 0.0,
 ) -> Proxy:
     """Fit ``y`` (noisy values at t) on the states ``x`` by (ridge) least squares.
 
@@ -166,7 +170,7 @@ def validate(
             }
         )
     return {
-        "points": int(len(x)),
+        "points": len(x),
         "r2_oos": r_squared(values, predicted),
         "rmse_oos": float(np.sqrt((error**2).mean())),
         "max_abs_rel_error_oos": float(rel[inside].max()) if inside.any() else 0.0,
