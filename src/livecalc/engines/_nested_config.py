@@ -37,7 +37,7 @@ class LSMCConfig(BaseModel):
     degree: int = Field(default=3, ge=1, le=10)
     ridge: float = Field(default=0.0, ge=0.0, le=1e6, allow_inf_nan=False)
     fit_outer: int = Field(default=1000, ge=10, le=10_000_000)
-    fit_inner: int = Field(default=10, ge=2, le=MAX_INNER)
+    fit_inner: int = Field(default=10, ge=1, le=MAX_INNER)
     proxy_outer: int = Field(default=100_000, ge=2, le=10_000_000)
 
 

@@ -41,6 +41,7 @@ from livecalc.runtime.buffers import CASHFLOW_DTYPE, SCENARIO_DTYPE
 from livecalc.runtime.engine import EngineInfo, ExecutionResult, ICalcEngine, InputBuffer
 from livecalc.solver.lsmc import fit_proxy, r_squared, validate
 from livecalc.solver.nested import distribution, outer_estimates
+from livecalc.solver.risk import compute_metrics
 
 __all__ = ["NestedEngine", "OuterSet", "parse_nested_config"]
 
@@ -180,7 +181,11 @@ class _Valuer:
             generate(out, layout, self.params, lo, hi, state)
             rates = np.ascontiguousarray(out["rate"]).reshape(n * inner, years)
             values = values_at(rates, self.future).reshape(n, inner)
-            mean, se = outer_estimates(values, layout.antithetic)
+            draws = inner // 2 if layout.antithetic else inner
+            if draws >= 2:
+                mean, se = outer_estimates(values, layout.antithetic)
+            else:  # a fitting set of one draw per path: its values need no error
+                mean, se = values.mean(axis=1), np.full(n, np.nan)
             outer_rows = np.arange(n) * inner
             x_t = state.reshape(n * inner, years)[outer_rows, self.t - 1]
             deflator = 1.0 / np.prod(1.0 + rates[outer_rows, : self.t], axis=1)
@@ -343,7 +348,15 @@ class _Valuer:
         if exact is not None:
             inside = (grid >= lo) & (grid <= hi)
             rel = np.abs(proxy.predict(grid) - exact) / np.abs(exact)
-            out["closed_form"] = {"max_abs_rel_error_central": float(rel[inside].max())}
+            exact_big = self.closed_form(big.state)
+            assert exact_big is not None
+            change = big.deflator * exact_big - value_0
+            out["closed_form"] = {
+                "max_abs_rel_error_central": float(rel[inside].max()),
+                # The capital on the proxy's outer paths with their exact values: what both
+                # the nested and the proxy figure estimate, up to outer sampling.
+                "var_99_5": compute_metrics(change, ["var_99_5"], "loss")["var_99_5"],
+            }
             out["curve"]["closed_form"] = exact.tolist()
         return out
 
