@@ -279,7 +279,9 @@ class _Valuer:
                 "max_abs_z": float(np.abs(z).max()),
                 "mean_z": float(z.mean()),
                 "std_z": float(z.std(ddof=1)),
-                "max_abs_rel_error": float(np.abs((nested.value - exact) / exact).max()),
+                "max_abs_rel_error": float(
+                    np.abs(nested.value - exact).max() / np.abs(exact).mean()
+                ),
             }
         if esg.outer <= cfg.outer_paths_limit:
             stats["outer_paths"] = {
@@ -347,7 +349,7 @@ class _Valuer:
         exact = self.closed_form(self.state_of(grid))
         if exact is not None:
             inside = (grid >= lo) & (grid <= hi)
-            rel = np.abs(proxy.predict(grid) - exact) / np.abs(exact)
+            rel = np.abs(proxy.predict(grid) - exact) / np.abs(exact[inside]).mean()
             exact_big = self.closed_form(big.state)
             assert exact_big is not None
             change = big.deflator * exact_big - value_0

@@ -140,8 +140,8 @@ def validate(
     """The proxy against validation values (many inner paths per outer path).
 
     Errors are ``proxy(x) - value`` per validation point. ``max_abs_rel_error_oos`` is the
-    largest ``|error| / |value|`` over the points whose state lies within the central
-    ``central`` of the validation states (the tails of a regression are extrapolation, and
+    largest ``|error| / mean |value|`` (relative to the value's average size) over the points
+    whose state lies within the central ``central`` of the validation states (the tails of a regression are extrapolation, and
     reported apart, in ``by_quantile``). ``by_quantile`` gives, at each level of
     ``QUANTILE_LEVELS``, the validation values' quantile, the proxy's quantile over the same
     states, and their relative difference; ``z`` is the error over the value's standard error
@@ -153,7 +153,9 @@ def validate(
     error = predicted - values
     lo, hi = np.quantile(x, [(1.0 - central) / 2.0, (1.0 + central) / 2.0])
     inside = (x >= lo) & (x <= hi)
-    scale = np.maximum(np.abs(values), np.finfo(np.float64).tiny)
+    # Relative to the value's average size, not to each value: a value that passes through 0
+    # would make a pointwise relative error unbounded.
+    scale = max(float(np.abs(values).mean()), np.finfo(np.float64).tiny)
     rel = np.abs(error) / scale
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(standard_errors > 0.0, error / standard_errors, 0.0)
