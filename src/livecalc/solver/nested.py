@@ -114,7 +114,8 @@ def distribution(
         pick = rng.integers(0, len(v), len(v))
         return _figures(v[pick], change[pick])
 
-    inner_se = _spread(inner_draw, bootstrap)
+    # Exact values (a proxy's) have no inner noise: nothing to re-draw.
+    inner_se = _spread(inner_draw, bootstrap) if se.any() else dict.fromkeys(point, 0.0)
     outer_se = _spread(outer_draw, bootstrap)
 
     def quantiles(prefix: str) -> list[dict[str, float]]:
