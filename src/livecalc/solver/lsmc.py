@@ -141,11 +141,11 @@ def validate(
 
     Errors are ``proxy(x) - value`` per validation point. ``max_abs_rel_error_oos`` is the
     largest ``|error| / mean |value|`` (relative to the value's average size) over the points
-    whose state lies within the central ``central`` of the validation states (the tails of a regression are extrapolation, and
-    reported apart, in ``by_quantile``). ``by_quantile`` gives, at each level of
-    ``QUANTILE_LEVELS``, the validation values' quantile, the proxy's quantile over the same
-    states, and their relative difference; ``z`` is the error over the value's standard error
-    (|z| of order 1: the proxy is within the validation's own noise).
+    whose state lies within the central ``central`` of the validation states (the tails of a
+    regression are extrapolation, and reported apart, in ``by_quantile``). ``by_quantile``
+    gives, at each level of ``QUANTILE_LEVELS``, the validation values' quantile, the proxy's
+    quantile over the same states, and their relative difference; ``z`` is the error over
+    the value's standard error (|z| of order 1: the proxy is within the validation's noise).
     """
     x = np.asarray(x, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
