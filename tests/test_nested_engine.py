@@ -264,3 +264,21 @@ class TestConfigErrors:
 
         with pytest.raises(ConfigurationError, match=r"config\.esg\.years: 5 years.*at least 8"):
             engine.run_chunk(cf, None)
+
+
+@pytest.mark.slow
+class TestWorkerProcesses:
+    def test_runs_on_worker_processes(self, tmp_path: Path) -> None:
+        """Under the processes executor the merged cash flows reach the nested node's worker
+        through shared memory, with the figures of the local run."""
+
+        config = _config(_term_policies(tmp_path / "p.parquet", 9), {"lsmc": None})
+        config["engines"][1]["config"]["esg"].update(outer=10, inner=10)
+
+        local = run(config, chunk_size=3)
+        workers = run(config, chunk_size=3, executor="processes")
+
+        assert workers.success, workers.summary
+        assert local.statistics["nested"]["nested"]["var_99_5"] == pytest.approx(
+            workers.statistics["nested"]["nested"]["var_99_5"], rel=1e-12
+        )
