@@ -48,8 +48,7 @@ class TestNestedReport:
         browser.load(report)
         charts = browser.evaluate(DRAWN_CHARTS)
         circles = browser.evaluate(
-            "document.querySelector('svg[data-chart=lsmc_proxy]').querySelectorAll('circle')"
-            ".length"
+            "document.querySelector('svg[data-chart=lsmc_proxy]').querySelectorAll('circle').length"
         )
         lines = browser.evaluate(
             "document.querySelector('svg[data-chart=lsmc_proxy]')"
