@@ -282,3 +282,17 @@ class TestWorkerProcesses:
         assert local.statistics["nested"]["nested"]["var_99_5"] == pytest.approx(
             workers.statistics["nested"]["nested"]["var_99_5"], rel=1e-12
         )
+
+
+class TestEveryProblemAtOnce:
+    def test_model_and_esg_problems_together(self) -> None:
+        """A bad key of the engine and a bad ESG key are reported in one error, one a line."""
+
+        with pytest.raises(ConfigurationError) as info:
+            parse_nested_config({"lsmc": {"degree": 0}, "esg": {"sigmaa": 1, "outer": -1}})
+
+        lines = str(info.value).splitlines()
+        assert "3 problems in the nested config:" == lines[0]
+        assert lines[1].strip().startswith("config.lsmc.degree:")
+        assert lines[2].strip().startswith("config.esg.sigmaa: unknown key (did you mean 'sigma'")
+        assert lines[3].strip().startswith("config.esg.outer: -1 is out of range")

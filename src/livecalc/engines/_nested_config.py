@@ -80,13 +80,20 @@ def _model_problems(exc: ValidationError) -> list[str]:
 
 def parse_nested_config(config: Mapping[str, Any], base_dir: Path | None = None) -> NestedSettings:
     """Validate a nested config; raise one ConfigurationError listing every problem."""
+    problems = []
     try:
         cfg = NestedConfig.model_validate(dict(config))
     except ValidationError as exc:
-        raise ConfigurationError("; ".join(_model_problems(exc))) from None
+        problems = _model_problems(exc)
+        # Report the ESG's problems too, all at once, with the defaults for what failed.
+        esg = config.get("esg")
+        year = config.get("valuation_year")
+        cfg = NestedConfig(
+            valuation_year=year if isinstance(year, int) and 1 <= year <= 100 else 1,
+            esg=dict(esg) if isinstance(esg, Mapping) else {},
+        )
     t = cfg.valuation_year
     raw = dict(cfg.esg)
-    problems = []
     if "branching_year" in raw and raw["branching_year"] != t:
         problems.append(
             f"config.esg.branching_year: {raw['branching_year']!r} differs from "
@@ -100,7 +107,8 @@ def parse_nested_config(config: Mapping[str, Any], base_dir: Path | None = None)
         esg = parse_esg_config(raw, base_dir)
     except ConfigurationError as exc:
         # The ESG's messages name "config.KEY"; inside this engine that key is config.esg.KEY.
-        problems.append(str(exc).replace("config.", "config.esg."))
+        lines = str(exc).replace("config.", "config.esg.").splitlines()
+        problems += [line.strip() for line in (lines[1:] if len(lines) > 1 else lines)]
         esg = None
     if esg is not None and esg.model == "simple":
         problems.append(
@@ -121,8 +129,12 @@ def parse_nested_config(config: Mapping[str, Any], base_dir: Path | None = None)
                 f"config.lsmc.proxy_outer: esg.outer + fit_outer + proxy_outer = {used:,} "
                 f"outer paths, above {MAX_OUTER_IDS:,}; lower proxy_outer"
             )
+    if len(problems) == 1:
+        raise ConfigurationError(problems[0])
     if problems:
-        raise ConfigurationError("; ".join(problems))
+        # The ESG's layout: a count, then one problem per line.
+        listed = "\n".join(f"  {p}" for p in problems)
+        raise ConfigurationError(f"{len(problems)} problems in the nested config:\n{listed}")
     assert esg is not None
     years = None
     if years_given is not None:
