@@ -316,9 +316,9 @@ class NodeRunner:
         aligned copy in the node's buffers (shared memory under worker processes)."""
         if not (copy or _misaligned(records)):
             return records
-        copy = self._buffer(key, records.dtype, len(records))[: len(records)]
-        copy[:] = records
-        return copy
+        placed = self._buffer(key, records.dtype, len(records))[: len(records)]
+        placed[:] = records
+        return placed
 
     def _chunk(
         self, plan: ChunkPlan, inputs: Mapping[str, np.ndarray], i: int, role: str
