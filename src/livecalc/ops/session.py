@@ -24,6 +24,7 @@ from livecalc.errors import CalcEngineError, ConfigurationError
 from livecalc.log import get_logger
 from livecalc.ops._hooks import START_RECORD_DELAY, OpsHooks
 from livecalc.ops._options import CheckpointOption, StoreOption, new_checkpoint, store_of
+from livecalc.ops._result import RecordedRunResult
 from livecalc.ops._resume import resumable, retried_checkpoint
 from livecalc.ops.checkpoint import RunCheckpoint
 from livecalc.ops.kept import kept_folder, mark_kept, new_run_id, resumed_selection, selection_meta
@@ -201,7 +202,7 @@ def run(
         result.summary.extras["store_error"] = hooks.store_error
     if context is not None:
         _tell(context, result, status, resumed=_resume is not None)
-    return result
+    return RecordedRunResult(result.summary, result.config, hooks.record)
 
 
 def resume(
