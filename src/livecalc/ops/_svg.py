@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 __all__ = ["Marker", "Series", "fan_chart", "goal_seek", "histogram", "timeline"]
 
-W = 760
+W = 960
 TOP, BOTTOM, LEFT = 34, 46, 76
 LEGEND_W = 220
 """The legend column, right of the plot."""
@@ -138,7 +138,7 @@ class _Frame:
             parts.append(f'<line x1="{x:.1f}" y1="{b}" x2="{x:.1f}" y2="{b + 4}" stroke="#333"/>')
             if i % every == 0:
                 parts.append(
-                    f'<text x="{x:.1f}" y="{b + 16}" text-anchor="middle">{_esc(text)}</text>'
+                    f'<text x="{x:.1f}" y="{b + 20}" text-anchor="middle">{_esc(text)}</text>'
                 )
         if yfmt is not None:
             for t in self.yticks:
@@ -150,7 +150,7 @@ class _Frame:
                 )
         middle = (TOP + b) / 2
         parts.append(
-            f'<text x="{(left + right) / 2:.1f}" y="{self.height - 10}" text-anchor="middle">'
+            f'<text x="{(left + right) / 2:.1f}" y="{self.height - 6}" text-anchor="middle">'
             f"{_esc(xlabel)}</text>"
         )
         if ylabel:
@@ -344,7 +344,7 @@ def fan_chart(
     bands = ((("1", "99"), 0.18), (("5", "95"), 0.32), (("25", "75"), 0.55))
     for (low, high), opacity in bands:
         if low in drawable and high in drawable:
-            items.append((_box(BLUE, opacity), [f"{low}th to {high}th percentile"]))
+            items.append((_box(BLUE, opacity), [f"{_nth(low)} to {_nth(high)} percentile"]))
     if "50" in drawable:
         items.append((_stroke(DARK_BLUE), ["median"]))
     not_drawn = len(percentiles) - len(drawable)
@@ -372,7 +372,7 @@ def fan_chart(
         ]
         parts.append(
             f'<polygon points="{" ".join(top + bottom)}" fill="{BLUE}" opacity="{opacity}">'
-            f"<title>{low}th to {high}th percentile</title></polygon>"
+            f"<title>{_nth(low)} to {_nth(high)} percentile</title></polygon>"
         )
     if "50" in drawable:
         points = " ".join(
@@ -383,6 +383,13 @@ def fan_chart(
         )
     parts.append(_legend(items))
     return _svg(title, "".join(parts), "esg_fan", height)
+
+
+def _nth(text: str) -> str:
+    """``1`` -> ``1st``, ``5`` -> ``5th``: a percentile's ordinal."""
+    n = int(text) if text.isdigit() else -1
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{text}{suffix}"
 
 
 def goal_seek(

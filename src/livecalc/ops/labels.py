@@ -32,6 +32,7 @@ __all__ = [
     "MetricView",
     "currency_of",
     "describe_metrics",
+    "explain",
     "format_change",
     "format_value",
     "key_metrics",
@@ -206,6 +207,29 @@ def _same(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is b
     return a == b or (math.isnan(a) and math.isnan(b))
+
+
+def explain(metric: MetricView) -> str | None:
+    """One sentence on what a key metric means, for a reader who is not an actuary."""
+    key = metric.key
+    if key == "metrics.mean":
+        return (
+            "NPV: the present value of the portfolio's future profits in one scenario "
+            "(positive = profit); the mean is over all scenarios."
+        )
+    match = re.fullmatch(r"metrics\.(var|cte)_(\d+(?:_\d+)?)", key)
+    if match:
+        level = float(_level(match.group(2)))
+        tail = f"{100 - level:g}%"
+        if match.group(1) == "var":
+            return f"{metric.label}: the NPV below which the worst {tail} of scenarios lie."
+        return f"{metric.label}: the mean NPV of the worst {tail} of scenarios."
+    if metric.kind == "factor":
+        return (
+            f"{metric.label}: the factor applied to the assumption (1 = as given) that the goal "
+            "seek found."
+        )
+    return None
 
 
 def key_metrics(metrics: list[MetricView]) -> list[MetricView]:

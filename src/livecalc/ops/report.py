@@ -28,6 +28,7 @@ from livecalc.ops.labels import (
     MetricView,
     currency_of,
     describe_metrics,
+    explain,
     format_change,
     format_value,
     key_metrics,
@@ -71,7 +72,8 @@ table{border-collapse:collapse;margin:8px 0;font-size:13px}
 td,th{border:1px solid #dee2e6;padding:3px 8px;text-align:left;vertical-align:top}
 th{background:#f1f3f5}
 .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.muted{color:#868e96} tr.moved td{background:#fff3bf;font-weight:bold}
+.muted{color:#868e96} .hints{font-size:13px;max-width:900px}
+tr.moved td{background:#fff3bf;font-weight:bold}
 .charts svg{display:block;margin:10px 0;max-width:100%;height:auto;border:1px solid #f1f3f5}
 .side{display:grid;grid-template-columns:minmax(0,3fr) minmax(0,2fr);gap:16px}
 code{font-size:12px;word-break:break-all}
@@ -178,7 +180,7 @@ class ReportView:
         text = format_value(value, kind)
         if kind == "ratio" or not unit or not text:
             return text
-        return f"{text} {unit}"
+        return f"{text}\N{NO-BREAK SPACE}{unit}"
 
     def move(self, metric: MetricView) -> dict[str, Any] | None:
         """The compared row of a metric (None when not compared)."""
@@ -230,17 +232,33 @@ def summary_sentences(view: ReportView) -> list[str]:
     if shown:
         parts = []
         for m in shown:
-            text = f"{m.label} {view.with_unit(m.value, m.kind)}"
+            text = f"{_nowrap(m.label)}\N{NO-BREAK SPACE}{view.with_unit(m.value, m.kind)}"
             moved = view.move(m)
-            if moved is not None and moved["relative"] is not None:
-                text += f" ({format_change(moved['relative'])} against run {view.diff['a']})"  # type: ignore[index]
+            if moved is not None:
+                text += f" ({format_change(moved['relative']) or 'no relative move'})"
             parts.append(text)
-        sentences.append(_join(parts) + ".")
+        against = f" (moves against run {view.diff['a']})" if view.diff is not None else ""
+        sentences.append(_join(parts) + against + ".")
+        if any(m.value is None or not math.isfinite(m.value) for m in shown):
+            sentences.append(
+                "Some results are not finite numbers (-inf, +inf or NaN): sums overflowed or "
+                "a value is missing; check the inputs (sums assured, premiums) and the log."
+            )
     seek = _goal_seek_sentence(view)
     if seek:
         sentences.append(seek)
     sentences.append(_checks_sentence(r))
     return sentences
+
+
+def _nowrap(label: str) -> str:
+    """A short label kept on one line ("VaR 99.5%" never split after "VaR")."""
+    return label.replace(" ", "\N{NO-BREAK SPACE}") if len(label) <= 20 else label
+
+
+def _lower(label: str) -> str:
+    """``Mean NPV`` -> ``mean NPV``: a label inside a sentence (acronyms kept)."""
+    return label[:1].lower() + label[1:] if label[1:2].islower() else label
 
 
 def _join(parts: Sequence[str]) -> str:
@@ -252,14 +270,16 @@ def _goal_seek_sentence(view: ReportView) -> str:
     params = [m for m in key_metrics(view.metrics) if m.kind in ("factor", "number")]
     if not seek or not params:
         return ""
-    metric = label_of("solver", f"metrics.{seek.get('metric')}")[0]
-    target = seek.get("target")
-    goal = f" to bring {metric} to {view.with_unit(target, 'money')}" if target is not None else ""
-    how = "converged" if seek.get("converged") else "did NOT converge"
-    values = _join([f"the {m.label.lower()} {view.with_unit(m.value, m.kind)}" for m in params])
+    metric = _lower(label_of("solver", f"metrics.{seek.get('metric')}")[0])
+    target = number(seek.get("target"))
+    goal = f"its target of {view.with_unit(target, 'money')}" if target is not None else "its goal"
+    values = _join([f"a {_lower(m.label)} of {view.with_unit(m.value, m.kind)}" for m in params])
+    n = len(seek.get("objective") or [])
+    if seek.get("converged"):
+        return f"The goal seek converged: {values} brings the {metric} to {goal} ({n} evaluations)."
     return (
-        f"The goal seek {how}{goal}: it set {values} after "
-        f"{len(seek.get('objective') or [])} evaluations."
+        f"The goal seek did NOT converge in {n} evaluations: it stopped at {values}, "
+        f"with the {metric} not at {goal}."
     )
 
 
@@ -291,20 +311,27 @@ def _summary(view: ReportView) -> str:
             f'<div class="tile"><div class="label">{_e(m.label)}</div>'
             f'<div class="value">{_e(view.with_unit(m.value, m.kind))}</div>{change}</div>'
         )
-    verdicts = "".join(
-        f'<li><span class="{"ok" if c.get("passed") else _severity_class(c)}">'
-        f"{'&#10003; passed' if c.get('passed') else '&#10007; FAILED'}</span> "
-        f"<b>{_e(c['name'])}</b>"
-        f"{': ' + _e(c.get('description')) if c.get('description') else ''}</li>"
-        for c in view.record.get("checks") or []
-    )
+    verdicts = "".join(_verdict(c) for c in view.record.get("checks") or [])
     paragraph = " ".join(_e(s) for s in summary_sentences(view))
+    hints = [h for h in dict.fromkeys(explain(m) for m in key_metrics(view.metrics)) if h]
     return (
         '<section class="summary" id="summary"><h2>Summary</h2>'
         f"<p>{paragraph}</p>"
         + (f'<div class="tiles">{"".join(tiles)}</div>' if tiles else "")
+        + (f'<p class="muted hints">{_e(" ".join(hints))}</p>' if hints else "")
         + (f'<ul class="verdicts">{verdicts}</ul>' if verdicts else "")
         + "</section>"
+    )
+
+
+def _verdict(check: Mapping[str, Any]) -> str:
+    """One check in the summary: its verdict, its name, what it means (or its message)."""
+    passed = bool(check.get("passed"))
+    mark = "&#10003; passed" if passed else "&#10007; FAILED"
+    about = check.get("description") or check.get("message")
+    return (
+        f'<li><span class="{"ok" if passed else _severity_class(check)}">{mark}</span> '
+        f"<b>{_e(check['name'])}</b>{': ' + _e(about) if about else ''}</li>"
     )
 
 
