@@ -11,6 +11,7 @@ whose pages poppler's ``pdftoppm`` must render with ink on them.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import re
@@ -25,6 +26,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from livecalc.cli.app import app
@@ -505,3 +508,172 @@ class TestReprHtml:
         html = run(config)._repr_html_()
 
         assert html.startswith("<table>") and "projection" in html
+
+
+class TestLabels:
+    def test_each_kind_has_one_format(self) -> None:
+        """Money 2 decimals with separators, ratios as %, counts whole, factors 4 decimals."""
+        from livecalc.ops.labels import format_value
+
+        assert "1,104,122.06" == format_value(1104122.0569774336, "money")
+        assert "503,118.00" == format_value(503118, "money")
+        assert "0.00" == format_value(-1.08e-10, "money")  # never "-0.00"
+        assert "-3.94%" == format_value(-0.0394, "ratio")
+        assert "20,000" == format_value(20000.0, "count")
+        assert "0.8827" == format_value(0.8826970647706073, "factor")
+        assert "4.686" == format_value(4.686298, "seconds")
+        assert ["-inf", "+inf", "NaN", "-inf"] == [
+            format_value(v, "money") for v in (-math.inf, math.inf, math.nan, "-inf")
+        ]
+
+    def test_solver_metrics_have_labels_units_and_no_duplicates(self) -> None:
+        """The solver's keys read as people say them; solution.* and optimization.* once."""
+        from livecalc.ops.labels import describe_metrics, unit_of
+
+        record = {
+            "nodes": [{"node_id": "solver", "engine_type": "solver"}],
+            "metrics": {
+                "solver": {
+                    "scenarios": 100.0,
+                    "metrics.count": 100.0,
+                    "metrics.cte_99_5": -1.5e6,
+                    "metrics.var_95": -2.7e5,
+                    "metrics.p99_5": 1.1e6,
+                    "solution.premium_multiplier": 0.88,
+                    "optimization.parameters.premium_multiplier": 0.88,
+                    "optimization.objective_value": 1e-10,
+                    "solution.objective_value": 1e-10,
+                }
+            },
+        }
+
+        metrics = describe_metrics(record)
+
+        assert [
+            ("Scenarios", "count"),
+            ("CTE 99.5%", "money"),
+            ("VaR 95%", "money"),
+            ("NPV 99.5th percentile", "money"),
+            ("Premium multiplier", "factor"),
+            ("Goal-seek objective at the solution", "money"),
+        ] == [(m.label, m.kind) for m in metrics]
+        assert "EUR" == unit_of("money", "EUR") and "" == unit_of("money")
+        assert ["CTE 99.5%", "VaR 95%", "Premium multiplier"] == [
+            m.label for m in metrics if m.key_metric
+        ]
+
+    def test_unknown_engines_keep_their_keys(self) -> None:
+        """A plug-in engine's metric keeps a readable form of its key and a plain number."""
+        from livecalc.ops.labels import label_of
+
+        assert ("Pv premiums", "number", False) == label_of("my_engine", "pv_premiums")
+
+
+class TestCompareRecords:
+    def test_metrics_are_ordered_by_the_size_of_their_move(self) -> None:
+        """Largest relative move first; a metric in one run only, last."""
+        from livecalc.ops.report import compare_records
+
+        def record(run_id: str, metrics: dict[str, float]) -> dict[str, Any]:
+            nodes = [{"node_id": "solver", "engine_type": "solver", "seconds": 1.0}]
+            return {"run_id": run_id, "nodes": nodes, "metrics": {"solver": metrics}}
+
+        a = record("a", {"metrics.mean": 100.0, "metrics.var_95": -10.0, "metrics.std": 5.0})
+        b = record("b", {"metrics.mean": 101.0, "metrics.var_95": 4.8, "metrics.cte_95": -3.0})
+
+        diff = compare_records(a, b)
+
+        assert ["solver.metrics.var_95", "solver.metrics.mean"] == [
+            m["metric"] for m in diff["metrics"][:2]
+        ]
+        assert [1.48, 0.01] == [round(m["relative"], 10) for m in diff["metrics"][:2]]
+        assert {"solver.metrics.cte_95", "solver.metrics.std"} == {
+            m["metric"] for m in diff["metrics"][2:]
+        }
+        assert "VaR 95%" == diff["metrics"][0]["label"]
+
+
+class TestAxes:
+    @settings(max_examples=200)
+    @given(
+        lo=st.floats(-1e12, 1e12, allow_nan=False),
+        span=st.floats(1e-9, 1e12, allow_nan=False),
+    )
+    def test_ticks_cover_the_data_with_distinct_labels(self, lo: float, span: float) -> None:
+        """At least 4 evenly spaced ticks from at or below the lowest value to at or above
+        the highest (no point falls outside the axis), each written differently."""
+        from livecalc.ops._svg import nice_ticks, tick_formatter
+
+        hi = lo + span
+        if hi <= lo:
+            return
+
+        ticks = nice_ticks(lo, hi)
+
+        steps = [b - a for a, b in itertools.pairwise(ticks)]
+        assert len(ticks) >= 4
+        assert ticks[0] <= lo and ticks[-1] >= hi
+        assert max(steps) - min(steps) <= 1e-9 * max(abs(ticks[0]), abs(ticks[-1]), steps[0])
+        for kind in ("money", "ratio"):
+            labels = [tick_formatter(ticks, kind)(t) for t in ticks]
+            assert len(set(labels)) == len(labels), labels
+
+    def test_non_finite_values_are_left_out_and_counted(self) -> None:
+        """A histogram of -inf, NaN and finite values draws the finite ones and says how
+        many it left out; a marker at -inf is listed, not drawn."""
+        from livecalc.ops._svg import Marker, Series, histogram
+
+        svg = histogram(
+            [Series("NPV", [1.0, 2.0, -math.inf, math.nan, 3.0])],
+            [Marker("VaR 95%", -math.inf, "-inf")],
+            "NPV",
+            "NPV",
+        )
+
+        assert "3 scenarios" in svg and "2 scenarios not finite:" in svg
+        assert "VaR 95%" in svg and "stroke-dasharray" in svg
+        assert "nan" not in svg.lower().replace("-inf", "")
+
+    def test_a_record_of_nothing_but_non_finite_numbers_renders(self) -> None:
+        """Every number -inf or NaN (metrics, chart values, markers, rates, the goal seek):
+        the report is written, each chart drawn with what it has."""
+        from livecalc.ops.report import render_report
+
+        inf, nan = -math.inf, math.nan
+        record = {
+            "run_id": "x",
+            "status": "failed",
+            "seconds": nan,
+            "nodes": [
+                {"node_id": "solver", "engine_type": "solver", "status": "failed", "seconds": inf}
+            ],
+            "metrics": {"solver": {"metrics.mean": inf, "metrics.cte_95": nan}},
+            "charts": {
+                "timeline": [{"node_id": "solver", "start": nan, "end": inf, "status": "failed"}],
+                "npv": {"values": [inf, nan], "markers": {"var_95": nan}},
+                "esg_fan": {"years": [1, 2], "percentiles": {"50": [nan, inf]}, "scenarios": 2},
+                "goal_seek": {"objective": [inf, nan], "parameters": [{"p": 1.0}, {"p": nan}],
+                              "target": inf, "metric": "mean", "converged": False},
+            },
+        }  # fmt: skip
+
+        text = render_report(record)
+
+        assert "Mean NPV" in text and "-inf" in text and "NaN" in text
+        assert "not finite" in text
+
+
+class TestReportConfig:
+    def test_bad_report_options_are_refused_by_path(self, tmp_path: Path) -> None:
+        """`report.currency` too long and an unknown `report` key: one error naming both."""
+        from livecalc.errors import ConfigurationError
+        from livecalc.pipeline.loading import load_config
+
+        raw = json.loads(real_pipeline(tmp_path, []).read_text())
+        raw["report"] = {"currency": "EURO-DOLLARS-X", "colour": "red"}
+
+        with pytest.raises(ConfigurationError) as caught:
+            load_config(raw, base_dir=tmp_path)
+
+        assert "report.currency" in str(caught.value)
+        assert "report.colour" in str(caught.value)

@@ -59,6 +59,12 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     if hi <= lo:
         pad = abs(lo) * 0.1 or 1.0
         lo, hi = lo - pad, hi + pad
+    # Values equal to a millionth of their size (a converged goal seek's last evaluations)
+    # get an axis a millionth wide: ticks that a label of a few digits can tell apart.
+    least = max(abs(lo), abs(hi)) * 1e-6
+    if hi - lo < least:
+        middle = (lo + hi) / 2
+        lo, hi = middle - least / 2, middle + least / 2
     for want in (n, 2 * n, 4 * n):
         raw = (hi - lo) / want
         step = 10 ** math.floor(math.log10(raw))
@@ -68,7 +74,7 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
                 break
         first, last = math.floor(lo / step), math.ceil(hi / step)
         # Integer multiples of the step: no 0.30000000000000004 on an axis.
-        ticks = [round(i * step, 12) for i in range(first, last + 1)]
+        ticks = [float(f"{i * step:.12g}") for i in range(first, last + 1)]
         if len(ticks) >= 4:
             return ticks
     return ticks
