@@ -16,7 +16,8 @@ def compare_records(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any
     """What differs between run ``a`` and run ``b`` (``b`` against ``a``).
 
     ``metrics`` are ordered by the size of their relative move, largest first (a metric in
-    one run only, or whose move has no relative size, last); each has its ``label`` and
+    one run only, or whose move has no relative size, after them, and times in seconds
+    last); each has its ``label`` and
     ``kind`` (``livecalc.ops.labels``) beside the store's name ``metric``.
     """
     config_a = _flatten((a.get("provenance") or {}).get("config") or {})
@@ -72,11 +73,11 @@ def compare_records(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any
     }
 
 
-def _move_size(metric: Mapping[str, Any]) -> tuple[int, float]:
+def _move_size(metric: Mapping[str, Any]) -> tuple[bool, bool, float]:
+    # Results first, by the size of their move; the solver's own time (seconds) is no
+    # result: it follows, like a move that has no relative size.
     rel = metric["relative"]
-    if rel is None:
-        return (1, 0.0)
-    return (0, -abs(rel))
+    return (metric["kind"] == "seconds", rel is None, -abs(rel) if rel is not None else 0.0)
 
 
 def _ratio(b: float | None, a: float | None) -> float | None:

@@ -163,7 +163,9 @@ def _comparison(view: ReportView) -> str:
                 f'<span class="num">{esc(format_change(m["relative"]))}</span>',
             ]
         )
-        big = m["relative"] is not None and abs(m["relative"]) > view.threshold
+        big = (
+            kind != "seconds" and m["relative"] is not None and abs(m["relative"]) > view.threshold
+        )
         classes.append("moved" if big else "")
     config = [[esc(c["key"]), esc(c["a"]), esc(c["b"])] for c in diff["config"]]
     timings = [
