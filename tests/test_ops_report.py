@@ -281,6 +281,7 @@ def _latest(tmp_path: Path) -> dict[str, Any]:
 
 
 class TestReportInChromium:
+    @pytest.mark.slow
     def test_full_example_report_explains_itself(self, tmp_path: Path, browser: Browser) -> None:
         """The full example's report: no console error, every chart explained, no label over
         another, a first screen that names the key metrics with units; screenshot and PDF."""
@@ -411,6 +412,7 @@ class TestReportInChromium:
         assert f"run {older}" in legend and f"this run {newer}" in legend
         assert f"What moved against run {older}" in text
         assert f"(moves against run {older})." in text  # the summary gives the moves
+        assert browser.evaluate("document.querySelectorAll('.tile.moved').length") >= 1
         assert "engines[esg].config.seed" in text
 
     def test_non_finite_results_still_make_a_report(self, tmp_path: Path, browser: Browser) -> None:
@@ -678,3 +680,17 @@ class TestReportConfig:
 
         assert "report.currency" in str(caught.value)
         assert "report.colour" in str(caught.value)
+
+
+class TestReportView:
+    def test_the_valuation_date_is_shown_when_the_record_has_one(self) -> None:
+        """A record (or its config) with a valuation date shows it in the header; none, no
+        empty slot."""
+        from livecalc.ops.report import render_report
+
+        dated = {"run_id": "r", "status": "succeeded", "valuation_date": "2026-12-31"}
+        in_config = {"run_id": "r", "provenance": {"config": {"valuation_date": "2026-06-30"}}}
+
+        assert "valuation date <b>2026-12-31</b>" in render_report(dated)
+        assert "valuation date <b>2026-06-30</b>" in render_report(in_config)
+        assert "valuation date" not in render_report({"run_id": "r", "status": "failed"})

@@ -122,16 +122,17 @@ def _checks_sentence(record: Mapping[str, Any]) -> str:
 def summary(view: ReportView) -> str:
     tiles = []
     for m in key_metrics(view.metrics):
-        change = ""
+        change, big = "", False
         moved = view.move(m)
         if moved is not None:
+            big = moved["relative"] is not None and abs(moved["relative"]) > view.threshold
             other = view.with_unit(moved["a"], m.kind)
             change = (
                 f'<div class="change">{esc(format_change(moved["relative"]) or "n/a")} '
                 f"against {esc(other)}</div>"
             )
         tiles.append(
-            f'<div class="tile"><div class="label">{esc(m.label)}</div>'
+            f'<div class="tile{" moved" if big else ""}"><div class="label">{esc(m.label)}</div>'
             f'<div class="value">{esc(view.with_unit(m.value, m.kind))}</div>{change}</div>'
         )
     verdicts = "".join(_verdict(c) for c in view.record.get("checks") or [])

@@ -47,6 +47,7 @@ h1{font-size:24px;margin:0 0 4px} h2{font-size:17px;margin-top:28px;
 .summary p{font-size:15px;line-height:1.5;max-width:900px}
 .tiles{display:flex;flex-wrap:wrap;gap:10px;margin:10px 0}
 .tile{border:1px solid #dee2e6;border-radius:6px;padding:8px 12px;min-width:170px}
+.tile.moved{border-color:#e67700;background:#fff9db}
 .tile .label{font-size:12px;color:#495057} .tile .value{font-size:20px;font-weight:bold;
  font-variant-numeric:tabular-nums} .tile .change{font-size:12px;color:#495057}
 .verdicts{list-style:none;padding:0;margin:6px 0} .verdicts li{margin:2px 0}
@@ -66,7 +67,7 @@ code{font-size:12px;word-break:break-all}
  .charts svg{border:none}
  .side{display:block}
  .badge{-webkit-print-color-adjust:exact;print-color-adjust:exact}
- tr.moved td{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+ tr.moved td,.tile.moved{-webkit-print-color-adjust:exact;print-color-adjust:exact}
 }
 """
 
