@@ -22,6 +22,7 @@ from livecalc.ops import _report_sections as sections
 from livecalc.ops._compare import compare_records
 from livecalc.ops._report_summary import header, summary
 from livecalc.ops._report_view import MOVE_THRESHOLD, ReportView, esc
+from livecalc.ops.report_nested import nested_section
 
 __all__ = [
     "MOVE_THRESHOLD",
@@ -72,10 +73,15 @@ code{font-size:12px;word-break:break-all}
 """
 
 
+def _nested(view: ReportView) -> str:
+    return nested_section(view.record)
+
+
 SECTIONS: tuple[Callable[[ReportView], str], ...] = (
     header,
     summary,
     sections.results,
+    _nested,
     sections.metrics,
     sections.checks,
     sections.sla,
