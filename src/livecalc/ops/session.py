@@ -30,6 +30,7 @@ from livecalc.ops._options import (
     new_checkpoint,
     store_of,
 )
+from livecalc.ops._result import RecordedRunResult
 from livecalc.ops._resume import (
     RunFinished,
     finish_record,
@@ -321,7 +322,7 @@ def _run(
         result.summary.extras["store_error"] = hooks.store_error
     if context is not None:
         _tell(context, result, status, resumed=_resume is not None)
-    return result
+    return RecordedRunResult(result.summary, result.config, hooks.record)
 
 
 def _previous_record(run_store: RunStore, run_id: str) -> dict[str, Any] | None:
