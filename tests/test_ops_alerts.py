@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import sys
 import threading
@@ -240,3 +242,227 @@ class TestCommand:
 
         assert 0 == result.exit_code
         assert ["exit 3"] == [e["error"] for e in _events(log) if e["event"] == "alert_failed"]
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that answers each connection with ``answer(conn, stop)``
+    in a thread of its own: a misbehaving receiver, written byte by byte."""
+
+    def __init__(self, answer: Any) -> None:
+        self.stop = threading.Event()
+        self.sent = 0  # bytes written to clients, all connections together
+        self._lock = threading.Lock()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self._answer = answer
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/hook?token={SECRET}"
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def count(self, n: int) -> None:
+        with self._lock:
+            self.sent += n
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)  # the request (one small POST)
+            with contextlib.suppress(OSError):  # the client hung up: what a bounded one does
+                self._answer(self, conn)
+
+    def close(self) -> None:
+        self.stop.set()
+        self._accepting.join()
+        for thread in self._threads:
+            thread.join()
+        self._sock.close()
+
+
+def _trickle_head(server: RawServer, conn: socket.socket) -> None:
+    """A status line, then a header one byte every 0.1 s for at most 20 s: never a whole head."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+    for _ in range(200):
+        if server.stop.wait(0.1):
+            return
+        conn.sendall(b"a")
+        server.count(1)
+
+
+def _trickle_body(server: RawServer, conn: socket.socket) -> None:
+    """A whole 200 head announcing 1 GB, then the body one byte every 0.1 s (at most 20 s)."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n")
+    for _ in range(200):
+        if server.stop.wait(0.1):
+            return
+        conn.sendall(b"a")
+        server.count(1)
+
+
+HUGE_BODY = 256 * 2**20
+
+
+def _huge_body(server: RawServer, conn: socket.socket) -> None:
+    """A 200 announcing 2 GiB, then zeros as fast as the client takes them (256 MiB at most,
+    so that a client reading it all stays bounded too)."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2147483648\r\n\r\n")
+    block = bytes(2**20)
+    for _ in range(HUGE_BODY // len(block)):
+        if server.stop.is_set():
+            return
+        conn.sendall(block)
+        server.count(len(block))
+
+
+def _alert(**fields: Any) -> Any:
+    from livecalc.pipeline.operations import CommandAlert, WebhookAlert
+
+    model = WebhookAlert if fields["type"] == "webhook" else CommandAlert
+    return model.model_validate({"on": ["success"], **fields})
+
+
+def _send(*alerts: Any) -> tuple[list[dict[str, Any]], float]:
+    from livecalc.ops.alerts import send_alerts
+
+    message = {"run_id": "r1", "status": "succeeded", "events": ["success"]}
+    start = time.monotonic()
+    outcomes = send_alerts(alerts, message)
+    return outcomes, time.monotonic() - start
+
+
+@pytest.fixture
+def raw_server(request: pytest.FixtureRequest) -> Iterator[RawServer]:
+    server = RawServer(request.param)
+    yield server
+    server.close()
+
+
+class TestWebhookDeadline:
+    @pytest.mark.parametrize("raw_server", [_trickle_head], indirect=True)
+    def test_a_trickled_head_is_cut_at_the_timeout(self, raw_server: RawServer) -> None:
+        """A receiver trickling its response head never holds an alert past its timeout: the
+        alert is not sent, "timed out", well before the receiver's 20 s of trickle."""
+        alert = _alert(type="webhook", url=raw_server.url, timeout_seconds=1.0, retries=0)
+
+        [outcome], seconds = _send(alert)
+
+        assert (False, "timed out") == (outcome["sent"], outcome["error"])
+        assert seconds < 10, seconds
+        assert SECRET not in json.dumps(outcome)
+
+    @pytest.mark.parametrize("raw_server", [_trickle_head], indirect=True)
+    def test_retries_share_the_deadline(self, raw_server: RawServer) -> None:
+        """Retries with backoff do not stretch the budget: three of them still end in time."""
+        alert = _alert(
+            type="webhook", url=raw_server.url, timeout_seconds=1.0, retries=3, backoff_seconds=0.1
+        )
+
+        [outcome], seconds = _send(alert)
+
+        assert False is outcome["sent"]
+        assert seconds < 10, seconds
+
+    @pytest.mark.parametrize("raw_server", [_trickle_body], indirect=True)
+    def test_a_trickled_body_is_not_waited_for(self, raw_server: RawServer) -> None:
+        """A 200 whose body trickles is delivered at its status line: the body is not read."""
+        alert = _alert(type="webhook", url=raw_server.url, timeout_seconds=5.0)
+
+        [outcome], seconds = _send(alert)
+
+        assert (True, 1) == (outcome["sent"], outcome["attempts"])
+        assert seconds < 10, seconds
+
+    @pytest.mark.parametrize("raw_server", [_huge_body], indirect=True)
+    def test_a_huge_response_is_not_read(self, raw_server: RawServer) -> None:
+        """A 200 with a 2 GiB body is delivered without reading it: the receiver gets rid of
+        no more than its socket buffers hold before the alert hangs up."""
+        alert = _alert(type="webhook", url=raw_server.url, timeout_seconds=5.0)
+
+        [outcome], _ = _send(alert)
+        raw_server.close()  # its last write has failed or finished: the count is final
+
+        assert True is outcome["sent"]
+        assert raw_server.sent < 32 * 2**20, raw_server.sent
+
+
+def _wait_gone(pid: int, seconds: float = 10.0) -> bool:
+    """Whether process ``pid`` has gone (or is a zombie) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _kill(pid_file: Path) -> None:
+    """SIGKILL the process whose pid a test's command wrote (cleanup of a failing test)."""
+    import signal
+
+    if pid_file.is_file() and pid_file.read_text().strip():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+class TestCommandProcessGroup:
+    def test_a_timeout_kills_the_grandchildren(self, tmp_path: Path) -> None:
+        """A command past its timeout is killed with everything it started: the grandchild
+        a shell left sleeping is gone too."""
+        pid_file = tmp_path / "grandchild.pid"
+        script = f'sleep 30 & echo $! > "{pid_file}"; sleep 30'
+        alert = _alert(type="command", argv=["sh", "-c", script], timeout_seconds=1.0)
+        try:
+            [outcome], seconds = _send(alert)
+
+            assert (False, "timed out after 1 s") == (outcome["sent"], outcome["error"])
+            assert _wait_gone(int(pid_file.read_text()))
+            assert seconds < 10, seconds
+        finally:
+            _kill(pid_file)
+
+    def test_delivery_is_judged_by_the_exit_status(self, tmp_path: Path) -> None:
+        """A command that reads its input and exits 0, leaving a child that holds its output
+        open, was delivered: sent, at once, not "timed out"."""
+        pid_file, target = tmp_path / "child.pid", tmp_path / "alert.json"
+        script = f'cat > "{target}"; sleep 30 & echo $! > "{pid_file}"'
+        alert = _alert(type="command", argv=["sh", "-c", script], timeout_seconds=5.0)
+        try:
+            [outcome], seconds = _send(alert)
+
+            assert True is outcome["sent"]
+            assert "r1" == json.loads(target.read_text())["run_id"]
+            assert seconds < 5, seconds
+        finally:
+            _kill(pid_file)
+
+
+class TestEveryAlertIsSent:
+    def test_one_alert_failing_does_not_stop_the_next(self, receiver: Receiver) -> None:
+        """An alert that raises (a command line Popen refuses, in a model built without
+        validation) is recorded as not sent; the webhook after it is still sent."""
+        from livecalc.pipeline.operations import CommandAlert
+
+        broken = CommandAlert.model_construct(
+            type="command", argv=["tr\x00ue"], on=["success"], timeout_seconds=5.0
+        )
+        webhook = _alert(type="webhook", url=receiver.url)
+
+        outcomes, _ = _send(broken, webhook)
+
+        assert [(False, "ValueError"), (True, None)] == [
+            (o["sent"], o.get("error")) for o in outcomes
+        ]
+        assert ["r1"] == [b["run_id"] for b in receiver.bodies]
