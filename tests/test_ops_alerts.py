@@ -466,3 +466,27 @@ class TestEveryAlertIsSent:
             (o["sent"], o.get("error")) for o in outcomes
         ]
         assert ["r1"] == [b["run_id"] for b in receiver.bodies]
+
+
+class TestAlertsAfterTheReport:
+    def test_a_report_that_fails_does_not_stop_the_alerts(
+        self, tmp_path: Path, receiver: Receiver
+    ) -> None:
+        """The report cannot be written (its folder became a file while the run ran): the run
+        raises that error, and the alert was sent all the same, pointing at no report."""
+        import livecalc
+
+        config = _config(tmp_path, [_webhook(receiver.url, on=["success"])])
+        reports = tmp_path / "reports"
+        reports.mkdir()
+
+        def block_the_report(event: str, node_id: str, **info: Any) -> None:
+            if event == "node_finished":
+                reports.rmdir()
+                reports.write_text("a file where the report's folder was")
+
+        with pytest.raises(OSError):
+            livecalc.run(config, report=reports / "run.html", progress=block_the_report)
+
+        [body] = receiver.bodies
+        assert ("succeeded", None) == (body["status"], body["report"])
