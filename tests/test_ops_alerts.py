@@ -448,6 +448,16 @@ class TestCommandProcessGroup:
         finally:
             _kill(pid_file)
 
+    def test_a_failing_commands_error_output_is_redacted(self) -> None:
+        """The stderr a failing command leaves (curl quoting its URL) is kept without the
+        URL's password and token."""
+        script = f"echo 'curl: (7) https://svc:{SECRET}@hooks.example/x?token={SECRET}' >&2; exit 7"
+        alert = _alert(type="command", argv=["sh", "-c", script])
+
+        [outcome], _ = _send(alert)
+
+        assert "exit 7: curl: (7) https://***@hooks.example/x?..." == outcome["error"]
+
 
 class TestEveryAlertIsSent:
     def test_one_alert_failing_does_not_stop_the_next(self, receiver: Receiver) -> None:
@@ -490,3 +500,53 @@ class TestAlertsAfterTheReport:
 
         [body] = receiver.bodies
         assert ("succeeded", None) == (body["status"], body["report"])
+
+
+def _validate(tmp_path: Path, **blocks: Any) -> Any:
+    config = _config(tmp_path, blocks.pop("alerts", []), **blocks)
+    return CliRunner().invoke(app, ["validate", str(config)])
+
+
+PASSWORD = "Pa55w0rd-of-the-hook"
+
+
+class TestAlertConfig:
+    @pytest.mark.parametrize("seconds", [3e6, 1e300, float("inf"), float("nan")])
+    @pytest.mark.parametrize("kind", ["webhook", "command"])
+    def test_a_timeout_past_a_day_or_not_finite_is_refused(
+        self, tmp_path: Path, kind: str, seconds: float
+    ) -> None:
+        """An alert's timeout of 3e6 s, 1e300, Infinity or NaN is refused at validation, on
+        one line naming its JSON path (exit 2)."""
+        where = {"url": "http://127.0.0.1:9/hook"} if kind == "webhook" else {"argv": ["true"]}
+        alert = {"type": kind, **where, "timeout_seconds": seconds}
+
+        result = _validate(tmp_path, alerts=[alert])
+
+        assert 2 == result.exit_code, result.output
+        [line] = result.output.strip().splitlines()
+        assert line.startswith("error: alerts[0].timeout_seconds: ")
+
+    @pytest.mark.parametrize(
+        "alert",
+        [
+            {"type": "webhok", "url": f"https://svc:{PASSWORD}@hooks.example/x?token={SECRET}"},
+            {"type": "webhook", "url": f"ftp://svc:{PASSWORD}@hooks.example/x?token={SECRET}"},
+            {"type": "webhook", "url": f"https://svc:{PASSWORD}@hooks.example/x?token={SECRET}\0"},
+            {"type": "webhook", "url": f"https://svc:{PASSWORD}@hooks.example:99999/?t={SECRET}"},
+            {"type": "webhook", "url": f"https://svc:{PASSWORD}@hooks.example/?t={SECRET}\ud800"},
+            {"type": "webhook", "url": f"https://svc:{PASSWORD}@/x?token={SECRET}"},
+            {"type": "webhook", "url": f"https://svc:{PASSWORD}@h/?token={SECRET}", "on": "x"},
+        ],
+        ids=["tag", "scheme", "nul", "port", "surrogate", "no_host", "other_key"],
+    )
+    def test_config_errors_never_show_the_webhooks_secrets(
+        self, tmp_path: Path, alert: dict[str, Any]
+    ) -> None:
+        """A bad alert is refused naming its path, its URL quoted without password or token."""
+        result = _validate(tmp_path, alerts=[alert])
+
+        assert 2 == result.exit_code, result.output
+        assert result.output.startswith("error: alerts[0]"), result.output
+        assert PASSWORD not in result.output
+        assert SECRET not in result.output

@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 
 from livecalc.log import get_logger
-from livecalc.masking import scrub_text
+from livecalc.masking import redact_urls, scrub_text
 from livecalc.ops.provenance import redact_url
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.operations import CommandAlert, WebhookAlert
@@ -190,7 +190,7 @@ def _command(alert: CommandAlert, body: bytes) -> dict[str, Any]:
     that keeps them open cannot make a command that has exited look as if it hangs.
     Processes it leaves behind after exiting in time are its own business.
     """
-    program = alert.argv[0]
+    program = redact_urls(alert.argv[0])
     with tempfile.TemporaryFile() as stdin, tempfile.TemporaryFile() as stderr:
         stdin.write(body)
         stdin.seek(0)
@@ -216,7 +216,8 @@ def _command(alert: CommandAlert, body: bytes) -> dict[str, Any]:
                     _log.info("alert_sent", type="command", program=program)
                     return {"type": "command", "program": program, "sent": True}
                 stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - 200))
-                tail = scrub_text(stderr.read().decode(errors="replace").strip())
+                # curl and friends quote the URL they were given, token and all.
+                tail = redact_urls(scrub_text(stderr.read().decode(errors="replace").strip()))
                 error = f"exit {code}" + (f": {tail}" if tail else "")
     _log.error("alert_failed", type="command", program=program, error=error)
     return {"type": "command", "program": program, "sent": False, "error": error}
