@@ -93,12 +93,25 @@ def scrub_text(text: str) -> str:
     return text
 
 
-def redact_urls(text: str) -> str:
+def redact_urls(text: str, *, whole: bool = False) -> str:
     """``text`` with every URL's user info (``user:password@``) and query string masked, and
     its fragment dropped: ``https://***@host/hook?...``. A ``user:password@`` written without
-    a scheme is masked too."""
+    a scheme is masked too.
+
+    A URL in running text ends at white space or a quote. With ``whole``, ``text`` is one
+    value (a config field): a URL in it runs to its end, spaces and quotes included, so a
+    malformed one (``https://h/a b?token=...``) cannot keep its query out of the mask.
+    """
     if "@" not in text and "://" not in text:
         return text  # the common case, without the regexes' cost
+    if whole and "://" in text:
+        before, _, rest = text.partition("://")
+        cut = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+        netloc, tail = rest[:cut], rest[cut:]
+        if "@" in netloc:
+            netloc = "***@" + netloc.rpartition("@")[2]
+        path, query, _ = tail.partition("#")[0].partition("?")
+        return redact_urls(before) + "://" + netloc + path + ("?..." if query else "")
 
     def one(match: re.Match[str]) -> str:
         scheme, userinfo, rest, query = match.group(1, 2, 3, 4)

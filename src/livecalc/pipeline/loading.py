@@ -72,10 +72,21 @@ _SHOWN_INPUT_CHARS = 200
 
 def _shown(value: Any) -> str:
     """A bad value as a problem quotes it: secrets of its URLs and tokens masked, cut short."""
-    text = redact_urls(scrub_text(repr(value)))
+    text = scrub_text(repr(_redacted(value)))
     if len(text) > _SHOWN_INPUT_CHARS:
         text = text[:_SHOWN_INPUT_CHARS] + f"... ({len(text)} characters)"
     return text
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` with each string's URLs redacted (a URL running to the string's end)."""
+    if isinstance(value, str):
+        return redact_urls(value, whole=True)
+    if isinstance(value, Mapping):
+        return {_redacted(k): _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
 
 
 def _pydantic_problems(exc: ValidationError, prefix: Sequence[int | str] = ()) -> list[str]:
