@@ -69,6 +69,12 @@ def _hold_a_slot(server: BackgroundServer, token: str) -> socket.socket:
         f"GET /v1/assumptions/big/v1 HTTP/1.1\r\nHost: am\r\n"
         f"Authorization: Bearer {token}\r\n\r\n".encode()
     )
+    # Return once the server has it in flight (a probe is answered 503), however loaded the
+    # machine: a fixed sleep let the test's own request in first.
+    deadline = time.monotonic() + 30
+    while httpx.get(server.url + "/v1/assumptions").status_code != 503:
+        assert time.monotonic() < deadline, "the slow request never got in flight"
+        time.sleep(0.02)
     return slow
 
 
@@ -363,7 +369,6 @@ class TestClientBackoff:
         limiter = RecordingRateLimiter(max_retries=50, base_delay=0.05, max_delay=0.1)
         with _server(root, max_in_flight=1) as server:
             slow = _hold_a_slot(server, token)
-            time.sleep(0.2)  # the server has the slow request in flight
             threading.Timer(0.5, slow.close).start()
             with AssumptionsClient(
                 _creds(server.url, tmp_path, token), rate_limiter=limiter
@@ -383,13 +388,10 @@ class TestClientBackoff:
         with (
             _server(root, max_in_flight=1) as server,
             _hold_a_slot(server, token),
+            AssumptionsClient(_creds(server.url, tmp_path, token), rate_limiter=limiter) as c,
+            pytest.raises(AssumptionResolutionError) as caught,
         ):
-            time.sleep(0.2)  # the server has the slow request in flight
-            with (
-                AssumptionsClient(_creds(server.url, tmp_path, token), rate_limiter=limiter) as c,
-                pytest.raises(AssumptionResolutionError) as caught,
-            ):
-                c.resolve(REFS[0])
+            c.resolve(REFS[0])
 
         assert "cannot reach the Assumptions Manager" in str(caught.value)
         assert "HTTP 503 to all 2 attempts" in str(caught.value)

@@ -394,6 +394,23 @@ class TestWebhookDeadline:
         assert raw_server.sent < 32 * 2**20, raw_server.sent
 
 
+class TestWebhookFromAsyncCode:
+    def test_an_alert_sent_from_a_running_event_loop(self, receiver: Receiver) -> None:
+        """send_alerts called inside async code (a notebook, a web service) still delivers:
+        the exchange runs on an event loop of its own."""
+        import asyncio
+
+        alert = _alert(type="webhook", url=receiver.url)
+
+        async def from_async_code() -> tuple[list[dict[str, Any]], float]:
+            return _send(alert)
+
+        [outcome], _ = asyncio.run(from_async_code())
+
+        assert True is outcome["sent"]
+        assert ["r1"] == [b["run_id"] for b in receiver.bodies]
+
+
 def _wait_gone(pid: int, seconds: float = 10.0) -> bool:
     """Whether process ``pid`` has gone (or is a zombie) within ``seconds``."""
     deadline = time.monotonic() + seconds

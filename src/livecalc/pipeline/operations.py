@@ -258,23 +258,22 @@ class WebhookAlert(_Model):
         default=0.5, ge=0, le=MAX_ALERT_SECONDS, description="first wait, then doubled"
     )
 
-    @model_validator(mode="after")
-    def _usable_url(self) -> WebhookAlert:
+    @field_validator("url")
+    @classmethod
+    def _usable_url(cls, url: str) -> str:
         from urllib.parse import urlsplit
 
         # The message names what is wrong, never the URL: it may hold a password or token.
         try:
-            parts = urlsplit(self.url)
+            parts = urlsplit(url)
             parts.port  # noqa: B018 (raises ValueError for a port that is no number 0-65535)
         except ValueError:
-            raise ValueError(
-                "'url' has no valid port; write it like https://host:8443/path"
-            ) from None
+            raise ValueError("no valid port; write the URL like https://host:8443/path") from None
         if not parts.hostname:
-            raise ValueError("'url' has no host; write it like https://host/path")
-        if any(c.isspace() or not c.isprintable() for c in self.url):
-            raise ValueError("'url' holds a space or control character; percent-encode it")
-        return self
+            raise ValueError("no host; write the URL like https://host/path")
+        if any(c.isspace() or not c.isprintable() for c in url):
+            raise ValueError("a space or control character; percent-encode it (%20)")
+        return url
 
 
 class CommandAlert(_Model):
