@@ -19,15 +19,16 @@ import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-import anyio
+from typing import TYPE_CHECKING, Any
 
 from livecalc.log import get_logger
 from livecalc.masking import redact_urls, scrub_text
 from livecalc.ops.provenance import redact_url
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.operations import CommandAlert, WebhookAlert
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["alert_events", "alert_message", "send_alerts", "sla_results"]
 
@@ -129,6 +130,8 @@ def send_alerts(
 
 def _post(alert: WebhookAlert, body: bytes) -> dict[str, Any]:
     """POST ``body`` with retries, all of it within ``alert.timeout_seconds`` of wall time."""
+    import anyio  # here: every run imports this module (sla_results), few send a webhook
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -140,6 +143,7 @@ def _post(alert: WebhookAlert, body: bytes) -> dict[str, Any]:
 
 
 async def _post_within_deadline(alert: WebhookAlert, body: bytes) -> dict[str, Any]:
+    import anyio
     import httpx
 
     shown = redact_url(alert.url)
@@ -173,13 +177,12 @@ async def _post_within_deadline(alert: WebhookAlert, body: bytes) -> dict[str, A
     return {"type": "webhook", "url": shown, "sent": False, "error": error}
 
 
-async def _status_of_post(client: Any, url: str, body: bytes) -> int:
+async def _status_of_post(client: httpx.AsyncClient, url: str, body: bytes) -> int:
     """The status of one POST; the response's body is never read (a receiver may send an
     endless one): only its head, which h11 caps at 64 KiB."""
     headers = {"Content-Type": "application/json", "User-Agent": "livecalc-alert"}
     async with client.stream("POST", url, content=body, headers=headers) as response:
-        status: int = response.status_code
-    return status
+        return response.status_code
 
 
 def _command(alert: CommandAlert, body: bytes) -> dict[str, Any]:
