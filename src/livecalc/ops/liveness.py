@@ -44,12 +44,15 @@ __all__ = [
     "HEARTBEAT_SECONDS",
     "LOCK_FILE",
     "STALE_SECONDS",
+    "Collected",
     "Owner",
     "RunLock",
     "RunLockedError",
     "collect_garbage",
+    "dead_runs",
     "lock_root",
     "owner_of",
+    "record_attempts",
     "run_id_of",
     "with_liveness",
 ]
@@ -291,8 +294,10 @@ def owner_of(root: Path, run_id: str) -> Owner | None:
     A lock another process can take means the owner died on this host; on another host, a
     heartbeat older than ``STALE_SECONDS`` does.
     """
-    import fcntl
-
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no flock (Windows): no run holds a lock
+        return None
     path = root / run_id / LOCK_FILE
     try:
         fd = os.open(path, os.O_RDONLY)

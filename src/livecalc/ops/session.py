@@ -30,6 +30,7 @@ from livecalc.ops._options import (
     new_checkpoint,
     store_of,
 )
+from livecalc.ops._result import RecordedRunResult
 from livecalc.ops._resume import (
     RunFinished,
     finish_record,
@@ -146,7 +147,7 @@ def run(
         run_id = _resume.run_id
     # Checked before anything is written: the id names the run's folder.
     run_id = run_id_of(run_id) if run_id is not None else new_run_id()
-    lock = _lock if _lock is not None else claim(run_id, store, checkpoint, "run")
+    lock = _lock if _lock is not None else _claim(run_id, store, checkpoint, "run")
     try:
         return _run(
             config_or_path,
@@ -177,7 +178,7 @@ def run(
             lock.release()
 
 
-def claim(
+def _claim(
     run_id: str, store: StoreOption, checkpoint: CheckpointOption, action: str
 ) -> RunLock | None:
     """This process's claim on ``run_id`` (its lock in the run folder), or None where there is
@@ -326,7 +327,7 @@ def _run(
         result.summary.extras["store_error"] = hooks.store_error
     if context is not None:
         _tell(context, result, status, resumed=_resume is not None)
-    return result
+    return RecordedRunResult(result.summary, result.config, hooks.record)
 
 
 def _previous_record(run_store: RunStore, run_id: str) -> dict[str, Any] | None:
@@ -399,7 +400,7 @@ def resume(
                 ) from None
             raise
     run_store = store if store is not None else first.manifest["meta"].get("store")
-    lock = claim(run_id, run_store, checkpoint, "resume")
+    lock = _claim(run_id, run_store, checkpoint, "resume")
     try:
         # Read again now that the run is ours: its owner may have written more meanwhile.
         cp = RunCheckpoint.load(first.store, run_id)
