@@ -311,12 +311,17 @@ def _run(
     hooks.finish(status)
     if keep_datasets is True and keep_folder is not None:
         mark_kept(keep_folder)
-    if report is not None:
-        from livecalc.ops.report import write_report
+    try:
+        if report is not None:
+            from livecalc.ops.report import write_report
 
-        write_report(Path(report), hooks.record)
-        result.summary.written["report"] = Path(report)
-    _alert(config, hooks, run_store)
+            write_report(Path(report), hooks.record)
+            result.summary.written["report"] = Path(report)
+    except BaseException:
+        hooks.record["report_path"] = None  # the alert points at no report that is not there
+        raise
+    finally:
+        _alert(config, hooks, run_store)  # whatever the report did
     result.summary.extras["store"] = str(run_store.file) if run_store is not None else None
     if hooks.store_error is not None:
         result.summary.extras["store_error"] = hooks.store_error
