@@ -337,7 +337,10 @@ def gc(
         highlight=False,
     )
     if done.running:
-        console.print(f"left {len(done.running)} running: {', '.join(done.running)}")
+        running = [f"{r} ({done.owners[r].describe()})" for r in done.running]
+        console.print(
+            f"left {len(running)} running: {', '.join(running)}", highlight=False, soft_wrap=True
+        )
 
 
 def check(
