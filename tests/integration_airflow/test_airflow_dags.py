@@ -66,6 +66,36 @@ class TestExampleDagFile:
         assert {"solver"} == full.task_dict["projection"].downstream_task_ids
         assert ["livecalc"] == list(bag.dags["livecalc_full_pipeline_one_task"].task_dict)
 
+    @pytest.mark.parametrize("executor", ["local", "processes", "ray"])
+    def test_every_livecalc_executor_loads(
+        self, executor: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The example DAG file with LIVECALC_EXECUTOR set: no import error (Airflow's own
+        BaseOperator.executor stays unset), every task runs its node on that executor."""
+        monkeypatch.setenv("LIVECALC_EXECUTOR", executor)
+
+        bag = _bag(DAGS / "livecalc_dags.py")
+        tasks = [t for dag in bag.dags.values() for t in dag.tasks]
+
+        assert set(EXAMPLE_DAGS) == set(bag.dags)
+        assert 7 == len(tasks)
+        assert {(executor, None)} == {(t.livecalc_executor, t.executor) for t in tasks}
+
+    def test_a_dag_on_processes_runs_there(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """dag.test() of the projection-only example built with executor 'processes': the
+        task succeeds and its LiveCalc run is recorded as run on processes."""
+        monkeypatch.setenv("LIVECALC_EXECUTOR", "processes")
+        dag = _bag(DAGS / "livecalc_dags.py").dags["livecalc_projection_only"]
+
+        dag_run = dag.test()
+        (ti,) = dag_run.get_task_instances()
+        record = RunStore().get(ti.xcom_pull(task_ids=ti.task_id)["run_id"])
+
+        assert "success" == dag_run.state
+        assert "processes" == record["provenance"]["executor"]
+
     @pytest.mark.parametrize("dag_id", sorted(EXAMPLE_DAGS))
     def test_dag_test_gives_the_values_of_livecalc_run(
         self, dag_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
