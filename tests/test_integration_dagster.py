@@ -200,6 +200,33 @@ class TestDefinitions:
         assert "is taken by" in str(info.value)
         assert "rename one of the files" in str(info.value)
 
+    def test_a_config_named_store_is_refused(self, examples: Path) -> None:
+        """store.json would get the resource key livecalc_store, the run store's DuckDB
+        resource: refused, naming the file and the fix, instead of replacing it."""
+        config = examples / "store.json"
+        shutil.copy(examples / "dag_config_projection_only.json", config)
+
+        with pytest.raises(ConfigurationError) as info:
+            definitions_from_config(config)
+
+        assert f"{config}: its pipeline name 'store'" in str(info.value)
+        assert "'livecalc_store', which is the run store's; rename the file" in str(info.value)
+
+    @pytest.mark.parametrize("inside", [False, True], ids=["file", "folder_in_file"])
+    def test_a_store_that_is_a_file_is_a_configuration_error(
+        self, examples: Path, tmp_path: Path, inside: bool
+    ) -> None:
+        """store= naming a file that is no .duckdb store (or a folder inside one): a
+        ConfigurationError naming it, not a raw FileExistsError or NotADirectoryError."""
+        (tmp_path / "notes.txt").write_text("not a store")
+        store = tmp_path / "notes.txt" / "store" if inside else tmp_path / "notes.txt"
+
+        with pytest.raises(ConfigurationError) as info:
+            definitions_from_config(examples / "dag_config_projection_only.json", store=store)
+
+        assert f"store {str(store)!r}: cannot hold the run store" in str(info.value)
+        assert "give a folder (or a .duckdb file) LiveCalc can write" in str(info.value)
+
     def test_unknown_executor_is_refused(self, examples: Path) -> None:
         """An executor LiveCalc does not have is refused when the definitions are built."""
         with pytest.raises(ConfigurationError) as info:
