@@ -153,7 +153,13 @@ def run(
     run_id = cp.run_id if cp is not None else run_id
     keep_folder = kept_folder(config, keep_datasets, store, run_id)
     hooks = OpsHooks(
-        config, prov, store=run_store, checkpoint=cp, source=source, resumed=_resume is not None
+        config,
+        prov,
+        store=run_store,
+        checkpoint=cp,
+        source=source,
+        resumed=_resume is not None,
+        dataset_files=datasets,
     )
     try:
         result = pipeline_run(
