@@ -476,24 +476,74 @@ class TestChecks:
         assert "mean > 1e30" in (error.description or "")
         assert ["checked", "solver", "solution"] == error.asset_key.path
 
-    def test_a_check_no_step_can_evaluate_fails_with_livecalc_s_reason(
+    def test_a_reconcile_across_nodes_is_checked_by_the_later_step(
         self, tmp_path: Path, instance: dg.DagsterInstance
     ) -> None:
-        """A reconcile of the scenarios (ESG) against the results (projection) is on the
-        scenarios asset, but the ESG's run has no results: it fails saying so, not passes."""
+        """A reconcile of the scenarios (ESG) against the results (projection) is evaluated
+        by the projection's step, on the ESG's kept scenarios, and carried by the results
+        asset: its verdict is LiveCalc's, and the solver still runs (a warn check)."""
         checks = [
             {"kind": "reconcile", "name": "odd", "dataset": "scenarios", "column": "rate",
-             "against": "results", "against_column": "npv"},
+             "against": "results", "against_column": "npv", "severity": "warn"},
         ]  # fmt: skip
-        defs = definitions_from_config(_pipeline(tmp_path, checks))
+        config = _pipeline(tmp_path, checks)
+        whole = livecalc.run(config, store=False)
+        defs = definitions_from_config(config)
 
         result = _materialize(defs, instance, raise_on_error=False)
         check = _checks(result)["odd"]
+        (expected,) = whole.summary.extras["checks"]
 
-        assert (False, ["checked", "esg", "scenarios"]) == (check.passed, check.asset_key.path)
-        assert "did not evaluate check 'odd': dataset 'results' is neither produced nor read" in (
-            check.description or ""
+        assert (False, ["checked", "projection", "results"]) == (
+            check.passed,
+            check.asset_key.path,
         )
+        assert expected["message"] == check.description
+        assert expected["message"].startswith("sum scenarios.rate = ")
+        assert ["checked", "solver", "solution"] in [
+            e.asset_key.path for e in result.get_asset_materialization_events()
+        ]
+
+    def test_each_step_records_the_verdicts_dagster_shows(
+        self, tmp_path: Path, instance: dg.DagsterInstance
+    ) -> None:
+        """Every step's LiveCalc run records exactly the checks Dagster shows for that step,
+        with the same verdicts: the projection's run does not evaluate the ESG's martingale
+        check again (it lacks the ESG's metadata), so every run succeeds; and no run of one
+        node is held to the run-level SLA, only to its node's."""
+        checks = [
+            {"kind": "martingale", "dataset": "scenarios", "z_threshold": 6},
+            {"kind": "row_count", "name": "all_pairs", "dataset": "results",
+             "equals": "policies_x_scenarios"},
+            {"kind": "metric", "name": "mean_bound", "expr": "mean > -1e30"},
+        ]  # fmt: skip
+        sla = {"run_seconds": 1e-6, "nodes": {"projection": 1e-6}}
+        store = tmp_path / "store"
+        defs = definitions_from_config(_pipeline(tmp_path, checks, sla=sla), store=store)
+
+        result = _materialize(defs, instance)
+        shown: dict[str, dict[str, bool]] = {}
+        for e in result.get_asset_check_evaluations():
+            run_id = e.metadata["livecalc/run_id"].value
+            shown.setdefault(str(run_id), {})[e.check_name] = e.passed
+        with (defs.resources or {})[STORE_RESOURCE_KEY].get_connection() as con:
+            run_ids = [row[0] for row in con.execute("SELECT run_id FROM runs").fetchall()]
+        records = {run_id: livecalc.runs.get(run_id, store=store) for run_id in run_ids}
+        recorded = {
+            run_id: {c["name"].replace(":", "_"): c["passed"] for c in r["checks"]}
+            for run_id, r in records.items()
+        }
+        sla_rows = {run_id.rsplit("__", 1)[1]: r["sla"] for run_id, r in records.items()}
+
+        assert 3 == len(records)
+        assert {"succeeded"} == {r["status"] for r in records.values()}
+        assert shown == {k: v for k, v in recorded.items() if v}
+        assert {"martingale_scenarios", "all_pairs", "mean_bound"} == {
+            name for verdicts in recorded.values() for name in verdicts
+        }
+        assert [] == sla_rows["esg"] == sla_rows["solver"]
+        assert [("projection", True)] == [(s["target"], s["breached"]) for s in
+                                          sla_rows["projection"]]  # fmt: skip
 
     def test_a_check_on_a_data_source_checks_the_file(
         self, tmp_path: Path, instance: dg.DagsterInstance
