@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,6 +110,50 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluat
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+_ASSET_KEYS = "{ assetNodes { assetKey { path } } }"
+
+
+def _asset_keys_when_served(
+    url: str, proc: subprocess.Popen[bytes], seconds: float
+) -> set[tuple[str, ...]]:
+    """The asset keys the webserver's GraphQL lists, once it answers with some (the code
+    location loads after the server starts); fails when the process ends or time is up."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    last = ""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"dagster dev exited with {proc.returncode} before serving")
+        try:
+            answer = httpx.post(url, json={"query": _ASSET_KEYS}, timeout=10)
+            nodes = answer.json().get("data", {}).get("assetNodes") or []
+            if nodes:
+                return {tuple(n["assetKey"]["path"]) for n in nodes}
+            last = answer.text[:300]
+        except (httpx.HTTPError, ValueError) as exc:
+            last = str(exc)
+        time.sleep(1)
+    pytest.fail(f"no asset graph from {url} in {seconds} s (last: {last})")
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group (webserver, daemon, code server), SIGKILL after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
 def _pipeline(folder: Path, checks: list[dict[str, Any]], **extra: Any) -> Path:
     """ESG (2 x 20 paths, 10 years) -> projection (30 policies) -> solver, with ``checks``."""
     write_policies(folder / "policies.parquet", generate_policies(30, seed=5, max_term=10))
@@ -181,6 +229,42 @@ class TestDefinitions:
 
         assert 0 == out.returncode, out.stdout + out.stderr
         assert "Validation successful for code location definitions.py" in out.stdout + out.stderr
+
+    @pytest.mark.slow
+    def test_dagster_dev_serves_the_example_asset_graph(self, tmp_path: Path) -> None:
+        """`dagster dev -f examples/dagster/definitions.py`, as the docs show it, on a free
+        loopback port: its GraphQL lists every asset of the three example pipelines; the
+        whole process group is stopped after."""
+        port = _free_port()
+        (tmp_path / "dagster_home").mkdir()
+        (tmp_path / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+            "LIVECALC_HOME": str(tmp_path / "livecalc_home"),
+        }
+        dagster = Path(sys.executable).with_name("dagster")
+        with (tmp_path / "dev.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [str(dagster), "dev", "-f", "examples/dagster/definitions.py",
+                 "-h", "127.0.0.1", "-p", str(port)],
+                cwd=EXAMPLES.parent, env=env, start_new_session=True,
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            try:
+                keys = _asset_keys_when_served(f"http://127.0.0.1:{port}/graphql", proc, 240)
+            finally:
+                _stop_group(proc)
+
+        full, esg_projection, projection_only = CONFIGS
+        assert {
+            (full, "policies"), (full, "esg", "scenarios"), (full, "projection", "results"),
+            (full, "solver", "solution"),
+            (esg_projection, "policies"), (esg_projection, "esg", "scenarios"),
+            (esg_projection, "projection", "totals"),
+            (projection_only, "policies"), (projection_only, "scenarios"),
+            (projection_only, "projection", "results"),
+        } == keys  # fmt: skip
 
     def test_same_stem_twice_is_refused(self, examples: Path, tmp_path: Path) -> None:
         """Two configs with the same file name would share asset keys: a clear error."""

@@ -622,15 +622,12 @@ class TestChecksOfSomeNodes:
         (expected,) = whole.summary.extras["checks"]
         (found,) = projection.summary.extras["checks"]
         assert [] == esg.summary.extras["checks"]
-        assert [{"name": "rates_vs_npv", "reason": "evaluated by the run of node 'projection'"}] == (
-            esg.summary.extras["checks_not_run"]
-        )
+        left = [{"name": "rates_vs_npv", "reason": "evaluated by the run of node 'projection'"}]
+        assert left == esg.summary.extras["checks_not_run"]
         assert expected == found
         assert found["message"].startswith("sum scenarios.rate = ")
 
-    def test_a_dataset_the_owner_does_not_read_comes_from_its_file(
-        self, tmp_path: Path
-    ) -> None:
+    def test_a_dataset_the_owner_does_not_read_comes_from_its_file(self, tmp_path: Path) -> None:
         """Echo a -> b -> c and a reconcile of c's output against a's: c's run owns it and
         reads a's output from the file given (c reads only b's); without that file the check
         fails saying the dataset is not available, rather than passing or vanishing."""

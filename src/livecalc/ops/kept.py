@@ -32,9 +32,9 @@ from livecalc.ports.context import check_run_id
 
 __all__ = [
     "DATASETS_FOLDER",
+    "check_owner",
     "check_resumed_datasets",
     "check_same_selection",
-    "check_owner",
     "checks_in_scope",
     "kept_folder",
     "mark_kept",

@@ -85,6 +85,4 @@ def run_store_resource(store: str | Path | None = None) -> DuckDBResource:
             f"{where}: cannot hold the run store {file} ({exc.strerror or exc}); give a folder "
             "(or a .duckdb file) LiveCalc can write"
         ) from None
-    return DuckDBResource(
-        database=str(file), connection_config={"access_mode": "READ_ONLY"}
-    )
+    return DuckDBResource(database=str(file), connection_config={"access_mode": "READ_ONLY"})
