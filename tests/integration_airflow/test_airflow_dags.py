@@ -198,6 +198,48 @@ class TestDeclaredChecks:
         ]
 
 
+class TestOneVerdictPerCheck:
+    def test_each_check_is_evaluated_by_one_task(self, dag_files: list[Path]) -> None:
+        """A task per node: the ESG's task evaluates the martingale check (the projection's
+        task, which lacks the ESG's metadata, does not evaluate it again and succeeds); the
+        reconcile of the scenarios against the results is evaluated by the projection's task
+        on the ESG task's kept scenarios, with the message of a whole run; the run-level SLA
+        is in no task's record."""
+        raw = json.loads((DAGS.parent / "dag_config_full_pipeline.json").read_text())
+        raw["checks"] = [
+            {"kind": "martingale", "dataset": "scenarios", "z_threshold": 6},
+            {"kind": "reconcile", "name": "rates_vs_npv", "dataset": "scenarios",
+             "column": "rate", "against": "results", "against_column": "npv",
+             "severity": "warn"},
+        ]  # fmt: skip
+        raw["sla"] = {"run_seconds": 1e-6}
+        raw["output"] = {"path": "output/one_verdict/results.parquet"}
+        config = DAGS.parent / "one_verdict.json"
+        config.write_text(json.dumps(raw))
+        whole = livecalc.run(config, store=False)
+        dag_files.append(write_dag_file("one_verdict", _dag_file_for(config, "one_verdict")))
+        dag = _bag(dag_files[0]).dags["one_verdict"]
+
+        dag_run = dag.test()
+        records = {
+            ti.task_id: RunStore().get(ti.xcom_pull(task_ids=ti.task_id, key="run_id"))
+            for ti in dag_run.get_task_instances()
+        }
+        checks = {
+            task: [(c["name"], c["passed"], c["message"]) for c in r["checks"]]
+            for task, r in records.items()
+        }
+        reconcile = next(c for c in whole.summary.extras["checks"] if c["kind"] == "reconcile")
+
+        assert "success" == dag_run.state
+        assert {"succeeded"} == {r["status"] for r in records.values()}
+        assert ["martingale:scenarios"] == [name for name, _, _ in checks["esg"]]
+        assert checks["esg"][0][1]
+        assert [("rates_vs_npv", False, reconcile["message"])] == checks["projection"]
+        assert [] == checks["solver"]
+        assert [] == [s for r in records.values() for s in r["sla"]]
+
+
 def _failing_config(folder: Path) -> Path:
     """Echo in 4 chunks, then a node that always fails (LiveCalc's testing engines)."""
     write_policies(folder / "policies.parquet", generate_policies(100, seed=1))
