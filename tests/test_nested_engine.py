@@ -3,6 +3,7 @@ closed-form check of the nested estimate and of the LSMC proxy."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -321,3 +322,29 @@ class TestMartingale:
         change = engine.get_outputs()["nested"]["change"]
         assert abs(change["mean"]) < 4.0 * change["mean_se_outer"]
         assert change["mean_se_outer"] > 0.0
+
+
+class TestDegenerateCases:
+    def test_outputs_stay_plain_finite_json(self) -> None:
+        """No flow after t, or one inner draw per fitting path: the run succeeds and every
+        output is finite JSON (no NaN in the summary)."""
+
+        cf = np.zeros(3, dtype=CASHFLOW_DTYPE)
+        cf["period"] = np.arange(1, 4)
+        cf["time_years"] = np.arange(3)
+        cf["death_claims"] = 100.0
+        lsmc = {"fit_outer": 20, "fit_inner": 1, "proxy_outer": 10, "degree": 2}
+        for year in (1, 5):
+            engine = NestedEngine()
+            config = {"esg": {"outer": 5, "inner": 4}, "lsmc": lsmc, "bootstrap": 3}
+            engine.initialize({"valuation_year": year, **config})
+
+            engine.run_chunk(cf, None)
+
+            json.dumps(engine.get_outputs(), allow_nan=False)
+
+    def test_no_volatility_no_proxy(self) -> None:
+        """sigma 0 with an lsmc block is refused: every outer state is the same."""
+
+        with pytest.raises(ConfigurationError, match=r"config\.esg\.sigma: 0 leaves"):
+            parse_nested_config({"esg": {"sigma": 0}, "lsmc": {}})

@@ -122,6 +122,11 @@ def parse_nested_config(config: Mapping[str, Any], base_dir: Path | None = None)
             f"config.lsmc.fit_inner: {cfg.lsmc.fit_inner} is odd; antithetic pairs need an "
             "even count"
         )
+    if esg is not None and cfg.lsmc is not None and esg.parameters.get("sigma", 1.0) == 0.0:
+        problems.append(
+            "config.esg.sigma: 0 leaves the state at t the same on every outer path, so the "
+            "proxy has nothing to regress on; give sigma > 0 or remove config.lsmc"
+        )
     if esg is not None and cfg.lsmc is not None:
         used = esg.outer + cfg.lsmc.fit_outer + cfg.lsmc.proxy_outer
         if used > MAX_OUTER_IDS:

@@ -273,15 +273,14 @@ class _Valuer:
             )
         )  # fmt: skip
         exact = self.closed_form(nested.state)
-        if exact is not None:
+        size = float(np.abs(exact).mean()) if exact is not None else 0.0
+        if exact is not None and size > 0.0 and (nested.standard_error > 0.0).all():
             z = (nested.value - exact) / nested.standard_error
             stats["closed_form"] = {
                 "max_abs_z": float(np.abs(z).max()),
                 "mean_z": float(z.mean()),
                 "std_z": float(z.std(ddof=1)),
-                "max_abs_rel_error": float(
-                    np.abs(nested.value - exact).max() / np.abs(exact).mean()
-                ),
+                "max_abs_rel_error": float(np.abs(nested.value - exact).max() / size),
             }
         if esg.outer <= cfg.outer_paths_limit:
             stats["outer_paths"] = {
@@ -347,8 +346,8 @@ class _Valuer:
             "curve": {"short_rate": grid.tolist(), "proxy": proxy.predict(grid).tolist()},
         }
         exact = self.closed_form(self.state_of(grid))
-        if exact is not None:
-            inside = (grid >= lo) & (grid <= hi)
+        inside = (grid >= lo) & (grid <= hi)
+        if exact is not None and inside.any() and np.abs(exact[inside]).mean() > 0.0:
             rel = np.abs(proxy.predict(grid) - exact) / np.abs(exact[inside]).mean()
             exact_big = self.closed_form(big.state)
             assert exact_big is not None
