@@ -5,7 +5,7 @@ lists it). It is spread over a few tables so that the store answers questions di
 SQL (``SELECT * FROM run_metrics WHERE name = 'cte_99_5'``).
 
 DuckDB lets one process write a file at a time and refuses to open it while another holds
-it. Every operation therefore opens the file, does its work in one transaction and closes it
+it. Every operation that opens the file does its work in one transaction and closes it
 again, holding an exclusive ``flock`` on ``runs.duckdb.lock`` from before the open until after
 the close. DuckDB's own lock is not enough: with processes opening and closing the file in
 quick succession, a committed record was now and then missing afterwards (about 1 in 500
@@ -14,6 +14,12 @@ lock
 held by another process (ours, or DuckDB's when another program has the file open) is waited
 for with exponential backoff and jitter for up to ``lock_timeout_seconds``, so runs that
 finish together are all recorded.
+
+Opening the file costs a run more than many runs compute, so a process opens a store once:
+its first record is written directly (an unreadable store is reported then), and later ones,
+while no other process has written the file, go to the store's journal (``_journal.py``:
+durable in under a millisecond), which every opening of the store folds in first, under the
+same lock, before anything else is read or written.
 
 The schema is versioned (``meta.schema_version``); opening an older store applies the
 migrations in order, in one transaction. A store from a newer LiveCalc, or a file that is not
@@ -35,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from livecalc.errors import ConfigurationError
 from livecalc.log import get_logger
+from livecalc.ops._journal import FOLDER, Journal, journal_folder
 from livecalc.ops.home import store_file
 
 if TYPE_CHECKING:
@@ -119,6 +126,11 @@ some nodes: the nodes, those only initialised, the dataset files read) and ``dat
 files ``keep_datasets`` wrote, by name)."""
 
 
+_OPENED: dict[str, tuple[int, int, int, int]] = {}
+"""Store files as this process left them (device, inode, size, mtime): while a file stays so
+(no other process wrote it since), its records are journaled."""
+
+
 class StoreLockedError(ConfigurationError):
     """Another process held the store past the lock timeout."""
 
@@ -142,18 +154,54 @@ class RunStore:
         self.lock_timeout_seconds = lock_timeout_seconds
         # Tests build older stores by stopping the migrations early.
         self._target = schema_version
+        self.journal = Journal(journal_folder(self.file))
 
     # -- connection ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        if read_only and not self.file.exists():
-            # Reading a store that is not there: an empty one, not a new file.
-            read_only = False
+    def _connect(self, timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The store open under its lock, migrated, with the journal folded in."""
         self.file.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.lock_timeout_seconds
-        with self._process_lock(deadline), self._open(deadline) as con:
-            yield con
+        wait = self.lock_timeout_seconds if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        with self._process_lock(deadline):
+            with self._open(deadline) as con:
+                if self._target == SCHEMA_VERSION:
+                    self._fold(con)
+                yield con
+            _OPENED[str(self.file)] = self._identity()
+
+    def _identity(self) -> tuple[int, int, int, int]:
+        try:
+            st = self.file.stat()
+        except OSError:
+            return (0, 0, 0, 0)
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _unchanged(self) -> bool:
+        """Whether this process opened the store last (so it knows it is readable, and of
+        the schema it writes)."""
+        return _OPENED.get(str(self.file)) == self._identity()
+
+    def _fold(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Write the journal's records in one transaction, then remove them."""
+        entries = self.journal.entries()
+        if not entries:
+            return
+        records = [r for r in map(self.journal.read, entries) if r is not None]
+        self._write(con, records)
+        # A crash here folds the same records again next time: each replaces its run.
+        self.journal.remove(entries)
+        _log.debug("store_journal_folded", store=str(self.file), records=len(records))
+
+    def _fold_later(self, timeout: float | None) -> None:
+        """Fold the journal now (the background folder's and the exit's call); failures are
+        logged, the records stay journaled for the next opening."""
+        try:
+            with self._connect(timeout):
+                pass
+        except Exception as exc:  # a background fold must not raise: the journal keeps all
+            _log.warning("store_fold_failed", store=str(self.file), error=str(exc))
 
     @contextlib.contextmanager
     def _process_lock(self, deadline: float) -> Iterator[None]:
@@ -257,17 +305,36 @@ class RunStore:
     # -- writing ------------------------------------------------------------------------------
 
     def record(self, record: Mapping[str, Any]) -> None:
-        """Insert or replace the run ``record["run_id"]`` with everything it holds."""
-        run_id = str(record["run_id"])
-        with self._connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
+        """Insert or replace the run ``record["run_id"]`` with everything it holds.
+
+        A record is written into the store directly when this process has not opened it
+        yet, or another process has written it since (so an unreadable store, or one a newer
+        LiveCalc migrated, is reported here); otherwise it goes to the journal, which the
+        next opening of the store, in any process, folds in first.
+
+        Raises:
+            ConfigurationError: the store cannot be read or is locked past the timeout.
+            OSError: the journal cannot be written.
+        """
+        if self._target != SCHEMA_VERSION or not self._unchanged():
+            with self._connect() as con:
+                self._write(con, [record])
+            return
+        self.journal.append(record)
+        FOLDER.schedule(str(self.file), self._fold_later)
+
+    def _write(self, con: duckdb.DuckDBPyConnection, records: builtins.list[Any]) -> None:
+        """Insert or replace each record's run, in order, in one transaction."""
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for record in records:
+                run_id = str(record["run_id"])
                 self._delete(con, run_id)
                 self._insert(con, run_id, record)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
 
     def _insert(self, con: duckdb.DuckDBPyConnection, run_id: str, r: Mapping[str, Any]) -> None:
         prov = r.get("provenance") or {}
