@@ -325,11 +325,18 @@ class RunStore:
 
     def _write(self, con: duckdb.DuckDBPyConnection, records: builtins.list[Any]) -> None:
         """Insert or replace each record's run, in order, in one transaction."""
+        # Each record replaces its run's earlier one: only the last of each run is written.
+        latest = {str(r["run_id"]): r for r in records}
         con.execute("BEGIN TRANSACTION")
         try:
-            for record in records:
-                run_id = str(record["run_id"])
-                self._delete(con, run_id)
+            if len(latest) == 1:
+                self._delete(con, next(iter(latest)))
+            else:
+                for table in ("runs", *_CHILD_TABLES):
+                    con.execute(
+                        f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?))", [list(latest)]
+                    )
+            for run_id, record in latest.items():
                 self._insert(con, run_id, record)
             con.execute("COMMIT")
         except BaseException:
