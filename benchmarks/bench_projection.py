@@ -86,6 +86,51 @@ def best_of(fn: Callable[[], Any], repeats: int) -> float:
     return min(times)
 
 
+PEAK_FLOPS = 100e9
+"""The nominal 2-core limit: two cores x 16 double-precision flops per cycle (two 256-bit FMA
+units) x about 3 GHz (docs/engines/projection.md, "Speed")."""
+
+FULL_NPV_FLOPS_PER_STEP = {True: 15, False: 13}
+"""Flops per policy-scenario pair and step of the full kernel's NPV mode, with and without
+dynamic lapses (the lapse ``min(1, w x factor)``: 2; deaths, lapses, lives left: 4; the
+discounted net flow: 9)."""
+
+
+def w1_limit(
+    label: str, config: dict[str, Any], inputs: dict[str, np.ndarray], repeats: int
+) -> None:
+    """W1's NPV output against the machine's limit: flops and bytes per pair, the time the
+    flops take at ``PEAK_FLOPS``, and the time to write the output records once (a fill of
+    the same buffer, measured here), beside the kernel's time; all in this process."""
+    eng = ProjectionEngine()
+    eng.initialize(config)
+    spec = eng.output_spec(inputs)
+    out = np.empty(spec.records, dtype=spec.dtype)
+    pol = inputs["policies"]
+    n_scen = spec.records // len(pol)
+    basis = eng._basis
+    assert basis is not None
+    t_kernel = median_of(lambda: eng.run_chunk(inputs, out), repeats)
+    words = out.view(np.uint64)  # records of 24 bytes: three words each
+    t_write = median_of(lambda: words.fill(0), repeats)
+    steps = float(np.mean(pol["term"]))  # annual steps: one per policy year
+    if eng.get_outputs()["method"] == "separable":
+        # One multiply-add per grid point that carries a flow, per scenario.
+        flops = 2.0 * (steps * basis.grid_per_step + 1)
+    else:
+        flops = FULL_NPV_FLOPS_PER_STEP[basis.dynamic_lapse] * steps + 3.0
+    pairs = len(pol) * n_scen
+    t_flops = flops * pairs / PEAK_FLOPS
+    limit = max(t_flops, t_write)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"{label:<44} {eng.get_outputs()['method']:<9} {t_kernel:7.4f} s (median) | "
+        f"{flops:.0f} flops and {out.itemsize} bytes written per pair: flops at 100 GFLOP/s "
+        f"{t_flops:.4f} s, writing the records here {t_write:.4f} s | limit {limit:.4f} s, "
+        f"reached {limit / t_kernel:.0%} | load average {load:.1f}"
+    )
+
+
 def compare(
     label: str,
     config: dict[str, Any],
@@ -358,6 +403,8 @@ def main() -> None:
     w1 = {"policies": w1_policies(n_pol), "scenarios": w1_scenarios(n_scen)}
     sub = max(1, n_pol // 20)
     title = f"W1 {n_pol} x {n_scen}"
+    w1_limit(f"{title} dynamic lapses, npv", {"dynamic_lapse": DYNAMIC}, w1, 2 * repeats + 1)
+    w1_limit(f"{title} no dynamic lapses, npv", {}, w1, 2 * repeats + 1)
     compare(f"{title} dynamic lapses, npv", {"dynamic_lapse": DYNAMIC}, w1, sub, repeats)
     compare(f"{title} no dynamic lapses, npv", {}, w1, n_pol, repeats)
     compare(f"{title} no dynamic lapses, npv", {"method": "full"}, w1, sub, repeats)

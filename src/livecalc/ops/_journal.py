@@ -4,8 +4,12 @@ Opening ``runs.duckdb``, writing a record in a transaction and closing it again 
 tens of milliseconds, more than a small run itself computes. So once a process has opened a
 store (and so knows it is readable and of a schema it writes), a run's record goes to the
 store's journal instead: one JSON file per record in ``runs.duckdb.journal/``, written to a
-temporary name, flushed to disk (``fsync``) and renamed into place, so that a record is either
-whole or absent, and survives the process and the machine once ``append`` returns.
+temporary name and renamed into place, so that a record is either whole or absent, and
+survives the process once ``append`` returns. The process's ``Folder`` thread flushes it to
+disk (``fsync`` of the file and the folder) at once, off the run's path: an ``fsync`` takes
+from a fraction of a millisecond on a quiet disk to several on a busy one, and a run should
+not wait for it. A power cut in those milliseconds can lose the record; a killed process
+cannot.
 
 Records are folded into DuckDB, in the order they were written, by whoever opens the store
 next (a ``runs list``, another process's run; ``RunStore`` does it under its lock), by this
@@ -30,7 +34,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from livecalc.log import get_logger
 from livecalc.runtime.leftovers import sweep_temp_files, temp_path
@@ -60,12 +64,16 @@ class Journal:
     _clock_lock = threading.Lock()
     _last_ns = 0
     _count = 0
+    # Entries not yet flushed, by journal folder: shared by the Journal objects of one store
+    # (each run makes its own RunStore).
+    _unsynced: ClassVar[dict[Path, list[Path]]] = {}
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
     def append(self, record: Mapping[str, Any]) -> Path:
-        """Write ``record`` durably; the entry's path (whole, or absent after a crash)."""
+        """Write ``record``; the entry's path (whole, or absent after a crash). ``sync``
+        flushes it to disk."""
         data = json.dumps(record, default=_plain).encode()
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(self.folder / _ENTRY)
@@ -74,7 +82,6 @@ class Journal:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
         except BaseException:
             os.close(fd)
             tmp.unlink(missing_ok=True)
@@ -82,8 +89,26 @@ class Journal:
         os.close(fd)
         entry = self.folder / self._next_name()
         os.replace(tmp, entry)
-        _sync_folder(self.folder)  # the rename itself survives a power cut
+        with self._clock_lock:
+            self._unsynced.setdefault(self.folder, []).append(entry)
         return entry
+
+    def sync(self) -> None:
+        """Flush the entries appended since the last sync, and their names, to disk."""
+        with self._clock_lock:
+            entries = self._unsynced.pop(self.folder, [])
+        if not entries:
+            return
+        for entry in entries:
+            try:
+                fd = os.open(entry, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # folded already: DuckDB's commit made it durable
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _sync_folder(self.folder)  # the renames themselves
 
     @classmethod
     def _next_name(cls) -> str:
@@ -146,12 +171,12 @@ def _plain(value: Any) -> Any:
 
 
 class Folder:
-    """Folds this process's journaled records in a background thread when runs pause, and
-    at exit (waiting for at most ``exit_seconds``).
+    """Flushes this process's journal entries to disk as they come, and folds them in a
+    background thread when runs pause, and at exit (waiting for at most ``exit_seconds``).
 
-    ``schedule(key, fold)`` says that store ``key`` has new entries; ``fold(timeout)`` folds
-    them (and raises nothing: failures are the store's to log). The thread starts on first
-    use; a forked child starts its own.
+    ``schedule(key, fold, sync)`` says that store ``key`` has a new entry; ``sync()`` flushes
+    its journal, ``fold(timeout)`` folds it (neither raises: failures are logged). The thread
+    starts on first use; a forked child starts its own.
     """
 
     def __init__(
@@ -165,18 +190,23 @@ class Folder:
         self.exit_seconds = exit_seconds
         self._cond = threading.Condition()
         self._due: dict[str, Callable[[float | None], None]] = {}
+        self._to_sync: dict[str, Callable[[], None]] = {}
         self._written = 0
         self._last = 0.0
         self._busy = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
 
-    def schedule(self, key: str, fold: Callable[[float | None], None]) -> None:
-        """Store ``key`` has a new entry; ``fold`` folds its journal."""
+    def schedule(
+        self, key: str, fold: Callable[[float | None], None], sync: Callable[[], None]
+    ) -> None:
+        """Store ``key`` has a new entry; ``sync`` flushes its journal, ``fold`` folds it."""
         with self._cond:
             if self._pid != os.getpid():  # forked: the parent's thread is not here
                 self._pid, self._thread, self._due, self._written = os.getpid(), None, {}, 0
+                self._to_sync = {}
             self._due[key] = fold
+            self._to_sync[key] = sync
             self._written += 1
             self._last = time.monotonic()
             if self._thread is None:
@@ -193,11 +223,17 @@ class Folder:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while True:
-                    quiet = time.monotonic() - self._last
-                    if self._due and (quiet >= self.idle_seconds or self._written >= self.batch):
-                        break
-                    self._cond.wait(self.idle_seconds - quiet if self._due else None)
+                while not self._due:
+                    self._cond.wait()
+                syncs, self._to_sync = list(self._to_sync.values()), {}
+            for sync in syncs:
+                sync()
+            with self._cond:
+                quiet = time.monotonic() - self._last
+                if quiet < self.idle_seconds and self._written < self.batch:
+                    if not self._to_sync:  # a record written meanwhile: sync it first
+                        self._cond.wait(self.idle_seconds - quiet)
+                    continue
             with self._busy:  # held while folding: drain() waits for this fold to end
                 with self._cond:
                     due = self._take()

@@ -18,8 +18,8 @@ finish together are all recorded.
 Opening the file costs a run more than many runs compute, so a process opens a store once:
 its first record is written directly (an unreadable store is reported then), and later ones,
 while no other process has written the file, go to the store's journal (``_journal.py``:
-durable in under a millisecond), which every opening of the store folds in first, under the
-same lock, before anything else is read or written.
+written in under a millisecond, flushed to disk by a background thread), which every opening
+of the store folds in first, under the same lock, before anything else is read or written.
 
 The schema is versioned (``meta.schema_version``); opening an older store applies the
 migrations in order, in one transaction. A store from a newer LiveCalc, or a file that is not
@@ -194,6 +194,13 @@ class RunStore:
         self.journal.remove(entries)
         _log.debug("store_journal_folded", store=str(self.file), records=len(records))
 
+    def _sync_later(self) -> None:
+        """Flush the journal's new entries to disk (the background folder's call)."""
+        try:
+            self.journal.sync()
+        except OSError as exc:  # the entry is still there for this process's fold
+            _log.warning("store_journal_sync_failed", store=str(self.file), error=str(exc))
+
     def _fold_later(self, timeout: float | None) -> None:
         """Fold the journal now (the background folder's and the exit's call); failures are
         logged, the records stay journaled for the next opening."""
@@ -321,7 +328,7 @@ class RunStore:
                 self._write(con, [record])
             return
         self.journal.append(record)
-        FOLDER.schedule(str(self.file), self._fold_later)
+        FOLDER.schedule(str(self.file), self._fold_later, self._sync_later)
 
     def _write(self, con: duckdb.DuckDBPyConnection, records: builtins.list[Any]) -> None:
         """Insert or replace each record's run, in order, in one transaction."""
