@@ -313,10 +313,20 @@ def full_kernel(
     out_comm: Array,
     out_ann: Array,
     partial: Array,
+    policy_ids: Array,
+    scenario_ids: Array,
+    out_sid: Array,
+    out_pid: Array,
+    out_res: Array,
 ) -> None:
-    """Every policy under every scenario, written per ``mode`` (see ``MODE_*``)."""
+    """Every policy under every scenario, written per ``mode`` (see ``MODE_*``).
+
+    In NPV mode, given ``out_sid`` of the records' length, it writes the records' ids (and
+    zeroes ``reserved``) in the same pass as the values: the records are written to memory
+    once, not twice."""
     n_pol = pol_int.shape[0]
     n_scen = df_t.shape[1]
+    ids = out_sid.shape[0] > 0
     k_max = (df_t.shape[0] - 1) // g
     m = int(prm[P_STEPS_PER_YEAR])
     dynamic = prm[P_DYNAMIC] != 0.0
@@ -353,7 +363,12 @@ def full_kernel(
                             df_t[j, s0:s1], df_t[j + coff, s0:s1], df_t[j + g, s0:s1], ta,
                         )  # fmt: skip
                     for s in range(s0, s1):
-                        out_npv[i * n_scen + s] = w * (acc[0, s] - mat * lives[s] * v_mat[s])
+                        r = i * n_scen + s
+                        out_npv[r] = w * (acc[0, s] - mat * lives[s] * v_mat[s])
+                        if ids:
+                            out_sid[r] = scenario_ids[s]
+                            out_pid[r] = policy_ids[i]
+                            out_res[r] = 0
                 continue
             lives[:] = 1.0
             acc[:] = 0.0
