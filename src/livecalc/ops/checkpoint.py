@@ -42,7 +42,6 @@ __all__ = [
     "RunCheckpoint",
     "StoredChunks",
     "checkpoint_store",
-    "collect_garbage",
     "part_buffers",
     "read_part",
 ]
@@ -378,21 +377,3 @@ class RunCheckpoint:
 
     def _part(self, node_id: str, chunk: int) -> str:
         return f"{self.run_id}/{node_id}/chunk-{chunk:06d}{PART_SUFFIX}"
-
-
-def collect_garbage(store: CheckpointStore, older_than_seconds: float) -> list[str]:
-    """Remove the checkpoints not updated for ``older_than_seconds``; the run ids removed."""
-    now = time.time()
-    removed = []
-    runs = sorted({key.split("/", 1)[0] for key in store.list()})
-    for run_id in runs:
-        try:
-            manifest = json.loads(store.get(f"{run_id}/{MANIFEST}"))
-            updated = float(manifest.get("updated_at", 0))
-        except (FileNotFoundError, ValueError):
-            updated = 0.0  # parts without a readable manifest cannot be resumed
-        if now - updated >= older_than_seconds:
-            store.delete(run_id)
-            removed.append(run_id)
-            _log.info("checkpoint_removed", run=run_id, age_seconds=now - updated)
-    return removed
