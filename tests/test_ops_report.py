@@ -694,3 +694,17 @@ class TestReportView:
         assert "valuation date <b>2026-12-31</b>" in render_report(dated)
         assert "valuation date <b>2026-06-30</b>" in render_report(in_config)
         assert "valuation date" not in render_report({"run_id": "r", "status": "failed"})
+
+    def test_a_failed_or_dead_run_says_so_first(self) -> None:
+        """The summary of a failed run names the failed node and its error; a dead run says
+        its process is gone."""
+        from livecalc.ops.report import render_report
+
+        failed = {
+            "run_id": "r",
+            "status": "failed",
+            "nodes": [{"node_id": "projection", "status": "failed", "error": "no such table"}],
+        }
+
+        assert "Node projection failed: no such table." in render_report(failed)
+        assert "its process is gone" in render_report({"run_id": "r", "status": "dead"})

@@ -244,13 +244,14 @@ def compare(
     fmt: FormatOption = None,
 ) -> None:
     """Compare two runs: metrics by the size of their move, config differences, timings."""
-    from livecalc.ops.labels import format_change, format_value, unit_of
+    from livecalc.ops.labels import currency_of, format_change, format_value, unit_of
     from livecalc.ops.report import compare_records
 
     with _errors():
         form = chosen_format(fmt, as_json)
         runs = _store(store)
-        diff = compare_records(runs.get(run_a), runs.get(run_b))
+        second = runs.get(run_b)
+        diff = compare_records(runs.get(run_a), second)
     metrics = ListTable(
         "metrics (largest move first)",
         ("metric", "label", "unit", f"a {diff['a']}", f"b {diff['b']}", "difference", "relative"),
@@ -263,7 +264,7 @@ def compare(
         metrics.add(
             m["metric"],
             m["label"],
-            unit_of(kind),
+            unit_of(kind, currency_of(second)),
             format_value(m["a"], kind),
             format_value(m["b"], kind),
             format_value(m["difference"], kind),
@@ -336,7 +337,10 @@ def gc(
         highlight=False,
     )
     if done.running:
-        console.print(f"left {len(done.running)} running: {', '.join(done.running)}")
+        running = [f"{r} ({done.owners[r].describe()})" for r in done.running]
+        console.print(
+            f"left {len(running)} running: {', '.join(running)}", highlight=False, soft_wrap=True
+        )
 
 
 def check(

@@ -37,6 +37,7 @@ _STATUS_WORDS = {
     "failed": "failed",
     "interrupted": "was interrupted",
     "running": "has not finished (running, or killed)",
+    "dead": "stopped before it finished: its process is gone (killed or crashed)",
 }
 
 
@@ -51,6 +52,10 @@ def summary_sentences(view: ReportView) -> list[str]:
     if scenarios is not None and scenarios.value is not None:
         ran += f", over {format_value(scenarios.value, 'count')} scenarios"
     sentences = [ran + "."]
+    failed = [n for n in r.get("nodes") or [] if n.get("status") == "failed"]
+    for n in failed:
+        error = f": {n['error']}" if n.get("error") else ""
+        sentences.append(f"Node {n['node_id']} failed{error}.")
     shown = [m for m in key_metrics(view.metrics) if m.kind == "money"]
     if shown:
         parts = []

@@ -217,13 +217,10 @@ def explain(metric: MetricView) -> str | None:
             "NPV: the present value of the portfolio's future profits in one scenario "
             "(positive = profit); the mean is over all scenarios."
         )
-    match = re.fullmatch(r"metrics\.(var|cte)_(\d+(?:_\d+)?)", key)
-    if match:
-        level = float(_level(match.group(2)))
-        tail = f"{100 - level:g}%"
-        if match.group(1) == "var":
-            return f"{metric.label}: the NPV below which the worst {tail} of scenarios lie."
-        return f"{metric.label}: the mean NPV of the worst {tail} of scenarios."
+    if re.fullmatch(r"metrics\.var_\d+(?:_\d+)?", key):
+        return "VaR a%: the NPV below which the worst (100 - a)% of scenarios lie."
+    if re.fullmatch(r"metrics\.cte_\d+(?:_\d+)?", key):
+        return "CTE a%: the mean NPV of the worst (100 - a)% of scenarios."
     if metric.kind == "factor":
         return (
             f"{metric.label}: the factor applied to the assumption (1 = as given) that the goal "

@@ -382,6 +382,8 @@ class Collected:
 
     removed: list[str]
     running: list[str]
+    owners: dict[str, Owner] = dataclasses.field(default_factory=dict)
+    """The owner of each run left running."""
 
 
 def collect_garbage(
@@ -396,7 +398,7 @@ def collect_garbage(
     run whose owner is alive (its lock in ``locks``, default the store's own folder).
     """
     now = time.time()
-    out = Collected([], [])
+    out = Collected([], [], {})
     if isinstance(store, LocalCheckpointStore):
         locks = locks if locks is not None else store.root
         candidates = _local_run_folders(store.root)
@@ -406,6 +408,7 @@ def collect_garbage(
         owner = owner_of(locks, run_id) if locks is not None else None
         if owner is not None and owner.alive:
             out.running.append(run_id)
+            out.owners[run_id] = owner
             continue
         if now - newest < older_than_seconds:
             continue

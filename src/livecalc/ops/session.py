@@ -268,7 +268,13 @@ def _run(
             _record_and_alert(record, alerts, run_store)
         raise
     hooks = OpsHooks(
-        config, prov, store=run_store, checkpoint=cp, source=source, resumed=_resume is not None
+        config,
+        prov,
+        store=run_store,
+        checkpoint=cp,
+        source=source,
+        resumed=_resume is not None,
+        dataset_files=datasets,
     )
     if _resume is not None and run_store is not None:
         hooks.continue_from(_previous_record(run_store, run_id), lock.previous if lock else None)
@@ -311,12 +317,17 @@ def _run(
     hooks.finish(status)
     if keep_datasets is True and keep_folder is not None:
         mark_kept(keep_folder)
-    if report is not None:
-        from livecalc.ops.report import write_report
+    try:
+        if report is not None:
+            from livecalc.ops.report import write_report
 
-        write_report(Path(report), hooks.record)
-        result.summary.written["report"] = Path(report)
-    _alert(config, hooks, run_store)
+            write_report(Path(report), hooks.record)
+            result.summary.written["report"] = Path(report)
+    except BaseException:
+        hooks.record["report_path"] = None  # the alert points at no report that is not there
+        raise
+    finally:
+        _alert(config, hooks, run_store)  # whatever the report did
     result.summary.extras["store"] = str(run_store.file) if run_store is not None else None
     if hooks.store_error is not None:
         result.summary.extras["store_error"] = hooks.store_error
