@@ -65,6 +65,25 @@ class TestListingCommands:
         assert 2 == len(re.findall(r"\b20\d\d-\d\d-\d\d \d\d:\d\d:\d\d\b", out.stdout))
         assert "…" not in out.stdout
 
+    def test_run_summary_through_a_pipe_is_not_cut(self, tmp_path: Path) -> None:
+        """`livecalc run CONFIG | cat`: the end-of-run tables keep every status and count whole
+        (a cron log once read `succeed…`, `5,0…`)."""
+        config = real_pipeline(tmp_path, [])
+        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+        exe = Path(sys.executable).with_name("livecalc")
+
+        out = subprocess.run(
+            [str(exe), "run", str(config), "--no-progress"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+
+        assert 0 == out.returncode, out.stderr
+        assert 3 == len(re.findall(r"│ (esg|projection|solver) +│ succeeded │", out.stdout))
+        assert "…" not in out.stdout
+
     def test_every_listing_command_prints_json_csv_and_plain(
         self, two_runs: tuple[str, str]
     ) -> None:

@@ -296,6 +296,8 @@ class TestReportInChromium:
         overlaps = browser.evaluate(OVERLAPPING_LABELS)
         unexplained = browser.evaluate(UNEXPLAINED_CHARTS)
         summary = browser.evaluate("document.querySelector('#summary').innerText")
+        seek = browser.evaluate("document.querySelector('svg[data-chart=goal_seek]').textContent")
+        fan = browser.evaluate("document.querySelector('svg[data-chart=esg_fan]').textContent")
         summary_bottom = browser.evaluate(
             "document.querySelector('#summary').getBoundingClientRect().bottom"
         )
@@ -311,6 +313,9 @@ class TestReportInChromium:
         assert ["npv", "goal_seek", "esg_fan", "timeline"] == charts
         assert [] == overlaps
         assert [] == unexplained
+        assert "Premium multiplier" in seek and "target" in seek  # x: the parameter
+        for band in ("1st to 99th percentile", "5th to 95th percentile", "median"):
+            assert band in fan
         money = r"-?[\d,]+\.\d\d\sEUR"
         for label in ("Mean NPV", "VaR 95%", "CTE 95%"):
             assert re.search(f"{re.escape(label)}\\s{money}", summary), summary

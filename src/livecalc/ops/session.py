@@ -268,7 +268,13 @@ def _run(
             _record_and_alert(record, alerts, run_store)
         raise
     hooks = OpsHooks(
-        config, prov, store=run_store, checkpoint=cp, source=source, resumed=_resume is not None
+        config,
+        prov,
+        store=run_store,
+        checkpoint=cp,
+        source=source,
+        resumed=_resume is not None,
+        dataset_files=datasets,
     )
     if _resume is not None and run_store is not None:
         hooks.continue_from(_previous_record(run_store, run_id), lock.previous if lock else None)
