@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from livecalc.io.generate import generate_policies, write_policies
-from livecalc.runtime.leftovers import SHM_FOLDER, pid_alive
+from livecalc.runtime.leftovers import SHM_FOLDER, owner_tag, pid_alive
 
 LIVECALC = str(Path(sys.executable).with_name("livecalc"))
 
@@ -77,7 +77,8 @@ def _workers(pid: int) -> list[int]:
 
 
 def _segments(pid: int) -> list[Path]:
-    return sorted(SHM_FOLDER.glob(f"livecalc_{pid}_*"))
+    # The run is started from this process, in its pid namespace: it has this owner tag.
+    return sorted(SHM_FOLDER.glob(f"livecalc_{owner_tag()}_{pid}_*"))
 
 
 def _temp_files(folder: Path) -> list[Path]:
@@ -163,8 +164,9 @@ class TestSweep:
         _wait_for(lambda: not _workers(proc.pid), "the workers to die")
         left_segments, left_temp = _segments(proc.pid), _temp_files(tmp_path / "out")
         # A live process's (this test's) leftovers-to-be must survive the sweep.
-        live_segment = SHM_FOLDER / f"livecalc_{os.getpid()}_0123456789ab"
-        live_temp = tmp_path / "out" / f".x.parquet.livecalc-{os.getpid()}-0123456789ab.tmp"
+        tag, pid = owner_tag(), os.getpid()
+        live_segment = SHM_FOLDER / f"livecalc_{tag}_{pid}_0123456789ab"
+        live_temp = tmp_path / "out" / f".x.parquet.livecalc-{tag}-{pid}-0123456789ab.tmp"
         live_segment.write_bytes(b"x")
         live_temp.write_bytes(b"x")
         try:

@@ -29,6 +29,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from fuzz_cases import CONFIG_NAME, FUZZ_SECRET, Case
 
+from livecalc.runtime.leftovers import owner_tag
+
 TIMEOUT_SECONDS = float(os.environ.get("LIVECALC_FUZZ_TIMEOUT", "90"))
 """Longest one command may take; generous because the test machine is shared."""
 
@@ -36,7 +38,9 @@ MEMORY_LIMIT_BYTES = 8 * 2**30
 """Address-space cap of each command, so a runaway allocation fails instead of swapping."""
 
 SHM = Path("/dev/shm")
-_SEGMENT = re.compile(r"livecalc_(\d+)_[0-9a-f]+")
+# livecalc_<owner tag>_<pid>_<random> (livecalc.runtime.leftovers); without the tag: the names
+# of earlier LiveCalc versions.
+_SEGMENT = re.compile(r"livecalc_(?:(?P<tag>[0-9a-f]{8})_)?(?P<pid>\d+)_[0-9a-f]+")
 
 
 @dataclass(frozen=True)
@@ -158,11 +162,12 @@ def leaked_segments(before: set[str], pids: frozenset[int] | None = None) -> lis
     None), whose creating process is gone. Other people's runs share /dev/shm: only the
     case's own processes count."""
     leaked = []
+    tag = owner_tag()
     for name in sorted(shm_segments() - before):
         match = _SEGMENT.fullmatch(name)
-        if not match:
-            continue
-        pid = int(match.group(1))
+        if not match or match["tag"] not in (None, tag):
+            continue  # another machine's or pid namespace's: its pid means nothing here
+        pid = int(match["pid"])
         if (pids is None or pid in pids) and not _alive(pid):
             leaked.append(name)
     return leaked

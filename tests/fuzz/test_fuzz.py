@@ -32,6 +32,8 @@ from fuzz_harness import (
     snapshot,
 )
 
+from livecalc.runtime.leftovers import owner_tag
+
 SEED = int(os.environ.get("LIVECALC_FUZZ_SEED", "20261125"))
 CASES = int(os.environ.get("LIVECALC_FUZZ_CASES", "17"))
 ONLY = os.environ.get("LIVECALC_FUZZ_ONLY", "")
@@ -145,14 +147,20 @@ class TestChecks:
         ]
 
     def test_a_segment_of_a_dead_process_is_a_leak(self) -> None:
-        """A /dev/shm segment named after a process that no longer exists is reported."""
+        """A /dev/shm segment named after a process of this machine and pid namespace that no
+        longer exists is reported; one of another owner tag is not (its pid means nothing
+        here)."""
         # LiveCalc's shared memory lives in /dev/shm on Linux, the platform this suite runs on.
         assert Path("/dev/shm").is_dir(), "no /dev/shm: shared memory cannot be checked here"
         dead = 2**22 + 12345  # above the default pid_max of 4,194,304: never a live pid
-        name = f"livecalc_{dead}_0123456789ab"
-        path = Path("/dev/shm") / name
-        path.write_bytes(b"x")
+        tag = owner_tag()
+        other = f"{int(tag, 16) ^ 1:08x}"
+        names = [f"livecalc_{t}_{dead}_0123456789ab" for t in (tag, other)]
+        paths = [Path("/dev/shm") / name for name in names]
+        for path in paths:
+            path.write_bytes(b"x")
         try:
-            assert [name] == leaked_segments(shm_segments() - {name})
+            assert names[:1] == leaked_segments(shm_segments() - set(names))
         finally:
-            path.unlink(missing_ok=True)  # a LiveCalc start may sweep it first
+            for path in paths:
+                path.unlink(missing_ok=True)  # a LiveCalc start may sweep ours first

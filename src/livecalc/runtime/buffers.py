@@ -7,8 +7,9 @@ moved to a 16-byte boundary; a shared one (``shared=True``) lives in a POSIX sha
 segment that another process attaches to by name (``attach_shared``) with no copy. Segments are
 unlinked by ``free``/``free_all``/the context manager, and, when the owning process dies
 without cleaning up, by Python's resource tracker, which outlives it. When the tracker dies
-too (SIGKILL of the whole process group), the next LiveCalc process to create a
-BufferManager removes them: segment names carry the owner's pid (``livecalc.runtime.leftovers``).
+too (SIGKILL of the whole process group), the next LiveCalc process of the same machine and
+pid namespace to create a BufferManager removes them: segment names carry the owner's tag and
+pid (``livecalc.runtime.leftovers``).
 """
 
 from __future__ import annotations
