@@ -361,6 +361,13 @@ class TestPolicy:
     ) -> None:
         """A run with a node of slow, small chunks and one of fast chunks of 6 MB each,
         stopped by a failing node: only the slow node's chunks are in the checkpoint."""
+        # An overhead of 0.02% leaves no machine load a way to flip a decision. What is
+        # written (the slow node's 4 x 8 kB) never reaches a megabyte, so the write speed stays
+        # the assumed 1 GB/s. A slow chunk (250 policies of 32 bytes) costs 8 us to write,
+        # less than 0.02% of the 0.1 s it sleeps at least (20 us): always kept. A fast chunk
+        # (250 policies x 1,000 scenarios of 24 bytes) costs 6 ms, 0.02% of 30 s: kept only
+        # if it took 30 s instead of its few milliseconds. (At the default 5%, a fast chunk
+        # stretched to 0.12 s by a busy machine was kept.)
         write_policies(tmp_path / "policies.parquet", generate_policies(1_000, seed=5, max_term=30))
         raw = {
             "plugins": [PLUGIN],
@@ -382,7 +389,7 @@ class TestPolicy:
                 {
                     "id": "slow",
                     "type": "test_sleep",
-                    "config": {"seconds": 0.05},
+                    "config": {"seconds": 0.1},
                     "inputs": ["policies"],
                     "outputs": ["slept"],
                 },
@@ -394,7 +401,7 @@ class TestPolicy:
                     "outputs": ["never"],
                 },
             ],
-            "run": {"chunk_size": 250},
+            "run": {"chunk_size": 250, "checkpoint_max_overhead": 0.0002},
         }
 
         result = livecalc.run(raw, base_dir=tmp_path)
