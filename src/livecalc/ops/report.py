@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from livecalc.ops import _svg
+from livecalc.runtime.leftovers import check_replaceable
 
 __all__ = ["compare_records", "render_report", "write_report"]
 
@@ -331,6 +332,7 @@ def write_report(
     text = render_report(record, against)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    check_replaceable(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

@@ -39,6 +39,7 @@ from livecalc.pipeline.selection import select
 from livecalc.ports import CheckpointStore, ChunkStrategy, ProgressReporter, RunContext
 from livecalc.ports.context import check_run_id
 from livecalc.runtime.factory import EngineFactory
+from livecalc.runtime.leftovers import check_replaceable
 
 __all__ = ["START_RECORD_DELAY", "CheckpointOption", "OpsHooks", "StoreOption", "resume", "run"]
 
@@ -134,6 +135,8 @@ def run(
         overrides = _resume.manifest["meta"].get("overrides", [])
         nodes, datasets, keep_datasets = resumed_selection(_resume.manifest["meta"])
     selection = select(config, EngineGraph(config), factory, nodes, datasets)
+    if report is not None:
+        check_replaceable(Path(report))  # refused before the run, not after its outputs
     run_store = store_of(store)
     executor_name = executor if isinstance(executor, str) else config.run.executor
     prov = provenance(

@@ -243,6 +243,14 @@ class RunStore:
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(self._target)]
             )
             con.execute("COMMIT")
+        except duckdb.Error as exc:
+            con.execute("ROLLBACK")
+            if version == 0:  # tables of another program where LiveCalc's would go
+                raise ConfigurationError(
+                    f"run store {self.file}: a DuckDB database that is not a LiveCalc run "
+                    f"store ({str(exc).splitlines()[0]}); choose another with --store DIR"
+                ) from None
+            raise self._unreadable(exc) from None
         except BaseException:
             con.execute("ROLLBACK")
             raise

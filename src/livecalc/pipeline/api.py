@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from livecalc.assumptions.credentials import AMCredentials, CredentialManager
 from livecalc.errors import CalcEngineError, ConfigurationError, ExecutionError
 from livecalc.log import get_logger
+from livecalc.pipeline._config_files import given_path
 from livecalc.pipeline._data_checks import check_source_data, engines_checker, load_datasets
 from livecalc.pipeline._sizes import buffer_problems, esg_horizon_years, esg_scenario_count
 from livecalc.pipeline._summary import NodeReport, RunSummary
@@ -223,7 +224,7 @@ def run(
         run_id=run_id,
         selection=selection,
         keep_datasets=(
-            Path(keep_datasets).expanduser().resolve()
+            given_path(keep_datasets, "keep_datasets")
             if isinstance(keep_datasets, str | Path)
             else None
         ),

@@ -101,8 +101,9 @@ def load_config(
     raw = apply_overrides(raw, overrides)
     raw.pop("$schema", None)  # editors' schema pointer
     raw["base_dir"] = str(Path(base_dir).resolve() if base_dir is not None else folder.resolve())
+    _check_folder_name(raw["base_dir"], config_file)
 
-    problems: list[str] = []
+    problems: list[str] = list(_not_text(raw))
     config: PipelineConfig | None = None
     try:
         config = PipelineConfig.model_validate(raw)
@@ -127,6 +128,48 @@ def load_config(
         raise ConfigurationError(format_problems(problems))
     assert config is not None
     return config
+
+
+def _check_folder_name(base_dir: str, config_file: Path | None) -> None:
+    """Refuse a config folder whose name is not UTF-8 (Python holds such bytes as lone
+    surrogates): the Parquet library, the run store and JSON cannot take its paths."""
+    try:
+        base_dir.encode("utf-8")
+    except UnicodeEncodeError:
+        where = ascii(str(config_file)) if config_file is not None else "the config"
+        raise ConfigurationError(
+            f"{where}: the folder {base_dir!a} has a name that is not UTF-8, which "
+            "the Parquet files and the run store cannot name; rename the folder or move the "
+            "config and its data"
+        ) from None
+
+
+def _not_text(value: Any, path: str = "") -> Iterable[str]:
+    """A problem for every key or string of the config that holds a lone surrogate (JSON's
+    ``"\\ud800"``): no file, store or log can hold it as text."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and not _is_text(key):
+                yield f"{where!a}: the key is not valid Unicode (a lone surrogate); fix it"
+            yield from _not_text(item, where)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _not_text(item, f"{path}[{i}]")
+    elif isinstance(value, str) and path != "base_dir" and not _is_text(value):
+        where = path if _is_text(path) else ascii(path)
+        yield (
+            f"{where}: {value!a} is not valid Unicode (it holds a lone surrogate such as "
+            "\\ud800); give real characters"
+        )
+
+
+def _is_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _valid_nodes(raw: Mapping[str, Any]) -> list[tuple[int, EngineNode]]:

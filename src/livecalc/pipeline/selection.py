@@ -31,6 +31,7 @@ import numpy as np
 from livecalc.errors import CalcEngineError, ConfigurationError, ExecutionError
 from livecalc.io.parquet import ParquetReader, ParquetWriter, record_type_name
 from livecalc.log import get_logger
+from livecalc.pipeline._config_files import given_path
 from livecalc.pipeline._outputs import DATASET_KEY
 from livecalc.pipeline._summary import write_json_atomic
 from livecalc.pipeline.config import PipelineConfig
@@ -212,7 +213,7 @@ def select(
                 "is not selected; " + _FIX.format(producer=producer, name=name)
             )
             continue
-        path = Path(os.fspath(given[name])).expanduser().resolve()
+        path = given_path(given[name], f"datasets[{name!r}]")
         if not path.is_file():
             what = "is a folder" if path.is_dir() else "not found"
             problems.append(

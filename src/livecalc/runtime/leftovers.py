@@ -19,10 +19,15 @@ import contextlib
 import os
 import re
 import secrets
+import stat
 from pathlib import Path
+
+from livecalc.errors import ConfigurationError
 
 __all__ = [
     "SHM_FOLDER",
+    "check_replaceable",
+    "not_regular_file",
     "pid_alive",
     "segment_name",
     "sweep_segments",
@@ -57,6 +62,37 @@ def segment_name() -> str:
 def temp_path(target: Path) -> Path:
     """A hidden temporary file beside ``target``, carrying this process's pid."""
     return target.parent / f".{target.name}.livecalc-{os.getpid()}-{secrets.token_hex(6)}.tmp"
+
+
+def not_regular_file(path: Path) -> str | None:
+    """What ``path`` is when it exists and is neither a regular file nor a folder (a device,
+    a FIFO, a socket): a file written over it by temporary file and rename would replace it
+    (as root, ``/dev/null`` would become a regular file). None otherwise."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kinds = {
+        "a character device": stat.S_ISCHR,
+        "a block device": stat.S_ISBLK,
+        "a FIFO (named pipe)": stat.S_ISFIFO,
+        "a socket": stat.S_ISSOCK,
+    }
+    kind = next((k for k, test in kinds.items() if test(mode)), "special")
+    return (
+        f"{str(path)!r} is {kind}, not a regular file; LiveCalc writes a new file and renames "
+        "it over the old one, which would replace it: give a file path"
+    )
+
+
+def check_replaceable(path: Path) -> None:
+    """Raise ``ConfigurationError`` when ``path`` is a device, FIFO or socket, which a
+    temporary file renamed over it would replace (see ``not_regular_file``)."""
+    problem = not_regular_file(path)
+    if problem:
+        raise ConfigurationError(f"cannot write {problem}")
 
 
 def sweep_segments(folder: Path = SHM_FOLDER) -> list[str]:
