@@ -200,3 +200,66 @@ class TestOneLineErrors:
             livecalc.run(config, keep_datasets="~nonexistentuser/k")
 
         assert "'~nonexistentuser' names no user" in output
+
+
+class TestKeptDatasets:
+    """Item 18: a dataset file the run would overwrite is refused; kept files are copies,
+    checked by sha256 when read."""
+
+    def _two_nodes(self, tmp_path: Path) -> Path:
+        two = [
+            {"id": "a", "type": "test_echo", "inputs": ["policies"], "outputs": ["r"]},
+            {"id": "b", "type": "test_echo", "inputs": ["r"], "outputs": ["s"]},
+        ]
+        output = {"path": "out/{name}.parquet", "write": ["r", "s"]}
+        return _config(tmp_path, engines=two, output=output)
+
+    def test_a_dataset_file_the_run_writes_is_refused(self, tmp_path: Path) -> None:
+        """`--node b --dataset r=out/s.parquet`: node b writes out/s.parquet itself; the
+        file is refused before the run, and left as it was."""
+        config = self._two_nodes(tmp_path)
+        assert livecalc.run(config, store=False).success
+        target = tmp_path / "out" / "s.parquet"
+        before = target.read_bytes()
+
+        output = _one_line_exit_2(
+            ["run", str(config), "--node", "b", "--dataset", f"r={target}", "--no-progress"]
+        )
+
+        assert "is also output.path (output 's' of node 'b') of this run" in output
+        assert before == target.read_bytes()
+
+    def test_a_kept_output_is_a_copy_that_a_rewrite_in_place_leaves_alone(
+        self, tmp_path: Path
+    ) -> None:
+        """The kept r is not a hard link of out/r.parquet: writing into the output file in
+        place (as `cp` or a redirect does) leaves the kept file as the run kept it."""
+        config = self._two_nodes(tmp_path)
+        result = livecalc.run(config, keep_datasets=tmp_path / "kept", store=False)
+        kept = Path(result.summary.extras["datasets"]["r"])
+        output = tmp_path / "out" / "r.parquet"
+        original = kept.read_bytes()
+
+        assert original == output.read_bytes()
+        assert not os.path.samefile(kept, output)
+        with open(output, "r+b") as f:  # in place: same inode, new bytes
+            f.write(b"\0" * 64)
+        assert original == kept.read_bytes()
+
+    def test_a_kept_file_changed_since_is_refused_when_read(self, tmp_path: Path) -> None:
+        """SHA256SUMS lists each kept file; a kept file edited since is refused by the run
+        that reads it (exit 2, naming it), the untouched one is read."""
+        config = self._two_nodes(tmp_path)
+        result = livecalc.run(config, nodes=["a"], keep_datasets=tmp_path / "kept", store=False)
+        kept = Path(result.summary.extras["datasets"]["r"])
+        sums = (tmp_path / "kept" / "SHA256SUMS").read_text()
+        args = ["run", str(config), "--node", "b", "--dataset", f"r={kept}", "--no-progress"]
+
+        assert f"  {kept.name}\n" in sums
+        assert 0 == CliRunner().invoke(app, args).exit_code
+        data = bytearray(kept.read_bytes())
+        data[len(data) // 2] ^= 1
+        kept.write_bytes(bytes(data))
+        output = _one_line_exit_2(args)
+
+        assert f"datasets['r']: {kept} changed since its run kept it" in output
