@@ -150,7 +150,7 @@ def run(
     if cp is None:
         if keep_datasets is True and run_id is None:
             run_id = new_run_id()  # the datasets folder is named after it
-        cp = new_checkpoint(config, prov, store, checkpoint, run_id, overrides)
+        cp = new_checkpoint(config, prov, store, checkpoint, run_id, overrides, credentials)
         if cp is not None:
             cp.manifest["meta"].update(selection_meta(selection, prov, keep_datasets))
     run_id = cp.run_id if cp is not None else run_id
