@@ -158,3 +158,39 @@ class TestFullPipeline:
         assert first["optimization"]["converged"]
         assert base_mean == pytest.approx(first["metrics"]["mean"], rel=1e-9)
         assert abs(solved_mean) < 1e-6 * abs(base_mean)
+
+
+@pytest.mark.slow
+class TestNested:
+    def test_summary_has_the_four_figures_and_they_recompute(self, examples: Path) -> None:
+        """examples/nested: summary.json holds nested.var_99_5 (+ _se), lsmc.r2 and
+        lsmc.max_abs_rel_error_oos; the VaR recomputes from the per-outer-path values and the
+        value at 0 from the written cash flows; the run prints the tables."""
+        folder = examples / "nested"
+        folder.mkdir()
+        shutil.copy(EXAMPLES / "nested" / "config.json", folder)
+
+        result = _run(folder / "config.json")
+
+        nodes = _summary(folder / "output" / "summary.json")["nodes"]
+        outputs = next(n for n in nodes if n["node_id"] == "valuation")["outputs"]
+        nested, lsmc = outputs["nested"], outputs["lsmc"]
+        paths = nested["outer_paths"]
+        change = np.array(paths["deflator"]) * np.array(paths["value"]) - nested["value_0"]
+        loss = -change
+        assert np.quantile(loss, 0.995, method="inverted_cdf") == pytest.approx(
+            nested["var_99_5"], rel=1e-12
+        )
+        assert nested["var_99_5_se"] > 0
+        assert 0.0 < lsmc["r2"] <= 1.0
+        assert 0.0 <= lsmc["max_abs_rel_error_oos"] < 1.0
+        table = pq.read_table(folder / "output" / "cashflows.parquet")
+        cf = {name: table.column(name).to_numpy() for name in table.column_names}
+        later = cf["time_years"] >= 1.0
+        start = (cf["premiums"] - cf["expenses"] - cf["commissions"])[later]
+        end = (cf["death_claims"] + cf["surrenders"] + cf["maturities"])[later]
+        t = cf["time_years"][later]
+        value_0 = float((start * 1.03**-t).sum() - (end * 1.03 ** -(t + 1)).sum())
+        assert value_0 == pytest.approx(nested["value_0"], rel=1e-9)
+        for text in ("var_99_5 (loss of value)", "LSMC proxy", "by quantile", "closed form"):
+            assert text in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -21,10 +22,10 @@ from livecalc.ops.checkpoint import (
     ArrowFsCheckpointStore,
     LocalCheckpointStore,
     RunCheckpoint,
-    collect_garbage,
     part_buffers,
     read_part,
 )
+from livecalc.ops.liveness import collect_garbage
 from livecalc.ops.session import resume
 from livecalc.runtime.records import RESULT_DETAIL_DTYPE, RESULT_DTYPE, SCENARIO_TOTAL_DTYPE
 
@@ -65,6 +66,14 @@ def checkpoint_store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "arrow":
         return ArrowFsCheckpointStore((tmp_path / "cp").as_uri())
     return MemoryStore()
+
+
+def _age_files(store: Any, run_id: str, seconds: float) -> None:
+    """Make a local run folder's files as old as ``seconds`` (gc ages it by its newest file)."""
+    if isinstance(store, LocalCheckpointStore):
+        then = time.time() - seconds
+        for path in [store.root / run_id, *(store.root / run_id).rglob("*")]:
+            os.utime(path, (then, then))
 
 
 def _padded(n: int) -> np.ndarray:
@@ -445,9 +454,10 @@ class TestManifest:
         old.save()
         old.manifest["updated_at"] = time.time() - 8 * 86400
         checkpoint_store.put("old/manifest.json", json.dumps(old.manifest).encode())
+        _age_files(checkpoint_store, "old", 8 * 86400)
         RunCheckpoint(checkpoint_store, "new", {}).save()
 
-        removed = collect_garbage(checkpoint_store, 7 * 86400)
+        removed = collect_garbage(checkpoint_store, 7 * 86400).removed
 
         assert ["old"] == removed
         assert ["new/manifest.json"] == checkpoint_store.list()
@@ -458,6 +468,7 @@ class TestManifest:
         cp = RunCheckpoint(store, "old", {})
         cp.manifest["updated_at"] = time.time() - 30 * 86400
         store.put("old/manifest.json", json.dumps(cp.manifest).encode())
+        _age_files(store, "old", 30 * 86400)
 
         result = CliRunner().invoke(app, ["runs", "gc", "--older-than", "7d"])
 

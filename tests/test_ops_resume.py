@@ -171,15 +171,20 @@ class TestResumeAfterSigkill:
         run_id, done = _kill_midway(config, livecalc_home, 4)
         assert 4 <= done < 10
         assert not out.exists()
-        assert "running" == RunStore().get(run_id)["status"]
+        killed = RunStore().get(run_id)
+        assert ("dead", True) == (killed["status"], killed["resumable"])
 
-        resumed = _resume_cli(run_id)
+        resumed = _resume_cli(run_id[:6])  # a unique prefix, as `runs show` takes
         record = RunStore().get(run_id)
         projection = next(n for n in record["nodes"] if n["node_id"] == "projection")
 
         assert 0 == resumed.returncode, resumed.stderr
         assert "succeeded" == record["status"]
         assert 1 == record["resumed"]
+        # The record keeps the first attempt: its start, and both attempts.
+        assert killed["started_at"] == record["started_at"]
+        assert ["killed", "succeeded"] == [a["status"] for a in record["attempts"]]
+        assert record["seconds"] == pytest.approx(sum(a["seconds"] for a in record["attempts"]))
         assert (10, done) == (projection["chunks"], projection["reused_chunks"])
         assert 10 - done == projection["chunks"] - projection["reused_chunks"]
         assert _data_bytes(reference) == _data_bytes(out)

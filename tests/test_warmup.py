@@ -143,6 +143,7 @@ class TestWarmupCommand:
         assert 0 == warm.returncode, warm.stderr
         assert "projection.full_kernel" in warm.stdout
         assert "esg._gaussian_kernel" in warm.stdout
+        assert "projection_nested._values_kernel" in warm.stdout
         assert re.search(r"compiled \d+ signatures, loaded \d+ from the cache", warm.stdout)
         assert 0 == done.returncode, done.stderr
         summary = json.loads((tmp_path / "out" / "summary.json").read_text())

@@ -34,7 +34,7 @@ def get(run_id: str, store: str | Path | None = None) -> dict[str, Any]:
 
 
 def delete(run_id: str, store: str | Path | None = None) -> bool:
-    """Remove a run's record; whether there was one."""
+    """Remove a run's record; whether there was one (refused while the run runs)."""
     from livecalc.ops.store import RunStore
 
     return RunStore(store).delete(run_id)

@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from livecalc.cli._common import console, err_console, print_error
+from livecalc.cli._nested import print_nested
 from livecalc.log import scrub_text
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ def print_summary(result: RunResult) -> None:
         )
     console.print(table)
     for node_id, outputs in result.statistics.items():
+        if print_nested(node_id, outputs):
+            continue
         stats = Table(title=f"{node_id}: statistics", show_header=False)
         stats.add_column("name")
         stats.add_column("value", justify="right")

@@ -58,7 +58,8 @@ def _fmt(value: Any) -> str:
 def list_runs(
     limit: Annotated[int, typer.Option(min=1, help="newest N runs")] = 20,
     status: Annotated[
-        str | None, typer.Option(help="succeeded, failed, check_failed, running, interrupted")
+        str | None,
+        typer.Option(help="succeeded, failed, check_failed, running, dead, interrupted"),
     ] = None,
     store: StoreDir = None,
     as_json: AsJson = False,
@@ -82,20 +83,38 @@ def list_runs(
         "config",
     ):
         table.add_column(column, no_wrap=column in ("run_id", "status"))
-    colours = {"succeeded": "green", "failed": "red", "check_failed": "yellow"}
+    colours = {"succeeded": "green", "failed": "red", "check_failed": "yellow", "dead": "red"}
     for r in rows:
         colour = colours.get(r["status"], "dim")
         table.add_row(
             r["run_id"],
             str(r["started_at"])[:19],
-            f"[{colour}]{r['status']}[/]",
+            f"[{colour}]{_status_text(r)}[/]",
             _fmt(r["seconds"]),
             str(r["source"]),
-            f"{r['failed_checks']} failed" if r["failed_checks"] else "ok",
-            f"{r['sla_breaches']} breached" if r["sla_breaches"] else "ok",
+            _verdict(r, r["failed_checks"], "failed", bool(r.get("checks"))),
+            _verdict(r, r["sla_breaches"], "breached", True),
             escape(Path(r["config_path"]).name if r["config_path"] else "(python)"),
         )
     console.print(table)
+
+
+_FINISHED = ("succeeded", "check_failed")
+"""Statuses of a run whose checks and SLA were evaluated."""
+
+
+def _status_text(r: dict[str, Any]) -> str:
+    """The status column: a dead run says whether it can be resumed."""
+    if r["status"] == "dead":
+        return "dead (resumable)" if r.get("resumable") else "dead"
+    return str(r["status"])
+
+
+def _verdict(r: dict[str, Any], bad: int, word: str, evaluated: bool) -> str:
+    """``ok``, ``N failed`` or ``-`` (not evaluated: the run did not get that far)."""
+    if bad:
+        return f"{bad} {word}"
+    return "ok" if r["status"] in _FINISHED and evaluated else "-"
 
 
 @runs_app.command("show")
@@ -111,11 +130,28 @@ def show(
         typer.echo(json.dumps(record, indent=2, default=str))
         return
     prov = record["provenance"]
-    console.print(
-        f"run [bold]{record['run_id']}[/]: {record['status']} ({record['source']}), "
-        f"{record['started_at']} -> {record['finished_at']}, {_fmt(record['seconds'])} s",
-        highlight=False,
-    )
+    if record["finished_at"] is None:
+        owner = record.get("owner") or {}
+        who = f"pid {owner.get('pid', prov['pid'])} on host {owner.get('host', prov['host'])}"
+        console.print(
+            f"run [bold]{record['run_id']}[/]: {_status_text(record)} ({record['source']}), "
+            f"started {record['started_at']}, "
+            + (f"not finished: {escape(record['liveness'])}" if "liveness" in record else who),
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print(
+            f"run [bold]{record['run_id']}[/]: {record['status']} ({record['source']}), "
+            f"{record['started_at']} -> {record['finished_at']}, {_fmt(record['seconds'])} s",
+            highlight=False,
+        )
+    for a in record.get("attempts") or []:
+        console.print(
+            f"attempt {a['started_at']} -> {a['finished_at'] or '?'}: {a['status']}, "
+            f"{_fmt(a['seconds']) or '?'} s (pid {a['pid']} on host {a['host']})",
+            highlight=False,
+        )
     console.print(f"config {escape(str(prov['config_path']))} sha256 {prov['config_hash']}")
     console.print(
         f"host {prov['host']}, executor {prov['executor']}, "
@@ -213,12 +249,18 @@ def delete(
     run_id: Annotated[str, typer.Argument(help="the run to remove from the store")],
     store: StoreDir = None,
 ) -> None:
-    """Delete a run's record (its output files are left where they are)."""
+    """Delete a run's record (its output files are left where they are); refused while the
+    run runs, and for a prefix of fewer than 4 characters."""
     with _errors():
         runs = _store(store)
-        record = runs.get(run_id)
+        # An unset shell variable ("") or a slip of one character must not delete a run.
+        record = runs.get(run_id, min_prefix=DELETE_MIN_PREFIX)
         runs.delete(record["run_id"])
     console.print(f"deleted run {record['run_id']}")
+
+
+DELETE_MIN_PREFIX = 4
+"""The fewest characters of a run id ``runs delete`` takes as a prefix."""
 
 
 def _age(text: str) -> float:
@@ -237,17 +279,27 @@ def gc(
         str | None, typer.Option(help="checkpoint folder or URI (default: runs/ beside the store)")
     ] = None,
 ) -> None:
-    """Remove run folders not touched for a while: checkpoints of runs killed and never
-    resumed, and the datasets runs kept (--keep-datasets)."""
-    from livecalc.ops.checkpoint import checkpoint_store, collect_garbage
+    """Remove run folders not touched for a while (aged by their newest file): checkpoints
+    of runs killed and never resumed, and the datasets runs kept (--keep-datasets). A run
+    still running and what is not a run folder are left alone."""
+    from livecalc.ops.checkpoint import checkpoint_store
     from livecalc.ops.home import checkpoint_root
+    from livecalc.ops.liveness import collect_garbage
 
     seconds = _age(older_than)
     with _errors():
-        removed = collect_garbage(checkpoint_store(checkpoint or checkpoint_root(store)), seconds)
+        done = collect_garbage(
+            checkpoint_store(checkpoint or checkpoint_root(store)),
+            seconds,
+            locks=checkpoint_root(store),
+        )
+    removed = done.removed
     console.print(
-        f"removed {len(removed)} checkpoints" + (f": {', '.join(removed)}" if removed else "")
+        f"removed {len(removed)} checkpoints" + (f": {', '.join(removed)}" if removed else ""),
+        highlight=False,
     )
+    if done.running:
+        console.print(f"left {len(done.running)} running: {', '.join(done.running)}")
 
 
 def check(
@@ -311,16 +363,25 @@ def resume(
     ] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
-    """Finish a killed run: only the chunks not in its checkpoint are computed."""
+    """Finish a killed run: only the chunks not in its checkpoint are computed. RUN_ID may
+    be a unique prefix; a run still running is refused."""
+    from livecalc.ops.session import RunFinished
     from livecalc.ops.session import resume as ops_resume
 
     with _errors():
-        result = _HELPERS["run_with_progress"](
-            progress,
-            lambda bars: ops_resume(
-                run_id, store=store, checkpoint=checkpoint, progress=bars, report=report_file
-            ),
-        )
+        try:
+            result = _HELPERS["run_with_progress"](
+                progress,
+                lambda bars: ops_resume(
+                    run_id, store=store, checkpoint=checkpoint, progress=bars, report=report_file
+                ),
+            )
+        except RunFinished as done:
+            if not done.completed:
+                raise  # nothing to resume: exit 2
+            # Killed after it finished, before its final record: the record is now complete.
+            console.print(escape(str(done)), highlight=False, soft_wrap=True)
+            return
     _HELPERS["finish_run"](result)
 
 

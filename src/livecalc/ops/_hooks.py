@@ -21,6 +21,7 @@ from livecalc.errors import ConfigurationError
 from livecalc.log import get_logger
 from livecalc.ops.checkpoint import RunCheckpoint
 from livecalc.ops.kept import checks_in_scope
+from livecalc.ops.liveness import Owner, record_attempts
 from livecalc.ops.provenance import PROVENANCE_KEY, file_sha256
 from livecalc.ops.store import RunStore, utc_now
 from livecalc.pipeline.config import PipelineConfig
@@ -67,6 +68,20 @@ class OpsHooks(RunHooks):
         self._token: Any = None
         self._starting: threading.Thread | None = None
         self._finished = threading.Event()
+        self._attempt_started: str | None = None
+        self._first_started_at: str | None = None
+        self._attempts: list[dict[str, Any]] | None = None
+        self._resumes = int(resumed)
+
+    def continue_from(self, previous: Mapping[str, Any] | None, owner: Owner | None) -> None:
+        """A resume: the record keeps the first attempt's start, counts the resumes and lists
+        every attempt (``previous``: the record so far; ``owner``: what the run's lock file
+        said of the attempt that died, whose last heartbeat is its end)."""
+        if previous is None:
+            return
+        self._attempts = record_attempts(previous, owner)
+        self._first_started_at = previous.get("started_at")
+        self._resumes = int(previous.get("resumed") or 0) + 1
 
     # -- progress (the timeline) ------------------------------------------------------------
 
@@ -97,16 +112,21 @@ class OpsHooks(RunHooks):
 
         self._t0 = time.perf_counter()
         self._token = RESOLVED.set(self._resolved)
+        self._attempt_started = utc_now().isoformat() + "Z"
         self.record = {
             "run_id": run_id,
-            "started_at": utc_now().isoformat() + "Z",
+            "started_at": self._attempt_started,
             "finished_at": None,
             "status": "running",
             "seconds": None,
             "source": self.source,
-            "resumed": int(self.resumed),
+            "resumed": self._resumes,
             "provenance": self.prov,
         }
+        if self._attempts is not None:
+            self.record["attempts"] = [*self._attempts, self._attempt()]
+            if self._first_started_at:
+                self.record["started_at"] = self._first_started_at
         # The first record (status running: `runs list` shows the run, and a killed run stays
         # listed) is written while the run goes on, and only once it has run for
         # START_RECORD_DELAY seconds: a shorter run is recorded once, at its end, so the store
@@ -234,7 +254,16 @@ class OpsHooks(RunHooks):
             self.record["seconds"] = time.perf_counter() - self._t0
         if error is not None:
             self.record["error"] = error
+        if self._attempts is not None:
+            this = {**self._attempt(), "status": status, "seconds": self.record["seconds"]}
+            this["finished_at"] = self.record["finished_at"]
+            self.record["attempts"] = [*self._attempts, this]
+            # The run's seconds: every attempt's, the one killed up to its last heartbeat.
+            self.record["seconds"] = sum(a.get("seconds") or 0.0 for a in self.record["attempts"])
         if self.checkpoint is not None and status in ("succeeded", "check_failed"):
+            # A copy of the final record: killed between the checkpoint's end and the record
+            # below, `livecalc resume` writes it (nothing is left to compute).
+            self.checkpoint.manifest["record"] = json.loads(json.dumps(self.record, default=str))
             try:
                 self.checkpoint.finish()
             except OSError as exc:
@@ -246,6 +275,17 @@ class OpsHooks(RunHooks):
             self._starting.join()
         self._save(self.record)
         _log.info("run_recorded", status=status, store=self._store_name())
+
+    def _attempt(self) -> dict[str, Any]:
+        """This attempt, as the record's ``attempts`` list it."""
+        return {
+            "started_at": self._attempt_started,
+            "finished_at": None,
+            "seconds": None,
+            "status": "running",
+            "host": self.prov.get("host"),
+            "pid": self.prov.get("pid"),
+        }
 
     def _save_later(self, record: Mapping[str, Any]) -> None:
         # A run that keeps checkpoints is recorded at once: killed in its first second, it can

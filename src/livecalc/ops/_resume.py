@@ -6,10 +6,18 @@ started, or whose ``am://`` references resolve to another version (or content) n
 never mixes results.
 ``retried_checkpoint`` is how a scheduler's retry of a run id (attempt > 1) finds the
 unfinished checkpoint it resumes instead of starting over, refusing one of other nodes.
+``resolve_run_id`` takes a unique prefix, as ``runs show`` does; ``finish_record`` completes
+the record of a run killed between its checkpoint's end and its final record;
+``refused_record`` is the record of a run refused once its config was read.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,15 +25,35 @@ from typing import Any
 from livecalc._version import __version__
 from livecalc.errors import ConfigurationError
 from livecalc.log import get_logger
-from livecalc.ops._options import CheckpointOption, StoreOption, checkpoints_of
+from livecalc.masking import scrub_text
+from livecalc.ops._checkpoint_stores import LocalCheckpointStore
+from livecalc.ops._options import CheckpointOption, StoreOption, checkpoints_of, store_of
 from livecalc.ops.checkpoint import RunCheckpoint
 from livecalc.ops.kept import check_resumed_datasets, check_same_selection, resumed_selection
-from livecalc.ops.provenance import pinned_assumptions, provenance
+from livecalc.ops.provenance import pinned_assumptions, provenance, versions
+from livecalc.ops.store import RunStore, utc_now
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.loading import load_config
 from livecalc.ports import RunContext
 
-__all__ = ["resumable", "retried_checkpoint"]
+__all__ = [
+    "RunFinished",
+    "finish_record",
+    "refused_record",
+    "resolve_run_id",
+    "resumable",
+    "retried_checkpoint",
+]
+
+
+class RunFinished(ConfigurationError):
+    """A resume found the run finished: there is nothing to compute (the CLI exits 0 when
+    the resume completed the run's record, 2 otherwise)."""
+
+    def __init__(self, message: str, completed: bool) -> None:
+        super().__init__(message)
+        self.completed = completed
+
 
 _log = get_logger()
 
@@ -155,3 +183,122 @@ def retried_checkpoint(
         check_same_selection(run_id, cp.manifest["meta"], nodes)
         context.log("info", "livecalc_resuming", run_id=run_id, attempt=context.attempt)
     return cp
+
+
+def resolve_run_id(prefix: str, store: StoreOption, checkpoint: CheckpointOption) -> str:
+    """The run id a unique prefix names, among the runs in the store and the run folders of
+    the checkpoint store; the prefix itself when it names a run whole, or nothing.
+
+    Raises:
+        ConfigurationError: the prefix names several runs.
+    """
+    ids: set[str] = set()
+    checkpoints = checkpoints_of(store, checkpoint)
+    if isinstance(checkpoints, LocalCheckpointStore):
+        if (checkpoints.root / prefix).is_dir():
+            return prefix
+        with contextlib.suppress(OSError):
+            ids |= {p.name for p in checkpoints.root.iterdir() if p.name.startswith(prefix)}
+    run_store = store_of(store)
+    if run_store is not None and run_store.file.exists():
+        # A store that cannot be read: the checkpoint alone decides.
+        with contextlib.suppress(ConfigurationError):
+            ids |= {i for i in run_store.run_ids() if i.startswith(prefix)}
+    if prefix in ids or not ids:
+        return prefix
+    if len(ids) > 1:
+        listed = ", ".join(sorted(ids)[:5]) + (", ..." if len(ids) > 5 else "")
+        raise ConfigurationError(
+            f"run {prefix!r} matches {len(ids)} runs ({listed}); give more of the id"
+        )
+    return ids.pop()
+
+
+def finish_record(run_id: str, cp: RunCheckpoint, run_store: RunStore | None) -> None:
+    """A run whose checkpoint is complete has nothing to resume; when it was killed after
+    its checkpoint said so but before its final record, the record is written from the
+    copy the checkpoint keeps.
+
+    Raises:
+        RunFinished: always, saying which.
+    """
+    kept = cp.manifest.get("record")
+    current: Mapping[str, Any] | None = None
+    if run_store is not None and isinstance(kept, dict):
+        try:
+            current = run_store.get(run_id)
+        except ConfigurationError:
+            current = None
+    if (
+        run_store is not None
+        and isinstance(kept, dict)
+        and (current is None or current.get("status") in ("running", "dead"))
+    ):
+        run_store.record(kept)
+        _log.info("run_record_completed", run=run_id, status=kept.get("status"))
+        raise RunFinished(
+            f"run {run_id!r} had finished ({kept.get('status')}) when it was killed, before "
+            "its final record: the record is now complete; there is nothing to resume",
+            completed=True,
+        )
+    raise RunFinished(f"run {run_id!r} finished; there is nothing to resume", completed=False)
+
+
+def refused_record(
+    config_or_path: Any, exc: ConfigurationError, *, run_id: str, source: str,
+    overrides: Sequence[str],
+) -> tuple[dict[str, Any] | None, list[Any]]:  # fmt: skip
+    """The record of a run refused as bad input once its config was read (a missing input
+    file, a bad dataset), and the alerts its config declares; (None, []) when the config
+    itself could not be read as a JSON object."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from livecalc.pipeline.operations import AlertConfig
+
+    raw: Any
+    config_path: str | None = None
+    digest: str | None = None
+    if isinstance(config_or_path, PipelineConfig):
+        raw = {"alerts": None}
+        alerts: list[Any] = list(config_or_path.alerts)
+    else:
+        if isinstance(config_or_path, Mapping):
+            raw = config_or_path
+        else:
+            try:
+                path = Path(config_or_path)
+                data = path.read_bytes()
+                raw = json.loads(data)
+            except (OSError, ValueError, TypeError):
+                return None, []
+            config_path, digest = str(path.resolve()), hashlib.sha256(data).hexdigest()
+        if not isinstance(raw, Mapping):
+            return None, []
+        try:
+            alerts = list(TypeAdapter(list[AlertConfig]).validate_python(raw.get("alerts") or []))
+        except ValidationError:
+            alerts = []  # the alerts themselves are bad: nobody to tell
+    now = utc_now().isoformat() + "Z"
+    record = {
+        "run_id": run_id,
+        "started_at": now,
+        "finished_at": now,
+        "status": "failed",
+        "seconds": 0.0,
+        "source": source,
+        "error": scrub_text(str(exc)),
+        "resumed": 0,
+        "provenance": {
+            "config_path": config_path,
+            "overrides": [scrub_text(o) for o in overrides],
+            "config_hash": digest,
+            "config": None,
+            "inputs": [],
+            "assumptions": [],
+            "versions": versions(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "executor": None,
+        },
+    }
+    return record, alerts

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from livecalc.ops.report_nested import nested_chart
 from livecalc.runtime.records import (
     ALL_SCENARIOS,
     RESULT_DETAIL_DTYPE,
@@ -44,6 +45,9 @@ def chart_data(
     history = _goal_seek(statistics)
     if history is not None:
         charts["goal_seek"] = history
+    nested = nested_chart(statistics)
+    if nested is not None:
+        charts["nested"] = nested
     return charts
 
 

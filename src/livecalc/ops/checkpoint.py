@@ -45,7 +45,6 @@ __all__ = [
     "RunCheckpoint",
     "StoredChunks",
     "checkpoint_store",
-    "collect_garbage",
     "part_buffers",
     "read_part",
 ]
@@ -441,21 +440,3 @@ def _check_manifest(run_id: str, manifest: dict[str, Any]) -> None:
             f"run {run_id!r}: its checkpoint manifest is damaged ({problem}); it cannot be "
             "resumed: start a new run"
         )
-
-
-def collect_garbage(store: CheckpointStore, older_than_seconds: float) -> list[str]:
-    """Remove the checkpoints not updated for ``older_than_seconds``; the run ids removed."""
-    now = time.time()
-    removed = []
-    runs = sorted({key.split("/", 1)[0] for key in store.list()})
-    for run_id in runs:
-        try:
-            manifest = json.loads(store.get(f"{run_id}/{MANIFEST}"))
-            updated = float(manifest.get("updated_at", 0))
-        except (FileNotFoundError, ValueError):
-            updated = 0.0  # parts without a readable manifest cannot be resumed
-        if now - updated >= older_than_seconds:
-            store.delete(run_id)
-            removed.append(run_id)
-            _log.info("checkpoint_removed", run=run_id, age_seconds=now - updated)
-    return removed

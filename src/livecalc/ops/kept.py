@@ -4,7 +4,7 @@
 ``$LIVECALC_HOME/runs/RUN_ID/datasets/`` (``livecalc.pipeline.selection.DatasetKeeper`` writes
 them). That folder sits beside the run's checkpoint parts (``RUN_ID/NODE_ID/``), which the
 end of a successful run deletes, so the datasets stay; ``livecalc runs gc`` removes the whole
-``RUN_ID`` folder once its manifest is old enough. A run that kept no checkpoint gets a
+``RUN_ID`` folder once its newest file is old enough. A run that kept no checkpoint gets a
 manifest marked complete for that reason alone (``mark_kept``).
 
 A run of some nodes (``nodes=``, ``datasets=``) records its selection in the checkpoint

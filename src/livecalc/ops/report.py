@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from livecalc.ops import _svg
+from livecalc.ops.report_nested import nested_section
 from livecalc.runtime.leftovers import check_replaceable
 
 __all__ = ["compare_records", "render_report", "write_report"]
@@ -141,6 +142,7 @@ def render_report(record: Mapping[str, Any], against: Mapping[str, Any] | None =
     parts.append(_nodes(record))
     parts.append(_checks_and_sla(record))
     parts.append(_charts(record))
+    parts.append(nested_section(record))
     if against is not None:
         parts.append(_comparison(compare_records(against, record)))
     else:

@@ -36,6 +36,13 @@ from typing import TYPE_CHECKING, Any
 from livecalc.errors import ConfigurationError
 from livecalc.log import get_logger
 from livecalc.ops.home import store_file
+from livecalc.ops.liveness import (
+    RunLockedError,
+    dead_runs,
+    owner_of,
+    run_id_of,
+    with_liveness,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -113,10 +120,10 @@ _CHILD_TABLES = (
 )
 
 
-_RECORD_ARTIFACTS = ("selection", "datasets")
+_RECORD_ARTIFACTS = ("selection", "datasets", "attempts")
 """Record keys kept as rows of ``run_artifacts`` (no schema change): ``selection`` (a run of
-some nodes: the nodes, those only initialised, the dataset files read) and ``datasets`` (the
-files ``keep_datasets`` wrote, by name)."""
+some nodes: the nodes, those only initialised, the dataset files read), ``datasets`` (the
+files ``keep_datasets`` wrote, by name) and ``attempts`` (a resumed run's attempts)."""
 
 
 class StoreLockedError(ConfigurationError):
@@ -391,8 +398,19 @@ class RunStore:
         return int(found[0]) if found is not None else 0
 
     def delete(self, run_id: str) -> bool:
-        """Remove a run's record; whether there was one."""
+        """Remove a run's record; whether there was one.
+
+        Raises:
+            RunLockedError: the run is running (its pid and host named).
+        """
+        run_id = run_id_of(run_id)
         with self._connect() as con:
+            owner = owner_of(self._runs_folder(), run_id)
+            if owner is not None and owner.alive:
+                raise RunLockedError(
+                    f"run {run_id!r} is running ({owner.describe()}); delete it once it has "
+                    "ended (or stop that process)"
+                )
             con.execute("BEGIN TRANSACTION")
             found = self._delete(con, run_id)
             con.execute("COMMIT")
@@ -407,18 +425,32 @@ class RunStore:
             "config_path, config_hash, livecalc_version, resumed, "
             "(SELECT count(*) FROM run_checks c WHERE c.run_id = r.run_id AND NOT c.passed) "
             "AS failed_checks, "
+            "(SELECT count(*) FROM run_checks c WHERE c.run_id = r.run_id) AS checks, "
             "(SELECT count(*) FROM run_sla s WHERE s.run_id = r.run_id AND s.breached) "
             "AS sla_breaches FROM runs r"
         )
         params: list[Any] = []
         if status is not None:
+            # A dead run is a running record whose owner is gone.
             sql += " WHERE status = ?"
-            params.append(status)
+            params.append("running" if status == "dead" else status)
         sql += " ORDER BY started_at DESC, run_id"
-        if limit is not None:
+        if limit is not None and status not in ("running", "dead"):
             sql += f" LIMIT {int(limit)}"
         with self._connect() as con:
-            return con.execute(sql, params).df()
+            frame = con.execute(sql, params).df()
+            # Inside the store's lock: a run cannot write its last record (and let its own
+            # lock go) between this read and the look at its lock.
+            frame = _with_liveness(frame, self._runs_folder())
+        if status in ("running", "dead"):
+            frame = frame[frame["status"] == status].reset_index(drop=True)
+            if limit is not None:
+                frame = frame.head(int(limit))
+        return frame
+
+    def _runs_folder(self) -> Path:
+        """The run folders beside the store, where runs keep their locks."""
+        return self.file.parent / "runs"
 
     def run_ids(self) -> builtins.list[str]:
         """Every recorded run id, newest first."""
@@ -426,12 +458,15 @@ class RunStore:
             rows = con.execute("SELECT run_id FROM runs ORDER BY started_at DESC").fetchall()
         return [str(r[0]) for r in rows]
 
-    def get(self, run_id: str) -> dict[str, Any]:
-        """The record of one run (a unique prefix of its id is enough).
+    def get(self, run_id: str, *, min_prefix: int = 1) -> dict[str, Any]:
+        """The record of one run (a unique prefix of its id is enough: ``min_prefix``
+        characters at least). A ``running`` record whose owner is gone comes back ``dead``,
+        with ``owner``, ``resumable`` and ``liveness`` (see ``livecalc.ops.liveness``).
 
         Raises:
             ConfigurationError: no such run, or the prefix names several.
         """
+        run_id = run_id_of(run_id, "run id (or prefix)")
         with self._connect() as con:
             ids = [
                 str(r[0])
@@ -441,12 +476,17 @@ class RunStore:
             ]
             if run_id in ids:
                 ids = [run_id]
+            elif len(run_id) < min_prefix:
+                raise ConfigurationError(
+                    f"run {run_id!r}: a prefix of {len(run_id)} characters is too short here; "
+                    f"give at least {min_prefix} characters of the run id"
+                )
             if len(ids) != 1:
                 problem = "matches no run" if not ids else f"matches {len(ids)} runs"
                 raise ConfigurationError(
                     f"run {run_id!r} {problem} in {self.file}; see `livecalc runs list`"
                 )
-            return self._read(con, ids[0])
+            return with_liveness(self._runs_folder(), self._read(con, ids[0]))
 
     def _read(self, con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
         def rows(sql: str) -> list[dict[str, Any]]:
@@ -520,6 +560,20 @@ class RunStore:
             "charts": charts,
             **extra,
         }
+
+
+def _with_liveness(frame: pd.DataFrame, runs_folder: Path) -> pd.DataFrame:
+    """``list``'s frame with a ``resumable`` column, and ``dead`` for a running run whose
+    owner is gone."""
+    running = frame.index[frame["status"] == "running"]
+    dead = dead_runs(runs_folder, [str(frame.at[i, "run_id"]) for i in running])
+    frame["resumable"] = None
+    for i in running:
+        run_id = str(frame.at[i, "run_id"])
+        if run_id in dead:
+            frame.at[i, "status"] = "dead"
+            frame.at[i, "resumable"] = dead[run_id]
+    return frame
 
 
 def _drop_id(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -304,18 +304,21 @@ class NodeRunner:
             if on_chunk is not None:
                 on_chunk(i, plan.count, end_p - start_p if plan.chunked else 0)
         if totals is not None:
-            out.records = totals
+            # Summed records are a fresh array: under worker processes the next node (a nested
+            # valuation reading cash flows) gets them from shared memory like any output.
+            out.records = self._aligned(f"{role}.totals", totals, copy=self._shared)
         elif merged is not None:
             out.records = merged[:offset]
         return out
 
-    def _aligned(self, key: str, records: np.ndarray) -> np.ndarray:
-        """``records`` when it starts on an ALIGNMENT boundary, else an aligned copy."""
-        if not _misaligned(records):
+    def _aligned(self, key: str, records: np.ndarray, copy: bool = False) -> np.ndarray:
+        """``records`` when it starts on an ALIGNMENT boundary, else (or with ``copy``) an
+        aligned copy in the node's buffers (shared memory under worker processes)."""
+        if not (copy or _misaligned(records)):
             return records
-        copy = self._buffer(key, records.dtype, len(records))[: len(records)]
-        copy[:] = records
-        return copy
+        placed = self._buffer(key, records.dtype, len(records))[: len(records)]
+        placed[:] = records
+        return placed
 
     def _chunk(
         self, plan: ChunkPlan, inputs: Mapping[str, np.ndarray], i: int, role: str

@@ -178,7 +178,8 @@ class PooledNodeRunner(NodeRunner):
             reruns_timeout=stats.reruns_timeout,
         )
         if state["totals"] is not None:
-            out.records = state["totals"]
+            # As in NodeRunner: summed records go to shared memory for a next node's worker.
+            out.records = self._aligned(f"{role}.totals", state["totals"], copy=self._shared)
         elif merged is not None:
             out.records = merged[: state["offset"]]
         return out

@@ -34,6 +34,7 @@ from livecalc.pipeline.loading import load_config
 from livecalc.pipeline.runner import Runner
 from livecalc.pipeline.selection import select
 from livecalc.ports import ChunkStrategy, ProgressReporter
+from livecalc.ports.context import check_run_id
 from livecalc.runtime.engine import ICalcEngine
 from livecalc.runtime.factory import EngineFactory
 
@@ -203,6 +204,11 @@ def run(
         )
     if parallelism is not None and parallelism < 1:
         raise ConfigurationError(f"parallelism: must be >= 1, got {parallelism}")
+    if run_id is not None:
+        try:
+            check_run_id(run_id)  # the rule of every run id: it may name a folder
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
     if keep_datasets is True:
         # True needs the run folder under $LIVECALC_HOME, which livecalc.run (ops) knows.
         raise ConfigurationError(

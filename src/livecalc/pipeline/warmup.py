@@ -6,7 +6,8 @@ processes (worker processes included) load it in a fraction of a second instead 
 for 8-15 s. ``warm_up`` fills that cache the most faithful way: it runs small pipelines through
 the real runner, so the kernels see the argument types real runs give them: every ESG model
 (nested and antithetic too), every projection output, method and time step, dynamic lapses,
-audits, cash flows and the deterministic single-scenario path with model premiums, on buffers
+audits, cash flows, the deterministic single-scenario path with model premiums and the nested
+valuation at a future date, on buffers
 read from Parquet and on shared-memory buffers (what worker processes get). It takes seconds
 once the cache is full, so it is safe to run again.
 """
@@ -30,6 +31,7 @@ KERNEL_MODULES = (
     "livecalc.kernels.esg_rng",
     "livecalc.kernels.projection",
     "livecalc.kernels.projection_pv",
+    "livecalc.kernels.projection_nested",
     "livecalc.kernels.projection_single",
 )
 """The modules whose jitted functions the warm-up compiles and reports."""
@@ -151,6 +153,16 @@ def _pipeline() -> dict[str, Any]:
                     premium=equivalence,
                 )
             )
+    # The nested valuation of the deterministic cash flows, with its LSMC proxy.
+    lsmc = {"fit_outer": 10, "fit_inner": 2, "proxy_outer": 4}
+    engines.append(
+        {
+            "id": "nested",
+            "type": "nested",
+            "config": {"esg": {"outer": 3, "inner": 4, "seed": 1}, "lsmc": lsmc, "bootstrap": 2},
+            "inputs": ["d_cashflows_annual"],
+        }
+    )
     return {
         "data_sources": {
             "policies": {"type": "parquet", "path": "policies.parquet"},

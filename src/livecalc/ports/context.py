@@ -86,8 +86,10 @@ def check_run_id(run_id: str) -> str:
     """``run_id`` when it is usable as a folder name (1-128 of ``A-Z a-z 0-9 _ . -``, not
     starting with a dot); ValueError saying what is wrong otherwise."""
     if not (1 <= len(run_id) <= 128) or run_id[0] == "." or not set(run_id) <= _RUN_ID_CHARS:
+        # A long id is quoted by its start: the message stays one short line.
+        shown = repr(run_id[:40]) + (f"... ({len(run_id)} characters)" if len(run_id) > 40 else "")
         raise ValueError(
-            f"run id {run_id!r}: use 1 to 128 letters, digits, '_', '.' or '-', not starting "
+            f"run id {shown}: use 1 to 128 letters, digits, '_', '.' or '-', not starting "
             "with '.' (it names the run's checkpoint folder)"
         )
     return run_id

@@ -26,6 +26,7 @@ _BUILTINS = {
     "esg": "livecalc.engines.esg:ESGEngine",
     "projection": "livecalc.engines.projection:ProjectionEngine",
     "solver": "livecalc.engines.solver:SolverEngine",
+    "nested": "livecalc.engines.nested:NestedEngine",
     "native": "livecalc.runtime.native:NativeEngine",
 }
 
