@@ -19,6 +19,7 @@ from livecalc.cli.app import app
 from livecalc.errors import ConfigurationError
 from livecalc.io.generate import generate_policies, write_policies
 from livecalc.io.parquet import ParquetWriter
+from livecalc.ops.store import RunStore
 from livecalc.pipeline._summary import write_json_atomic
 from livecalc.runtime.records import RESULT_DTYPE
 
@@ -165,6 +166,11 @@ class TestOneLineErrors:
         assert "Traceback" not in stderr
         assert "has a name that is not UTF-8" in stderr
         assert not (folder / "out").exists()
+        # Recorded as failed all the same: the store escapes the name DuckDB cannot hold.
+        (run_id,) = RunStore().run_ids()
+        record = RunStore().get(run_id)
+        assert "failed" == record["status"]
+        assert "bad\\udcffdir" in record["provenance"]["config_path"]
 
     def test_a_store_of_another_program(self, tmp_path: Path) -> None:
         """A DuckDB file with its own `runs` table: exit 2 naming it, the file unchanged."""

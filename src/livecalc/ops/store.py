@@ -272,7 +272,12 @@ class RunStore:
     # -- writing ------------------------------------------------------------------------------
 
     def record(self, record: Mapping[str, Any]) -> None:
-        """Insert or replace the run ``record["run_id"]`` with everything it holds."""
+        """Insert or replace the run ``record["run_id"]`` with everything it holds.
+
+        A string that is not valid Unicode (a lone surrogate: a path of a folder whose name
+        is not UTF-8) is stored with the surrogate written ``\\udcff``: DuckDB refuses it,
+        and the run's record must not be lost for a name."""
+        record = _storable(record)
         run_id = str(record["run_id"])
         with self._connect() as con:
             con.execute("BEGIN TRANSACTION")
@@ -596,3 +601,18 @@ def _text(value: Any) -> str | None:
 
 def _untext(value: str | None) -> Any:
     return None if value is None else json.loads(value)
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with every string (keys too) made valid UTF-8: lone surrogates escaped."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, Mapping):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
