@@ -75,6 +75,7 @@ def new_checkpoint(
 
     folder = store if isinstance(store, str | Path) else None
     checkpoints = checkpoints_of(store, checkpoint)
+    run_id = run_id or uuid.uuid4().hex[:12]
     meta = {
         "config_path": prov["config_path"],
         "overrides": list(overrides),
@@ -84,6 +85,6 @@ def new_checkpoint(
         "location": str(checkpoint) if isinstance(checkpoint, str | Path) else repr(checkpoints),
         "store": None if folder is None else str(folder),
         "livecalc_version": __version__,
-        "assumption_versions": pinned_assumptions(config, credentials),
+        "assumption_versions": pinned_assumptions(config, credentials, run_id),
     }
-    return RunCheckpoint(checkpoints, run_id or uuid.uuid4().hex[:12], meta)
+    return RunCheckpoint(checkpoints, run_id, meta)

@@ -131,7 +131,7 @@ def _check_same_assumptions(run_id: str, meta: Mapping[str, Any], config: Pipeli
     pinned = meta.get("assumption_versions") or {}
     if not pinned:
         return
-    now = pinned_assumptions(config)
+    now = pinned_assumptions(config, None, run_id)
     for ref, then in pinned.items():
         found = now.get(ref)
         if found is None:
