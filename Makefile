@@ -27,9 +27,11 @@ $(VENV)/.installed: $(VENV)/.installed-dev
 demo: $(VENV)/.installed-run
 	$(VENV)/bin/livecalc demo --out demo_output
 
-# The report tests drive Debian's chromium headless; installed here when it is missing.
+# The report tests drive Debian's chromium headless and render its PDFs with poppler's
+# pdftoppm; both installed here when missing.
 chromium:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	command -v pdftoppm >/dev/null || (apt-get update -qq && apt-get install -y -qq poppler-utils)
 
 # Two pytest processes: the main suite, then the Airflow integration's tests, which import
 # Airflow (it configures logging process-wide) and run DAGs against a temporary SQLite home.

@@ -12,6 +12,10 @@ Cases (issue 3):
   ``deterministic_numpy`` (the same model in vectorised numpy) in the same process, with the
   ratio and policy-months per second (medians of repeated warm calls; ``--monthly-only`` runs
   this case alone);
+- issue 24: the same model end to end: a warm ``livecalc.run`` of it (policies read from
+  Parquet, records kept in memory) with the run store on and off, against the engine's own time
+  and the numpy implementation, medians of 7 warm calls in one process, store on and off
+  alternating (``--end-to-end-only`` runs this case alone);
 - JIT compile time on a cold numba cache (a subprocess with an empty NUMBA_CACHE_DIR), and the
   start-up time with that cache warm.
 
@@ -80,6 +84,51 @@ def best_of(fn: Callable[[], Any], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+PEAK_FLOPS = 100e9
+"""The nominal 2-core limit: two cores x 16 double-precision flops per cycle (two 256-bit FMA
+units) x about 3 GHz (docs/engines/projection.md, "Speed")."""
+
+FULL_NPV_FLOPS_PER_STEP = {True: 15, False: 13}
+"""Flops per policy-scenario pair and step of the full kernel's NPV mode, with and without
+dynamic lapses (the lapse ``min(1, w x factor)``: 2; deaths, lapses, lives left: 4; the
+discounted net flow: 9)."""
+
+
+def w1_limit(
+    label: str, config: dict[str, Any], inputs: dict[str, np.ndarray], repeats: int
+) -> None:
+    """W1's NPV output against the machine's limit: flops and bytes per pair, the time the
+    flops take at ``PEAK_FLOPS``, and the time to write the output records once (a fill of
+    the same buffer, measured here), beside the kernel's time; all in this process."""
+    eng = ProjectionEngine()
+    eng.initialize(config)
+    spec = eng.output_spec(inputs)
+    out = np.empty(spec.records, dtype=spec.dtype)
+    pol = inputs["policies"]
+    n_scen = spec.records // len(pol)
+    basis = eng._basis
+    assert basis is not None
+    t_kernel = median_of(lambda: eng.run_chunk(inputs, out), repeats)
+    words = out.view(np.uint64)  # records of 24 bytes: three words each
+    t_write = median_of(lambda: words.fill(0), repeats)
+    steps = float(np.mean(pol["term"]))  # annual steps: one per policy year
+    if eng.get_outputs()["method"] == "separable":
+        # One multiply-add per grid point that carries a flow, per scenario.
+        flops = 2.0 * (steps * basis.grid_per_step + 1)
+    else:
+        flops = FULL_NPV_FLOPS_PER_STEP[basis.dynamic_lapse] * steps + 3.0
+    pairs = len(pol) * n_scen
+    t_flops = flops * pairs / PEAK_FLOPS
+    limit = max(t_flops, t_write)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"{label:<44} {eng.get_outputs()['method']:<9} {t_kernel:7.4f} s (median) | "
+        f"{flops:.0f} flops and {out.itemsize} bytes written per pair: flops at 100 GFLOP/s "
+        f"{t_flops:.4f} s, writing the records here {t_write:.4f} s | limit {limit:.4f} s, "
+        f"reached {limit / t_kernel:.0%} | load average {load:.1f}"
+    )
 
 
 def compare(
@@ -200,26 +249,33 @@ def median_of(fn: Callable[[], Any], repeats: int) -> float:
     return float(np.median(times))
 
 
+LOADING, COVER = 0.5, ("claims", "expenses", "commissions")
+
+
+def term_config(folder: str) -> dict[str, Any]:
+    """The projection config of the reference model (issue 10), its table written in ``folder``."""
+    return {
+        "mortality_table": select_table(folder),
+        "lapse_table": [0.10, 0.08, 0.06, 0.05, 0.04, 0.03],
+        "commissions": [0.5, 0.0],
+        "surrender_values": [0.0],
+        "time_step": "monthly",
+        "premium_frequency": "monthly",
+        "expenses": {"acquisition": 250.0, "maintenance": 60.0, "inflation": 0.025,
+                     "percent_of_premium": 0.03, "per_claim": 200.0},
+        "discount_rate": 0.03,
+        "discounting": {"convention": "step_spot"},
+        "premium": {"method": "equivalence", "loading": LOADING, "cover": list(COVER)},
+        "output": "detail_ext",
+    }  # fmt: skip
+
+
 def monthly_term_case(n_pol: int, repeats: int) -> None:
     """Issue 10's case: engine (warm) against the numpy implementation, same process."""
-    loading, cover = 0.5, ("claims", "expenses", "commissions")
+    loading, cover = LOADING, COVER
     with tempfile.TemporaryDirectory() as folder:
-        config = {
-            "mortality_table": select_table(folder),
-            "lapse_table": [0.10, 0.08, 0.06, 0.05, 0.04, 0.03],
-            "commissions": [0.5, 0.0],
-            "surrender_values": [0.0],
-            "time_step": "monthly",
-            "premium_frequency": "monthly",
-            "expenses": {"acquisition": 250.0, "maintenance": 60.0, "inflation": 0.025,
-                         "percent_of_premium": 0.03, "per_claim": 200.0},
-            "discount_rate": 0.03,
-            "discounting": {"convention": "step_spot"},
-            "premium": {"method": "equivalence", "loading": loading, "cover": list(cover)},
-            "output": "detail_ext",
-        }  # fmt: skip
         eng = ProjectionEngine()
-        eng.initialize(config)
+        eng.initialize(term_config(folder))
     pol = term_policies(n_pol)
     inputs = {"policies": pol}
     spec = eng.output_spec(inputs)
@@ -251,6 +307,90 @@ def monthly_term_case(n_pol: int, repeats: int) -> None:
     )
 
 
+def end_to_end_case(n_pol: int, repeats: int) -> None:
+    """Issue 24's case: the reference model through ``livecalc.run``, store on and off,
+    against the engine's own time and the numpy implementation, all in this process."""
+    import livecalc
+    from livecalc.io.generate import write_policies
+    from livecalc.io.parquet import PolicyData
+    from livecalc.ops.store import RunStore
+
+    pol = term_policies(n_pol)
+    with tempfile.TemporaryDirectory() as folder:
+        write_policies(os.path.join(folder, "policies.parquet"), PolicyData(pol, None))
+        projection = term_config(folder)
+        config = {
+            "data_sources": {"policies": {"path": "policies.parquet"}},
+            "engines": [
+                {"id": "term", "type": "projection", "inputs": ["policies"],
+                 "outputs": ["results"], "config": projection},
+            ],
+            "run": {"chunk_size": n_pol},
+        }  # fmt: skip
+        store = os.path.join(folder, "store")
+
+        def run(with_store: bool) -> Any:
+            result = livecalc.run(config, base_dir=folder, store=store if with_store else False)
+            assert result.success, result.summary.describe()
+            return result
+
+        eng = ProjectionEngine()
+        eng.initialize(projection)
+        inputs = {"policies": pol}
+        spec = eng.output_spec(inputs)
+        out = np.empty(spec.records, dtype=spec.dtype)
+        basis = eng._basis
+        assert basis is not None
+
+        def numpy_run() -> None:
+            chunk = prepare_chunk(basis, pol, None, eng._curve, np.zeros(1, np.uint32), eng._rate0)
+            deterministic_numpy(chunk, basis, LOADING, COVER)
+
+        # Warm: numba, the store opened once by this process, the numpy path's imports.
+        run(True), run(False), eng.run_chunk(inputs, out), numpy_run()
+        times: dict[str, list[float]] = {"engine": [], "off": [], "on": [], "numpy": []}
+        cases = {
+            "engine": lambda: eng.run_chunk(inputs, out),
+            "off": lambda: run(False),
+            "on": lambda: run(True),
+            "numpy": numpy_run,
+        }
+        for _ in range(repeats):  # the cases alternate: a load spike hits all of them
+            for label, fn in cases.items():
+                start = time.perf_counter()
+                fn()
+                times[label].append(time.perf_counter() - start)
+        last = run(True)
+        same = last.to_pandas("results")["npv"].to_numpy()
+        eng.run_chunk(inputs, out)
+        # The store's own cost per run, measured alone (less noisy than the difference of
+        # two medians): recording this run's record again, as a run of this process does.
+        record, writes = dict(last.record), []
+        for i in range(50):
+            record["run_id"] = f"{last.run_id}-again-{i}"
+            start = time.perf_counter()
+            RunStore(store).record(record)
+            writes.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        stored = len(RunStore(store).run_ids())  # folds the journaled records
+        fold = time.perf_counter() - start
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    overhead = med["on"] - med["off"]
+    print(
+        f"end to end, monthly term {n_pol} policies (medians of {repeats} warm calls, "
+        f"alternating): engine {med['engine'] * 1e3:.1f} ms | livecalc.run store off "
+        f"{med['off'] * 1e3:.1f} ms, store on {med['on'] * 1e3:.1f} ms | run/engine "
+        f"x{med['on'] / med['engine']:.2f} (target <= 2) | store +{overhead * 1e3:.1f} ms "
+        f"({overhead / med['off'] * 100:+.1f}%; target <= 5 ms or 5%); a record alone "
+        f"{np.median(writes) * 1e3:.2f} ms (median of 50) | numpy "
+        f"{med['numpy'] * 1e3:.0f} ms, numpy/run x{med['numpy'] / med['on']:.1f} "
+        f"(target >= 30) | {stored} runs folded into DuckDB afterwards in {fold * 1e3:.0f} ms "
+        f"(off the runs' path) | npv as the engine's: {np.array_equal(same, out['npv'])} | "
+        f"load average {load:.1f} on {os.cpu_count()} cpus"
+    )
+
+
 def main() -> None:
     """Run every case and print one line each."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -258,15 +398,23 @@ def main() -> None:
     parser.add_argument(
         "--monthly-only", action="store_true", help="only issue 10's monthly term case"
     )
+    parser.add_argument(
+        "--end-to-end-only", action="store_true", help="only issue 24's end-to-end case"
+    )
     args = parser.parse_args()
     n_pol, n_scen, repeats = (1_000, 100, 1) if args.quick else (10_000, 1_000, 3)
     print(f"numba threads: {os.environ.get('NUMBA_NUM_THREADS', 'default')}, cpus {os.cpu_count()}")
+    end_to_end_case(10_000, 7)
+    if args.end_to_end_only:
+        return
     monthly_term_case(n_pol, 3 if args.quick else 15)
     if args.monthly_only:
         return
     w1 = {"policies": w1_policies(n_pol), "scenarios": w1_scenarios(n_scen)}
     sub = max(1, n_pol // 20)
     title = f"W1 {n_pol} x {n_scen}"
+    w1_limit(f"{title} dynamic lapses, npv", {"dynamic_lapse": DYNAMIC}, w1, 2 * repeats + 1)
+    w1_limit(f"{title} no dynamic lapses, npv", {}, w1, 2 * repeats + 1)
     compare(f"{title} dynamic lapses, npv", {"dynamic_lapse": DYNAMIC}, w1, sub, repeats)
     compare(f"{title} no dynamic lapses, npv", {}, w1, n_pol, repeats)
     compare(f"{title} no dynamic lapses, npv", {"method": "full"}, w1, sub, repeats)

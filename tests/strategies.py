@@ -159,3 +159,91 @@ def projection_cases(
     rates = draw(scenario_rates(draw(st.integers(1, 3))))
     rate0 = draw(st.none() | st.floats(-0.01, 0.06))
     return ProjectionCase(basis, pols, ext, rates, rate0)
+
+
+# The config's operations sections (checks, sla, alerts), one value at a time replaced by a
+# strange one: huge and non-finite numbers, NUL and lone surrogates, URLs with secrets.
+
+HOOK_SECRET = "h00k-Secr3t-in-the-url"
+"""The password and token of the webhook URLs drawn below: no message may show it."""
+HOOK_URL = f"https://hook:{HOOK_SECRET}@127.0.0.1:9/alert?token={HOOK_SECRET}"
+
+_CHECK_KEYS = (
+    *("kind", "name", "severity", "description", "dataset", "columns", "column", "statistic"),
+    *("min", "max", "equals", "expr", "node", "z_threshold", "against", "tolerance"),
+)
+_ALERT_KEYS = ("type", "url", "argv", "on", "timeout_seconds", "retries", "backoff_seconds")
+
+strange_numbers = st.one_of(
+    st.floats(),  # NaN and infinities included
+    st.sampled_from([0, -1, 86_400, 86_400.5, 1e308, 2**63, 2**64, 10**400, 5e-324]),
+    st.integers(),
+)
+strange_text = st.one_of(
+    st.text(st.characters(codec=None, exclude_categories=()), max_size=12),  # surrogates too
+    st.sampled_from(["", "\x00", "a\x00b", "\ud800", "x\udfff", "1e999", "x > 1e999", "x" * 3000]),
+)
+strange_urls = st.one_of(
+    st.sampled_from(
+        [
+            HOOK_URL.replace("https", "ftp"),
+            HOOK_URL.replace(":9/", ":99999/"),
+            HOOK_URL.replace("127.0.0.1:9", ""),
+            HOOK_URL + "\x00",
+            HOOK_URL + "\ud800",
+            HOOK_URL.replace("/alert", "/al ert"),
+        ]
+    ),
+    strange_text.map(lambda t: HOOK_URL + t),
+)
+strange_values = st.one_of(
+    strange_numbers,
+    strange_text,
+    st.none(),
+    st.booleans(),
+    st.lists(st.one_of(strange_text, strange_numbers), max_size=2),
+    st.dictionaries(strange_text, strange_numbers, max_size=2),
+)
+
+
+def ops_sections_base() -> dict[str, Any]:
+    """Valid checks, sla and alerts for a pipeline of one node ``a`` (``policies`` ->
+    ``a_out``)."""
+    return {
+        "checks": [
+            {"kind": "row_count", "dataset": "policies", "min": 1},
+            {"kind": "range", "dataset": "a_out", "column": "age", "min": 0, "max": 120},
+            {"kind": "metric", "expr": "x >= -1e300", "severity": "warn"},
+        ],
+        "sla": {"run_seconds": 600, "nodes": {"a": 300}},
+        "alerts": [
+            {"type": "webhook", "url": HOOK_URL, "timeout_seconds": 2, "retries": 1},
+            {"type": "command", "argv": ["true"], "on": ["success"]},
+        ],
+    }
+
+
+@st.composite
+def mutated_ops_sections(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
+    """Valid operations sections with one value replaced, and the JSON path of that value."""
+    sections = ops_sections_base()
+    section = draw(st.sampled_from(["checks", "sla", "alerts"]))
+    if section == "checks":
+        i = draw(st.integers(0, len(sections["checks"]) - 1))
+        key = draw(st.sampled_from(_CHECK_KEYS))
+        sections["checks"][i][key] = draw(strange_values)
+        return sections, f"checks[{i}]"
+    if section == "sla":
+        key = draw(st.sampled_from(["run_seconds", "nodes", "a", "node_id"]))
+        if key == "a":
+            sections["sla"]["nodes"]["a"] = draw(strange_values)
+        elif key == "node_id":
+            sections["sla"]["nodes"] = {draw(strange_text): draw(strange_numbers)}
+        else:
+            sections["sla"][key] = draw(strange_values)
+        return sections, "sla"
+    i = draw(st.integers(0, 1))
+    key = draw(st.sampled_from(_ALERT_KEYS))
+    value = draw(strange_urls if key == "url" else strange_values)
+    sections["alerts"][i][key] = value
+    return sections, f"alerts[{i}]"

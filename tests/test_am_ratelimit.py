@@ -18,10 +18,17 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 import livecalc
+from livecalc.assumptions._limits import BoundedHttpTools
 from livecalc.assumptions.client import AssumptionResolutionError, AssumptionsClient
 from livecalc.assumptions.credentials import AMCredentials
 from livecalc.assumptions.ratelimit import AMRateLimit, limiter_for
-from livecalc.assumptions.server import BackgroundServer, create_app, issue_token, parse_rate
+from livecalc.assumptions.server import (
+    BackgroundServer,
+    BodyLimit,
+    create_app,
+    issue_token,
+    parse_rate,
+)
 from livecalc.cli.am import am_app
 from livecalc.errors import ConfigurationError
 from livecalc.io.generate import generate_policies, write_policies
@@ -36,12 +43,39 @@ REFS = [f"am://mortality@v{i}" for i in range(1, 7)]
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Six versions of a small mortality table."""
+    """Six versions of a small mortality table, and a table of 16 MB (``big``)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     root = tmp_path_factory.mktemp("am_root")
     (root / "mortality").mkdir()
     for i in range(1, 7):
         (root / "mortality" / f"v{i}.csv").write_text(f"age,q\n30,0.00{i}\n", encoding="utf-8")
+    (root / "big").mkdir()
+    rows = 2**20
+    big = pa.table({"age": np.arange(rows) % 121, "q": np.linspace(0.0, 1.0, rows)})
+    pq.write_table(big, root / "big" / "v1.parquet")
     return root
+
+
+def _hold_a_slot(server: BackgroundServer, token: str) -> socket.socket:
+    """A client that asks for the 16 MB table and never reads the answer: the server's write
+    waits on it (its socket buffers hold a few MB), in flight, until the client goes away."""
+    slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect((server.host, server.port))
+    slow.sendall(
+        f"GET /v1/assumptions/big/v1 HTTP/1.1\r\nHost: am\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n".encode()
+    )
+    # Return once the server has it in flight (a probe is answered 503), however loaded the
+    # machine: a fixed sleep let the test's own request in first.
+    deadline = time.monotonic() + 30
+    while httpx.get(server.url + "/v1/assumptions").status_code != 503:
+        assert time.monotonic() < deadline, "the slow request never got in flight"
+        time.sleep(0.02)
+    return slow
 
 
 def _server(root: Path, **limits: Any) -> BackgroundServer:
@@ -159,6 +193,112 @@ class TestServerLimits:
         assert 30 <= int(codes[1].headers["Retry-After"]) <= 60
 
 
+def _stall(server: BackgroundServer, head: bytes) -> socket.socket:
+    """A connection that sends ``head`` (part of a request) and then nothing."""
+    conn = socket.create_connection((server.host, server.port))
+    conn.sendall(head)
+    return conn
+
+
+STALLED = [
+    b"POST /v1/token HTTP/1.1\r\nHost: am\r\nContent-Ty",  # half a head
+    b'POST /v1/token HTTP/1.1\r\nHost: am\r\nContent-Length: 100\r\n\r\n{"cli',  # part of a body
+    b'POST /v1/token HTTP/1.1\r\nHost: am\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"cli\r\n',
+    b"POST /v1/token HTTP/1.1\r\nHost: am\r\nContent-Length: 10\r\n\r\n",  # a head only
+]
+
+
+class _QuickHeads(BoundedHttpTools):
+    """The server's protocol with a head timeout a test can wait for."""
+
+    head_timeout_seconds = 0.5
+
+
+class TestStalledClients:
+    def test_clients_that_stall_hold_no_slot(self, root: Path) -> None:
+        """--max-in-flight 2 and eight connections that sent part of a head or body and then
+        nothing: every other request is still answered, none 503."""
+        token = issue_token(SECRET, "alice")
+        headers = {"Authorization": f"Bearer {token}"}
+        with _server(root, max_in_flight=2) as server:
+            stalled = [_stall(server, head) for head in STALLED * 2]
+            try:
+                time.sleep(0.3)  # the server has read what they sent
+                codes = [
+                    httpx.get(server.url + "/v1/assumptions", headers=headers).status_code
+                    for _ in range(4)
+                ]
+            finally:
+                for conn in stalled:
+                    conn.close()
+
+        assert [200] * 4 == codes
+
+    def test_a_body_that_never_arrives_is_answered_408(self, root: Path) -> None:
+        """A body still missing at the body timeout is answered 408 and the connection closed."""
+        app = BodyLimit(create_app(root, SECRET), timeout_seconds=0.5)
+        with BackgroundServer(app) as server:  # type: ignore[arg-type]
+            conn = _stall(server, STALLED[1])
+            conn.settimeout(20)
+            with conn:
+                answer = conn.recv(65536)
+
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert b"request_timeout" in answer
+
+    def test_a_head_that_never_ends_is_cut_off(self, root: Path) -> None:
+        """A connection whose request head has not ended at the head timeout is closed; one
+        that sends nothing at all, too."""
+        with BackgroundServer(create_app(root, SECRET), http=_QuickHeads) as server:  # type: ignore[arg-type]
+            half, silent = _stall(server, STALLED[0]), _stall(server, b"")
+            for conn in (half, silent):
+                conn.settimeout(20)
+            with half, silent:
+                ends = [half.recv(65536), silent.recv(65536)]
+
+        assert [b"", b""] == ends
+
+
+class TestForwardedFor:
+    def _codes(self, server: BackgroundServer, n: int) -> list[int]:
+        """n requests from 127.0.0.1, each claiming another client in X-Forwarded-For."""
+        return [
+            httpx.get(
+                server.url + "/v1/assumptions",
+                headers={"X-Forwarded-For": f"203.0.113.{i}"},
+            ).status_code
+            for i in range(n)
+        ]
+
+    def test_a_rotating_x_forwarded_for_does_not_escape_the_rate_limit(self, root: Path) -> None:
+        """Without --trusted-proxy the client is the TCP peer: a local client rotating
+        X-Forwarded-For is one address, limited after its burst."""
+        with _server(root, rate_limit=0.5, rate_limit_burst=2) as server:
+            codes = self._codes(server, 6)
+
+        assert [401, 401, 429, 429, 429, 429] == codes
+
+    def test_a_trusted_proxy_names_the_client(self, root: Path) -> None:
+        """With the proxy trusted (127.0.0.1 here), X-Forwarded-For is the client: each
+        forwarded client has its own bucket."""
+        app = create_app(root, SECRET, rate_limit=0.5, rate_limit_burst=2)
+        with BackgroundServer(app, trusted_proxies=["127.0.0.1"]) as server:
+            codes = self._codes(server, 6)
+
+        assert [401] * 6 == codes
+
+    def test_serve_refuses_a_proxy_that_is_no_address(self, root: Path) -> None:
+        """`am serve --trusted-proxy proxy.example` exits 2 asking for an address or network."""
+        result = CliRunner().invoke(
+            am_app,
+            ["serve", "--root", str(root), "--trusted-proxy", "proxy.example"],
+            env={"LIVECALC_AM_SECRET": SECRET},
+        )
+
+        assert 2 == result.exit_code, result.output
+        assert "--trusted-proxy 'proxy.example': not an IP address or network" in result.output
+
+
 class TestClientBackoff:
     def test_client_backs_off_on_429_and_gets_every_table(
         self, root: Path, tmp_path: Path, log_file: Path
@@ -223,17 +363,12 @@ class TestClientBackoff:
         assert token not in message
 
     def test_client_retries_503_until_the_server_has_room(self, root: Path, tmp_path: Path) -> None:
-        """max_in_flight 1, held by a request whose body never ends: the client's request
+        """max_in_flight 1, held by a request whose answer is never read: the client's request
         is answered 503 and retried; when the slow request goes away it succeeds."""
         token = issue_token(SECRET, "alice")
         limiter = RecordingRateLimiter(max_retries=50, base_delay=0.05, max_delay=0.1)
         with _server(root, max_in_flight=1) as server:
-            slow = socket.create_connection((server.host, server.port))
-            slow.sendall(
-                b"POST /v1/token HTTP/1.1\r\nHost: am\r\nContent-Type: application/json\r\n"
-                b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"cli\r\n'
-            )
-            time.sleep(0.2)  # the server has the slow request in flight
+            slow = _hold_a_slot(server, token)
             threading.Timer(0.5, slow.close).start()
             with AssumptionsClient(
                 _creds(server.url, tmp_path, token), rate_limiter=limiter
@@ -252,17 +387,11 @@ class TestClientBackoff:
         limiter = RecordingRateLimiter(max_retries=1, base_delay=0.01, max_delay=0.01)
         with (
             _server(root, max_in_flight=1) as server,
-            socket.create_connection((server.host, server.port)) as slow,
+            _hold_a_slot(server, token),
+            AssumptionsClient(_creds(server.url, tmp_path, token), rate_limiter=limiter) as c,
+            pytest.raises(AssumptionResolutionError) as caught,
         ):
-            slow.sendall(
-                b"POST /v1/token HTTP/1.1\r\nHost: am\r\nTransfer-Encoding: chunked\r\n\r\n"
-            )
-            time.sleep(0.2)  # the server has the slow request in flight
-            with (
-                AssumptionsClient(_creds(server.url, tmp_path, token), rate_limiter=limiter) as c,
-                pytest.raises(AssumptionResolutionError) as caught,
-            ):
-                c.resolve(REFS[0])
+            c.resolve(REFS[0])
 
         assert "cannot reach the Assumptions Manager" in str(caught.value)
         assert "HTTP 503 to all 2 attempts" in str(caught.value)

@@ -255,7 +255,7 @@ class TestSchema:
 
         assert {
             "$schema", "plugins", "data_sources", "engines", "output", "run", "checks", "sla",
-            "alerts",
+            "alerts", "report",
         } == set(schema["properties"])  # fmt: skip
 
     def test_committed_schema_is_current(self) -> None:

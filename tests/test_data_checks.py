@@ -128,6 +128,21 @@ class TestValidateFindsBadData:
         assert f"policy file {policies}: column 'term', row 3: " in result.stderr
         assert not (tmp_path / "out").exists()
 
+    def test_data_false_checks_the_engines_and_reads_no_data(self, tmp_path: Path) -> None:
+        """check_engines(data=False) (a scheduler parsing a DAG file): the bad row is not
+        read, while an engine config problem is still found."""
+        policies = _policies(tmp_path, "policies.parquet", "term", 150)
+        config = _config(tmp_path, policies, {}, False)
+
+        checked = check_engines(config, data=False)
+        with pytest.raises(ConfigurationError, match="column 'term', row 3"):
+            check_engines(config)
+        bad_key = _config(tmp_path, policies, {"discount_ratee": 0.03}, False)
+        with pytest.raises(ConfigurationError, match=r"config\.discount_ratee: unknown key"):
+            check_engines(bad_key, data=False)
+
+        assert ["projection"] == [node.id for node in checked.engines]
+
     def test_csv_rows_name_their_line(self, tmp_path: Path) -> None:
         """In a CSV file the 0-based row comes with its line (header on line 1)."""
         policies = _policies(tmp_path, "policies.csv", "policy_id", 2**32 + 5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from importlib.metadata import EntryPoint
 
 import pytest
@@ -123,6 +125,28 @@ class TestEngineFactory:
         factory = EngineFactory()
 
         assert {"esg", "projection", "solver"} <= set(factory.list_engine_types())
+
+    def test_installed_entry_points_are_read_once_per_process(self) -> None:
+        """A process's second EngineFactory reads no package metadata (the first one read
+        every installed package's entry_points.txt), and knows the same types."""
+        code = (
+            "import sys\n"
+            "from livecalc.runtime.factory import EngineFactory\n"
+            "reads = []\n"
+            "def hook(event, args):\n"
+            "    if event == 'open' and str(args[0]).endswith('entry_points.txt'):\n"
+            "        reads.append(args[0])\n"
+            "sys.addaudithook(hook)\n"
+            "first = EngineFactory().list_engine_types(); n = len(reads)\n"
+            "second = EngineFactory().list_engine_types()\n"
+            "print(n > 0, len(reads) - n, first == second)\n"
+        )
+
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
+
+        assert "True 0 True" == done.stdout.strip(), done.stderr
 
     def test_register_testing_engines(self) -> None:
         """register_testing_engines adds every fake under its test_* name."""

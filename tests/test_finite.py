@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from livecalc.engines._finite import check_finite
 from livecalc.engines.esg import ESGEngine
 from livecalc.engines.projection import ProjectionEngine
 from livecalc.engines.solver import SolverEngine
 from livecalc.errors import ConfigurationError, ExecutionError
 from livecalc.io.generate import generate_policies, write_policies
-from livecalc.runtime.buffers import POLICY_DTYPE
+from livecalc.runtime.buffers import POLICY_DTYPE, RESULT_DTYPE
 
 LIVECALC = str(Path(sys.executable).parent / "livecalc")
 
@@ -106,6 +107,18 @@ class TestNonFiniteOutput:
         assert "the projection engine: 1 of 2 output records are not finite" in message
         assert "record 1 (scenario_id 0, policy_id 7): npv = " in message  # inf or nan
         assert "premium_multiplier = 1.0" in message
+
+    def test_finite_values_whose_sum_overflows_pass(self) -> None:
+        """Records that are all finite pass even when their sum is not (the check adds the
+        values first, and looks record by record only when that sum is not finite)."""
+        records = np.zeros(3, dtype=RESULT_DTYPE)
+        records["npv"] = [1e308, 1e308, -1e308]
+
+        check_finite(records, "projection", {}, "")
+
+        records["npv"][2] = np.nan
+        with pytest.raises(ExecutionError, match="1 of 3 output records are not finite"):
+            check_finite(records, "projection", {}, "")
 
     def test_esg_refuses_overflowing_paths(self) -> None:
         """Paths that overflow within range-valid parameters fail, naming the parameters."""

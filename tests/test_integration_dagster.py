@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,6 +110,50 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluat
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+_ASSET_KEYS = "{ assetNodes { assetKey { path } } }"
+
+
+def _asset_keys_when_served(
+    url: str, proc: subprocess.Popen[bytes], seconds: float
+) -> set[tuple[str, ...]]:
+    """The asset keys the webserver's GraphQL lists, once it answers with some (the code
+    location loads after the server starts); fails when the process ends or time is up."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    last = ""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"dagster dev exited with {proc.returncode} before serving")
+        try:
+            answer = httpx.post(url, json={"query": _ASSET_KEYS}, timeout=10)
+            nodes = answer.json().get("data", {}).get("assetNodes") or []
+            if nodes:
+                return {tuple(n["assetKey"]["path"]) for n in nodes}
+            last = answer.text[:300]
+        except (httpx.HTTPError, ValueError) as exc:
+            last = str(exc)
+        time.sleep(1)
+    pytest.fail(f"no asset graph from {url} in {seconds} s (last: {last})")
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group (webserver, daemon, code server), SIGKILL after 10 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
 def _pipeline(folder: Path, checks: list[dict[str, Any]], **extra: Any) -> Path:
     """ESG (2 x 20 paths, 10 years) -> projection (30 policies) -> solver, with ``checks``."""
     write_policies(folder / "policies.parquet", generate_policies(30, seed=5, max_term=10))
@@ -182,6 +230,42 @@ class TestDefinitions:
         assert 0 == out.returncode, out.stdout + out.stderr
         assert "Validation successful for code location definitions.py" in out.stdout + out.stderr
 
+    @pytest.mark.slow
+    def test_dagster_dev_serves_the_example_asset_graph(self, tmp_path: Path) -> None:
+        """`dagster dev -f examples/dagster/definitions.py`, as the docs show it, on a free
+        loopback port: its GraphQL lists every asset of the three example pipelines; the
+        whole process group is stopped after."""
+        port = _free_port()
+        (tmp_path / "dagster_home").mkdir()
+        (tmp_path / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+            "LIVECALC_HOME": str(tmp_path / "livecalc_home"),
+        }
+        dagster = Path(sys.executable).with_name("dagster")
+        with (tmp_path / "dev.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [str(dagster), "dev", "-f", "examples/dagster/definitions.py",
+                 "-h", "127.0.0.1", "-p", str(port)],
+                cwd=EXAMPLES.parent, env=env, start_new_session=True,
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            try:
+                keys = _asset_keys_when_served(f"http://127.0.0.1:{port}/graphql", proc, 240)
+            finally:
+                _stop_group(proc)
+
+        full, esg_projection, projection_only = CONFIGS
+        assert {
+            (full, "policies"), (full, "esg", "scenarios"), (full, "projection", "results"),
+            (full, "solver", "solution"),
+            (esg_projection, "policies"), (esg_projection, "esg", "scenarios"),
+            (esg_projection, "projection", "totals"),
+            (projection_only, "policies"), (projection_only, "scenarios"),
+            (projection_only, "projection", "results"),
+        } == keys  # fmt: skip
+
     def test_same_stem_twice_is_refused(self, examples: Path, tmp_path: Path) -> None:
         """Two configs with the same file name would share asset keys: a clear error."""
         other = tmp_path / "other"
@@ -199,6 +283,33 @@ class TestDefinitions:
 
         assert "is taken by" in str(info.value)
         assert "rename one of the files" in str(info.value)
+
+    def test_a_config_named_store_is_refused(self, examples: Path) -> None:
+        """store.json would get the resource key livecalc_store, the run store's DuckDB
+        resource: refused, naming the file and the fix, instead of replacing it."""
+        config = examples / "store.json"
+        shutil.copy(examples / "dag_config_projection_only.json", config)
+
+        with pytest.raises(ConfigurationError) as info:
+            definitions_from_config(config)
+
+        assert f"{config}: its pipeline name 'store'" in str(info.value)
+        assert "'livecalc_store', which is the run store's; rename the file" in str(info.value)
+
+    @pytest.mark.parametrize("inside", [False, True], ids=["file", "folder_in_file"])
+    def test_a_store_that_is_a_file_is_a_configuration_error(
+        self, examples: Path, tmp_path: Path, inside: bool
+    ) -> None:
+        """store= naming a file that is no .duckdb store (or a folder inside one): a
+        ConfigurationError naming it, not a raw FileExistsError or NotADirectoryError."""
+        (tmp_path / "notes.txt").write_text("not a store")
+        store = tmp_path / "notes.txt" / "store" if inside else tmp_path / "notes.txt"
+
+        with pytest.raises(ConfigurationError) as info:
+            definitions_from_config(examples / "dag_config_projection_only.json", store=store)
+
+        assert f"store {str(store)!r}: cannot hold the run store" in str(info.value)
+        assert "give a folder (or a .duckdb file) LiveCalc can write" in str(info.value)
 
     def test_unknown_executor_is_refused(self, examples: Path) -> None:
         """An executor LiveCalc does not have is refused when the definitions are built."""
@@ -449,24 +560,74 @@ class TestChecks:
         assert "mean > 1e30" in (error.description or "")
         assert ["checked", "solver", "solution"] == error.asset_key.path
 
-    def test_a_check_no_step_can_evaluate_fails_with_livecalc_s_reason(
+    def test_a_reconcile_across_nodes_is_checked_by_the_later_step(
         self, tmp_path: Path, instance: dg.DagsterInstance
     ) -> None:
-        """A reconcile of the scenarios (ESG) against the results (projection) is on the
-        scenarios asset, but the ESG's run has no results: it fails saying so, not passes."""
+        """A reconcile of the scenarios (ESG) against the results (projection) is evaluated
+        by the projection's step, on the ESG's kept scenarios, and carried by the results
+        asset: its verdict is LiveCalc's, and the solver still runs (a warn check)."""
         checks = [
             {"kind": "reconcile", "name": "odd", "dataset": "scenarios", "column": "rate",
-             "against": "results", "against_column": "npv"},
+             "against": "results", "against_column": "npv", "severity": "warn"},
         ]  # fmt: skip
-        defs = definitions_from_config(_pipeline(tmp_path, checks))
+        config = _pipeline(tmp_path, checks)
+        whole = livecalc.run(config, store=False)
+        defs = definitions_from_config(config)
 
         result = _materialize(defs, instance, raise_on_error=False)
         check = _checks(result)["odd"]
+        (expected,) = whole.summary.extras["checks"]
 
-        assert (False, ["checked", "esg", "scenarios"]) == (check.passed, check.asset_key.path)
-        assert "did not evaluate check 'odd': dataset 'results' is neither produced nor read" in (
-            check.description or ""
+        assert (False, ["checked", "projection", "results"]) == (
+            check.passed,
+            check.asset_key.path,
         )
+        assert expected["message"] == check.description
+        assert expected["message"].startswith("sum scenarios.rate = ")
+        assert ["checked", "solver", "solution"] in [
+            e.asset_key.path for e in result.get_asset_materialization_events()
+        ]
+
+    def test_each_step_records_the_verdicts_dagster_shows(
+        self, tmp_path: Path, instance: dg.DagsterInstance
+    ) -> None:
+        """Every step's LiveCalc run records exactly the checks Dagster shows for that step,
+        with the same verdicts: the projection's run does not evaluate the ESG's martingale
+        check again (it lacks the ESG's metadata), so every run succeeds; and no run of one
+        node is held to the run-level SLA, only to its node's."""
+        checks = [
+            {"kind": "martingale", "dataset": "scenarios", "z_threshold": 6},
+            {"kind": "row_count", "name": "all_pairs", "dataset": "results",
+             "equals": "policies_x_scenarios"},
+            {"kind": "metric", "name": "mean_bound", "expr": "mean > -1e30"},
+        ]  # fmt: skip
+        sla = {"run_seconds": 1e-6, "nodes": {"projection": 1e-6}}
+        store = tmp_path / "store"
+        defs = definitions_from_config(_pipeline(tmp_path, checks, sla=sla), store=store)
+
+        result = _materialize(defs, instance)
+        shown: dict[str, dict[str, bool]] = {}
+        for e in result.get_asset_check_evaluations():
+            run_id = e.metadata["livecalc/run_id"].value
+            shown.setdefault(str(run_id), {})[e.check_name] = e.passed
+        with (defs.resources or {})[STORE_RESOURCE_KEY].get_connection() as con:
+            run_ids = [row[0] for row in con.execute("SELECT run_id FROM runs").fetchall()]
+        records = {run_id: livecalc.runs.get(run_id, store=store) for run_id in run_ids}
+        recorded = {
+            run_id: {c["name"].replace(":", "_"): c["passed"] for c in r["checks"]}
+            for run_id, r in records.items()
+        }
+        sla_rows = {run_id.rsplit("__", 1)[1]: r["sla"] for run_id, r in records.items()}
+
+        assert 3 == len(records)
+        assert {"succeeded"} == {r["status"] for r in records.values()}
+        assert shown == {k: v for k, v in recorded.items() if v}
+        assert {"martingale_scenarios", "all_pairs", "mean_bound"} == {
+            name for verdicts in recorded.values() for name in verdicts
+        }
+        assert [] == sla_rows["esg"] == sla_rows["solver"]
+        assert [("projection", True)] == [(s["target"], s["breached"]) for s in
+                                          sla_rows["projection"]]  # fmt: skip
 
     def test_a_check_on_a_data_source_checks_the_file(
         self, tmp_path: Path, instance: dg.DagsterInstance

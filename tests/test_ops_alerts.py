@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import sys
 import threading
@@ -240,3 +242,328 @@ class TestCommand:
 
         assert 0 == result.exit_code
         assert ["exit 3"] == [e["error"] for e in _events(log) if e["event"] == "alert_failed"]
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that answers each connection with ``answer(conn, stop)``
+    in a thread of its own: a misbehaving receiver, written byte by byte."""
+
+    def __init__(self, answer: Any) -> None:
+        self.stop = threading.Event()
+        self.sent = 0  # bytes written to clients, all connections together
+        self._lock = threading.Lock()
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self._answer = answer
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/hook?token={SECRET}"
+        self._threads: list[threading.Thread] = []
+        self._accepting = threading.Thread(target=self._accept, daemon=True)
+        self._accepting.start()
+
+    def count(self, n: int) -> None:
+        with self._lock:
+            self.sent += n
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)  # the request (one small POST)
+            with contextlib.suppress(OSError):  # the client hung up: what a bounded one does
+                self._answer(self, conn)
+
+    def close(self) -> None:
+        self.stop.set()
+        self._accepting.join()
+        for thread in self._threads:
+            thread.join()
+        self._sock.close()
+
+
+def _trickle_head(server: RawServer, conn: socket.socket) -> None:
+    """A status line, then a header one byte every 0.1 s for at most 20 s: never a whole head."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+    for _ in range(200):
+        if server.stop.wait(0.1):
+            return
+        conn.sendall(b"a")
+        server.count(1)
+
+
+def _trickle_body(server: RawServer, conn: socket.socket) -> None:
+    """A whole 200 head announcing 1 GB, then the body one byte every 0.1 s (at most 20 s)."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n")
+    for _ in range(200):
+        if server.stop.wait(0.1):
+            return
+        conn.sendall(b"a")
+        server.count(1)
+
+
+HUGE_BODY = 256 * 2**20
+
+
+def _huge_body(server: RawServer, conn: socket.socket) -> None:
+    """A 200 announcing 2 GiB, then zeros as fast as the client takes them (256 MiB at most,
+    so that a client reading it all stays bounded too)."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2147483648\r\n\r\n")
+    block = bytes(2**20)
+    for _ in range(HUGE_BODY // len(block)):
+        if server.stop.is_set():
+            return
+        conn.sendall(block)
+        server.count(len(block))
+
+
+def _alert(**fields: Any) -> Any:
+    from livecalc.pipeline.operations import CommandAlert, WebhookAlert
+
+    model = WebhookAlert if fields["type"] == "webhook" else CommandAlert
+    return model.model_validate({"on": ["success"], **fields})
+
+
+def _send(*alerts: Any) -> tuple[list[dict[str, Any]], float]:
+    from livecalc.ops.alerts import send_alerts
+
+    message = {"run_id": "r1", "status": "succeeded", "events": ["success"]}
+    start = time.monotonic()
+    outcomes = send_alerts(alerts, message)
+    return outcomes, time.monotonic() - start
+
+
+@pytest.fixture
+def raw_server(request: pytest.FixtureRequest) -> Iterator[RawServer]:
+    server = RawServer(request.param)
+    yield server
+    server.close()
+
+
+class TestWebhookDeadline:
+    @pytest.mark.parametrize("raw_server", [_trickle_head], indirect=True)
+    def test_a_trickled_head_is_cut_at_the_timeout(self, raw_server: RawServer) -> None:
+        """A receiver trickling its response head never holds an alert past its timeout: the
+        alert is not sent, "timed out", well before the receiver's 20 s of trickle."""
+        alert = _alert(type="webhook", url=raw_server.url, timeout_seconds=1.0, retries=0)
+
+        [outcome], seconds = _send(alert)
+
+        assert (False, "timed out") == (outcome["sent"], outcome["error"])
+        assert seconds < 10, seconds
+        assert SECRET not in json.dumps(outcome)
+
+    @pytest.mark.parametrize("raw_server", [_trickle_head], indirect=True)
+    def test_retries_share_the_deadline(self, raw_server: RawServer) -> None:
+        """Retries with backoff do not stretch the budget: three of them still end in time."""
+        alert = _alert(
+            type="webhook", url=raw_server.url, timeout_seconds=1.0, retries=3, backoff_seconds=0.1
+        )
+
+        [outcome], seconds = _send(alert)
+
+        assert False is outcome["sent"]
+        assert seconds < 10, seconds
+
+    @pytest.mark.parametrize("raw_server", [_trickle_body], indirect=True)
+    def test_a_trickled_body_is_not_waited_for(self, raw_server: RawServer) -> None:
+        """A 200 whose body trickles is delivered at its status line: the body is not read."""
+        alert = _alert(type="webhook", url=raw_server.url, timeout_seconds=5.0)
+
+        [outcome], seconds = _send(alert)
+
+        assert (True, 1) == (outcome["sent"], outcome["attempts"])
+        assert seconds < 10, seconds
+
+    @pytest.mark.parametrize("raw_server", [_huge_body], indirect=True)
+    def test_a_huge_response_is_not_read(self, raw_server: RawServer) -> None:
+        """A 200 with a 2 GiB body is delivered without reading it: the receiver gets rid of
+        no more than its socket buffers hold before the alert hangs up."""
+        alert = _alert(type="webhook", url=raw_server.url, timeout_seconds=5.0)
+
+        [outcome], _ = _send(alert)
+        raw_server.close()  # its last write has failed or finished: the count is final
+
+        assert True is outcome["sent"]
+        assert raw_server.sent < 32 * 2**20, raw_server.sent
+
+
+class TestWebhookFromAsyncCode:
+    def test_an_alert_sent_from_a_running_event_loop(self, receiver: Receiver) -> None:
+        """send_alerts called inside async code (a notebook, a web service) still delivers:
+        the exchange runs on an event loop of its own."""
+        import asyncio
+
+        alert = _alert(type="webhook", url=receiver.url)
+
+        async def from_async_code() -> tuple[list[dict[str, Any]], float]:
+            return _send(alert)
+
+        [outcome], _ = asyncio.run(from_async_code())
+
+        assert True is outcome["sent"]
+        assert ["r1"] == [b["run_id"] for b in receiver.bodies]
+
+
+def _wait_gone(pid: int, seconds: float = 10.0) -> bool:
+    """Whether process ``pid`` has gone (or is a zombie) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _kill(pid_file: Path) -> None:
+    """SIGKILL the process whose pid a test's command wrote (cleanup of a failing test)."""
+    import signal
+
+    if pid_file.is_file() and pid_file.read_text().strip():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+class TestCommandProcessGroup:
+    def test_a_timeout_kills_the_grandchildren(self, tmp_path: Path) -> None:
+        """A command past its timeout is killed with everything it started: the grandchild
+        a shell left sleeping is gone too."""
+        pid_file = tmp_path / "grandchild.pid"
+        script = f'sleep 30 & echo $! > "{pid_file}"; sleep 30'
+        alert = _alert(type="command", argv=["sh", "-c", script], timeout_seconds=3.0)
+        try:
+            [outcome], seconds = _send(alert)
+
+            assert (False, "timed out after 3 s") == (outcome["sent"], outcome["error"])
+            assert _wait_gone(int(pid_file.read_text()))
+            assert seconds < 10, seconds
+        finally:
+            _kill(pid_file)
+
+    def test_delivery_is_judged_by_the_exit_status(self, tmp_path: Path) -> None:
+        """A command that reads its input and exits 0, leaving a child that holds its output
+        open, was delivered: sent, at once, not "timed out"."""
+        pid_file, target = tmp_path / "child.pid", tmp_path / "alert.json"
+        script = f'cat > "{target}"; sleep 30 & echo $! > "{pid_file}"'
+        alert = _alert(type="command", argv=["sh", "-c", script], timeout_seconds=5.0)
+        try:
+            [outcome], seconds = _send(alert)
+
+            assert True is outcome["sent"]
+            assert "r1" == json.loads(target.read_text())["run_id"]
+            assert seconds < 5, seconds
+        finally:
+            _kill(pid_file)
+
+    def test_a_failing_commands_error_output_is_redacted(self) -> None:
+        """The stderr a failing command leaves (curl quoting its URL) is kept without the
+        URL's password and token."""
+        script = f"echo 'curl: (7) https://svc:{SECRET}@hooks.example/x?token={SECRET}' >&2; exit 7"
+        alert = _alert(type="command", argv=["sh", "-c", script])
+
+        [outcome], _ = _send(alert)
+
+        assert "exit 7: curl: (7) https://***@hooks.example/x?..." == outcome["error"]
+
+
+class TestEveryAlertIsSent:
+    def test_one_alert_failing_does_not_stop_the_next(self, receiver: Receiver) -> None:
+        """An alert that raises (a command line Popen refuses, in a model built without
+        validation) is recorded as not sent; the webhook after it is still sent."""
+        from livecalc.pipeline.operations import CommandAlert
+
+        broken = CommandAlert.model_construct(
+            type="command", argv=["tr\x00ue"], on=["success"], timeout_seconds=5.0
+        )
+        webhook = _alert(type="webhook", url=receiver.url)
+
+        outcomes, _ = _send(broken, webhook)
+
+        assert [(False, "ValueError"), (True, None)] == [
+            (o["sent"], o.get("error")) for o in outcomes
+        ]
+        assert ["r1"] == [b["run_id"] for b in receiver.bodies]
+
+
+class TestAlertsAfterTheReport:
+    def test_a_report_that_fails_does_not_stop_the_alerts(
+        self, tmp_path: Path, receiver: Receiver
+    ) -> None:
+        """The report cannot be written (its folder became a file while the run ran): the run
+        raises that error, and the alert was sent all the same, pointing at no report."""
+        import livecalc
+
+        config = _config(tmp_path, [_webhook(receiver.url, on=["success"])])
+        reports = tmp_path / "reports"
+        reports.mkdir()
+
+        def block_the_report(event: str, node_id: str, **info: Any) -> None:
+            if event == "node_finished":
+                reports.rmdir()
+                reports.write_text("a file where the report's folder was")
+
+        with pytest.raises(OSError):
+            livecalc.run(config, report=reports / "run.html", progress=block_the_report)
+
+        [body] = receiver.bodies
+        assert ("succeeded", None) == (body["status"], body["report"])
+
+
+def _validate(tmp_path: Path, **blocks: Any) -> Any:
+    config = _config(tmp_path, blocks.pop("alerts", []), **blocks)
+    return CliRunner().invoke(app, ["validate", str(config)])
+
+
+PASSWORD = "Pa55w0rd-of-the-hook"
+
+
+class TestAlertConfig:
+    @pytest.mark.parametrize("seconds", [3e6, 1e300, float("inf"), float("nan")])
+    @pytest.mark.parametrize("kind", ["webhook", "command"])
+    def test_a_timeout_past_a_day_or_not_finite_is_refused(
+        self, tmp_path: Path, kind: str, seconds: float
+    ) -> None:
+        """An alert's timeout of 3e6 s, 1e300, Infinity or NaN is refused at validation, on
+        one line naming its JSON path (exit 2)."""
+        where = {"url": "http://127.0.0.1:9/hook"} if kind == "webhook" else {"argv": ["true"]}
+        alert = {"type": kind, **where, "timeout_seconds": seconds}
+
+        result = _validate(tmp_path, alerts=[alert])
+
+        assert 2 == result.exit_code, result.output
+        [line] = result.output.strip().splitlines()
+        assert line.startswith("error: alerts[0].timeout_seconds: ")
+
+    @pytest.mark.parametrize(
+        "alert",
+        [
+            {"type": "webhok", "url": f"https://svc:{PASSWORD}@hooks.example/x?token={SECRET}"},
+            {"type": "webhook", "url": f"ftp://svc:{PASSWORD}@hooks.example/x?token={SECRET}"},
+            {"type": "webhook", "url": f"https://svc:{PASSWORD}@hooks.example/x?token={SECRET}\0"},
+            {"type": "webhook", "url": f"https://svc:{PASSWORD}@hooks.example:99999/?t={SECRET}"},
+            {"type": "webhook", "url": f"https://svc:{PASSWORD}@hooks.example/?t={SECRET}\ud800"},
+            {"type": "webhook", "url": f"https://svc:{PASSWORD}@/x?token={SECRET}"},
+            {"type": "webhook", "url": f"https://svc:{PASSWORD}@h/?token={SECRET}", "on": "x"},
+        ],
+        ids=["tag", "scheme", "nul", "port", "surrogate", "no_host", "other_key"],
+    )
+    def test_config_errors_never_show_the_webhooks_secrets(
+        self, tmp_path: Path, alert: dict[str, Any]
+    ) -> None:
+        """A bad alert is refused naming its path, its URL quoted without password or token."""
+        result = _validate(tmp_path, alerts=[alert])
+
+        assert 2 == result.exit_code, result.output
+        assert result.output.startswith("error: alerts[0]"), result.output
+        assert PASSWORD not in result.output
+        assert SECRET not in result.output

@@ -256,7 +256,7 @@ class TestKilledRuns:
         for refused in (resumed_alive, deleted_alive):
             assert 2 == refused.exit_code
             assert f"is running (pid {proc.pid} on host {socket.gethostname()}" in refused.output
-        assert f"left 1 running: {run_id}" in gc_alive.output
+        assert f"left 1 running: {run_id} (pid {proc.pid} on host" in gc_alive.output
         assert folder_kept
         assert ("dead", True) == (listed_dead["status"], listed_dead["resumable"])
         assert "dead" in table.output and "ok" not in table.output
@@ -430,7 +430,9 @@ class TestGc:
 
         assert 0 == result.exit_code, result.output
         assert "removed 1 checkpoints: old" in result.output
-        assert "left 1 running: busy" in result.output
+        assert f"left 1 running: busy (pid {proc.pid} on host {socket.gethostname()}" in (
+            result.output
+        )
         assert (["kept"], ["busy"]) == (everything.removed, everything.running)
         assert ["busy", "experiment-2025", "stray.txt"] == sorted(p.name for p in runs.iterdir())
         _kill(proc)

@@ -19,6 +19,7 @@ import livecalc
 from livecalc.cli.app import app
 from livecalc.errors import ConfigurationError
 from livecalc.io.generate import generate_policies, write_policies
+from livecalc.log import capture_logs
 from livecalc.ops.provenance import PROVENANCE_KEY, file_sha256
 from livecalc.ops.store import SCHEMA_VERSION, RunStore
 
@@ -293,8 +294,10 @@ class TestConcurrentWriters:
     def test_a_store_held_by_another_process_past_the_timeout_is_a_clear_error(
         self, tmp_path: Path
     ) -> None:
-        """Another process holding runs.duckdb.lock: StoreLockedError names the file and the
-        wait, after lock_timeout_seconds; once it lets go, the store works."""
+        """Another process holding runs.duckdb.lock: opening the store raises StoreLockedError
+        naming the file and the wait, after lock_timeout_seconds, while a record of a process
+        that has opened the store goes to the journal without waiting; once the other process
+        lets go, the store works and holds the record."""
         import fcntl
 
         from livecalc.ops.store import StoreLockedError
@@ -319,14 +322,15 @@ class TestConcurrentWriters:
         try:
             assert holder.stdout is not None and "held" == holder.stdout.readline().strip()
             with pytest.raises(StoreLockedError) as info:
-                store.record({"run_id": "r1", "status": "succeeded"})
+                store.run_ids()
+            store.record({"run_id": "r1", "status": "succeeded"})
         finally:
             holder.communicate("", timeout=30)
 
         assert str(tmp_path / "runs.duckdb") in str(info.value)
         assert "still locked by another process after 0 s" in str(info.value)
-        store.record({"run_id": "r1", "status": "succeeded"})
-        assert ["r1"] == store.run_ids()
+        store.record({"run_id": "r2", "status": "succeeded"})
+        assert ["r1", "r2"] == sorted(store.run_ids())
         assert fcntl.LOCK_EX  # the lock the store takes
 
     def test_two_cli_runs_finishing_together_are_both_recorded(self, tmp_path: Path) -> None:
@@ -376,3 +380,119 @@ class TestDemoRuns:
         mean = next(m for m in diff["metrics"] if m["metric"] == "solver.metrics.mean")
         assert mean["difference"] == mean["b"] - mean["a"] != 0
         assert mean["relative"] == mean["difference"] / abs(mean["a"])
+
+
+_JOURNALING = """
+import os, signal, sys
+from livecalc.ops.store import RunStore
+store = RunStore(sys.argv[1])
+for i in range(int(sys.argv[2])):
+    store.record({"run_id": f"r{i}", "status": "succeeded", "seconds": 0.5,
+                  "nodes": [{"node_id": "a", "status": "succeeded", "rows_processed": i}]})
+print(len(store.journal.entries()), flush=True)
+if sys.argv[3] == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _journaling(folder: Path, records: int, end: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _JOURNALING, str(folder), str(records), end],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _stored_ids(file: Path) -> list[str]:
+    """The run ids in the DuckDB file itself, journal not folded in."""
+    con = duckdb.connect(str(file), read_only=True)
+    try:
+        return sorted(str(r[0]) for r in con.execute("SELECT run_id FROM runs").fetchall())
+    finally:
+        con.close()
+
+
+class TestJournal:
+    def test_records_of_a_killed_process_are_folded_in_by_the_next_reader(
+        self, tmp_path: Path
+    ) -> None:
+        """A process killed (SIGKILL) after recording: the records it journaled (all but its
+        first, which opened the store) are in the store at the next reading, numbers intact."""
+        done = _journaling(tmp_path, 12, "kill")
+
+        assert -9 == done.returncode, done.stderr
+        assert "11" == done.stdout.strip()
+        assert ["r0"] == _stored_ids(tmp_path / "runs.duckdb")
+        store = RunStore(tmp_path)
+        assert sorted(f"r{i}" for i in range(12)) == sorted(store.run_ids())
+        record = store.get("r7")
+        assert (0.5, 7) == (record["seconds"], record["nodes"][0]["rows_processed"])
+        assert [] == store.journal.entries()
+
+    def test_a_process_folds_its_journal_when_it_exits(self, tmp_path: Path) -> None:
+        """A process that ends normally leaves every record in runs.duckdb itself (what the
+        DuckDB CLI or Dagster's read-only resource sees) and an empty journal."""
+        done = _journaling(tmp_path, 5, "exit")
+
+        assert 0 == done.returncode, done.stderr
+        assert "4" == done.stdout.strip()
+        assert [f"r{i}" for i in range(5)] == _stored_ids(tmp_path / "runs.duckdb")
+        assert [] == RunStore(tmp_path).journal.entries()
+
+    def test_a_quiet_process_folds_its_journal_in_the_background(self, tmp_path: Path) -> None:
+        """Once no run has recorded for FOLD_IDLE_SECONDS, the process folds its journal
+        itself, without a reader."""
+        from livecalc.ops._journal import FOLD_IDLE_SECONDS
+
+        store = RunStore(tmp_path)
+        store.record({"run_id": "first", "status": "succeeded"})
+        store.record({"run_id": "second", "status": "succeeded"})
+        journaled = len(store.journal.entries())
+        deadline = time.monotonic() + FOLD_IDLE_SECONDS + 60
+        while store.journal.entries() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+        assert 1 == journaled
+        assert [] == store.journal.entries()
+        assert ["first", "second"] == _stored_ids(store.file)
+
+    def test_folding_the_same_entries_again_changes_nothing(self, tmp_path: Path) -> None:
+        """A fold interrupted after its commit repeats itself: each record replaces its run,
+        in writing order (running, then succeeded), so the store ends as before."""
+        store = RunStore(tmp_path)
+        store.schema_version()
+        store.record({"run_id": "r", "status": "running"})
+        store.record(
+            {"run_id": "r", "status": "succeeded", "nodes": [{"node_id": "a", "seconds": 1.0}]}
+        )
+        kept = {p.name: p.read_bytes() for p in store.journal.entries()}
+        first = store.get("r")
+        for name, data in kept.items():
+            (store.journal.folder / name).write_bytes(data)
+
+        again = store.get("r")
+
+        assert 2 == len(kept)
+        assert "succeeded" == first["status"] == again["status"]
+        assert first["nodes"] == again["nodes"]
+        assert ["r"] == store.run_ids()
+
+    def test_an_unreadable_entry_is_set_aside_and_the_rest_folded(self, tmp_path: Path) -> None:
+        """A journal entry that is not a record is renamed .bad and logged; the others fold."""
+        store = RunStore(tmp_path)
+        store.schema_version()
+        store.record({"run_id": "good", "status": "succeeded"})
+        (store.journal.folder / "00000000000000000001-1-00000001.json").write_text("{trunc")
+
+        with capture_logs() as logs:
+            ids = store.run_ids()
+
+        assert ["good"] == ids
+        assert ["00000000000000000001-1-00000001.bad"] == [
+            p.name for p in store.journal.folder.iterdir()
+        ]
+        assert ["store_journal_unreadable"] == [
+            e["event"] for e in logs if e["log_level"] == "error"
+        ]

@@ -181,6 +181,42 @@ class TestFaults:
         assert N_POLICIES == result.nodes["echo"].rows_processed
 
     @pytest.mark.slow
+    def test_killed_worker_of_a_single_chunk_node_is_replaced(
+        self, tmp_path: Path, policies: Path
+    ) -> None:
+        """A node of one chunk (every policy in it) on a pool of 2: SIGKILL of the worker
+        running it re-runs the chunk (replica_retries), and the run succeeds."""
+        marker = tmp_path / "stalled"
+        stop = threading.Event()
+        killed: list[int] = []
+
+        def kill_the_stalled_worker() -> None:
+            pid = _stalled_pid(marker, stop)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+        raw = _stall_pipeline(marker, 120.0)
+        raw["run"]["chunk_size"] = N_POLICIES
+        killer = threading.Thread(target=kill_the_stalled_worker)
+        killer.start()
+        try:
+            with capture_logs() as logs:
+                result = run(raw, base_dir=tmp_path, executor="processes", parallelism=2)
+        finally:
+            stop.set()
+            killer.join()
+
+        reruns = [(e["chunk"], e["cause"]) for e in logs if e["event"] == "chunk_rerun"]
+        assert result.success, result.summary.describe()
+        assert 1 == len(killed)
+        assert [(0, "replica_lost")] == reruns
+        assert 1 == result.nodes["echo"].chunks
+        assert generate_policies(N_POLICIES, seed=7).records.tobytes() == (
+            result.records("out").tobytes()
+        )
+
+    @pytest.mark.slow
     def test_timed_out_chunk_is_killed_and_retried(self, tmp_path: Path, policies: Path) -> None:
         """A chunk past timeout_seconds is killed and, with retries, re-run to success."""
         raw = _stall_pipeline(tmp_path / "stalled", 120.0, timeout_seconds=3.0, retries=1)

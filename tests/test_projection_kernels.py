@@ -39,11 +39,16 @@ def assert_close(expected: np.ndarray, actual: np.ndarray, scale: np.ndarray) ->
     assert not bad.any(), f"expected {expected[bad]} got {actual[bad]}"
 
 
-def run(case: ProjectionCase, mode: OutputMode, separable: bool, impl: str) -> np.ndarray:
-    """One implementation's output records for a case."""
+def run(
+    case: ProjectionCase, mode: OutputMode, separable: bool, impl: str, garbage: bool = False
+) -> np.ndarray:
+    """One implementation's output records for a case (``garbage``: written into a buffer
+    whose every byte is 0xFF, so that a field left unwritten shows)."""
     ids = np.arange(len(case.rates), dtype=np.uint32) + 7
     chunk = prepare_chunk(case.basis, case.policies, case.extension, case.rates, ids, case.rate0)
     out = np.zeros(mode.records(chunk.n_policies, chunk.n_scenarios), dtype=mode.dtype)
+    if garbage:
+        out.view(np.uint8)[:] = 0xFF
     written = IMPLEMENTATIONS[impl](chunk, case.basis, mode, out, separable)
     assert len(out) == written
     return out
@@ -59,8 +64,11 @@ def check_all_modes(case: ProjectionCase, separable: bool, impl: str) -> None:
         assert_close(ref[f], detail[f].reshape(n, n_scen), gross if f == "npv" else ref[f])
     assert np.array_equal(np.tile(np.arange(n_scen) + 7, n), detail["scenario_id"])
     assert np.array_equal(np.repeat(case.policies["policy_id"], n_scen), detail["policy_id"])
-    npv = run(case, OutputMode.NPV, separable, impl)
+    npv = run(case, OutputMode.NPV, separable, impl, garbage=True)
     assert_close(ref["npv"], npv["npv"].reshape(n, n_scen), gross)
+    assert np.array_equal(np.tile(np.arange(n_scen) + 7, n), npv["scenario_id"])
+    assert np.array_equal(np.repeat(case.policies["policy_id"], n_scen), npv["policy_id"])
+    assert not npv["reserved"].any()
     totals = run(case, OutputMode.SCENARIO_TOTALS, separable, impl)
     for f in FIELDS:
         scale = gross.sum(axis=0) if f == "npv" else ref[f].sum(axis=0)

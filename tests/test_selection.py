@@ -558,15 +558,18 @@ class TestDatasetKeeper:
 
 
 class TestChecksOfSomeNodes:
-    def test_each_run_checks_what_its_nodes_produce_or_read(self, full: Path) -> None:
-        """Node by node, every declared check runs once, in the run of the nodes it is about;
-        the others are listed under checks_not_run with the reason, and no run fails."""
+    def test_each_check_is_evaluated_once_by_the_run_of_its_node(self, full: Path) -> None:
+        """Node by node, every declared check is evaluated once, by the run of the node it is
+        about (a dataset's producer; a statistic's node; the last node); the other runs list
+        it under checks_not_run naming that node, and no run fails."""
         raw = json.loads(full.read_text())
         raw["checks"] = [
             {"kind": "finite", "dataset": "scenarios", "name": "scenarios_finite"},
             {"kind": "finite", "dataset": "results", "name": "results_finite"},
             {"kind": "metric", "expr": "mean > -1e15", "name": "mean_bound"},
             {"kind": "range", "statistic": "solver.scenarios", "min": 1, "name": "solver_stat"},
+            {"kind": "martingale", "dataset": "scenarios", "z_threshold": 6},
+            {"kind": "row_count", "dataset": "policies", "min": 1, "name": "some_policies"},
         ]
         base = full.parent
         esg = livecalc.run(raw, base_dir=base, nodes=["esg"], keep_datasets=True)
@@ -585,19 +588,77 @@ class TestChecksOfSomeNodes:
             return [c["name"] for c in result.summary.extras.get(key, [])]
 
         assert esg.success and projection.success and solver.success
-        assert ["scenarios_finite"] == names(esg, "checks")
-        assert ["scenarios_finite", "results_finite"] == names(projection, "checks")
-        assert ["results_finite", "mean_bound", "solver_stat"] == names(solver, "checks")
+        assert ["scenarios_finite", "martingale:scenarios"] == names(esg, "checks")
+        assert ["results_finite", "some_policies"] == names(projection, "checks")
+        assert ["mean_bound", "solver_stat"] == names(solver, "checks")
         assert all(
             c["passed"] for r in (esg, projection, solver) for c in r.summary.extras["checks"]
         )
-        reasons = {c["name"]: c["reason"] for c in esg.summary.extras["checks_not_run"]}
-        assert (
-            "dataset 'results' is neither produced nor read by the nodes run"
-            == (reasons["results_finite"])
+        reasons = {c["name"]: c["reason"] for c in projection.summary.extras["checks_not_run"]}
+        assert {
+            "scenarios_finite": "evaluated by the run of node 'esg'",
+            "martingale:scenarios": "evaluated by the run of node 'esg'",
+            "mean_bound": "evaluated by the run of node 'solver'",
+            "solver_stat": "evaluated by the run of node 'solver'",
+        } == reasons
+
+    def test_a_reconcile_across_nodes_is_evaluated_by_the_later_node(self, full: Path) -> None:
+        """A reconcile of the scenarios (ESG) against the results (projection): the
+        projection's run evaluates it on the ESG's kept scenarios, with the values of a whole
+        run; the ESG's run leaves it to the projection's."""
+        raw = json.loads(full.read_text())
+        raw["checks"] = [
+            {"kind": "reconcile", "name": "rates_vs_npv", "dataset": "scenarios",
+             "column": "rate", "against": "results", "against_column": "npv",
+             "severity": "warn"},
+        ]  # fmt: skip
+        base = full.parent
+        whole = livecalc.run(raw, base_dir=base, store=False)
+        esg = livecalc.run(raw, base_dir=base, nodes=["esg"], keep_datasets=True)
+        projection = livecalc.run(
+            raw, base_dir=base, nodes=["projection"], datasets=esg.summary.extras["datasets"]
         )
-        assert "node 'solver' is not run" == reasons["solver_stat"]
-        assert "last node" in reasons["mean_bound"]
+
+        (expected,) = whole.summary.extras["checks"]
+        (found,) = projection.summary.extras["checks"]
+        assert [] == esg.summary.extras["checks"]
+        left = [{"name": "rates_vs_npv", "reason": "evaluated by the run of node 'projection'"}]
+        assert left == esg.summary.extras["checks_not_run"]
+        assert expected == found
+        assert found["message"].startswith("sum scenarios.rate = ")
+
+    def test_a_dataset_the_owner_does_not_read_comes_from_its_file(self, tmp_path: Path) -> None:
+        """Echo a -> b -> c and a reconcile of c's output against a's: c's run owns it and
+        reads a's output from the file given (c reads only b's); without that file the check
+        fails saying the dataset is not available, rather than passing or vanishing."""
+        from livecalc.io.generate import generate_policies, write_policies
+
+        write_policies(tmp_path / "policies.parquet", generate_policies(20, seed=1))
+        raw = {
+            "plugins": ["livecalc.testing:register_testing_engines"],
+            "data_sources": {"policies": {"path": "policies.parquet"}},
+            "engines": [
+                {"id": "a", "type": "test_echo", "inputs": ["policies"], "outputs": ["a_out"]},
+                {"id": "b", "type": "test_echo", "inputs": ["a_out"], "outputs": ["b_out"]},
+                {"id": "c", "type": "test_echo", "inputs": ["b_out"], "outputs": ["c_out"]},
+            ],
+            "checks": [{"kind": "reconcile", "name": "same_sums", "dataset": "c_out",
+                        "column": "sum_assured", "against": "a_out"}],
+        }  # fmt: skip
+        a = livecalc.run(raw, base_dir=tmp_path, nodes=["a"], keep_datasets=True)
+        a_out = a.summary.extras["datasets"]
+        b = livecalc.run(raw, base_dir=tmp_path, nodes=["b"], datasets=a_out, keep_datasets=True)
+        b_out = b.summary.extras["datasets"]
+        given = livecalc.run(raw, base_dir=tmp_path, nodes=["c"], datasets={**a_out, **b_out})
+        missing = livecalc.run(raw, base_dir=tmp_path, nodes=["c"], datasets=b_out)
+
+        assert [] == a.summary.extras["checks"] == b.summary.extras["checks"]
+        assert [(True, "same_sums")] == [
+            (c["passed"], c["name"]) for c in given.summary.extras["checks"]
+        ]
+        (unavailable,) = missing.summary.extras["checks"]
+        assert not unavailable["passed"]
+        assert "cannot check: dataset 'a_out' is not available" in unavailable["message"]
 
 
 def _three_nodes(tmp_path: Path) -> Path:

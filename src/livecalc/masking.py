@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-__all__ = ["mask_secret", "mask_value", "register_secret", "scrub_text"]
+__all__ = ["mask_secret", "mask_value", "redact_urls", "register_secret", "scrub_text"]
 
 # Key fragments that make a field credential-like, matched on the lower-cased key with
 # dashes as underscores ("X-Api-Key" -> "x_api_key").
@@ -36,6 +36,13 @@ _SECRET_KEY_PARTS = (
 # Three base64url segments, the first opening a JSON object ("eyJ" is '{"' encoded).
 _JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _BEARER_RE = re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._~+/=-]+)")
+# A URL in running text (a repr, a message): scheme, user info, host and path, query,
+# fragment. It ends at white space or a quote, as a URL in a repr or a sentence does.
+_URL_RE = re.compile(
+    r"(?i)([a-z][a-z0-9+.-]*://)([^\s/?#'\"]*@)?([^\s?#'\"]*)(\?[^\s#'\"]*)?(#[^\s'\"]*)?"
+)
+# "user:password@" without a scheme before it (a URL written without one).
+_USERINFO_RE = re.compile(r"([^\s/?#'\":@]+):([^\s/?#'\"@]+)@")
 
 
 class _Registry:
@@ -84,6 +91,34 @@ def scrub_text(text: str) -> str:
     if "earer" in text or "EARER" in text:
         text = _BEARER_RE.sub(lambda m: m.group(1) + mask_secret(m.group(2)), text)
     return text
+
+
+def redact_urls(text: str, *, whole: bool = False) -> str:
+    """``text`` with every URL's user info (``user:password@``) and query string masked, and
+    its fragment dropped: ``https://***@host/hook?...``. A ``user:password@`` written without
+    a scheme is masked too.
+
+    A URL in running text ends at white space or a quote. With ``whole``, ``text`` is one
+    value (a config field): a URL in it runs to its end, spaces and quotes included, so a
+    malformed one (``https://h/a b?token=...``) cannot keep its query out of the mask.
+    """
+    if "@" not in text and "://" not in text:
+        return text  # the common case, without the regexes' cost
+    if whole and "://" in text:
+        before, _, rest = text.partition("://")
+        cut = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+        netloc, tail = rest[:cut], rest[cut:]
+        if "@" in netloc:
+            netloc = "***@" + netloc.rpartition("@")[2]
+        path, query, _ = tail.partition("#")[0].partition("?")
+        return redact_urls(before) + "://" + netloc + path + ("?..." if query else "")
+
+    def one(match: re.Match[str]) -> str:
+        scheme, userinfo, rest, query = match.group(1, 2, 3, 4)
+        return scheme + ("***@" if userinfo else "") + rest + ("?..." if query else "")
+
+    text = _URL_RE.sub(one, text)
+    return _USERINFO_RE.sub(lambda m: f"{m.group(1)}:***@", text)
 
 
 _PLAIN = (bool, int, float, type(None))

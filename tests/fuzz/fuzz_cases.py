@@ -40,6 +40,7 @@ class Draft:
     overrides: list[str] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
     run_args: list[str] = field(default_factory=list)  # more `livecalc run` options
+    error_in: str = ""  # the config section a refusal (exit 2) must name, when one was mutated
 
     def note(self, text: str) -> None:
         """Record what the mutation did, for the failure report."""
@@ -74,6 +75,7 @@ class Case:
     reads_data: bool
     fails_nodes: bool = False
     run_args: tuple[str, ...] = ()
+    error_in: str = ""  # what an exit 2 must name: the config section mutated
 
     @property
     def kind(self) -> str:
@@ -743,6 +745,108 @@ def _selection(draft: Draft, variant: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# The operations sections: checks, sla, alerts
+
+FUZZ_SECRET = "fuzz-Secr3t-0f-the-h00k"
+"""The password and token of every webhook URL the fuzzer writes: no output may show it."""
+_HOOK = f"http://fuzz:{FUZZ_SECRET}@127.0.0.1:9/hook?token={FUZZ_SECRET}"  # port 9: none listens
+
+_OPS_VALUES: list[Any] = [
+    *(0, -1, 0.5, 5e-324, 86_400, 86_401, 1e308, 2**63, 2**64, 10**30),
+    *(math.nan, math.inf, -math.inf),
+    *("", "x", "a\x00b", "\ud800", "x\udfff y", "é", "1e999", "x" * 5000),
+    *(None, True, [], {}, ["x"], {"a": 1}),
+]
+_URL_VALUES = [
+    _HOOK.replace("http://", "ftp://"),
+    _HOOK + "\x00",
+    _HOOK + "\ud800",
+    _HOOK.replace(":9/", ":99999/"),
+    _HOOK.replace(":9/", ":x/"),
+    _HOOK.replace("127.0.0.1:9", ""),
+    _HOOK.replace("/hook", "/ho ok"),
+    "https://",
+]
+_CHECK_KEYS = (
+    *("kind", "name", "severity", "description", "dataset", "columns", "column", "statistic"),
+    *("min", "max", "equals", "expr", "node", "z_threshold", "against", "tolerance"),
+)
+_ALERT_KEYS = ("type", "url", "argv", "on", "timeout_seconds", "retries", "backoff_seconds")
+
+
+def _ops_sections(draft: Draft) -> dict[str, Any]:
+    """Valid checks, sla and alerts for the example: the start of every mutation."""
+    engines = draft.config["engines"]
+    first = engines[0]["outputs"][0]
+    return {
+        "checks": [
+            {"kind": "row_count", "dataset": "policies", "min": 1},
+            {"kind": "range", "dataset": "policies", "column": "age", "min": 0, "max": 120},
+            {"kind": "finite", "dataset": first, "severity": "warn"},
+            {"kind": "metric", "expr": "x >= -1e300", "severity": "warn"},
+        ],
+        "sla": {"run_seconds": 600, "nodes": {engines[0]["id"]: 300}},
+        "alerts": [
+            {
+                "type": "webhook",
+                "url": _HOOK,
+                "on": ["failure", "check_failed", "sla_breach", "success"],
+                "timeout_seconds": 2,
+                "retries": 1,
+                "backoff_seconds": 0.1,
+            },
+            {"type": "command", "argv": ["true"], "on": ["success"], "timeout_seconds": 5},
+        ],
+    }
+
+
+def _ops(draft: Draft, variant: str) -> None:
+    """One of the operations sections with one value replaced (``valid``: none), the others
+    as they are; the error must name the section, never the webhook's secret."""
+    rng = draft.rng
+    sections = _ops_sections(draft)
+    draft.config.update(sections)
+    if variant == "valid":
+        alert = sections["alerts"][0]
+        alert["timeout_seconds"] = rng.choice([0.01, 0.5, 2, 86_400])
+        alert["backoff_seconds"] = rng.choice([0, 0.01, 1e-300])
+        sections["sla"]["run_seconds"] = rng.choice([1e-9, 1, 1e300])
+        sections["checks"][0]["min"] = rng.choice([0, -1e308, 1e308])
+        draft.note(f"valid sections {json.dumps(sections, default=str)}")
+        return
+    value = rng.choice(_OPS_VALUES)
+    if variant == "checks":
+        i = rng.randrange(len(sections["checks"]))
+        key = rng.choice(_CHECK_KEYS)
+        sections["checks"][i][key] = value
+        where = f"checks[{i}].{key}"
+    elif variant == "sla":
+        key = rng.choice(("run_seconds", "nodes", "node_seconds", "node_id"))
+        nodes = sections["sla"]["nodes"]
+        if key == "node_seconds":
+            nodes[next(iter(nodes))] = value
+        elif key == "node_id":
+            nodes[str(value) if not isinstance(value, str) else value] = 60
+        else:
+            sections["sla"][key] = value
+        where = f"sla.{key}"
+    else:
+        # Mostly the webhook, and its url and type twice as often: a refusal that quotes the
+        # alert whole would show the URL's secret.
+        i = rng.choice((0, 0, 1))
+        key = rng.choice((*_ALERT_KEYS, "url", "type"))
+        if key == "url":
+            value = rng.choice(_URL_VALUES)
+        elif key == "argv" and rng.random() < 0.5:
+            value = [value]
+        sections["alerts"][i][key] = value
+        where = f"alerts[{i}].{key}"
+    shown = repr(value) if len(repr(value)) < 80 else repr(value)[:80] + "..."
+    draft.note(f"{where} = {shown}")
+    draft.error_in = variant
+
+
+# ---------------------------------------------------------------------------------------
 # The catalogue
 
 
@@ -872,6 +976,8 @@ FAMILIES: tuple[Family, ...] = (
         executor="processes",
         fails_nodes=True,
     ),
+    # A declared check may fail (exit 1 is right); a config alert is sent at the run's end.
+    Family("ops_sections", ("checks", "sla", "alerts", "valid"), _ops, fails_nodes=True),
 )
 
 EXAMPLE_CONFIGS = tuple(sorted(p.name for p in EXAMPLES.glob("dag_config_*.json")))
@@ -920,4 +1026,5 @@ def build(seed: int, index: int, case_dir: Path) -> Case:
         reads_data=family.reads_data,
         fails_nodes=family.fails_nodes,
         run_args=tuple(draft.run_args),
+        error_in=draft.error_in,
     )

@@ -4,7 +4,8 @@ The promises (docs/cli.md, docs/config.md, docs/data.md): exit 0, 1 or 2 (``vali
 2); a config ``validate`` refuses is refused by ``run`` too; no traceback; every command
 ends within the time limit; no temporary file left; no input file changed; nothing written
 on exit 2; on exit 0 every written result is readable and finite; no shared-memory segment
-left by a dead process.
+left by a dead process; no webhook URL's password or token in any output or file; a refusal
+of a mutated config section names that section.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from fuzz_cases import CONFIG_NAME, Case
+from fuzz_cases import CONFIG_NAME, FUZZ_SECRET, Case
 
 TIMEOUT_SECONDS = float(os.environ.get("LIVECALC_FUZZ_TIMEOUT", "90"))
 """Longest one command may take; generous because the test machine is shared."""
@@ -210,6 +211,8 @@ def check_command(
     for stream, text in (("stderr", outcome.stderr), ("stdout", outcome.stdout)):
         if "Traceback (most recent call last)" in text:
             problems.append(f"{name}: a traceback on {stream}")
+        if FUZZ_SECRET in text:
+            problems.append(f"{name}: a webhook URL's password or token on {stream}")
     if outcome.returncode not in (0, None) and not outcome.stderr.strip():
         problems.append(f"{name}: exit {outcome.returncode} with nothing on stderr")
     left = [p for p in after if Path(p).name.endswith(".tmp")]
@@ -254,6 +257,11 @@ def check_results(
             why = _unreadable_or_not_finite(case_dir / rel)
         elif rel.endswith(".json"):
             why = _not_strict_json(case_dir / rel)
+        text = ""
+        if not why and rel.endswith((".json", ".html")):
+            text = (case_dir / rel).read_text(encoding="utf-8", errors="replace")
+        if FUZZ_SECRET in text:
+            why = "holds a webhook URL's password or token"
         if why:
             problems.append(f"run: exit {code} but {rel}: {why}")
     return problems
@@ -280,6 +288,8 @@ def run_case(case: Case, case_dir: Path) -> Report:
     problems += check_command(run, {0, 2} if case.reads_data else {0, 1, 2}, before, after)
     if validate is not None and validate.returncode == 2 and run.returncode != 2:
         problems.append(f"validate refused the config (exit 2) but run exited {run.returncode}")
+    if case.error_in and run.returncode == 2 and case.error_in not in run.stderr:
+        problems.append(f"run: exit 2 without naming {case.error_in!r}, the section mutated")
     # The examples run; a config change that validate accepts and that then fails a node is
     # bad input found late (it should be exit 2 at validation), unless the case fails a node
     # on purpose or a chunk ran past a timeout the case set (the documented way to fail).

@@ -87,6 +87,47 @@ class TestValidate:
         assert not ok
         assert ["dag_id 'my dag'", "retries -1"] == [p.split(":")[0] for p in problems]
 
+    def test_arguments_that_fail_only_at_run_time_are_problems_now(self) -> None:
+        """An override of a key the engine does not know, chunk_size 0, an unknown executor
+        and progress_every_chunks 0: each a problem of validate(), before any task runs."""
+        ok, problems = LiveCalcDagBuilder(
+            FULL,
+            overrides=["projection.discount_ratee=0.03"],
+            chunk_size=0,
+            executor="spark",
+            progress_every_chunks=0,
+        ).validate()
+
+        assert not ok
+        assert 4 == len(problems), problems
+        assert problems[0].startswith("executor 'spark': use one of local, processes, ray")
+        assert problems[1].startswith("chunk_size 0: use 1 or more policies per chunk")
+        assert problems[2].startswith("progress_every_chunks 0: use 1 or more")
+        assert problems[3].startswith(f"{FULL}: engines[1].config.discount_ratee: unknown key")
+        assert "did you mean 'discount_rate'?" in problems[3]
+
+    def test_a_value_the_engine_refuses_is_a_problem(self) -> None:
+        """An override the config model accepts but the engine refuses (an unknown ESG
+        model) is found by initialising the engines, as `livecalc validate` does."""
+        ok, problems = LiveCalcDagBuilder(FULL, overrides=["esg.model=black_scholez"]).validate()
+
+        assert not ok
+        assert 1 == len(problems), problems
+        assert problems[0].startswith(f"{FULL}: engines[0].config.model")
+
+    def test_without_check_files_engines_are_not_initialised(self) -> None:
+        """check_files=False (data written later): the engines' own checks wait for the run;
+        the builder's own arguments are still checked."""
+        builder = LiveCalcDagBuilder(
+            FULL, overrides=["projection.discount_ratee=0.03"], check_files=False
+        )
+
+        assert (True, []) == builder.validate()
+        assert ["chunk_size 0"] == [
+            p.split(":")[0]
+            for p in LiveCalcDagBuilder(FULL, chunk_size=0, check_files=False).validate()[1]
+        ]
+
 
 class TestBuild:
     def test_one_task_per_node_with_the_config_dependencies(self) -> None:

@@ -66,6 +66,36 @@ class TestExampleDagFile:
         assert {"solver"} == full.task_dict["projection"].downstream_task_ids
         assert ["livecalc"] == list(bag.dags["livecalc_full_pipeline_one_task"].task_dict)
 
+    @pytest.mark.parametrize("executor", ["local", "processes", "ray"])
+    def test_every_livecalc_executor_loads(
+        self, executor: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The example DAG file with LIVECALC_EXECUTOR set: no import error (Airflow's own
+        BaseOperator.executor stays unset), every task runs its node on that executor."""
+        monkeypatch.setenv("LIVECALC_EXECUTOR", executor)
+
+        bag = _bag(DAGS / "livecalc_dags.py")
+        tasks = [t for dag in bag.dags.values() for t in dag.tasks]
+
+        assert set(EXAMPLE_DAGS) == set(bag.dags)
+        assert 7 == len(tasks)
+        assert {(executor, None)} == {(t.livecalc_executor, t.executor) for t in tasks}
+
+    def test_a_dag_on_processes_runs_there(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """dag.test() of the projection-only example built with executor 'processes': the
+        task succeeds and its LiveCalc run is recorded as run on processes."""
+        monkeypatch.setenv("LIVECALC_EXECUTOR", "processes")
+        dag = _bag(DAGS / "livecalc_dags.py").dags["livecalc_projection_only"]
+
+        dag_run = dag.test()
+        (ti,) = dag_run.get_task_instances()
+        record = RunStore().get(ti.xcom_pull(task_ids=ti.task_id)["run_id"])
+
+        assert "success" == dag_run.state
+        assert "processes" == record["provenance"]["executor"]
+
     @pytest.mark.parametrize("dag_id", sorted(EXAMPLE_DAGS))
     def test_dag_test_gives_the_values_of_livecalc_run(
         self, dag_id: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -166,6 +196,48 @@ class TestDeclaredChecks:
         assert [("mean_npv_floor", "warn", False)] == [
             (c["name"], c["severity"], c["passed"]) for c in record["checks"]
         ]
+
+
+class TestOneVerdictPerCheck:
+    def test_each_check_is_evaluated_by_one_task(self, dag_files: list[Path]) -> None:
+        """A task per node: the ESG's task evaluates the martingale check (the projection's
+        task, which lacks the ESG's metadata, does not evaluate it again and succeeds); the
+        reconcile of the scenarios against the results is evaluated by the projection's task
+        on the ESG task's kept scenarios, with the message of a whole run; the run-level SLA
+        is in no task's record."""
+        raw = json.loads((DAGS.parent / "dag_config_full_pipeline.json").read_text())
+        raw["checks"] = [
+            {"kind": "martingale", "dataset": "scenarios", "z_threshold": 6},
+            {"kind": "reconcile", "name": "rates_vs_npv", "dataset": "scenarios",
+             "column": "rate", "against": "results", "against_column": "npv",
+             "severity": "warn"},
+        ]  # fmt: skip
+        raw["sla"] = {"run_seconds": 1e-6}
+        raw["output"] = {"path": "output/one_verdict/results.parquet"}
+        config = DAGS.parent / "one_verdict.json"
+        config.write_text(json.dumps(raw))
+        whole = livecalc.run(config, store=False)
+        dag_files.append(write_dag_file("one_verdict", _dag_file_for(config, "one_verdict")))
+        dag = _bag(dag_files[0]).dags["one_verdict"]
+
+        dag_run = dag.test()
+        records = {
+            ti.task_id: RunStore().get(ti.xcom_pull(task_ids=ti.task_id, key="run_id"))
+            for ti in dag_run.get_task_instances()
+        }
+        checks = {
+            task: [(c["name"], c["passed"], c["message"]) for c in r["checks"]]
+            for task, r in records.items()
+        }
+        reconcile = next(c for c in whole.summary.extras["checks"] if c["kind"] == "reconcile")
+
+        assert "success" == dag_run.state
+        assert {"succeeded"} == {r["status"] for r in records.values()}
+        assert ["martingale:scenarios"] == [name for name, _, _ in checks["esg"]]
+        assert checks["esg"][0][1]
+        assert [("rates_vs_npv", False, reconcile["message"])] == checks["projection"]
+        assert [] == checks["solver"]
+        assert [] == [s for r in records.values() for s in r["sla"]]
 
 
 def _failing_config(folder: Path) -> Path:

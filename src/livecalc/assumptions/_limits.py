@@ -1,27 +1,33 @@
 """Request limits of the Assumptions Manager: no request makes the server hold much.
 
 - ``BodyLimit`` (ASGI middleware) answers 413 to a body over ``MAX_BODY_BYTES`` without
-  reading it whole: an unauthenticated ``POST /v1/token`` of 256 MB once took the server to
-  990 MB RSS;
+  reading it whole (an unauthenticated ``POST /v1/token`` of 256 MB once took the server to
+  990 MB RSS), and 408 to a body not received within ``BODY_TIMEOUT_SECONDS``;
 - ``BoundedHttpTools`` (uvicorn's httptools protocol) answers 431 to a request head that has
-  not ended after ``MAX_HEADER_BYTES``: httptools keeps an unfinished header in its own
-  buffer. h11 has the same cap through ``h11_max_incomplete_event_size``;
+  not ended after ``MAX_HEADER_BYTES`` (httptools keeps an unfinished header in its own
+  buffer; h11 has the same cap through ``h11_max_incomplete_event_size``), and closes a
+  connection whose head has not ended ``HEAD_TIMEOUT_SECONDS`` after it began;
 - ``RateLimit`` (``livecalc am serve --rate-limit 100/s``) answers 429 with ``Retry-After``
-  to a client address past its token bucket;
+  to a client address past its token bucket: the TCP peer's address, unless the operator
+  names trusted proxies (``--trusted-proxy``), whose ``X-Forwarded-For`` then counts;
 - ``InFlightLimit`` (``--max-in-flight N``) answers 503 with ``Retry-After`` while N requests
   are being answered already, so a crowd of clients queues at their end, not in the server.
+  A request counts once its body has been read: clients that send a head, or part of a
+  body, and then nothing hold a connection (until the timeouts above), never a slot.
 
 ``/health`` passes both, so a load balancer's checks neither count nor get refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
 import time
 from collections.abc import Callable
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -29,6 +35,8 @@ from livecalc.errors import ConfigurationError
 from livecalc.log import get_logger
 
 __all__ = [
+    "BODY_TIMEOUT_SECONDS",
+    "HEAD_TIMEOUT_SECONDS",
     "MAX_BODY_BYTES",
     "MAX_HEADER_BYTES",
     "BodyLimit",
@@ -42,21 +50,34 @@ MAX_BODY_BYTES = 64 * 1024
 """The largest request body any endpoint reads (token requests are a few hundred bytes)."""
 MAX_HEADER_BYTES = 16 * 1024
 """The largest request head (request line and headers) the server buffers."""
+BODY_TIMEOUT_SECONDS = 10.0
+"""The longest a request's body may take to arrive (408 past it): 64 KiB at most."""
+HEAD_TIMEOUT_SECONDS = 10.0
+"""The longest a request's head may take to arrive once it began (the connection is closed)."""
 
 _log = get_logger(component="am_server")
 
 
 class BodyLimit:
-    """ASGI middleware: a request body over ``max_bytes`` is answered 413, never read whole.
+    """ASGI middleware: a request body over ``max_bytes`` is answered 413, never read whole,
+    and one that has not arrived ``timeout_seconds`` after the head 408.
 
     A declared ``Content-Length`` over the limit is refused before a byte is read; a chunked
-    body is read up to the limit, then refused. Anything under it is handed on unchanged.
-    Without it, an unauthenticated ``POST /v1/token`` of 256 MB was read whole (990 MB RSS).
+    body is read up to the limit, then refused. Anything under it is read here, whole, and
+    handed on: the middlewares inside (``InFlightLimit``) only see requests ready to answer.
+    Without it, an unauthenticated ``POST /v1/token`` of 256 MB was read whole (990 MB RSS),
+    and N clients sending a head and then nothing held all N slots of ``--max-in-flight N``.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int = MAX_BODY_BYTES,
+        timeout_seconds: float = BODY_TIMEOUT_SECONDS,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_seconds = timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,18 +92,24 @@ class BodyLimit:
             await self._refuse(send)
             return
         chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        with anyio.move_on_after(self.timeout_seconds) as waited:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > self.max_bytes:
+                    await self._refuse(send)
+                    return
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+        if waited.cancelled_caught:
+            message_text = f"the request body did not arrive within {self.timeout_seconds:g} s"
+            _log.debug("am_body_timeout", client=_client_of(scope), received=size)
+            await _answer(send, 408, "request_timeout", message_text, [(b"connection", b"close")])
+            return
         body = b"".join(chunks)
         replayed = False
 
@@ -234,15 +261,29 @@ class InFlightLimit:
 
 
 class BoundedHttpTools(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a cap on the request head (431 past it).
+    """uvicorn's httptools protocol with a cap on the request head: 431 past
+    ``MAX_HEADER_BYTES``, the connection closed when the head has not ended
+    ``head_timeout_seconds`` after its first byte (or after the connection was opened).
 
     h11 caps an unfinished head itself (``h11_max_incomplete_event_size``); httptools keeps
     an endless header line in its own buffer, so the bytes that arrive before a head ends are
-    counted here. At module level, so worker processes can unpickle uvicorn's config.
+    counted here. uvicorn times out only idle keep-alive connections: without the head
+    timeout, a client that opens connections and sends part of a head holds them for ever.
+    At module level, so worker processes can unpickle uvicorn's config.
     """
 
+    head_timeout_seconds = HEAD_TIMEOUT_SECONDS
     _in_head = True
     _head_bytes = 0
+    _head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._in_head:
@@ -256,10 +297,29 @@ class BoundedHttpTools(HttpToolsProtocol):
             )
             self.transport.close()
 
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._start_head_timer()  # the next request on a kept-alive connection
+
     def on_headers_complete(self) -> None:
+        self._stop_head_timer()
         self._in_head, self._head_bytes = False, 0
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._in_head, self._head_bytes = True, 0
         super().on_message_complete()
+
+    def _start_head_timer(self) -> None:
+        self._stop_head_timer()
+        self._head_timer = self.loop.call_later(self.head_timeout_seconds, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()

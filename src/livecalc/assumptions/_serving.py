@@ -11,12 +11,16 @@
   same whichever answers), over plain HTTP or TLS (``tls_cert``/``tls_key``).
 
 uvicorn runs on uvloop (a dependency where it builds; asyncio elsewhere) with the httptools
-parser, its request head capped at ``MAX_HEADER_BYTES``.
+parser, its request head capped at ``MAX_HEADER_BYTES``. uvicorn's proxy headers are off
+unless proxies are named (``trusted_proxies``, ``--trusted-proxy``): by default uvicorn takes
+``X-Forwarded-For`` from any client on 127.0.0.1 as the client's address, so a local client
+rotating that header was a new client to the rate limit on every request.
 """
 
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import json
 import os
 import socket
@@ -24,6 +28,7 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -54,6 +59,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BackgroundServer",
     "ServeSettings",
+    "check_trusted_proxies",
     "listening_socket",
     "serve",
     "worker_app",
@@ -115,6 +121,24 @@ def check_tls(cert: Path | str | None, key: Path | str | None) -> None:
         ) from None
 
 
+def check_trusted_proxies(proxies: Sequence[str]) -> list[str]:
+    """The ``--trusted-proxy`` values as uvicorn takes them: IP addresses or networks.
+
+    Raises:
+        ConfigurationError: a value that is neither (a host name, ``*``, a typo).
+    """
+    checked = []
+    for proxy in proxies:
+        try:
+            checked.append(str(ipaddress.ip_network(proxy.strip(), strict=False)))
+        except ValueError:
+            raise ConfigurationError(
+                f"--trusted-proxy {proxy!r}: not an IP address or network; give the address "
+                "of the reverse proxy in front of the AM (e.g. 127.0.0.1 or 10.0.0.0/8)"
+            ) from None
+    return checked
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """What every worker needs to build the same app (the secret comes from the environment)."""
@@ -159,6 +183,7 @@ def _uvicorn_config(
     tls_key: Path | str | None = None,
     loop: str = "auto",
     http: str = "auto",
+    trusted_proxies: Sequence[str] = (),
 ) -> uvicorn.Config:
     # No websockets or lifespan: the app needs neither, and fewer optional imports.
     return uvicorn.Config(
@@ -179,6 +204,10 @@ def _uvicorn_config(
         log_config=None if quiet else uvicorn.config.LOGGING_CONFIG,
         # Idle keep-alive connections are kept a while: clients reuse them between tables.
         timeout_keep_alive=30,
+        # X-Forwarded-For names the client only when a named proxy sent it (the rate limit
+        # keys on the client's address); uvicorn would trust any client on 127.0.0.1.
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=list(trusted_proxies) or None,
     )
 
 
@@ -187,7 +216,7 @@ class BackgroundServer:
 
     ``port=0`` picks a free port; ``url`` says which (``https`` with ``tls_cert``/``tls_key``).
     ``loop`` and ``http`` choose uvicorn's event loop and parser (``auto`` for the fastest
-    installed). Use as a context manager.
+    installed); ``trusted_proxies`` as ``serve``'s. Use as a context manager.
     """
 
     def __init__(
@@ -200,8 +229,10 @@ class BackgroundServer:
         tls_key: Path | str | None = None,
         loop: str = "auto",
         http: str = "auto",
+        trusted_proxies: Sequence[str] = (),
     ) -> None:
         check_tls(tls_cert, tls_key)
+        proxies = check_trusted_proxies(trusted_proxies)
         self._socket = listening_socket(host, port)
         self.host, self.port = self._socket.getsockname()[:2]
         self._scheme = "https" if tls_cert else "http"
@@ -214,6 +245,7 @@ class BackgroundServer:
             tls_key=tls_key,
             loop=loop,
             http=http,
+            trusted_proxies=proxies,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -278,16 +310,19 @@ def serve(
     rate_limit: str | None = None,
     rate_limit_burst: int | None = None,
     max_in_flight: int | None = None,
+    trusted_proxies: Sequence[str] = (),
 ) -> None:
     """Run the AM in the foreground until interrupted (``livecalc am serve``).
 
     With ``workers`` > 1, that many processes accept connections on the one port; uvicorn's
     supervisor restarts a worker that dies. ``rate_limit`` (``"100/s"``, ``"600/min"``) and
-    ``max_in_flight`` hold in each worker process.
+    ``max_in_flight`` hold in each worker process. ``trusted_proxies`` (IP addresses or
+    networks of reverse proxies) are the only peers whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` are believed; without them the client is the TCP peer.
 
     Raises:
         ConfigurationError: no usable secret, a bad ``--root``, lifetime, worker count,
-            certificate or key, a bad client list, or a port that cannot be bound.
+            certificate or key, a bad client list or proxy, or a port that cannot be bound.
     """
     if isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
         raise ConfigurationError(
@@ -295,6 +330,7 @@ def serve(
             "start)"
         )
     check_tls(tls_cert, tls_key)
+    proxies = check_trusted_proxies(trusted_proxies)
     secret = secret or secret_from_env()
     settings = ServeSettings(
         str(Path(root).resolve()),
@@ -342,7 +378,13 @@ def serve(
     try:
         if workers == 1:
             config = _uvicorn_config(
-                app, host, port, quiet=False, tls_cert=tls_cert, tls_key=tls_key
+                app,
+                host,
+                port,
+                quiet=False,
+                tls_cert=tls_cert,
+                tls_key=tls_key,
+                trusted_proxies=proxies,
             )
             config.access_log = access_log
             uvicorn.Server(config).run(sockets=[sock])
@@ -360,6 +402,7 @@ def serve(
             workers=workers,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            trusted_proxies=proxies,
         )
         config.access_log = access_log
         _supervisor(Multiprocess, config, sock).run()

@@ -432,11 +432,12 @@ def create_app(
         return Response(encoded.body, media_type=ARROW_STREAM_MEDIA_TYPE, headers=headers)
 
     app.add_route("/v1/assumptions/{name}/{version}", table, methods=["GET"])
-    # Outermost last: a request is rate limited first, then counted in flight, then its
-    # body is bounded.
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    # Outermost last: a request is rate limited first, then its body is read (bounded in
+    # size and time), and only then is it counted in flight: a client that sends a head and
+    # then nothing holds no slot.
     if max_in_flight is not None:
         app.add_middleware(InFlightLimit, max_in_flight=max_in_flight)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     if rate_limit is not None:
         app.add_middleware(RateLimit, rate=rate_limit, burst=burst)
     return app

@@ -10,6 +10,8 @@ use this module: ``serve``, ``BackgroundServer``, ``create_app``, ``issue_token`
 from __future__ import annotations
 
 from livecalc.assumptions._limits import (
+    BODY_TIMEOUT_SECONDS,
+    HEAD_TIMEOUT_SECONDS,
     MAX_BODY_BYTES,
     MAX_HEADER_BYTES,
     BodyLimit,
@@ -22,6 +24,7 @@ from livecalc.assumptions._serving import (
     BackgroundServer,
     ServeSettings,
     check_tls,
+    check_trusted_proxies,
     listening_socket,
     serve,
     worker_app,
@@ -43,8 +46,10 @@ from livecalc.assumptions.tokens import (
 
 __all__ = [
     "ARROW_STREAM_MEDIA_TYPE",
+    "BODY_TIMEOUT_SECONDS",
     "ENV_CLIENTS",
     "ENV_SECRET",
+    "HEAD_TIMEOUT_SECONDS",
     "MAX_BODY_BYTES",
     "MAX_HEADER_BYTES",
     "MAX_SESSION_SECONDS",
@@ -61,6 +66,7 @@ __all__ = [
     "VerifiedTokens",
     "check_lifetime",
     "check_tls",
+    "check_trusted_proxies",
     "create_app",
     "issue_token",
     "listening_socket",

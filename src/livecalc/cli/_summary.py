@@ -25,6 +25,7 @@ from rich.table import Table
 
 from livecalc.cli._common import console, err_console, print_error
 from livecalc.cli._nested import print_nested
+from livecalc.cli._tables import out_console
 from livecalc.log import scrub_text
 
 if TYPE_CHECKING:
@@ -86,6 +87,8 @@ def _count(n: float) -> str:
 
 def print_summary(result: RunResult) -> None:
     """The end-of-run tables: per engine time, rows, throughput; statistics; failures."""
+    # Off a terminal (cron, CI logs) the tables are printed whole, never cut at 80 columns.
+    out = out_console()
     table = Table(title=f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
     table.add_column("engine", no_wrap=True)
     table.add_column("status", no_wrap=True)
@@ -103,7 +106,7 @@ def print_summary(result: RunResult) -> None:
             _count(r.throughput),
             _count(r.records),
         )
-    console.print(table)
+    out.print(table)
     for node_id, outputs in result.statistics.items():
         if print_nested(node_id, outputs):
             continue
@@ -118,7 +121,7 @@ def print_summary(result: RunResult) -> None:
                     stats.add_row(escape(f"{key}.{sub}"), escape(_format(v)))
             else:
                 stats.add_row(escape(key), escape(_format(value)))
-        console.print(stats)
+        out.print(stats)
     for r in result.nodes.values():
         if r.status in ("failed", "skipped"):
             colour = "red" if r.status == "failed" else "yellow"

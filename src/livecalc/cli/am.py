@@ -73,6 +73,14 @@ def serve(
         int | None,
         typer.Option(help="Requests answered at once per worker (503 with Retry-After past it)."),
     ] = None,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            help="IP address or network of a reverse proxy whose X-Forwarded-For names the "
+            "client (repeatable; default: none, the client is the TCP peer).",
+        ),
+    ] = None,
 ) -> None:
     """Serve ROOT's tables over HTTP(S) behind tokens signed with LIVECALC_AM_SECRET."""
     from livecalc.assumptions import server as am_server
@@ -92,6 +100,7 @@ def serve(
             rate_limit=rate_limit,
             rate_limit_burst=rate_limit_burst,
             max_in_flight=max_in_flight,
+            trusted_proxies=trusted_proxy or (),
         )
     except ConfigurationError as exc:
         raise _fail(exc) from None

@@ -21,6 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from livecalc._version import __version__
 from livecalc.cli._common import (
     ExecutorName,
     NoStoreOption,
@@ -37,6 +38,7 @@ from livecalc.cli._summary import (
     finish_run,
     run_with_progress,
 )
+from livecalc.cli._tables import FormatOption, ListTable, print_tables
 from livecalc.cli.am import am_app
 from livecalc.cli.esg import esg_app
 from livecalc.cli.generate import generate_app
@@ -54,6 +56,24 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(generate_app, name="generate")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"livecalc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Run actuarial calculation pipelines (ESG -> projection -> solver) as a DAG."""
 
 
 @app.command()
@@ -198,25 +218,26 @@ def schema(
 
 
 @app.command()
-def engines() -> None:
+def engines(fmt: FormatOption = None) -> None:
     """List the engine types, their aliases and their info."""
     from livecalc.runtime.factory import BUILTIN_ALIASES, EngineFactory
 
     factory = EngineFactory()
-    table = Table(title="engine types")
-    for column in ("type", "aliases", "name", "version", "AM"):
-        table.add_column(column)
+    table = ListTable("engine types", ("type", "aliases", "name", "version", "AM"))
+    data = []
     for engine_type in factory.list_engine_types():
-        aliases = ", ".join(a for a, t in BUILTIN_ALIASES.items() if t == engine_type)
+        aliases = [a for a, t in BUILTIN_ALIASES.items() if t == engine_type]
         try:
             info = factory.create_engine(engine_type).get_info()
-            name, version = escape(info.name), escape(info.version)
-            am = str(info.supports_assumptions_manager)
+            name, version, am = info.name, info.version, info.supports_assumptions_manager
         except CalcEngineError:
             # Some engines (native libraries) only know their info once initialised.
-            name, version, am = "[dim](described once initialised)[/]", "", ""
-        table.add_row(engine_type, aliases, name, version, am)
-    console.print(table)
+            name, version, am = "(described once initialised)", None, None
+        table.add(engine_type, ", ".join(aliases), name, version, am)
+        data.append(
+            {"type": engine_type, "aliases": aliases, "name": name, "version": version, "am": am}
+        )
+    print_tables(fmt or "table", [table], data)
 
 
 @app.command()

@@ -15,7 +15,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+
+from livecalc.cli._tables import FormatOption, ListTable, chosen_format, out_console, print_tables
 
 __all__ = ["register", "runs_app"]
 
@@ -63,40 +64,35 @@ def list_runs(
     ] = None,
     store: StoreDir = None,
     as_json: AsJson = False,
+    fmt: FormatOption = None,
 ) -> None:
     """List recorded runs, newest first."""
+    from livecalc.ops.labels import format_value
+
     with _errors():
+        form = chosen_format(fmt, as_json)
         frame = _store(store).list(limit=limit, status=status)
     rows = json.loads(frame.to_json(orient="records", date_format="iso"))
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    table = Table(title=f"runs ({len(rows)})")
-    for column in (
-        "run_id",
-        "started_at",
-        "status",
-        "seconds",
-        "source",
-        "checks",
-        "sla",
-        "config",
-    ):
-        table.add_column(column, no_wrap=column in ("run_id", "status"))
+    table = ListTable(
+        f"runs ({len(rows)})",
+        ("run_id", "started_at", "status", "seconds", "source", "checks", "sla", "config"),
+    )
+    table.whole |= {"run_id", "started_at", "status"}
+    table.right.add("seconds")
     colours = {"succeeded": "green", "failed": "red", "check_failed": "yellow", "dead": "red"}
     for r in rows:
-        colour = colours.get(r["status"], "dim")
-        table.add_row(
+        table.add(
             r["run_id"],
-            str(r["started_at"])[:19],
-            f"[{colour}]{_status_text(r)}[/]",
-            _fmt(r["seconds"]),
-            str(r["source"]),
+            str(r["started_at"] or "")[:19].replace("T", " "),
+            _status_text(r),
+            format_value(r["seconds"], "seconds"),
+            r["source"],
             _verdict(r, r["failed_checks"], "failed", bool(r.get("checks"))),
             _verdict(r, r["sla_breaches"], "breached", True),
-            escape(Path(r["config_path"]).name if r["config_path"] else "(python)"),
+            Path(r["config_path"]).name if r["config_path"] else "(python)",
+            styles=("", "", colours.get(r["status"], "dim")),
         )
-    console.print(table)
+    print_tables(form, [table], rows)
 
 
 _FINISHED = ("succeeded", "check_failed")
@@ -122,13 +118,28 @@ def show(
     run_id: Annotated[str, typer.Argument(help="run id (or a unique prefix)")],
     store: StoreDir = None,
     as_json: AsJson = False,
+    fmt: FormatOption = None,
 ) -> None:
     """Show one run's record: provenance, nodes, metrics, checks, SLA, outputs."""
+    from livecalc.ops.labels import currency_of, describe_metrics, format_value, unit_of
+
     with _errors():
+        form = chosen_format(fmt, as_json)
         record = _store(store).get(run_id)
-    if as_json:
-        typer.echo(json.dumps(record, indent=2, default=str))
+    if form in ("json", "csv"):
+        # One record is not one table: csv gives its metrics, json the whole record.
+        metrics = ListTable("metrics", ("node", "metric", "label", "value", "unit"))
+        for m in describe_metrics(record):
+            metrics.add(
+                m.node,
+                m.key,
+                m.label,
+                "" if m.value is None else repr(m.value),
+                unit_of(m.kind, currency_of(record)),
+            )
+        print_tables(form, [metrics], record)
         return
+    console = out_console() if form == "table" else Console(width=100_000, no_color=True)
     prov = record["provenance"]
     if record["finished_at"] is None:
         owner = record.get("owner") or {}
@@ -152,7 +163,9 @@ def show(
             f"{_fmt(a['seconds']) or '?'} s (pid {a['pid']} on host {a['host']})",
             highlight=False,
         )
-    console.print(f"config {escape(str(prov['config_path']))} sha256 {prov['config_hash']}")
+    console.print(
+        f"config {escape(str(prov['config_path']))} sha256 {prov['config_hash']}", highlight=False
+    )
     console.print(
         f"host {prov['host']}, executor {prov['executor']}, "
         + ", ".join(f"{k} {v}" for k, v in prov["versions"].items()),
@@ -176,32 +189,50 @@ def show(
         console.print(
             f"kept dataset {escape(name)}: {escape(path)}", highlight=False, soft_wrap=True
         )
-    nodes = Table(title="nodes")
-    for column in ("node", "status", "seconds", "chunks", "rows", "error"):
-        nodes.add_column(column)
+    nodes = ListTable("nodes", ("node", "status", "seconds", "chunks", "rows", "error"))
+    nodes.right |= {"seconds", "chunks", "rows"}
     for n in record["nodes"]:
-        nodes.add_row(
+        nodes.add(
             n["node_id"],
             n["status"],
-            _fmt(n["seconds"]),
-            str(n["chunks"]),
-            _fmt(n["rows_processed"]),
-            escape(n["error"] or ""),
+            format_value(n["seconds"], "seconds"),
+            format_value(n["chunks"], "count"),
+            format_value(n["rows_processed"], "count"),
+            n["error"] or "",
         )
-    console.print(nodes)
-    if record["checks"]:
-        checks = Table(title="checks")
-        for column in ("check", "severity", "result", "message"):
-            checks.add_column(column)
-        for c in record["checks"]:
-            result = "[green]passed[/]" if c["passed"] else "[red]FAILED[/]"
-            checks.add_row(escape(c["name"]), c["severity"], result, escape(c["message"] or ""))
-        console.print(checks)
+    tables = [nodes]
+    metrics = ListTable("metrics", ("metric", "value", "unit", "stored as"))
+    metrics.right.add("value")
+    for m in describe_metrics(record):
+        metrics.add(
+            m.label, format_value(m.value, m.kind), unit_of(m.kind, currency_of(record)), m.name
+        )
+    if metrics.rows:
+        tables.append(metrics)
+    checks = ListTable("checks", ("check", "severity", "result", "message", "description"))
+    for c in record["checks"]:
+        checks.add(
+            c["name"],
+            c["severity"],
+            "passed" if c["passed"] else "FAILED",
+            c["message"] or "",
+            c.get("description") or "",
+            styles=("", "", "green" if c["passed"] else "red"),
+        )
+    if checks.rows:
+        tables.append(checks)
+    if form == "plain":
+        console.print(escape("\n\n".join(t.plain() for t in tables)), highlight=False)
+    else:
+        for t in tables:
+            console.print(t.rich())
     for s in record["sla"]:
         state = "[red]BREACHED[/]" if s["breached"] else "[green]met[/]"
         console.print(f"sla {s['target']}: {_fmt(s['seconds'])} s of {s['limit_seconds']} {state}")
     for o in record["outputs"]:
-        console.print(f"output {o['name']}: {escape(o['path'])} sha256 {o['sha256']}")
+        console.print(
+            f"output {o['name']}: {escape(o['path'])} sha256 {o['sha256']}", highlight=False
+        )
 
 
 @runs_app.command("compare")
@@ -210,38 +241,45 @@ def compare(
     run_b: Annotated[str, typer.Argument(help="the second run")],
     store: StoreDir = None,
     as_json: AsJson = False,
+    fmt: FormatOption = None,
 ) -> None:
-    """Compare two runs: config differences, metric differences, timing ratios."""
+    """Compare two runs: metrics by the size of their move, config differences, timings."""
+    from livecalc.ops.labels import currency_of, format_change, format_value, unit_of
     from livecalc.ops.report import compare_records
 
     with _errors():
+        form = chosen_format(fmt, as_json)
         runs = _store(store)
-        diff = compare_records(runs.get(run_a), runs.get(run_b))
-    if as_json:
-        typer.echo(json.dumps(diff, indent=2, default=str))
-        return
-    config = Table(title="config differences")
-    for column in ("key", diff["a"], diff["b"]):
-        config.add_column(column, no_wrap=column == "key")
-    for c in diff["config"]:
-        config.add_row(escape(c["key"]), escape(_fmt(c["a"])), escape(_fmt(c["b"])))
-    console.print(config)
-    metrics = Table(title="metrics")
-    for column in ("metric", diff["a"], diff["b"], "difference", "relative"):
-        # The metric's name stays whole (greppable); the numbers give way first.
-        metrics.add_column(
-            column, justify="right" if column != "metric" else "left", no_wrap=column == "metric"
-        )
+        second = runs.get(run_b)
+        diff = compare_records(runs.get(run_a), second)
+    metrics = ListTable(
+        "metrics (largest move first)",
+        ("metric", "label", "unit", f"a {diff['a']}", f"b {diff['b']}", "difference", "relative"),
+    )
+    # The metric's name stays whole (greppable); the numbers give way first.
+    metrics.whole.add("metric")
+    metrics.right |= {f"a {diff['a']}", f"b {diff['b']}", "difference", "relative"}
     for m in diff["metrics"]:
-        rel = "" if m["relative"] is None else f"{m['relative']:+.3%}"
-        metrics.add_row(m["metric"], _fmt(m["a"]), _fmt(m["b"]), _fmt(m["difference"]), rel)
-    console.print(metrics)
-    timings = Table(title="timings (seconds)")
-    for column in ("target", diff["a"], diff["b"], "ratio"):
-        timings.add_column(column)
+        kind = m["kind"]
+        metrics.add(
+            m["metric"],
+            m["label"],
+            unit_of(kind, currency_of(second)),
+            format_value(m["a"], kind),
+            format_value(m["b"], kind),
+            format_value(m["difference"], kind),
+            format_change(m["relative"]),
+        )
+    config = ListTable("config differences", ("key", f"a {diff['a']}", f"b {diff['b']}"))
+    config.whole.add("key")
+    for c in diff["config"]:
+        config.add(c["key"], _fmt(c["a"]), _fmt(c["b"]))
+    timings = ListTable(
+        "timings (seconds)", ("target", f"a {diff['a']}", f"b {diff['b']}", "ratio")
+    )
     for t in diff["timings"]:
-        timings.add_row(t["target"], _fmt(t["a"]), _fmt(t["b"]), _fmt(t["ratio"]))
-    console.print(timings)
+        timings.add(t["target"], _fmt(t["a"]), _fmt(t["b"]), _fmt(t["ratio"]))
+    print_tables(form, [metrics, config, timings], diff)
 
 
 @runs_app.command("delete")
@@ -299,13 +337,17 @@ def gc(
         highlight=False,
     )
     if done.running:
-        console.print(f"left {len(done.running)} running: {', '.join(done.running)}")
+        running = [f"{r} ({done.owners[r].describe()})" for r in done.running]
+        console.print(
+            f"left {len(running)} running: {', '.join(running)}", highlight=False, soft_wrap=True
+        )
 
 
 def check(
     run_id: Annotated[str, typer.Argument(help="the run whose outputs to check again")],
     store: StoreDir = None,
     as_json: AsJson = False,
+    fmt: FormatOption = None,
 ) -> None:
     """Run a stored run's declared checks again on its written outputs; exit 1 on an error.
 
@@ -313,22 +355,21 @@ def check(
     from livecalc.ops.checks import recheck_run
 
     with _errors():
+        form = chosen_format(fmt, as_json)
         record = _store(store).get(run_id)
         results = recheck_run(record)
-    if as_json:
-        typer.echo(json.dumps([r.to_dict() for r in results], indent=2, default=str))
-    else:
-        table = Table(title=f"checks of run {record['run_id']}")
-        for column in ("check", "severity", "result", "message"):
-            table.add_column(column)
-        for r in results:
-            table.add_row(
-                escape(r.name),
-                r.severity,
-                "[green]passed[/]" if r.passed else "[red]FAILED[/]",
-                escape(r.message),
-            )
-        console.print(table)
+    table = ListTable(
+        f"checks of run {record['run_id']}", ("check", "severity", "result", "message")
+    )
+    for r in results:
+        table.add(
+            r.name,
+            r.severity,
+            "passed" if r.passed else "FAILED",
+            r.message,
+            styles=("", "", "green" if r.passed else "red"),
+        )
+    print_tables(form, [table], [r.to_dict() for r in results])
     if any(not r.passed and r.severity == "error" for r in results):
         raise typer.Exit(1)
 

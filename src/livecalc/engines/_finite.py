@@ -106,6 +106,12 @@ def check_finite(
     """
     names = records.dtype.names or ()
     floats = fields or tuple(n for n in names if records.dtype[n].kind == "f")
+    # A sum is finite only if every term is (a NaN or an infinity carries through, and two
+    # opposite infinities make a NaN): one pass, no temporaries, for the usual case. A
+    # non-finite sum (bad records, or finite ones overflowing) is looked at record by record.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if all(math.isfinite(float(np.add.reduce(records[name]))) for name in floats):
+            return
     bad = np.zeros(len(records), dtype=bool)
     for name in floats:
         bad |= ~np.isfinite(records[name])

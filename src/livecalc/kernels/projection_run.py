@@ -144,10 +144,24 @@ def _project_full_path(
         extra = [out["commissions"][:rows], out["premium_annuity"][:rows]]
     else:
         extra = [_dummy(), _dummy()]
+    if mode is OutputMode.NPV:  # the kernel writes the ids with the values
+        rows = n * n_scen
+        records = out[:rows]
+        policy_ids = _policy_ids(chunk, mode)
+    else:  # written by write_ids; empty views of the same types (no second specialisation)
+        records = np.zeros(0, dtype=OutputMode.NPV.dtype)
+        policy_ids = np.zeros(0, dtype=np.uint32)
+    ids = (
+        policy_ids,
+        chunk.scenario_ids,
+        records["scenario_id"],
+        records["policy_id"],
+        records["reserved"],
+    )
     full_kernel(
         *kernel_args(chunk, basis),
         df_t, dyn_t, basis.grid_per_step, basis.claim_offset, n_blocks, code,
-        *fields, *extra, partial,
+        *fields, *extra, partial, *ids,
     )  # fmt: skip
     if code == MODE_TOTALS:
         totals = partial.sum(axis=0)
@@ -216,7 +230,8 @@ def project(
     if mode is OutputMode.DETAIL_EXT:
         separable = False  # commissions and the premium annuity come from the full kernel
     pair = mode in (OutputMode.NPV, OutputMode.DETAIL)
-    if not (separable and pair):  # the separable pair kernel writes ids itself
+    # The separable pair kernel and the full kernel's NPV mode write the ids themselves.
+    if not (separable and pair) and mode is not OutputMode.NPV:
         write_ids(chunk, mode, out)
     if separable:
         _project_separable_path(chunk, basis, mode, out)

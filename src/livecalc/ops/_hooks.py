@@ -51,8 +51,12 @@ class OpsHooks(RunHooks):
         checkpoint: RunCheckpoint | None,
         source: str,
         resumed: bool = False,
+        dataset_files: Mapping[str, str | Path] | None = None,
     ) -> None:
         self.config = config
+        # The dataset files a run of some nodes was given: a check it owns may name one that
+        # none of its nodes reads (a reconcile across nodes).
+        self.dataset_files = dict(dataset_files or {})
         self.prov = prov
         self.store = store
         self.checkpoint = checkpoint
@@ -206,14 +210,18 @@ class OpsHooks(RunHooks):
             datasets.setdefault(name, config.resolve(src.path))
         declared, not_run = config.checks, list[dict[str, str]]()
         if summary.selection:
-            # A run of some nodes checks what it produced; the other runs check the rest.
+            # A run of some nodes evaluates the checks it owns; the other runs the rest.
             declared, not_run = checks_in_scope(config, summary.selection["nodes"])
+            for name, path in self.dataset_files.items():
+                datasets.setdefault(name, Path(path))
         checks = [
             c.to_dict() for c in evaluate_checks(declared, RunData(datasets, statistics, config))
         ]
         sla = sla_results(config, summary.seconds, {k: r.seconds for k, r in summary.nodes.items()})
         if summary.selection:
-            sla = [s for s in sla if s["target"] == "run" or s["target"] in summary.nodes]
+            # The run-level limit bounds the whole pipeline, which a run of some nodes is
+            # not: only the limits of the nodes it ran apply.
+            sla = [s for s in sla if s["target"] != "run" and s["target"] in summary.nodes]
         summary.failed_checks = [
             c["name"] for c in checks if not c["passed"] and c["severity"] == "error"
         ]

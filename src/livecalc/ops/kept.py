@@ -26,12 +26,14 @@ from livecalc.ops.home import checkpoint_root
 from livecalc.ops.provenance import file_sha256
 from livecalc.pipeline._config_files import given_path
 from livecalc.pipeline.config import PipelineConfig
+from livecalc.pipeline.graph import EngineGraph
 from livecalc.pipeline.operations import CheckConfig
 from livecalc.pipeline.selection import Selection
 from livecalc.ports.context import check_run_id
 
 __all__ = [
     "DATASETS_FOLDER",
+    "check_owner",
     "check_resumed_datasets",
     "check_same_selection",
     "checks_in_scope",
@@ -161,36 +163,52 @@ def check_resumed_datasets(run_id: str, meta: Mapping[str, Any]) -> None:
             )
 
 
+def check_owner(config: PipelineConfig, check: CheckConfig, order: Sequence[str]) -> str:
+    """The node whose run evaluates ``check`` when the pipeline runs node by node: one run
+    per check, so the check has one verdict (``order``: the nodes in run order).
+
+    - a check naming datasets (``dataset``, a ``reconcile``'s ``against``) that nodes
+      produce: the latest of those producers, the first run in which both datasets exist (a
+      ``reconcile`` across two nodes is evaluated by the later one, on the earlier one's kept
+      dataset);
+    - a check of data sources only: the first node that reads one of them;
+    - a check of statistics: the node it names (``node``, a ``statistic``'s ``node.key``),
+      else the last node that has outputs (where the final statistics come from).
+    """
+    producers = {out: node.id for node in config.engines for out in node.outputs}
+    named = [d for d in (check.dataset, check.against) if d is not None]
+    if named:
+        made = [producers[d] for d in named if d in producers]
+        if made:
+            return max(made, key=list(order).index)
+        readers = [n for n in order if set(config.node(n).inputs) & set(named)]
+        return (readers or list(order))[0]
+    node = check.node or (check.statistic.split(".", 1)[0] if check.statistic else None)
+    if node is not None:
+        return node
+    with_outputs = [n for n in order if config.node(n).outputs]
+    return (with_outputs or list(order))[-1]
+
+
 def checks_in_scope(
     config: PipelineConfig, nodes: Sequence[str]
 ) -> tuple[list[CheckConfig], list[dict[str, str]]]:
     """The declared checks a run of ``nodes`` evaluates, and those it leaves to the runs of
     the other nodes (name and reason).
 
-    A check is in scope when every dataset it names is produced or read by a node run, the
-    node it names (``node``, or a ``statistic``'s ``node.key``) is run, and, for a ``metric``
-    check without ``node``, the run includes a last node of the pipeline (one whose outputs
-    no node reads), where the final statistics come from.
+    A check is evaluated by the run of its node (``check_owner``), and by no other: run node
+    by node, every check is evaluated once, and a scheduler shows the verdict that run
+    recorded. A dataset the check names that the run neither produces nor reads comes from
+    the file given for it (``datasets=``); without one, the check fails saying so.
     """
     run = set(nodes)
-    engines = {node.id: node for node in config.engines}
-    available = {name for n in run for name in (*engines[n].inputs, *engines[n].outputs)}
-    read = {name for node in config.engines for name in node.inputs}
-    last = {n.id for n in config.engines if not set(n.outputs) & read}
+    order = EngineGraph(config).order()
     selected: list[CheckConfig] = []
     left: list[dict[str, str]] = []
     for check in config.checks:
-        named = [d for d in (check.dataset, check.against) if d is not None]
-        node = check.node or (check.statistic.split(".", 1)[0] if check.statistic else None)
-        missing = [d for d in named if d not in available]
-        if missing:
-            reason = f"dataset {missing[0]!r} is neither produced nor read by the nodes run"
-        elif node is not None and node not in run:
-            reason = f"node {node!r} is not run"
-        elif check.kind == "metric" and check.node is None and not run & last:
-            reason = "a metric check without 'node' runs with a last node of the pipeline"
-        else:
+        owner = check_owner(config, check, order)
+        if owner in run:
             selected.append(check)
-            continue
-        left.append({"name": check.label, "reason": reason})
+        else:
+            left.append({"name": check.label, "reason": f"evaluated by the run of node {owner!r}"})
     return selected, left

@@ -44,12 +44,15 @@ __all__ = [
     "HEARTBEAT_SECONDS",
     "LOCK_FILE",
     "STALE_SECONDS",
+    "Collected",
     "Owner",
     "RunLock",
     "RunLockedError",
     "collect_garbage",
+    "dead_runs",
     "lock_root",
     "owner_of",
+    "record_attempts",
     "run_id_of",
     "with_liveness",
 ]
@@ -291,8 +294,10 @@ def owner_of(root: Path, run_id: str) -> Owner | None:
     A lock another process can take means the owner died on this host; on another host, a
     heartbeat older than ``STALE_SECONDS`` does.
     """
-    import fcntl
-
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no flock (Windows): no run holds a lock
+        return None
     path = root / run_id / LOCK_FILE
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -377,6 +382,8 @@ class Collected:
 
     removed: list[str]
     running: list[str]
+    owners: dict[str, Owner] = dataclasses.field(default_factory=dict)
+    """The owner of each run left running."""
 
 
 def collect_garbage(
@@ -391,7 +398,7 @@ def collect_garbage(
     run whose owner is alive (its lock in ``locks``, default the store's own folder).
     """
     now = time.time()
-    out = Collected([], [])
+    out = Collected([], [], {})
     if isinstance(store, LocalCheckpointStore):
         locks = locks if locks is not None else store.root
         candidates = _local_run_folders(store.root)
@@ -401,6 +408,7 @@ def collect_garbage(
         owner = owner_of(locks, run_id) if locks is not None else None
         if owner is not None and owner.alive:
             out.running.append(run_id)
+            out.owners[run_id] = owner
             continue
         if now - newest < older_than_seconds:
             continue

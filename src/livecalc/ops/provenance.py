@@ -6,6 +6,7 @@ Parquet output (``livecalc.provenance``), so a file found on a share says where 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -154,6 +155,13 @@ def pinned_assumptions(
 
 def versions() -> dict[str, str]:
     """LiveCalc's, Python's, numpy's and numba's versions (numba only when installed)."""
+    return dict(_versions())
+
+
+@functools.cache
+def _versions() -> dict[str, str]:
+    # Read once per process: a package's metadata costs about a millisecond to find, and
+    # the versions a process runs with do not change under it.
     import numpy
 
     out = {"livecalc": __version__, "python": platform.python_version(), "numpy": numpy.__version__}

@@ -30,6 +30,7 @@ from livecalc.ops._options import (
     new_checkpoint,
     store_of,
 )
+from livecalc.ops._result import RecordedRunResult
 from livecalc.ops._resume import (
     RunFinished,
     finish_record,
@@ -147,7 +148,7 @@ def run(
         run_id = _resume.run_id
     # Checked before anything is written: the id names the run's folder.
     run_id = run_id_of(run_id) if run_id is not None else new_run_id()
-    lock = _lock if _lock is not None else claim(run_id, store, checkpoint, "run")
+    lock = _lock if _lock is not None else _claim(run_id, store, checkpoint, "run")
     try:
         return _run(
             config_or_path,
@@ -178,7 +179,7 @@ def run(
             lock.release()
 
 
-def claim(
+def _claim(
     run_id: str, store: StoreOption, checkpoint: CheckpointOption, action: str
 ) -> RunLock | None:
     """This process's claim on ``run_id`` (its lock in the run folder), or None where there is
@@ -270,7 +271,13 @@ def _run(
             _record_and_alert(record, alerts, run_store)
         raise
     hooks = OpsHooks(
-        config, prov, store=run_store, checkpoint=cp, source=source, resumed=_resume is not None
+        config,
+        prov,
+        store=run_store,
+        checkpoint=cp,
+        source=source,
+        resumed=_resume is not None,
+        dataset_files=datasets,
     )
     if _resume is not None and run_store is not None:
         hooks.continue_from(_previous_record(run_store, run_id), lock.previous if lock else None)
@@ -313,18 +320,23 @@ def _run(
     hooks.finish(status)
     if keep_datasets is True and keep_folder is not None:
         mark_kept(keep_folder)
-    if report is not None:
-        from livecalc.ops.report import write_report
+    try:
+        if report is not None:
+            from livecalc.ops.report import write_report
 
-        write_report(Path(report), hooks.record)
-        result.summary.written["report"] = Path(report)
-    _alert(config, hooks, run_store)
+            write_report(Path(report), hooks.record)
+            result.summary.written["report"] = Path(report)
+    except BaseException:
+        hooks.record["report_path"] = None  # the alert points at no report that is not there
+        raise
+    finally:
+        _alert(config, hooks, run_store)  # whatever the report did
     result.summary.extras["store"] = str(run_store.file) if run_store is not None else None
     if hooks.store_error is not None:
         result.summary.extras["store_error"] = hooks.store_error
     if context is not None:
         _tell(context, result, status, resumed=_resume is not None)
-    return result
+    return RecordedRunResult(result.summary, result.config, hooks.record)
 
 
 def _previous_record(run_store: RunStore, run_id: str) -> dict[str, Any] | None:
@@ -397,7 +409,7 @@ def resume(
                 ) from None
             raise
     run_store = store if store is not None else first.manifest["meta"].get("store")
-    lock = claim(run_id, run_store, checkpoint, "resume")
+    lock = _claim(run_id, run_store, checkpoint, "resume")
     try:
         # Read again now that the run is ours: its owner may have written more meanwhile.
         cp = RunCheckpoint.load(first.store, run_id)

@@ -5,7 +5,7 @@ lists it). It is spread over a few tables so that the store answers questions di
 SQL (``SELECT * FROM run_metrics WHERE name = 'cte_99_5'``).
 
 DuckDB lets one process write a file at a time and refuses to open it while another holds
-it. Every operation therefore opens the file, does its work in one transaction and closes it
+it. Every operation that opens the file does its work in one transaction and closes it
 again, holding an exclusive ``flock`` on ``runs.duckdb.lock`` from before the open until after
 the close. DuckDB's own lock is not enough: with processes opening and closing the file in
 quick succession, a committed record was now and then missing afterwards (about 1 in 500
@@ -14,6 +14,12 @@ lock
 held by another process (ours, or DuckDB's when another program has the file open) is waited
 for with exponential backoff and jitter for up to ``lock_timeout_seconds``, so runs that
 finish together are all recorded.
+
+Opening the file costs a run more than many runs compute, so a process opens a store once:
+its first record is written directly (an unreadable store is reported then), and later ones,
+while no other process has written the file, go to the store's journal (``_journal.py``:
+written in under a millisecond, flushed to disk by a background thread), which every opening
+of the store folds in first, under the same lock, before anything else is read or written.
 
 The schema is versioned (``meta.schema_version``); opening an older store applies the
 migrations in order, in one transaction. A store from a newer LiveCalc, or a file that is not
@@ -35,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from livecalc.errors import ConfigurationError
 from livecalc.log import get_logger
+from livecalc.ops._journal import FOLDER, Journal, journal_folder
 from livecalc.ops.home import store_file
 from livecalc.ops.liveness import (
     RunLockedError,
@@ -126,6 +133,17 @@ some nodes: the nodes, those only initialised, the dataset files read), ``datase
 files ``keep_datasets`` wrote, by name) and ``attempts`` (a resumed run's attempts)."""
 
 
+_OPENED: dict[str, tuple[int, int, int, int]] = {}
+"""Store files as this process left them (device, inode, size, mtime): while a file stays so
+(no other process wrote it since), its records are journaled."""
+
+
+_SETTLE_TRIES = 3
+"""Readings of a run that looks dead while the journal has new entries: a run journals its
+last record without the store's lock and then lets its own lock go, so a reading that folded
+the journal just before that sees a dead run; read again, with that record folded in."""
+
+
 class StoreLockedError(ConfigurationError):
     """Another process held the store past the lock timeout."""
 
@@ -149,18 +167,61 @@ class RunStore:
         self.lock_timeout_seconds = lock_timeout_seconds
         # Tests build older stores by stopping the migrations early.
         self._target = schema_version
+        self.journal = Journal(journal_folder(self.file))
 
     # -- connection ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        if read_only and not self.file.exists():
-            # Reading a store that is not there: an empty one, not a new file.
-            read_only = False
+    def _connect(self, timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The store open under its lock, migrated, with the journal folded in."""
         self.file.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.lock_timeout_seconds
-        with self._process_lock(deadline), self._open(deadline) as con:
-            yield con
+        wait = self.lock_timeout_seconds if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        with self._process_lock(deadline):
+            with self._open(deadline) as con:
+                if self._target == SCHEMA_VERSION:
+                    self._fold(con)
+                yield con
+            _OPENED[str(self.file)] = self._identity()
+
+    def _identity(self) -> tuple[int, int, int, int]:
+        try:
+            st = self.file.stat()
+        except OSError:
+            return (0, 0, 0, 0)
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _unchanged(self) -> bool:
+        """Whether this process opened the store last (so it knows it is readable, and of
+        the schema it writes)."""
+        return _OPENED.get(str(self.file)) == self._identity()
+
+    def _fold(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Write the journal's records in one transaction, then remove them."""
+        entries = self.journal.entries()
+        if not entries:
+            return
+        records = [r for r in map(self.journal.read, entries) if r is not None]
+        self._write(con, records)
+        # A crash here folds the same records again next time: each replaces its run.
+        self.journal.remove(entries)
+        _log.debug("store_journal_folded", store=str(self.file), records=len(records))
+
+    def _sync_later(self) -> None:
+        """Flush the journal's new entries to disk (the background folder's call)."""
+        try:
+            self.journal.sync()
+        except OSError as exc:  # the entry is still there for this process's fold
+            _log.warning("store_journal_sync_failed", store=str(self.file), error=str(exc))
+
+    def _fold_later(self, timeout: float | None) -> None:
+        """Fold the journal now (the background folder's and the exit's call); failures are
+        logged, the records stay journaled for the next opening."""
+        try:
+            with self._connect(timeout):
+                pass
+        except Exception as exc:  # a background fold must not raise: the journal keeps all
+            _log.warning("store_fold_failed", store=str(self.file), error=str(exc))
 
     @contextlib.contextmanager
     def _process_lock(self, deadline: float) -> Iterator[None]:
@@ -274,20 +335,46 @@ class RunStore:
     def record(self, record: Mapping[str, Any]) -> None:
         """Insert or replace the run ``record["run_id"]`` with everything it holds.
 
+        A record is written into the store directly when this process has not opened it
+        yet, or another process has written it since (so an unreadable store, or one a newer
+        LiveCalc migrated, is reported here); otherwise it goes to the journal, which the
+        next opening of the store, in any process, folds in first.
+
         A string that is not valid Unicode (a lone surrogate: a path of a folder whose name
         is not UTF-8) is stored with the surrogate written ``\\udcff``: DuckDB refuses it,
-        and the run's record must not be lost for a name."""
+        and the run's record must not be lost for a name.
+
+        Raises:
+            ConfigurationError: the store cannot be read or is locked past the timeout.
+            OSError: the journal cannot be written.
+        """
         record = _storable(record)
-        run_id = str(record["run_id"])
-        with self._connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                self._delete(con, run_id)
+        if self._target != SCHEMA_VERSION or not self._unchanged():
+            with self._connect() as con:
+                self._write(con, [record])
+            return
+        self.journal.append(record)
+        FOLDER.schedule(str(self.file), self._fold_later, self._sync_later)
+
+    def _write(self, con: duckdb.DuckDBPyConnection, records: builtins.list[Any]) -> None:
+        """Insert or replace each record's run, in order, in one transaction."""
+        # Each record replaces its run's earlier one: only the last of each run is written.
+        latest = {str(r["run_id"]): r for r in records}
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if len(latest) == 1:
+                self._delete(con, next(iter(latest)))
+            else:
+                for table in ("runs", *_CHILD_TABLES):
+                    con.execute(
+                        f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?))", [list(latest)]
+                    )
+            for run_id, record in latest.items():
                 self._insert(con, run_id, record)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
 
     def _insert(self, con: duckdb.DuckDBPyConnection, run_id: str, r: Mapping[str, Any]) -> None:
         prov = r.get("provenance") or {}
@@ -442,11 +529,14 @@ class RunStore:
         sql += " ORDER BY started_at DESC, run_id"
         if limit is not None and status not in ("running", "dead"):
             sql += f" LIMIT {int(limit)}"
-        with self._connect() as con:
-            frame = con.execute(sql, params).df()
-            # Inside the store's lock: a run cannot write its last record (and let its own
-            # lock go) between this read and the look at its lock.
-            frame = _with_liveness(frame, self._runs_folder())
+        for _ in range(_SETTLE_TRIES):
+            with self._connect() as con:
+                frame = con.execute(sql, params).df()
+                # Inside the store's lock: a run cannot write its last record into the store
+                # (and let its own lock go) between this read and the look at its lock.
+                frame = _with_liveness(frame, self._runs_folder())
+            if "dead" not in set(frame["status"]) or not self.journal.entries():
+                break
         if status in ("running", "dead"):
             frame = frame[frame["status"] == status].reset_index(drop=True)
             if limit is not None:
@@ -472,6 +562,13 @@ class RunStore:
             ConfigurationError: no such run, or the prefix names several.
         """
         run_id = run_id_of(run_id, "run id (or prefix)")
+        for _ in range(_SETTLE_TRIES):
+            record = self._get(run_id, min_prefix)
+            if record["status"] != "dead" or not self.journal.entries():
+                break
+        return record
+
+    def _get(self, run_id: str, min_prefix: int) -> dict[str, Any]:
         with self._connect() as con:
             ids = [
                 str(r[0])

@@ -90,8 +90,8 @@ class PooledNodeRunner(NodeRunner):
         ``on_output`` receives each chunk's records as it merges (checkpoints), in order.
         """
         plan = ChunkPlan.of(inputs, chunk_size)
-        if plan.count == 1:
-            return super().run(inputs, chunk_size, sink, role, on_chunk, stored, on_output)
+        # A node of one chunk goes through the pool's scheduler too: its replica lost (a
+        # killed worker) re-runs the chunk, up to replica_retries times, as for any chunk.
         stored = stored or {}
         out = NodeOutput(chunks=plan.count)
         spec = self.pool.output_spec(plan.chunk(inputs, 0))

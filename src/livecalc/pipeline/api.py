@@ -249,13 +249,14 @@ def check_engines(
     credentials: AMCredentials | None = None,
     factory: EngineFactory | None = None,
     base_dir: str | Path | None = None,
+    data: bool = True,
 ) -> PipelineConfig:
     """Validate a config, then initialise (and dispose of) each engine: ``livecalc validate``.
 
     This runs the engines' own config checks, and resolves their assumption tables, the way
-    ``run`` does before anything runs; then it reads the data sources and has the engines that
-    check data (the projection) check them, as ``run`` does before its first chunk. It runs no
-    chunk.
+    ``run`` does before anything runs; then (unless ``data`` is False: a scheduler parsing a
+    DAG file often) it reads the data sources and has the engines that check data (the
+    projection) check them, as ``run`` does before its first chunk. It runs no chunk.
 
     Raises:
         ConfigurationError: every problem, by JSON path (``engines[1].config.x: ...``).
@@ -297,7 +298,8 @@ def check_engines(
         if problems:
             raise _engine_problems(problems)
         # The data too, as `run` checks it before its first chunk: bad rows are found here.
-        check_source_data(config, load_datasets(config), engines_checker(ready), horizons)
+        if data:
+            check_source_data(config, load_datasets(config), engines_checker(ready), horizons)
     finally:
         for i, node in enumerate(config.engines):
             if node.id not in ready:

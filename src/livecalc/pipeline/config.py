@@ -29,6 +29,7 @@ __all__ = [
     "OutputConfig",
     "PipelineConfig",
     "RayOptions",
+    "ReportOptions",
     "RunOptions",
     "config_json_schema",
 ]
@@ -187,6 +188,25 @@ class RunOptions(_Model):
     )
 
 
+class ReportOptions(_Model):
+    """``report``: how the HTML run report writes this pipeline's results."""
+
+    title: str | None = Field(
+        default=None, max_length=200, description="the report's heading (default: the file's name)"
+    )
+    currency: str | None = Field(
+        default=None,
+        max_length=12,
+        description="the unit of money on the report's axes and tables, e.g. 'EUR' (default: none)",
+    )
+    move_threshold: float = Field(
+        default=0.05,
+        gt=0,
+        le=1000,
+        description="compared with another run, moves larger than this (relative) are highlighted",
+    )
+
+
 class PipelineConfig(_Model):
     """A whole pipeline: data sources, engine nodes, output and run options."""
 
@@ -202,6 +222,7 @@ class PipelineConfig(_Model):
     checks: list[CheckConfig] = Field(default_factory=list, description="declared checks")
     sla: SlaConfig | None = None
     alerts: list[AlertConfig] = Field(default_factory=list)
+    report: ReportOptions | None = None
     base_dir: str = Field(
         default=".", description="folder relative paths resolve against (set by load_config)"
     )

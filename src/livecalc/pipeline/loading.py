@@ -15,13 +15,14 @@ import difflib
 import graphlib
 import importlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from livecalc.errors import ConfigurationError
+from livecalc.masking import redact_urls, scrub_text
 from livecalc.pipeline._config_files import (
     apply_overrides,
     parse_override,
@@ -30,24 +31,62 @@ from livecalc.pipeline._config_files import (
 )
 from livecalc.pipeline.config import DataSource, EngineNode, PipelineConfig
 from livecalc.pipeline.graph import EngineGraph, graph_problems
-from livecalc.pipeline.operations import operations_problems
+from livecalc.pipeline.operations import ALERT_TYPES, operations_problems
 from livecalc.runtime.factory import BUILTIN_ALIASES, EngineFactory
 
 __all__ = ["apply_overrides", "format_problems", "load_config", "parse_override"]
 
 
 def format_problems(problems: Sequence[str]) -> str:
-    """One message listing every problem, one per line."""
+    """One message listing every problem, one per line, with no secret of a URL or token
+    and no character a terminal or log file cannot take."""
+    problems = [printable(redact_urls(scrub_text(p))) for p in problems]
     if len(problems) == 1:
         return problems[0]
     return f"{len(problems)} problems in the config:\n" + "\n".join(f"  {p}" for p in problems)
 
 
-def _json_path(loc: Iterable[int | str]) -> str:
+def printable(text: str) -> str:
+    """``text`` on one line: control characters, lone surrogates and other characters that
+    are not printable written as Python escapes (``\\x00``, ``\\ud800``, ``\\n``)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _json_path(loc: Sequence[int | str]) -> str:
+    if len(loc) > 2 and loc[0] == "alerts" and loc[2] in ALERT_TYPES:
+        # pydantic names the tagged union's branch (alerts[0].webhook.url): no JSON level.
+        loc = [*loc[:2], *loc[3:]]
     out = ""
     for part in loc:
+        if part == "[key]":
+            continue  # pydantic's mark of an error in a dict's key, said after the path
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(top level)"
+
+
+_SHOWN_INPUT_CHARS = 200
+"""The most of a bad value a problem quotes (a long expression or list is cut)."""
+
+
+def _shown(value: Any) -> str:
+    """A bad value as a problem quotes it: secrets of its URLs and tokens masked, cut short."""
+    text = scrub_text(repr(_redacted(value)))
+    if len(text) > _SHOWN_INPUT_CHARS:
+        text = text[:_SHOWN_INPUT_CHARS] + f"... ({len(text)} characters)"
+    return text
+
+
+def _redacted(value: Any) -> Any:
+    """``value`` with each string's URLs redacted (a URL running to the string's end)."""
+    if isinstance(value, str):
+        return redact_urls(value, whole=True)
+    if isinstance(value, Mapping):
+        return {_redacted(k): _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
 
 
 def _pydantic_problems(exc: ValidationError, prefix: Sequence[int | str] = ()) -> list[str]:
@@ -55,6 +94,8 @@ def _pydantic_problems(exc: ValidationError, prefix: Sequence[int | str] = ()) -
     for err in exc.errors():
         loc = [*prefix, *err["loc"]]
         path = _json_path(loc)
+        if loc and loc[-1] == "[key]":
+            path += " (the key)"
         kind = err["type"]
         if kind == "extra_forbidden":
             problems.append(f"{path}: unknown key; remove it or check its spelling")
@@ -62,10 +103,10 @@ def _pydantic_problems(exc: ValidationError, prefix: Sequence[int | str] = ()) -
             problems.append(f"{path}: required key is missing; add it")
         elif kind == "literal_error":
             expected = err.get("ctx", {}).get("expected", "")
-            problems.append(f"{path}: {err['input']!r} is not allowed; use one of {expected}")
+            problems.append(f"{path}: {_shown(err['input'])} is not allowed; use one of {expected}")
         else:
             message = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{path}: {message} (got {err['input']!r})")
+            problems.append(f"{path}: {message} (got {_shown(err['input'])})")
     return problems
 
 

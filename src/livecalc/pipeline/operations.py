@@ -6,16 +6,27 @@ once); ``livecalc.ops`` evaluates the checks, measures the SLA and sends the ale
 
 from __future__ import annotations
 
+import ast
+import math
 import re
 from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 if TYPE_CHECKING:
     from livecalc.pipeline.config import PipelineConfig
 
 __all__ = [
+    "ALERT_TYPES",
+    "MAX_ALERT_SECONDS",
     "AlertConfig",
     "CheckConfig",
     "ChunkingConfig",
@@ -28,6 +39,30 @@ __all__ = [
 ]
 
 AlertEvent = Literal["failure", "check_failed", "sla_breach", "success"]
+ALERT_TYPES = ("webhook", "command")
+"""The ``type`` of each kind of alert (the tag of the ``alerts`` entries' union)."""
+MAX_ALERT_SECONDS = 86_400.0
+"""The longest an alert's ``timeout_seconds`` (or its backoff) may be: a day."""
+
+
+def _plain_text(value: str) -> str:
+    """``value``, when it is text LiveCalc can store, log and pass on: no NUL, no lone
+    surrogate (``"\\ud800"`` in JSON is valid there, yet is no character UTF-8 can write)."""
+    if "\x00" in value:
+        raise ValueError("a NUL character (\\u0000) cannot be used here; remove it")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            "a lone surrogate (such as \\ud800) is no character; write the text as UTF-8"
+        ) from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_plain_text)]
+"""A string of the config's operations sections: no NUL, no lone surrogate."""
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+"""A number that is not NaN or infinite (JSON has no such numbers; Python's parser takes them)."""
 
 _UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 _UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -93,26 +128,33 @@ class CheckConfig(_Model):
     """One entry of the config's ``checks`` list: what a good result looks like."""
 
     kind: Literal["finite", "row_count", "range", "metric", "martingale", "reconcile"]
-    name: str | None = Field(default=None, description="default: kind and what it checks")
+    name: Text | None = Field(default=None, description="default: kind and what it checks")
     severity: Literal["warn", "error"] = "error"
-    description: str | None = None
-    dataset: str | None = Field(default=None, description="the output or data source checked")
-    columns: list[str] | None = Field(default=None, description="finite: default every column")
-    column: str | None = Field(default=None, description="range, reconcile: the column")
-    statistic: str | None = Field(
+    description: Text | None = None
+    dataset: Text | None = Field(default=None, description="the output or data source checked")
+    columns: list[Text] | None = Field(default=None, description="finite: default every column")
+    column: Text | None = Field(default=None, description="range, reconcile: the column")
+    statistic: Text | None = Field(
         default=None, description="range: a statistic, 'node.key' or 'node.metrics.name'"
     )
-    min: float | None = None
-    max: float | None = None
+    min: Finite | None = None
+    max: Finite | None = None
     equals: int | Literal["policies_x_scenarios"] | None = Field(
         default=None, description="row_count: the exact count"
     )
-    expr: str | None = Field(default=None, description="metric: e.g. 'cte_99_5 > -5e7'")
-    node: str | None = Field(default=None, description="metric: the solver node (default: any)")
-    z_threshold: float = Field(default=4.0, gt=0, description="martingale: largest |z|")
-    against: str | None = Field(default=None, description="reconcile: the other dataset")
-    against_column: str | None = Field(default=None, description="default: 'column'")
-    tolerance: float = Field(default=1e-9, ge=0, description="reconcile: relative tolerance")
+    expr: Text | None = Field(default=None, description="metric: e.g. 'cte_99_5 > -5e7'")
+    node: Text | None = Field(default=None, description="metric: the solver node (default: any)")
+    z_threshold: Finite = Field(default=4.0, gt=0, description="martingale: largest |z|")
+    against: Text | None = Field(default=None, description="reconcile: the other dataset")
+    against_column: Text | None = Field(default=None, description="default: 'column'")
+    tolerance: Finite = Field(default=1e-9, ge=0, description="reconcile: relative tolerance")
+
+    @field_validator("equals")
+    @classmethod
+    def _a_count(cls, equals: int | str | None) -> int | str | None:
+        if isinstance(equals, int) and not 0 <= equals < 2**63:
+            raise ValueError("a row count is from 0 to 2**63 - 1")
+        return equals
 
     @model_validator(mode="after")
     def _has_what_its_kind_needs(self) -> CheckConfig:
@@ -145,6 +187,7 @@ class CheckConfig(_Model):
             try:
                 for side in (left, right):
                     parse_expression(side, _AnyName())
+                    _finite_constants(side.strip())
             except ExpressionError as exc:
                 raise ValueError(str(exc)) from None
         return self
@@ -156,6 +199,24 @@ class CheckConfig(_Model):
             return self.name
         what = self.expr or self.statistic or ".".join(p for p in (self.dataset, self.column) if p)
         return f"{self.kind}:{what}"
+
+
+def _finite_constants(text: str) -> None:
+    """Refuse a number in a metric expression that is no finite float (``1e999``, or 10**400
+    written out): it would compare as infinity, or overflow when the check is evaluated."""
+    for node in ast.walk(ast.parse(text, mode="eval")):
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            try:
+                finite = math.isfinite(float(node.value))
+            except OverflowError:
+                finite = False
+            if not finite:
+                number = ast.get_source_segment(text, node) or ""
+                shown = number if len(number) <= 20 else f"{number[:8]}...({len(number)} digits)"
+                raise ValueError(
+                    f"{shown} in 'expr' is not a finite number (the largest is about 1.8e308); "
+                    "write a finite bound"
+                )
 
 
 class _AnyName(Collection[str]):
@@ -174,16 +235,10 @@ class _AnyName(Collection[str]):
 class SlaConfig(_Model):
     """The config's ``sla``: the longest a run and each node may take."""
 
-    run_seconds: float | None = Field(default=None, gt=0)
-    nodes: dict[str, float] = Field(default_factory=dict, description="node id: seconds")
-
-    @field_validator("nodes")
-    @classmethod
-    def _positive(cls, nodes: dict[str, float]) -> dict[str, float]:
-        bad = [k for k, v in nodes.items() if not v > 0]
-        if bad:
-            raise ValueError(f"seconds must be > 0 (node {', '.join(bad)})")
-        return nodes
+    run_seconds: Finite | None = Field(default=None, gt=0)
+    nodes: dict[Text, Annotated[Finite, Field(gt=0)]] = Field(
+        default_factory=dict, description="node id: seconds"
+    )
 
 
 def _default_events() -> list[AlertEvent]:
@@ -191,23 +246,50 @@ def _default_events() -> list[AlertEvent]:
 
 
 class WebhookAlert(_Model):
-    """POST the alert's JSON to ``url``, with retries and a time budget."""
+    """POST the alert's JSON to ``url``, with retries, all within ``timeout_seconds``."""
 
     type: Literal["webhook"]
-    url: str = Field(pattern=r"^https?://", description="http:// or https:// URL")
+    url: Text = Field(pattern=r"^https?://", description="http:// or https:// URL")
     on: list[AlertEvent] = Field(default_factory=_default_events)
-    timeout_seconds: float = Field(default=10.0, gt=0, description="the whole alert's budget")
+    timeout_seconds: Finite = Field(
+        default=10.0, gt=0, le=MAX_ALERT_SECONDS, description="the whole alert's budget"
+    )
     retries: int = Field(default=3, ge=0, le=10)
-    backoff_seconds: float = Field(default=0.5, ge=0, description="first wait, then doubled")
+    backoff_seconds: Finite = Field(
+        default=0.5, ge=0, le=MAX_ALERT_SECONDS, description="first wait, then doubled"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _usable_url(cls, url: str) -> str:
+        from urllib.parse import urlsplit
+
+        # The message names what is wrong, never the URL: it may hold a password or token.
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (raises ValueError for a port that is no number 0-65535)
+        except ValueError:
+            raise ValueError("no valid port; write the URL like https://host:8443/path") from None
+        if not parts.hostname:
+            raise ValueError("no host; write the URL like https://host/path")
+        if any(c.isspace() or not c.isprintable() for c in url):
+            raise ValueError("a space or control character; percent-encode it (%20)")
+        return url
 
 
 class CommandAlert(_Model):
     """Run a local program with the alert's JSON on its standard input."""
 
     type: Literal["command"]
-    argv: list[str] = Field(min_length=1)
+    argv: list[Text] = Field(min_length=1)
     on: list[AlertEvent] = Field(default_factory=_default_events)
-    timeout_seconds: float = Field(default=10.0, gt=0)
+    timeout_seconds: Finite = Field(default=10.0, gt=0, le=MAX_ALERT_SECONDS)
+
+    @model_validator(mode="after")
+    def _has_a_program(self) -> CommandAlert:
+        if not self.argv[0]:
+            raise ValueError("'argv[0]' is empty; give the program to run")
+        return self
 
 
 AlertConfig = Annotated[WebhookAlert | CommandAlert, Field(discriminator="type")]

@@ -267,7 +267,8 @@ class ReplicaPool:
     def run_chunk(
         self, input_buffer: InputBuffer, output_buffer: np.ndarray | None
     ) -> ExecutionResult:
-        """One chunk on the first replica (a node of a single chunk needs no pool)."""
+        """One chunk on the first replica, unprotected by ``replica_retries``: a pooled node's
+        chunks, a node's only chunk too, go through ``run_chunks`` instead."""
         return self.primary.run_chunk(input_buffer, output_buffer)
 
     def output_spec(self, inputs: Mapping[str, np.ndarray]) -> OutputSpec | None:

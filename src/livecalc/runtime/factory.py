@@ -3,12 +3,15 @@
 Built-in types are registered by import path, so importing livecalc does not import numba
 kernels it may not need. Third-party engines publish an entry point in the
 ``livecalc.engines`` group (``my_engine = "my_pkg.engine:MyEngine"``); the entry point's name
-is the type name used in configs.
+is the type name used in configs. The installed entry points are read once per process (reading
+every installed package's metadata takes tens of milliseconds): a plug-in installed while a
+process runs is found by the next process.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import threading
 from collections.abc import Callable, Iterable
@@ -48,6 +51,12 @@ def _load(target: str) -> Any:
     return obj
 
 
+@functools.cache
+def _installed() -> tuple[EntryPoint, ...]:
+    """The installed ``livecalc.engines`` entry points, read once per process."""
+    return tuple(entry_points(group=ENTRY_POINT_GROUP))
+
+
 class EngineFactory:
     """Registry of engine types: ``create_engine("projection")`` returns a fresh engine."""
 
@@ -64,7 +73,7 @@ class EngineFactory:
         if entry_points_ is not None:
             self._register_entry_points(entry_points_)
         elif discover:
-            self._register_entry_points(entry_points(group=ENTRY_POINT_GROUP))
+            self._register_entry_points(_installed())
 
     def _register_entry_points(self, eps: Iterable[EntryPoint]) -> None:
         for ep in eps:

@@ -28,7 +28,7 @@ __all__ = ["LiveCalcDagBuilder"]
 
 # Airflow's rule for DAG and task ids (airflow.sdk.definitions._internal.node.KEY_REGEX).
 _AIRFLOW_KEY = re.compile(r"^[\w.-]{1,250}$")
-_SUMMARY = re.compile(r"^\d+ problems in the config:$")
+_SUMMARY = re.compile(r"^\d+ (problems in the config|engine config problems):$")
 
 
 class LiveCalcDagBuilder:
@@ -45,7 +45,9 @@ class LiveCalcDagBuilder:
             each ``LiveCalcOperator``.
         task_id: the single task's id when ``per_node_tasks`` is False.
         check_files: whether ``validate`` (and so ``build``) requires the config's data files
-            to exist; False for data another job writes before the DAG runs.
+            to exist and initialises every engine (its own config checks, its assumption
+            tables; no data is read); False for data another job writes before the DAG runs
+            (then only the config's structure is checked when the DAG file is parsed).
         dag_kwargs: any other ``DAG`` argument (``tags``, ``default_args``, ...).
     """
 
@@ -110,6 +112,7 @@ class LiveCalcDagBuilder:
         ]
         if self.retries < 0:
             problems.append(f"retries {self.retries}: use 0 or more")
+        problems.extend(self._operator_problems())
         try:
             graph = self._graph()
         except Exception as exc:  # ConfigurationError, or a config file that is not JSON
@@ -127,6 +130,31 @@ class LiveCalcDagBuilder:
             if not _AIRFLOW_KEY.match(node)
         )
         return problems, graph
+
+    def _operator_problems(self) -> list[str]:
+        """The operator arguments that would otherwise fail only when a task runs."""
+        from livecalc.pipeline.executors import EXECUTORS
+
+        kwargs = self.operator_kwargs
+        problems = []
+        executor = kwargs["executor"]
+        if executor is not None and executor not in EXECUTORS:
+            problems.append(
+                f"executor {executor!r}: use one of {', '.join(EXECUTORS)}, or None for the "
+                "config's run.executor"
+            )
+        chunk_size = kwargs["chunk_size"]
+        if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
+            problems.append(
+                f"chunk_size {chunk_size!r}: use 1 or more policies per chunk, or None for the "
+                "config's run.chunk_size"
+            )
+        every = kwargs["progress_every_chunks"]
+        if every is not None and (isinstance(every, bool) or every < 1):
+            problems.append(
+                f"progress_every_chunks {every!r}: use 1 or more, or None for no chunk lines"
+            )
+        return problems
 
     def build(self) -> DAG:
         """The DAG; ``ConfigurationError`` listing every problem when ``validate`` finds any."""
@@ -168,10 +196,19 @@ class LiveCalcDagBuilder:
         )
 
     def _graph(self) -> Mapping[str, set[str]]:
-        """Each engine node id (in run order) and the ids of the nodes it reads from."""
+        """Each engine node id (in run order) and the ids of the nodes it reads from.
+
+        With ``check_files``, every engine is initialised (and disposed of) too, as ``livecalc
+        validate`` does but reading no data: an override of a key the engine does not know,
+        or a value it refuses, is a problem now rather than a failed task later.
+        """
+        from livecalc.pipeline.api import check_engines
         from livecalc.pipeline.graph import EngineGraph
         from livecalc.pipeline.loading import load_config
 
-        config = load_config(self.config_path, self.overrides, check_files=self.check_files)
+        if self.check_files:
+            config = check_engines(self.config_path, overrides=self.overrides, data=False)
+        else:
+            config = load_config(self.config_path, self.overrides, check_files=False)
         graph = EngineGraph(config)
         return {node: set(graph.predecessors.get(node, ())) for node in graph.order()}

@@ -44,7 +44,9 @@ class LiveCalcOperator(BaseOperator):
         store: the LiveCalc run store folder (default ``$LIVECALC_HOME``).
         checkpoint: where chunk checkpoints go (a folder or ``pyarrow.fs`` URI; default
             ``runs/`` beside the store). Workers that retry a task must reach it.
-        executor, chunk_size: as ``livecalc run --executor`` / ``--chunk-size``.
+        executor, chunk_size: as ``livecalc run --executor`` / ``--chunk-size``. The executor
+            is kept as ``livecalc_executor``: ``BaseOperator.executor`` is Airflow's own (the
+            Airflow executor that runs the task), which a LiveCalc executor name would break.
         progress_every_chunks: the task log gets each node's start and end and every n-th
             finished chunk (``livecalc.ports.progress.LogProgress``); None: none of them.
     """
@@ -71,7 +73,7 @@ class LiveCalcOperator(BaseOperator):
         self.overrides = list(overrides)
         self.store = None if store is None else str(store)
         self.checkpoint = None if checkpoint is None else str(checkpoint)
-        self.executor = executor
+        self.livecalc_executor = executor
         self.chunk_size = chunk_size
         self.progress_every_chunks = progress_every_chunks
 
@@ -100,7 +102,7 @@ class LiveCalcOperator(BaseOperator):
                 overrides=self.overrides,
                 store=self.store,
                 checkpoint=self.checkpoint,
-                executor=self.executor,
+                executor=self.livecalc_executor,
                 chunk_size=self.chunk_size,
                 source="airflow",
                 context=ctx,

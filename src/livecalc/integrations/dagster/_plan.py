@@ -5,10 +5,12 @@ Plain Python (no dagster import), so the mapping reads and tests on its own:
 - every data source is an external asset ``[pipeline, source]``;
 - every dataset an engine produces is an asset ``[pipeline, node_id, output]``;
 - every engine node is one step (one ``multi_asset``) producing its outputs;
-- every declared check goes on the asset of the dataset it names; a check that names no
-  dataset (``metric``, a ``range`` over a statistic) goes on the first output of the node
-  whose statistics it reads (``node``, the statistic's node, else the last node that has
-  outputs).
+- every declared check goes on an asset of the step whose LiveCalc run evaluates it
+  (``livecalc.ops.kept.check_owner``): the dataset it names (a ``reconcile`` across two
+  nodes: the later node's dataset); a check that names no dataset (``metric``, a ``range``
+  over a statistic) on the first output of the node whose statistics it reads (``node``,
+  the statistic's node, else the last node that has outputs); a check of data sources only
+  on the source's external asset.
 
 Dagster names (asset key parts, op, check and job names) allow only ``A-Z a-z 0-9 _``; other
 characters become ``_``, and two names that would then collide are a ConfigurationError.
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from livecalc.errors import ConfigurationError
+from livecalc.ops.kept import check_owner
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.graph import EngineGraph
 from livecalc.pipeline.operations import CheckConfig
@@ -166,23 +169,26 @@ def _check_targets(
     producers: dict[str, str],
     config_path: Path,
 ) -> list[CheckTarget]:
-    with_outputs = [n for n in order if config.node(n).outputs]
     targets: list[CheckTarget] = []
     used: set[tuple[str, str]] = set()
     for i, check in enumerate(checks):
-        if check.dataset is not None:
-            dataset = check.dataset
+        # The step of the node whose LiveCalc run evaluates the check carries it, so Dagster
+        # shows the verdict that run recorded (one run, one verdict).
+        owner = check_owner(config, check, order)
+        named = [d for d in (check.dataset, check.against) if d is not None]
+        owned = [d for d in named if producers.get(d) == owner]
+        if named and not any(d in producers for d in named):
+            dataset = named[0]  # data sources only: the external asset's check
+        elif owned:
+            dataset = owned[0]
+        elif config.node(owner).outputs:
+            dataset = config.node(owner).outputs[0]
         else:
-            node_id = check.node or (check.statistic or "").partition(".")[0] or None
-            if node_id is None:
-                node_id = with_outputs[-1]
-            if node_id not in producers.values():
-                raise ConfigurationError(
-                    f"{config_path}: checks[{i}] ({check.label!r}) reads the statistics of "
-                    f"node {node_id!r}, which has no outputs for a Dagster asset to carry the "
-                    "check; give the node an output or the check a 'node' that has one"
-                )
-            dataset = config.node(node_id).outputs[0]
+            raise ConfigurationError(
+                f"{config_path}: checks[{i}] ({check.label!r}) reads the statistics of "
+                f"node {owner!r}, which has no outputs for a Dagster asset to carry the "
+                "check; give the node an output or the check a 'node' that has one"
+            )
         base = dagster_name(check.label)
         name, n = base, 1
         while (dataset, name) in used:

@@ -59,9 +59,10 @@ def definitions_from_config(
             ``run.executor``).
 
     Raises:
-        ConfigurationError: a config is invalid, two configs have the same stem, a name
-            does not fit Dagster's naming rules, or the executor is unknown; the message
-            names the file and the fix.
+        ConfigurationError: a config is invalid, two configs have the same stem, a stem is
+            ``store`` (its resource key would be the run store's), a name does not fit
+            Dagster's naming rules, the executor is unknown, or ``store`` cannot hold a run
+            store; the message names the file and the fix.
     """
     paths = [path] if isinstance(path, str | Path) else list(path)
     if not paths:
@@ -75,6 +76,12 @@ def definitions_from_config(
     for p in paths:
         config_path = Path(p).resolve()
         name = dagster_name(config_path.stem)
+        if resource_key(name) == STORE_RESOURCE_KEY:
+            raise ConfigurationError(
+                f"{config_path}: its pipeline name {name!r} (the file's stem) would give its "
+                f"resource the key {STORE_RESOURCE_KEY!r}, which is the run store's; rename "
+                "the file"
+            )
         if name in plans:
             raise ConfigurationError(
                 f"{config_path}: its pipeline name {name!r} (the file's stem) is taken by "

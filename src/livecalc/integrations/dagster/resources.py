@@ -9,6 +9,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from livecalc.errors import ConfigurationError
 from livecalc.ops.home import store_file
 from livecalc.ops.store import RunStore
 from livecalc.pipeline.api import RunResult
@@ -69,8 +70,19 @@ class LiveCalcResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 def run_store_resource(store: str | Path | None = None) -> DuckDBResource:
     """The run store (``runs.duckdb`` in ``store``, default ``$LIVECALC_HOME``) as a
     read-only ``dagster_duckdb.DuckDBResource``; the store is created when missing, so the
-    resource opens before the first run (its tables: docs/operations.md)."""
-    RunStore(store).schema_version()
-    return DuckDBResource(
-        database=str(store_file(store)), connection_config={"access_mode": "READ_ONLY"}
-    )
+    resource opens before the first run (its tables: docs/operations.md).
+
+    Raises:
+        ConfigurationError: ``store`` is no folder or ``.duckdb`` file that can hold the store
+            (a file of another kind, a folder inside a file, a folder that cannot be made).
+    """
+    file = store_file(store)
+    try:
+        RunStore(store).schema_version()
+    except OSError as exc:
+        where = f"store {str(store)!r}" if store is not None else f"$LIVECALC_HOME store {file}"
+        raise ConfigurationError(
+            f"{where}: cannot hold the run store {file} ({exc.strerror or exc}); give a folder "
+            "(or a .duckdb file) LiveCalc can write"
+        ) from None
+    return DuckDBResource(database=str(file), connection_config={"access_mode": "READ_ONLY"})
