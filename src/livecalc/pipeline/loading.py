@@ -15,7 +15,7 @@ import difflib
 import graphlib
 import importlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +185,7 @@ def _check_folder_name(base_dir: str, config_file: Path | None) -> None:
         ) from None
 
 
-def _not_text(value: Any, path: str = "") -> Iterable[str]:
+def _not_text(value: Any, path: str = "") -> Iterator[str]:
     """A problem for every key or string of the config that holds a lone surrogate (JSON's
     ``"\\ud800"``): no file, store or log can hold it as text."""
     if isinstance(value, Mapping):
