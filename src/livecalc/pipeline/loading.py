@@ -144,7 +144,7 @@ def load_config(
     raw["base_dir"] = str(Path(base_dir).resolve() if base_dir is not None else folder.resolve())
     _check_folder_name(raw["base_dir"], config_file)
 
-    problems: list[str] = list(_not_text(raw))
+    problems: list[str] = []
     config: PipelineConfig | None = None
     try:
         config = PipelineConfig.model_validate(raw)
@@ -165,6 +165,8 @@ def load_config(
         problems.extend(operations_problems(config))
         if check_files:
             problems.extend(_output_path_problems(config))
+    reported = {p.split(": ", 1)[0] for p in problems}
+    problems += [p for p in _not_text(raw) if p.split(": ", 1)[0] not in reported]
     if problems:
         raise ConfigurationError(format_problems(problems))
     assert config is not None
@@ -185,22 +187,29 @@ def _check_folder_name(base_dir: str, config_file: Path | None) -> None:
         ) from None
 
 
+_OWN_TEXT_CHECKS = ("checks", "sla", "alerts", "base_dir")
+"""Top-level keys whose models refuse text that is not Unicode themselves, at its path."""
+
+
 def _not_text(value: Any, path: str = "") -> Iterator[str]:
     """A problem for every key or string of the config that holds a lone surrogate (JSON's
-    ``"\\ud800"``): no file, store or log can hold it as text."""
+    ``"\\ud800"``): no file, store or log can hold it as text. The path is written with
+    such characters escaped (``\\ud800``), so the message can be printed."""
     if isinstance(value, Mapping):
         for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
+            if not path and key in _OWN_TEXT_CHECKS:
+                continue
+            shown = str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+            where = f"{path}.{shown}" if path else shown
             if isinstance(key, str) and not _is_text(key):
-                yield f"{where!a}: the key is not valid Unicode (a lone surrogate); fix it"
+                yield f"{where}: the key is not valid Unicode (a lone surrogate); fix it"
             yield from _not_text(item, where)
     elif isinstance(value, list):
         for i, item in enumerate(value):
             yield from _not_text(item, f"{path}[{i}]")
-    elif isinstance(value, str) and path != "base_dir" and not _is_text(value):
-        where = path if _is_text(path) else ascii(path)
+    elif isinstance(value, str) and not _is_text(value):
         yield (
-            f"{where}: {value!a} is not valid Unicode (it holds a lone surrogate such as "
+            f"{path}: {value!a} is not valid Unicode (it holds a lone surrogate such as "
             "\\ud800); give real characters"
         )
 
