@@ -1,8 +1,9 @@
 """What liveness costs: a run's claim on its run id, and ``runs list`` telling dead runs.
 
 1. Claim: ``RunLock.acquire`` + ``release`` (the lock file a run holds while it runs)
-   against one write of a small record to the DuckDB run store (what every run does at
-   least once), measured here in the same run: the ratio is the claim's share.
+   against one ``RunStore.record`` of a small record (what every run does at least once:
+   into the store's journal once the process has opened the store), measured here in the
+   same run.
 2. ``runs list``: ``RunStore.list`` of 200 finished records against 200 records left
    ``running`` by killed runs (each looked up in its lock file): the ratio is the cost of
    telling them dead.

@@ -84,3 +84,46 @@ class TestCredentials:
         result = run(config)
 
         assert result.success
+
+
+class TestUriPaths:
+    @pytest.mark.parametrize(
+        ("section", "key", "uri", "where"),
+        [
+            ("output", "path", "s3://my-bucket/out/t.parquet", "output.path: 's3://my-bucket/out"),
+            ("policies", "path", "s3://my-bucket/in/p.parquet", "data_sources.policies.path"),
+            ("output", "summary_path", "gs://b/s.json", "output.summary_path: 'gs://b/s.json'"),
+        ],
+    )
+    def test_a_uri_is_refused_not_made_a_local_folder(
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        section: str,
+        key: str,
+        uri: str,
+        where: str,
+    ) -> None:
+        """A data source or output given as a URI: exit 2 with one line naming the key and the
+        fix; nothing is written (an s3:// output used to land in ./s3:/..., exit 0)."""
+        from typer.testing import CliRunner
+
+        from livecalc.cli.app import app
+
+        config = _pipeline(tmp_path / "p", "tables/mortality.csv")
+        raw = json.loads(config.read_text())
+        raw["output"] = {"path": "out.parquet"}
+        target = raw["output"] if section == "output" else raw["data_sources"][section]
+        target[key] = uri
+        config.write_text(json.dumps(raw))
+        monkeypatch.chdir(tmp_path)
+
+        result = CliRunner().invoke(app, ["run", str(config), "--no-progress", "--no-store"])
+
+        assert 2 == result.exit_code, result.output
+        assert where in result.output
+        assert "mount the bucket" in result.output
+        assert 1 == result.output.count(uri)  # one problem, no "file does not exist" too
+        assert "Traceback" not in result.output
+        assert [] == sorted(p.name for p in tmp_path.rglob("*") if ":" in p.name)
+        assert not (tmp_path / "p" / "out.parquet").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +191,183 @@ class TestRayExecutor:
         failed = run(twice, base_dir=tmp_path, executor="ray")
 
         assert ("succeeded", "failed") == (recovered.status["f"], failed.status["f"])
+
+
+class TestReplicaPlacement:
+    def test_one_per_node_before_two_on_any(self) -> None:
+        """Replicas of one engine fill every node once before any node gets a second."""
+        from livecalc.pipeline.executors.ray import place_replica
+
+        nodes = [("head", 1.0), ("w1", 1.0), ("w2", 1.0)]
+        live: list[str] = []
+        for _ in range(6):
+            target = place_replica(nodes, live)
+            assert target is not None
+            live.append(target)
+
+        assert ["head", "w1", "w2", "head", "w1", "w2"] == live
+
+    def test_by_cpu_and_skipping_nodes_without_cpus(self) -> None:
+        """A node of 2 CPUs takes two replicas for one on a node of 1; a 0-CPU head none."""
+        from livecalc.pipeline.executors.ray import place_replica
+
+        nodes = [("head", 0.0), ("big", 2.0), ("small", 1.0)]
+        live: list[str] = []
+        for _ in range(6):
+            target = place_replica(nodes, live)
+            assert target is not None
+            live.append(target)
+
+        assert {"big": 4, "small": 2} == {n: live.count(n) for n in set(live)}
+        assert ["big", "small", "big"] == live[:3]
+
+    def test_a_replacement_goes_to_the_emptiest_node(self) -> None:
+        """After a node's replica is lost, the new one goes where fewest replicas run."""
+        from livecalc.pipeline.executors.ray import place_replica
+
+        nodes = [("head", 1.0), ("w1", 1.0), ("w2", 1.0)]
+
+        assert "w2" == place_replica(nodes, ["head", "w1", "head", "w1"])
+        assert place_replica([("head", 0.0)], []) is None
+
+
+_OWN_CLUSTER_SCRIPT = """
+import json, sys
+from livecalc.pipeline.api import run
+config, base = json.loads(sys.argv[1]), sys.argv[2]
+result = run(config, base_dir=base, executor="ray", parallelism=2)
+assert result.success, result.summary.describe()
+print(json.dumps({"records": result.records("a_out").tobytes().hex()}))
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+class TestRayOwnCluster:
+    def test_no_address_starts_its_own_cluster_despite_a_stale_cluster_file(
+        self, tmp_path: Path, policies: Path
+    ) -> None:
+        """With no address and a ray_current_cluster file naming a cluster that is gone,
+        the ray executor starts a new local cluster (it used to hang joining the stale one).
+
+        The run is a subprocess in network and process namespaces of its own (loopback only),
+        with its own Ray temp folder, so neither the stale file nor the cluster touch anyone
+        else's; everything in it is killed at the end whatever happens."""
+        import json
+        import os
+        import shutil
+        import signal
+        import subprocess
+        import sys
+        import tempfile
+
+        raw = _config(_node("a", "test_echo", "policies"))
+        # Ray's socket paths must stay under 108 bytes: a short folder, not tmp_path.
+        ray_tmp = Path(tempfile.mkdtemp(prefix="lcray", dir="/tmp"))
+        (ray_tmp / "ray").mkdir()
+        (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:9\n")
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env.update(RAY_TMPDIR=str(ray_tmp), RAY_USAGE_STATS_ENABLED="0")
+        command = [sys.executable, "-c", _OWN_CLUSTER_SCRIPT, json.dumps(raw), str(tmp_path)]
+        # A /dev/shm of its own too: in another pid namespace every outside process looks
+        # dead, and LiveCalc's sweep of dead runs' segments would unlink theirs.
+        shell = "ip link set lo up && mount -t tmpfs tmpfs /dev/shm && exec " + " ".join(
+            _quote(c) for c in command
+        )
+        child = subprocess.Popen(
+            # Its own network and process namespaces: whatever Ray leaves dies with it.
+            ["unshare", "-rnp", "--fork", "--kill-child", "--mount-proc", "sh", "-c", shell],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            out, err = child.communicate(timeout=240)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+        local = run(raw, base_dir=tmp_path, executor="local")
+
+        assert 0 == child.returncode, err[-2000:]
+        assert local.records("a_out").tobytes().hex() == json.loads(out.splitlines()[-1])["records"]
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
+
+
+_TOKEN_SCRIPT = """
+set -u
+ip link set lo up
+# A /dev/shm of its own: in this pid namespace every outside process looks dead, and
+# LiveCalc's sweep of dead runs' shared memory would unlink theirs.
+mount -t tmpfs tmpfs /dev/shm || exit 1
+"$RAY" start --head --node-ip-address=127.0.0.1 --port=6390 --num-cpus=1 \\
+    --include-dashboard=false --disable-usage-stats >/dev/null 2>&1
+echo "start=$?"
+run() {
+    timeout 150 "$PY" -c "from livecalc.cli import main; main()" run "$CONFIG" \\
+        --executor ray --address 127.0.0.1:6390 --parallelism 2 --no-progress --no-store \\
+        2>"$1.err"
+    echo "$1=$?"
+}
+run good
+RAY_AUTH_TOKEN=not-the-cluster-token run wrong
+"$RAY" stop --force >/dev/null 2>&1
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+class TestRayTokenAuth:
+    def test_a_cluster_with_token_auth_is_joined_with_its_token_and_refused_without(
+        self, tmp_path: Path, policies: Path
+    ) -> None:
+        """A head started with RAY_AUTH_MODE=token: a run with the same RAY_AUTH_MODE and
+        RAY_AUTH_TOKEN joins it (exit 0); one with another token is refused with one line
+        naming the address and the fix (exit 2), its token never printed. Everything runs
+        in network and process namespaces of the test's own."""
+        import json
+        import os
+        import subprocess
+        import sys
+        import tempfile
+
+        token = "livecalc-test-token-0123456789abcdef"
+        config = tmp_path / "echo.json"
+        config.write_text(json.dumps(_config(_node("a", "test_echo", "policies"))))
+        ray_tmp = tempfile.mkdtemp(prefix="lcray", dir="/tmp")
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env.update(
+            RAY_TMPDIR=ray_tmp,
+            RAY_USAGE_STATS_ENABLED="0",
+            RAY_AUTH_MODE="token",
+            RAY_AUTH_TOKEN=token,
+            PY=sys.executable,
+            RAY=str(Path(sys.executable).parent / "ray"),
+            CONFIG=str(config),
+        )
+        try:
+            done = subprocess.run(
+                ["unshare", "-rnp", "--fork", "--kill-child", "--mount-proc", "sh", "-c",
+                 _TOKEN_SCRIPT],
+                env=env, cwd=tmp_path, capture_output=True, text=True, timeout=420,
+            )  # fmt: skip
+        finally:
+            import shutil
+
+            shutil.rmtree(ray_tmp, ignore_errors=True)
+        codes = dict(line.split("=", 1) for line in done.stdout.split() if "=" in line)
+        wrong = (tmp_path / "wrong.err").read_text()
+
+        assert {"start": "0", "good": "0", "wrong": "2"} == codes, (done.stdout, wrong[-2000:])
+        assert "cannot join the Ray cluster at '127.0.0.1:6390'" in wrong
+        assert "RAY_AUTH_TOKEN" in wrong
+        assert "Traceback" not in wrong
+        assert token not in wrong and "not-the-cluster-token" not in wrong

@@ -713,3 +713,51 @@ class TestReportView:
 
         assert "Node projection failed: no such table." in render_report(failed)
         assert "its process is gone" in render_report({"run_id": "r", "status": "dead"})
+
+
+class TestClusterSection:
+    def test_report_shows_where_a_pooled_run_ran(self, tmp_path: Path, browser: Browser) -> None:
+        """`run --executor processes --parallelism 2 --report`: the report's Cluster section
+        shows the executor, the parallelism and each replica's location with its chunks, as the
+        run store recorded them; no console error."""
+        from livecalc.io.generate import generate_policies, write_policies
+
+        write_policies(tmp_path / "policies.parquet", generate_policies(300, seed=2))
+        config = tmp_path / "pool.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "plugins": ["livecalc.testing:register_testing_engines"],
+                    "data_sources": {"policies": {"path": "policies.parquet"}},
+                    "engines": [
+                        {"id": "echo", "type": "test_echo", "inputs": ["policies"],
+                         "outputs": ["out"]},
+                    ],
+                    "output": {"path": "out.parquet"},
+                    "run": {"chunk_size": 50},
+                }
+            )
+        )  # fmt: skip
+        report = tmp_path / "report.html"
+
+        result = CliRunner().invoke(
+            app,
+            ["run", str(config), "--no-progress", "--executor", "processes", "--parallelism",
+             "2", "--report", str(report)],
+        )  # fmt: skip
+        browser.load(report)
+        text = browser.evaluate("document.body.innerText")
+        (record,) = [RunStore().get(run_id) for run_id in RunStore().run_ids()]
+        cluster = record["cluster"]
+        pool = cluster["nodes"]["echo"]
+
+        assert 0 == result.exit_code, result.output
+        assert [] == browser.errors()
+        assert ("processes", 2, None) == (
+            cluster["executor"], cluster["parallelism"], cluster["address"]
+        )  # fmt: skip
+        assert 2 == pool["replicas"] == len(pool["replicas_by_location"])
+        assert 6 == sum(pool["chunks_by_location"].values())
+        assert "Cluster" in text
+        assert all(where in text for where in pool["chunks_by_location"])
+        assert "this machine" in text

@@ -172,9 +172,18 @@ class TestFaults:
             killer.join()
 
         reruns = [e for e in logs if e["event"] == "chunk_rerun"]
+        summary = result.summary.to_dict()
+        (node,) = [n for n in summary["nodes"] if n["node_id"] == "echo"]
         assert result.success, result.summary.describe()
         assert 1 == len(killed)
         assert [(0, "replica_lost")] == [(e["chunk"], e["cause"]) for e in reruns]
+        # The loss is on record, with where and when, and a warning of the run.
+        (lost,) = node["pool"]["lost"]
+        assert (f"pid:{killed[0]}", 0) == (lost["location"], lost["chunk"])
+        assert lost["at"].endswith("Z")
+        assert [f"echo: {result.summary.nodes['echo'].warnings[0]}"] == summary["warnings"]
+        assert f"lost on pid:{killed[0]}" in summary["warnings"][0]
+        assert 1 == node["pool"]["reruns_lost"]
         assert generate_policies(N_POLICIES, seed=7).records.tobytes() == (
             result.records("out").tobytes()
         )

@@ -13,8 +13,8 @@ import pytest
 from livecalc.io.generate import generate_policies, write_policies
 from livecalc.log import capture_logs
 from livecalc.pipeline.api import run
+from pool_pipelines import MODES, projection_pipeline
 from pool_pipelines import outputs as _outputs
-from pool_pipelines import projection_pipeline
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -116,8 +116,78 @@ class TestRayCluster:
             )
 
         used = {e["location"] for e in logs if e["event"] == "chunk_done"}
+        pools = {n: r.pool for n, r in remote.summary.nodes.items() if r.pool is not None}
         assert _outputs(local) == _outputs(remote)
         assert nodes == used
+        # One replica per node, every time, where the actors really run (SPREAD left a node
+        # idle in 3 runs of 5; soft node affinity moved actors too).
+        assert {f"proj_{m}" for m in MODES} == set(pools)
+        assert all({n: 1 for n in nodes} == p.replicas_by_location for p in pools.values())
+
+    def test_runtime_env_ships_a_plugin_engine_to_the_workers(
+        self, cluster: Any, policies_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A plug-in engine importable only in the driver runs on the cluster's workers when
+        ``run.ray.runtime_env.py_modules`` ships it; without it, its node fails."""
+        ray_cluster, _ = cluster
+        package = tmp_path / "mods" / "shipped_echo"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text(
+            "from livecalc.testing import EchoEngine\n\n\n"
+            "class ShippedEcho(EchoEngine):\n    engine_type = 'shipped_echo'\n\n\n"
+            "def register(factory):\n    factory.register_engine('shipped_echo', ShippedEcho)\n"
+        )
+        monkeypatch.syspath_prepend(str(package.parent))  # the driver only, not the workers
+        config: dict[str, Any] = {
+            "plugins": ["shipped_echo:register"],
+            "data_sources": {"policies": {"path": "policies.parquet"}},
+            "engines": [
+                {"id": "echo", "type": "shipped_echo", "inputs": ["policies"], "outputs": ["e"]}
+            ],
+            "run": {"chunk_size": 300, "replica_retries": 0},
+        }
+        shipped = {**config, "run": {**config["run"], "ray": {"runtime_env": {
+            "py_modules": [str(package)]
+        }}}}  # fmt: skip
+
+        without = run(
+            config, base_dir=policies_dir, executor="ray", address=ray_cluster.address,
+            parallelism=3,
+        )  # fmt: skip
+        remote = run(
+            shipped, base_dir=policies_dir, executor="ray", address=ray_cluster.address,
+            parallelism=3,
+        )  # fmt: skip
+        local = run(config, base_dir=policies_dir, executor="local")
+
+        assert "failed" == without.status["echo"]
+        assert "succeeded" == remote.status["echo"]
+        assert local.records("e").tobytes() == remote.records("e").tobytes()
+
+    def test_memory_budget_gives_the_same_chunks_and_bits_on_rerun(
+        self, cluster: Any, policies_dir: Path
+    ) -> None:
+        """Two runs on the cluster with the same memory budget choose the same chunk size (it
+        used to follow the driver's memory) and write the same bits."""
+        ray_cluster, _ = cluster
+        runs = []
+        for name in ("budget1", "budget2"):
+            config = _pipeline(policies_dir / name)
+            config["run"]["chunking"] = {"strategy": "memory", "budget": "1970MB"}
+            runs.append(
+                run(
+                    config,
+                    base_dir=policies_dir,
+                    executor="ray",
+                    address=ray_cluster.address,
+                    parallelism=3,
+                )
+            )
+
+        sizes = [{n: r.nodes[n].chunk_size for n in r.nodes} for r in runs]
+        assert sizes[0] == sizes[1]
+        assert 1 < runs[0].nodes["proj_npv"].chunks
+        assert _outputs(runs[0]) == _outputs(runs[1])
 
     def test_losing_a_worker_node_mid_run_still_matches_local(
         self, cluster: Any, policies_dir: Path
@@ -151,6 +221,10 @@ class TestRayCluster:
         assert removed.is_set()
         assert _outputs(local) == _outputs(remote)
         assert reruns and {"replica_lost"} == {e["cause"] for e in reruns}
+        # Each loss is on record with the victim's node and a time, and is a run warning.
+        lost = [x for r in remote.summary.nodes.values() if r.pool for x in r.pool.lost]
+        assert lost and {str(victim.node_id)} == {x.location for x in lost}
+        assert any(str(victim.node_id) in w for w in remote.summary.warnings)
         assert (
             local.nodes["proj_detail"].rows_processed == remote.nodes["proj_detail"].rows_processed
         )
@@ -203,6 +277,20 @@ class TestCommandLine:
         )
 
         assert 0 == done.returncode, done.stderr[-2000:]
+        from livecalc.ops.store import RunStore
+
+        (run_id,) = RunStore().run_ids()
+        cluster = RunStore().get(run_id)["cluster"]
+        assert ("ray", 3, str(ray_cluster.address)) == (
+            cluster["executor"],
+            cluster["parallelism"],
+            cluster["address"],
+        )
+        for pool in cluster["nodes"].values():  # even over the live nodes, chunks on each
+            placed = pool["replicas_by_location"]
+            assert nodes == set(placed) == set(pool["chunks_by_location"])
+            assert 3 == sum(placed.values())
+            assert max(placed.values()) - min(placed.values()) <= 1
         events = [json.loads(line) for line in (tmp_path / "run.log").read_text().splitlines()]
         pooled = [e for e in events if e["event"] == "node_pool_finished"]
         used = set().union(*(e["chunks_by_location"] for e in pooled))

@@ -157,8 +157,8 @@ class TestChunkStrategies:
 
     def test_memory_grows_with_the_budget(self) -> None:
         """A bigger budget allows bigger chunks, never more than the node's policies."""
-        small = MemoryBudgetChunks(10_000_000, rss_bytes=0).chunk_size(_request(100_000))
-        large = MemoryBudgetChunks(1 << 34, rss_bytes=0).chunk_size(_request(100_000))
+        small = MemoryBudgetChunks(10_000_000).chunk_size(_request(100_000))
+        large = MemoryBudgetChunks(1 << 34).chunk_size(_request(100_000))
 
         assert 1 <= small < large == 100_000
 

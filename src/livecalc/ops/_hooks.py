@@ -238,6 +238,7 @@ class OpsHooks(RunHooks):
             self.record["datasets"] = summary.extras["datasets"]
         if summary.selection:
             self.record["selection"] = summary.selection
+        self.record["cluster"] = summary.cluster()
         self.record.update(
             {
                 "nodes": [r.to_dict() for r in summary.nodes.values()],

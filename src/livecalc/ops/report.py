@@ -21,7 +21,7 @@ from typing import Any
 from livecalc.ops import _report_sections as sections
 from livecalc.ops._compare import compare_records
 from livecalc.ops._report_summary import header, summary
-from livecalc.ops._report_view import MOVE_THRESHOLD, ReportView, esc
+from livecalc.ops._report_view import MOVE_THRESHOLD, ReportView, esc, html_table
 from livecalc.ops.report_nested import nested_section
 from livecalc.runtime.leftovers import check_replaceable
 
@@ -78,6 +78,56 @@ def _nested(view: ReportView) -> str:
     return nested_section(view.record)
 
 
+def _cluster(view: ReportView) -> str:
+    """Where the run ran: executor, parallelism, address; each pooled node's replicas and
+    chunks per location, re-runs, replicas lost (with times); the warnings."""
+    cluster = view.record.get("cluster")
+    if not cluster:
+        return ""
+    parts = [
+        "<h2>Cluster</h2>",
+        html_table(
+            ["executor", "parallelism", "address"],
+            [
+                [
+                    esc(cluster.get("executor")),
+                    esc(cluster.get("parallelism")),
+                    esc(cluster.get("address") or "this machine"),
+                ]
+            ],
+        ),
+    ]
+    rows = []
+    for node_id, pool in (cluster.get("nodes") or {}).items():
+        chunks = pool.get("chunks_by_location") or {}
+        replicas = pool.get("replicas_by_location") or {}
+        for where in sorted(set(chunks) | set(replicas)):
+            rows.append(
+                [
+                    esc(node_id),
+                    f"<code>{esc(where)}</code>",
+                    esc(replicas.get(where, 0)),
+                    esc(chunks.get(where, 0)),
+                    esc(pool.get("reruns_lost", 0) + pool.get("reruns_timeout", 0)),
+                ]
+            )
+        for lost in pool.get("lost") or []:
+            rows.append(
+                [
+                    esc(node_id),
+                    f'<code>{esc(lost["location"])}</code> <span class="bad">lost at '
+                    f"{esc(lost['at'])}</span>",
+                    esc(f"replica {lost['replica']}"),
+                    esc(f"chunk {lost['chunk']} re-ran"),
+                    "",
+                ]
+            )
+    if rows:
+        parts.append(html_table(["node", "location", "replicas", "chunks", "re-runs"], rows))
+    parts.extend(f'<p class="bad">warning: {esc(w)}</p>' for w in cluster.get("warnings") or [])
+    return "\n".join(parts)
+
+
 SECTIONS: tuple[Callable[[ReportView], str], ...] = (
     header,
     summary,
@@ -87,6 +137,7 @@ SECTIONS: tuple[Callable[[ReportView], str], ...] = (
     sections.checks,
     sections.sla,
     sections.nodes,
+    _cluster,
     sections.provenance,
 )
 """The report's sections, in order."""

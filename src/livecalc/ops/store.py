@@ -127,10 +127,12 @@ _CHILD_TABLES = (
 )
 
 
-_RECORD_ARTIFACTS = ("selection", "datasets", "attempts")
+_RECORD_ARTIFACTS = ("selection", "datasets", "attempts", "cluster")
 """Record keys kept as rows of ``run_artifacts`` (no schema change): ``selection`` (a run of
 some nodes: the nodes, those only initialised, the dataset files read), ``datasets`` (the
-files ``keep_datasets`` wrote, by name) and ``attempts`` (a resumed run's attempts)."""
+files ``keep_datasets`` wrote, by name), ``attempts`` (a resumed run's attempts) and
+``cluster`` (where the run ran: executor, parallelism, Ray address, each pooled node's
+replicas and chunks per location, re-runs, lost replicas, warnings: ``RunSummary.cluster``)."""
 
 
 _OPENED: dict[str, tuple[int, int, int, int]] = {}
@@ -142,6 +144,18 @@ _SETTLE_TRIES = 3
 """Readings of a run that looks dead while the journal has new entries: a run journals its
 last record without the store's lock and then lets its own lock go, so a reading that folded
 the journal just before that sees a dead run; read again, with that record folded in."""
+
+
+_COLUMNS = {
+    "runs": "(run_id, started_at, finished_at, status, seconds, source, executor, host, pid, "
+    "livecalc_version, python_version, numpy_version, numba_version, config_path, config_hash, "
+    "config_json, error, overrides_json, summary_path, report_path, resumed)",
+    "run_nodes": "(run_id, position, node_id, engine_type, status, seconds, chunks, rows, "
+    "records, error, outputs_json, reused_chunks)",
+}
+"""The columns ``_rows`` fills, where they are not all of the table's, in order."""
+
+_ROWS_PER_INSERT = 200
 
 
 class StoreLockedError(ConfigurationError):
@@ -369,47 +383,46 @@ class RunStore:
                     con.execute(
                         f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?))", [list(latest)]
                     )
+            rows: dict[str, list[list[Any]]] = {}
             for run_id, record in latest.items():
-                self._insert(con, run_id, record)
+                for table, values in self._rows(run_id, record).items():
+                    rows.setdefault(table, []).extend(values)
+            self._insert_rows(con, rows)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
 
-    def _insert(self, con: duckdb.DuckDBPyConnection, run_id: str, r: Mapping[str, Any]) -> None:
+    def _rows(self, run_id: str, r: Mapping[str, Any]) -> dict[str, list[list[Any]]]:
+        """A record's rows, by table (the columns of ``_COLUMNS``, or all in order)."""
         prov = r.get("provenance") or {}
         ver = prov.get("versions") or {}
-        con.execute(
-            "INSERT INTO runs (run_id, started_at, finished_at, status, seconds, source, "
-            "executor, host, pid, livecalc_version, python_version, numpy_version, "
-            "numba_version, config_path, config_hash, config_json, error, overrides_json, "
-            "summary_path, report_path, resumed) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                run_id,
-                _timestamp(r.get("started_at")),
-                _timestamp(r.get("finished_at")),
-                r.get("status"),
-                r.get("seconds"),
-                r.get("source"),
-                prov.get("executor"),
-                prov.get("host"),
-                prov.get("pid"),
-                ver.get("livecalc"),
-                ver.get("python"),
-                ver.get("numpy"),
-                ver.get("numba"),
-                prov.get("config_path"),
-                prov.get("config_hash"),
-                json.dumps(prov.get("config")),
-                r.get("error"),
-                json.dumps(prov.get("overrides", [])),
-                r.get("summary_path"),
-                r.get("report_path"),
-                int(r.get("resumed", 0)),
+        return {
+            "runs": [
+                [
+                    run_id,
+                    _timestamp(r.get("started_at")),
+                    _timestamp(r.get("finished_at")),
+                    r.get("status"),
+                    r.get("seconds"),
+                    r.get("source"),
+                    prov.get("executor"),
+                    prov.get("host"),
+                    prov.get("pid"),
+                    ver.get("livecalc"),
+                    ver.get("python"),
+                    ver.get("numpy"),
+                    ver.get("numba"),
+                    prov.get("config_path"),
+                    prov.get("config_hash"),
+                    json.dumps(prov.get("config")),
+                    r.get("error"),
+                    json.dumps(prov.get("overrides", [])),
+                    r.get("summary_path"),
+                    r.get("report_path"),
+                    int(r.get("resumed", 0)),
+                ]
             ],
-        )
-        rows: dict[str, list[list[Any]]] = {
             "run_inputs": [
                 [run_id, i["path"], i["sha256"], i["size_bytes"]] for i in prov.get("inputs", [])
             ],
@@ -467,18 +480,18 @@ class RunStore:
             # A run of some nodes, and the datasets a run kept: beside the charts' data.
             + [[run_id, kind, json.dumps(r[kind])] for kind in _RECORD_ARTIFACTS if r.get(kind)],
         }
-        columns = {
-            "run_nodes": "(run_id, position, node_id, engine_type, status, seconds, chunks, "
-            "rows, records, error, outputs_json, reused_chunks)"
-        }
+
+    def _insert_rows(self, con: duckdb.DuckDBPyConnection, rows: Mapping[str, Any]) -> None:
+        """Insert rows by table, a few hundred per statement: DuckDB's executemany runs one
+        statement per row, and a fold of many records would pay that per row."""
         for table, values in rows.items():
-            if values:
-                # One statement per table: DuckDB's executemany runs one statement per row.
-                marks = "(" + ", ".join("?" * len(values[0])) + ")"
+            for start in range(0, len(values), _ROWS_PER_INSERT):
+                part = values[start : start + _ROWS_PER_INSERT]
+                marks = "(" + ", ".join("?" * len(part[0])) + ")"
                 con.execute(
-                    f"INSERT INTO {table} {columns.get(table, '')} VALUES "
-                    + ", ".join([marks] * len(values)),
-                    [v for row in values for v in row],
+                    f"INSERT INTO {table} {_COLUMNS.get(table, '')} VALUES "
+                    + ", ".join([marks] * len(part)),
+                    [v for row in part for v in row],
                 )
 
     def _delete(self, con: duckdb.DuckDBPyConnection, run_id: str) -> int:

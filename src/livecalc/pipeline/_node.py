@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from livecalc.runtime.buffers import (
     BufferManager,
 )
 from livecalc.runtime.engine import ExecutionResult
+
+if TYPE_CHECKING:
+    from livecalc.pipeline.pool import PoolRun
 
 __all__ = [
     "ChunkPlan",
@@ -170,6 +173,8 @@ class NodeOutput:
     engine_seconds: float = 0.0
     compute_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    pool: PoolRun | None = None
+    """What the node's replica pool did (None without a pool)."""
 
 
 class NodeRunner:

@@ -169,10 +169,14 @@ class PooledNodeRunner(NodeRunner):
                 on_chunk(i, plan.count, end_p - start_p)
 
         stats = self.pool.run_chunks(plan.count, run_one, merge, self._cancel)
+        out.pool = stats
+        out.warnings.extend(lost.describe() for lost in stats.lost)
         _log.info(
             "node_pool_finished",
             engine_id=self.node_id,
-            replicas=len(stats.chunks_by_location),
+            replicas=stats.replicas,
+            locations=len(stats.replicas_by_location),
+            replicas_by_location=stats.replicas_by_location,
             chunks_by_location=stats.chunks_by_location,
             reruns_lost=stats.reruns_lost,
             reruns_timeout=stats.reruns_timeout,

@@ -53,6 +53,7 @@ def record_result(
     report.reused_chunks = result.reused_chunks
     report.records = streamed if result.records is None else len(result.records)
     report.warnings = [*report.warnings, *result.warnings]
+    report.pool = result.pool
     try:
         report.outputs = dict(handle.get_outputs())
     except CalcEngineError as exc:

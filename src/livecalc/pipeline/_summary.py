@@ -8,12 +8,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from livecalc.log import scrub_text
 from livecalc.runtime.leftovers import check_replaceable, sweep_temp_files, temp_path
+
+if TYPE_CHECKING:
+    from livecalc.pipeline.pool import PoolRun
 
 __all__ = ["NodeReport", "NodeStatus", "RunSummary", "write_json_atomic"]
 
@@ -52,6 +55,9 @@ class NodeReport:
     error_type: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    pool: PoolRun | None = None
+    """What the node's replica pool did: replicas and chunks per location (Ray node or
+    worker pid), re-runs, replicas lost (each also a warning); None without a pool."""
 
     @property
     def run_seconds(self) -> float:
@@ -87,6 +93,7 @@ class NodeReport:
             "error_type": self.error_type,
             "outputs": _jsonable(self.outputs),
             "warnings": list(self.warnings),
+            **({"pool": self.pool.to_dict()} if self.pool is not None else {}),
         }
 
 
@@ -109,6 +116,10 @@ class RunSummary:
     read from files (``livecalc.pipeline.selection``); empty for a whole run."""
     kept: dict[str, Path] = field(default_factory=dict)
     """Datasets kept as files (``keep_datasets``), by name."""
+    parallelism: int = 1
+    """Replicas of the most replicated node (1: no replica pool)."""
+    address: str | None = None
+    """The Ray cluster the run used (``local``: one started for the run); None off Ray."""
 
     @property
     def success(self) -> bool:
@@ -124,6 +135,24 @@ class RunSummary:
     def skipped(self) -> list[NodeReport]:
         """The nodes skipped because something upstream failed."""
         return [r for r in self.nodes.values() if r.status == "skipped"]
+
+    @property
+    def warnings(self) -> list[str]:
+        """Every node's warnings (a lost replica among them), each with its node."""
+        return [f"{r.node_id}: {w}" for r in self.nodes.values() for w in r.warnings]
+
+    def cluster(self) -> dict[str, Any]:
+        """Where the run ran: executor, parallelism, address, each pooled node's replicas and
+        chunks per location, re-runs and lost replicas (the run store's ``cluster``)."""
+        return {
+            "executor": self.executor,
+            "parallelism": self.parallelism,
+            "address": self.address,
+            "nodes": {
+                r.node_id: r.pool.to_dict() for r in self.nodes.values() if r.pool is not None
+            },
+            "warnings": self.warnings,
+        }
 
     @property
     def compile_seconds(self) -> float:
@@ -146,11 +175,14 @@ class RunSummary:
         return {
             "run_id": self.run_id,
             "executor": self.executor,
+            "parallelism": self.parallelism,
+            "address": self.address,
             "success": self.success,
             "seconds": self.seconds,
             "compile_seconds": self.compile_seconds,
             "nodes": [r.to_dict() for r in self.nodes.values()],
             "written": {k: str(v) for k, v in self.written.items()},
+            "warnings": self.warnings,
             **({"selection": self.selection} if self.selection else {}),
             **({"datasets": {k: str(v) for k, v in self.kept.items()}} if self.kept else {}),
             **({"failed_checks": list(self.failed_checks)} if self.failed_checks else {}),

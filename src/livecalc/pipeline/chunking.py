@@ -6,27 +6,36 @@ Both are ``livecalc.ports.ChunkStrategy`` objects (``FixedChunks``, ``MemoryBudg
 for one node's chunk size when the node starts (unless the node sets its own).
 
 ``run.chunking = {"strategy": "memory", "budget": "1GB"}`` sizes each chunked node's chunks
-when it starts. The engine's own ``output_spec`` gives the output records for 1 and for 2
-policies, so the output is ``fixed + per_policy x policies`` records of a known item size
-(one record per policy and scenario for NPV output, one per scenario for totals, one per
-policy for means). Memory that a chunk's size moves is then, per policy:
+when it starts, so that the whole run - the driver, every engine process, all replicas and all
+chunks in flight - stays within the budget. The chunk size is a function of the budget, the
+record sizes and the replica count only, never of the memory the process happens to use, so a
+rerun gives the same chunks and the same bits (under local, processes and Ray alike).
 
-- the chunk's output records, three times when they are streamed to Parquet (the reused
-  chunk buffer, its Arrow copy, the writer's encoded pages) and once when kept in memory;
-- the engine's per-policy working arrays: ``POLICY_OVERHEAD`` bytes (basis tables, views)
-  plus ``BYTES_PER_POLICY_YEAR`` for each projection year (cash flows by component and year,
+The engine's own ``output_spec`` gives the output records for 1 and for 2 policies, so the
+output is ``fixed + per_policy x policies`` records of a known item size (one record per policy
+and scenario for NPV output, one per scenario for totals, one per policy for means). Memory
+that a chunk's size moves is then, per policy:
+
+- one output slot per chunk in flight (``chunks_in_flight``: 2 per replica in a pool, else 1),
+  plus, for a streamed output, two more copies of the chunk being written (its Arrow copy and
+  the writer's encoded pages), plus the copies each replica keeps of its own output
+  (``replica_output_copies``: the actor's buffer and the returned object under Ray);
+- each replica's working arrays: ``POLICY_OVERHEAD`` bytes (basis tables, views) plus
+  ``BYTES_PER_POLICY_YEAR`` for each projection year (cash flows by component and year,
   float64); measured: 200,000 policies of 50 years in one chunk took 2.3 kB each.
 
-What the chunk size does not move is counted first: the process as it is now (the
-interpreter, loaded libraries, the input records already read) and, for an output kept in
-memory, the whole merged output. The chunk size is what fits in 90% of the rest.
+What the chunk size does not move is counted first, from constants and record sizes: the
+driver (``DRIVER_BYTES``) and each engine process (``WORKER_BYTES``), as measured (PSS) with
+LiveCalc's libraries and kernels loaded; the node's input arrays; the fixed part of each output
+slot; and, for an output kept in memory, the whole merged output. What is left of 90% of the
+budget is shared equally by the chunked nodes that may run at once (``run.max_parallel``), and
+the chunk size is what fits in a node's share.
 """
 
 from __future__ import annotations
 
-import os
-import resource
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,10 +48,12 @@ from livecalc.runtime.records import SCENARIO_DTYPE
 
 __all__ = [
     "BYTES_PER_POLICY_YEAR",
+    "DRIVER_BYTES",
     "POLICY_OVERHEAD",
+    "WORKER_BYTES",
     "FixedChunks",
+    "Footprint",
     "MemoryBudgetChunks",
-    "current_rss_bytes",
     "memory_chunk_size",
     "node_chunk_size",
     "output_records_of",
@@ -61,18 +72,27 @@ BYTES_PER_POLICY_YEAR = 48
 DEFAULT_YEARS = 50
 """Projection years assumed when a node reads no scenarios."""
 
+DRIVER_BYTES = 400 * 2**20
+"""The driver process (interpreter, pyarrow, numba, kernels): 215 to 380 MB PSS measured,
+depending on the libraries' versions."""
+
+WORKER_BYTES = 128 * 2**20
+"""One engine process (a worker or a Ray actor) before its chunks: about 100 MB PSS measured."""
+
 _HEADROOM = 0.9  # allocator slack and interpreter churn the model does not see
-_STREAM_COPIES = 3
+_STREAM_EXTRA_COPIES = 2  # the chunk being written: its Arrow copy and the encoded pages
 
 
-def current_rss_bytes() -> int:
-    """This process's resident memory now (Linux /proc), else its peak so far."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+@dataclass(frozen=True)
+class Footprint:
+    """What of a run a node's memory budget covers besides its chunks (see ``ChunkRequest``)."""
+
+    replicas: int = 1
+    chunks_in_flight: int = 1
+    worker_processes: int = 0
+    replica_output_copies: int = 0
+    input_bytes: int = 0
+    concurrent_nodes: int = 1
 
 
 def memory_chunk_size(
@@ -81,32 +101,40 @@ def memory_chunk_size(
     n_policies: int,
     output_records: Callable[[int], tuple[int, int]],
     streamed: bool,
-    rss_bytes: int | None = None,
     working_bytes: int = POLICY_OVERHEAD,
+    footprint: Footprint | None = None,
 ) -> int:
-    """Policies per chunk so that the node's peak memory stays within ``budget_bytes``.
+    """Policies per chunk so that the run's peak memory stays within ``budget_bytes``.
 
     Args:
         output_records: ``k -> (records, itemsize)`` of the engine's output for ``k`` policies
             (from its ``output_spec``).
         streamed: whether chunk outputs go to a Parquet file (else they are kept).
-        rss_bytes: the process's memory now (default: measured).
         working_bytes: the engine's working memory per policy (``working_bytes_per_policy``).
+        footprint: replicas, chunks in flight, processes and inputs of the run (default: one
+            replica in the driver, no inputs counted).
     """
     if n_policies <= 1:
         return max(1, n_policies)
+    f = footprint if footprint is not None else Footprint()
     one, itemsize = output_records(1)
     two, _ = output_records(2)
     per_policy_records = max(0, two - one)
     fixed_records = max(0, one - per_policy_records)
-    copies = _STREAM_COPIES if streamed else 1
-    per_policy = per_policy_records * itemsize * copies + working_bytes
-    fixed = (rss_bytes if rss_bytes is not None else current_rss_bytes()) + (
-        fixed_records * itemsize * 2
+    replicas = max(1, f.replicas)
+    output_copies = max(1, f.chunks_in_flight) + replicas * f.replica_output_copies
+    if streamed:
+        output_copies += _STREAM_EXTRA_COPIES
+    per_policy = per_policy_records * itemsize * output_copies + replicas * working_bytes
+    fixed = (
+        DRIVER_BYTES
+        + f.worker_processes * WORKER_BYTES
+        + f.input_bytes
+        + fixed_records * itemsize * (output_copies + 1)  # + the merged totals
     )
     if not streamed:
         fixed += per_policy_records * itemsize * n_policies  # the merged output, whole
-    available = int(budget_bytes * _HEADROOM) - fixed
+    available = (int(budget_bytes * _HEADROOM) - fixed) // max(1, f.concurrent_nodes)
     size = int(np.clip(available // per_policy, 1, n_policies)) if available > 0 else 1
     if available <= per_policy * min(n_policies, 100):
         _log.warning(
@@ -123,6 +151,8 @@ def memory_chunk_size(
         budget_bytes=budget_bytes,
         bytes_per_policy=per_policy,
         fixed_bytes=fixed,
+        replicas=replicas,
+        worker_processes=f.worker_processes,
     )
     return size
 
@@ -172,18 +202,17 @@ class FixedChunks:
 
 
 class MemoryBudgetChunks:
-    """As many policies per chunk as keep the process within ``budget_bytes`` (see
-    ``memory_chunk_size``); ``rss_bytes`` pins the process's memory (tests), else measured."""
+    """As many policies per chunk as keep the run within ``budget_bytes`` (see
+    ``memory_chunk_size``): the same size for the same budget, records and replicas."""
 
     name = "memory"
 
-    def __init__(self, budget_bytes: int, *, rss_bytes: int | None = None) -> None:
+    def __init__(self, budget_bytes: int) -> None:
         if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, int) or budget_bytes < 1:
             raise ValueError(
                 f"MemoryBudgetChunks: budget_bytes must be an integer >= 1, not {budget_bytes!r}"
             )
         self.budget_bytes = budget_bytes
-        self.rss_bytes = rss_bytes
 
     def __repr__(self) -> str:
         return f"MemoryBudgetChunks({self.budget_bytes})"
@@ -195,8 +224,15 @@ class MemoryBudgetChunks:
             request.n_policies,
             request.output_records,
             request.streamed,
-            rss_bytes=self.rss_bytes,
             working_bytes=request.working_bytes,
+            footprint=Footprint(
+                replicas=request.replicas,
+                chunks_in_flight=request.chunks_in_flight,
+                worker_processes=request.worker_processes,
+                replica_output_copies=request.replica_output_copies,
+                input_bytes=request.input_bytes,
+                concurrent_nodes=request.concurrent_nodes,
+            ),
         )
 
 
@@ -218,6 +254,7 @@ def node_chunk_size(
     streamed: bool,
     strategy: ChunkStrategy,
     default_size: int,
+    footprint: Footprint | None = None,
 ) -> tuple[int, str]:
     """Policies per chunk of one node, and what chose it: the node's own ``chunk_size``
     (``own``: ``"node"``), else ``strategy`` (its name), asked only when the node reads
@@ -227,6 +264,8 @@ def node_chunk_size(
         output_spec: the node's engine's ``output_spec`` (the strategy sizes its output).
         streamed: whether the node's records stream to their file chunk by chunk.
         default_size: the run's chunk size (``run.chunk_size``, ``--chunk-size``).
+        footprint: the node's replicas and the run's processes (the node's input bytes are
+            counted here, from ``inputs``, when it gives none).
 
     Raises:
         ConfigurationError: the strategy chose anything but an integer >= 1.
@@ -236,6 +275,7 @@ def node_chunk_size(
     plan = ChunkPlan.of(inputs, default_size)
     if not plan.chunked:
         return default_size, strategy.name
+    f = footprint if footprint is not None else Footprint()
     request = ChunkRequest(
         node_id=node_id,
         n_policies=plan.n_policies,
@@ -243,6 +283,12 @@ def node_chunk_size(
         streamed=streamed,
         working_bytes=working_bytes_per_policy(inputs),
         default_size=default_size,
+        replicas=f.replicas,
+        chunks_in_flight=f.chunks_in_flight,
+        worker_processes=f.worker_processes,
+        replica_output_copies=f.replica_output_copies,
+        input_bytes=f.input_bytes or _distinct_bytes(inputs.values()),
+        concurrent_nodes=f.concurrent_nodes,
     )
     size = strategy.chunk_size(request)
     if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
@@ -258,3 +304,9 @@ def node_chunk_size(
         policies=plan.n_policies,
     )
     return int(size), strategy.name
+
+
+def _distinct_bytes(arrays: Iterable[np.ndarray]) -> int:
+    """Bytes of the distinct arrays (an array passed under two names counts once)."""
+    seen = {a.__array_interface__["data"][0]: a.nbytes for a in arrays}
+    return sum(seen.values())

@@ -135,7 +135,13 @@ class RayOptions(_Model):
     address: str | None = Field(
         default=None,
         description="cluster to join ('auto', 'host:port' or 'ray://host:port'); default: "
-        "RAY_ADDRESS, else a Ray started on this machine for the run",
+        "RAY_ADDRESS, else a new Ray started on this machine for the run (never another "
+        "cluster found on the machine)",
+    )
+    runtime_env: dict[str, Any] | None = Field(
+        default=None,
+        description="Ray runtime_env of the run's workers (working_dir, py_modules, pip, "
+        "env_vars, ...): how a cluster's workers get LiveCalc, plug-in engines and files",
     )
 
 

@@ -15,6 +15,7 @@ import difflib
 import graphlib
 import importlib
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -157,8 +158,10 @@ def load_config(
     problems.extend(_type_problems(nodes, factory))
     problems.extend(graph_problems(nodes, sources))
     problems.extend(_required_input_problems(nodes, sources, factory))
+    problems.extend(_uri_problems(sources, raw.get("output")))
     if check_files:
-        problems.extend(_file_problems(sources, Path(raw["base_dir"])))
+        local = {name: src for name, src in sources.items() if not _URI.match(src.path)}
+        problems.extend(_file_problems(local, Path(raw["base_dir"])))
     if config is not None:
         problems.extend(_output_problems(config, nodes, sources))
         problems.extend(_collision_problems(config, config_file, factory))
@@ -326,6 +329,32 @@ def _required_input_problems(
     return problems
 
 
+_URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+"""A path that is a URI (``s3://bucket/key``): a scheme, then ``://``."""
+
+
+def _uri_problems(sources: Mapping[str, DataSource], output: Any) -> list[str]:
+    """Data source and output paths given as URIs: refused, never read or written as a local
+    folder named after the scheme (``s3://b/k`` used to become ``./s3:/b/k``)."""
+    named = [(f"data_sources.{name}.path", src.path) for name, src in sources.items()]
+    if isinstance(output, Mapping):
+        named += [
+            (f"output.{key}", output[key])
+            for key in ("path", "summary_path")
+            if isinstance(output.get(key), str)
+        ]
+    problems = []
+    for where, text in named:
+        found = _URI.match(text)
+        if found:
+            problems.append(
+                f"{where}: {text!r} is a {found.group(1)}:// URI; data sources and outputs "
+                "are files on this machine's file systems (object storage is not supported "
+                "here yet): give a local path, or mount the bucket and give its mounted path"
+            )
+    return problems
+
+
 def _file_problems(sources: Mapping[str, DataSource], base: Path) -> list[str]:
     problems = []
     for name, src in sources.items():
@@ -388,6 +417,8 @@ def _output_path_problems(config: PipelineConfig) -> list[str]:
         candidates.append(("output.summary_path", out.summary_path))
     problems: list[str] = []
     for key, text in dict.fromkeys(candidates):
+        if _URI.match(text):
+            continue  # refused as a URI (_uri_problems)
         problem = unwritable(config.resolve(text))
         if problem:
             problems.append(f"{key}: {problem}; choose another path")

@@ -32,6 +32,7 @@ import queue
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,6 +54,8 @@ if TYPE_CHECKING:
     from livecalc.runtime.factory import EngineFactory
 
 __all__ = [
+    "LostReplica",
+    "PoolRun",
     "ReplicaPool",
     "create_node_handle",
     "reads_policies",
@@ -129,6 +132,10 @@ def _where(handle: EngineHandle) -> str:
         return "lost"
 
 
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _kill(handle: EngineHandle) -> None:
     kill = getattr(handle, "kill", None)
     if callable(kill):
@@ -143,13 +150,55 @@ class _Replica:
     chunks: int = 0
 
 
+@dataclass(frozen=True)
+class LostReplica:
+    """A replica lost during a run (its worker killed, its Ray node gone), and when."""
+
+    replica: int
+    location: str
+    """Where it ran: a Ray node id, or ``pid:N`` of a worker process."""
+    at: str
+    """When its loss was seen (UTC, ISO 8601)."""
+    chunk: int
+    """The chunk it was running, re-run on another replica."""
+
+    def describe(self) -> str:
+        """One line for the summary's and the report's warnings."""
+        return (
+            f"replica {self.replica} lost on {self.location} at {self.at}; its chunk "
+            f"{self.chunk} re-ran on another replica"
+        )
+
+
 @dataclass
 class PoolRun:
-    """What one ``run_chunks`` call did: chunks per replica location, re-runs by cause."""
+    """What one ``run_chunks`` call did: replicas and chunks per location, re-runs by cause,
+    the replicas lost."""
 
     chunks_by_location: dict[str, int] = field(default_factory=dict)
+    replicas_by_location: dict[str, int] = field(default_factory=dict)
     reruns_lost: int = 0
     reruns_timeout: int = 0
+    lost: list[LostReplica] = field(default_factory=list)
+
+    @property
+    def replicas(self) -> int:
+        """Replicas that took part (lost ones included)."""
+        return sum(self.replicas_by_location.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the summary's and the run store's ``pool`` of a node)."""
+        return {
+            "replicas": self.replicas,
+            "replicas_by_location": dict(self.replicas_by_location),
+            "chunks_by_location": dict(self.chunks_by_location),
+            "reruns_lost": self.reruns_lost,
+            "reruns_timeout": self.reruns_timeout,
+            "lost": [
+                {"replica": x.replica, "location": x.location, "at": x.at, "chunk": x.chunk}
+                for x in self.lost
+            ],
+        }
 
 
 RunOne = Callable[[EngineHandle, int, int], Any]
@@ -448,6 +497,9 @@ class ReplicaPool:
                     if interrupted:
                         self.kill()  # again: a replica may have just restarted its worker
                     t.join(_POLL_SECONDS * 5)
+        for r in replicas:
+            where = _where(r.handle)
+            stats.replicas_by_location[where] = stats.replicas_by_location.get(where, 0) + 1
         return stats
 
     def _rerun_or_raise(
@@ -475,6 +527,7 @@ class ReplicaPool:
                 ) from error
             lost_reruns[i] = lost_reruns.get(i, 0) + 1
             stats.reruns_lost += 1
+            stats.lost.append(LostReplica(replica.index, _where(replica.handle), _utc_now(), i))
             cause = "replica_lost"
         else:
             raise error
@@ -501,6 +554,7 @@ class ReplicaPool:
             if item is None or stop.is_set():
                 return
             i, slot = item
+            _where(replica.handle)  # known before the chunk: a replica lost in it is named
             try:
                 value = run_one(replica.handle, i, slot)
             except BaseException as exc:

@@ -38,11 +38,12 @@ from livecalc.pipeline._outputs import OutputPlan
 from livecalc.pipeline._recording import engine_esg_metadata, publish, record_result
 from livecalc.pipeline._scheduling import mark_failed, run_when_ready
 from livecalc.pipeline._summary import NodeReport, RunSummary, write_json_atomic
-from livecalc.pipeline.chunking import node_chunk_size, strategy_of
+from livecalc.pipeline.chunking import Footprint, node_chunk_size, strategy_of
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.executors import EngineHandle, Executor, create_executor
 from livecalc.pipeline.graph import EngineGraph
 from livecalc.pipeline.hooks import RunHooks
+from livecalc.pipeline.pool import ReplicaPool, reads_policies
 from livecalc.pipeline.selection import DatasetKeeper, Selection
 from livecalc.ports import ChunkStrategy, ProgressReporter
 from livecalc.runtime.buffers import BufferManager
@@ -116,6 +117,7 @@ class Runner:
         self._chunk_sizes: dict[str, int] = {}
         # Set on Ctrl-C: running nodes stop at their next chunk and leave no file behind.
         self._cancel = threading.Event()
+        self._executor_used: Executor | None = None  # the run's, once it has started
 
     def _emit(self, event: str, node_id: str, **info: Any) -> None:
         if self._progress is not None:
@@ -128,10 +130,11 @@ class Runner:
             ConfigurationError: bad input data or engine config; nothing ran, nothing written.
         """
         executor = (
-            create_executor(self._executor, self.options.ray.address)
+            create_executor(self._executor, self.options.ray)
             if isinstance(self._executor, str)
             else self._executor
         )
+        self._executor_used = executor
         with run_context(self._run_id) as run_id, BufferManager() as buffers, executor:
             summary = RunSummary(
                 run_id=run_id,
@@ -164,6 +167,11 @@ class Runner:
                 )
                 for node_id in self.selection.support if self.selection else ():
                     self._check_support(node_id)
+                summary.parallelism = max(
+                    (h.size for h in self._handles.values() if isinstance(h, ReplicaPool)),
+                    default=1,
+                )
+                summary.address = executor.address
                 self._schedule(summary, outputs)
             finally:
                 for node_id, handle in self._handles.items():
@@ -236,6 +244,29 @@ class Runner:
             horizons.update(self.selection.horizons(self._datasets))  # scenarios from files
         return horizons
 
+    def _footprint(self, node_id: str) -> Footprint:
+        """What a memory budget must cover besides ``node_id``'s chunks: its replicas and
+        their chunks in flight, the run's engine processes, the nodes that may run at once.
+        From the configuration only (never the memory in use), so a rerun chunks the same."""
+        executor = self._executor_used
+        handle = self._handles[node_id]
+        pooled = isinstance(handle, ReplicaPool) and handle.size > 1
+        processes = 0
+        if executor is not None and executor.engine_processes:
+            processes = sum(
+                h.size if isinstance(h, ReplicaPool) else 1 for h in self._handles.values()
+            )
+        chunked = [n for n in self._selected() if reads_policies(self.config, self.config.node(n))]
+        return Footprint(
+            replicas=handle.size if isinstance(handle, ReplicaPool) else 1,
+            chunks_in_flight=handle.max_in_flight
+            if isinstance(handle, ReplicaPool) and pooled
+            else 1,
+            worker_processes=processes,
+            replica_output_copies=executor.replica_output_copies if executor is not None else 0,
+            concurrent_nodes=max(1, min(self.options.max_parallel, len(chunked))),
+        )
+
     # -- scheduling -------------------------------------------------------------------------
 
     def _schedule(self, summary: RunSummary, outputs: OutputPlan) -> None:
@@ -290,6 +321,7 @@ class Runner:
                 sink is not None,
                 self.chunking,
                 self.chunk_size,
+                self._footprint(node_id),
             )
             self._chunk_sizes[node_id] = chunk_size
             report.chunk_size, report.chunking = chunk_size, strategy

@@ -81,6 +81,19 @@ class ChunkRequest:
     """Estimated engine working memory per policy."""
     default_size: int
     """The run's configured chunk size (``run.chunk_size`` or ``--chunk-size``)."""
+    replicas: int = 1
+    """Engine replicas that run the node's chunks side by side (each with its working memory)."""
+    chunks_in_flight: int = 1
+    """Chunk outputs held at once (a replica pool's output slots; 1 without a pool)."""
+    worker_processes: int = 0
+    """Engine processes of the whole run besides the driver (workers, Ray actors)."""
+    replica_output_copies: int = 0
+    """Copies of a chunk's output each replica keeps apart from the slot (2 under Ray: the
+    actor's buffer and the returned object)."""
+    input_bytes: int = 0
+    """Bytes of the node's input arrays, held whole while it runs."""
+    concurrent_nodes: int = 1
+    """Chunked nodes that may run at the same time (each gets an equal share of a budget)."""
 
 
 @runtime_checkable

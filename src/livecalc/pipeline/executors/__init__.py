@@ -13,8 +13,13 @@ runner drives handles the same way whatever the executor:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from livecalc.errors import ConfigurationError
 from livecalc.pipeline.executors.base import EngineHandle, Executor
+
+if TYPE_CHECKING:
+    from livecalc.pipeline.config import RayOptions
 
 __all__ = ["EXECUTORS", "EngineHandle", "Executor", "create_executor"]
 
@@ -22,8 +27,9 @@ __all__ = ["EXECUTORS", "EngineHandle", "Executor", "create_executor"]
 EXECUTORS = ("local", "processes", "ray")
 
 
-def create_executor(name: str, address: str | None = None) -> Executor:
-    """The executor called ``name`` (local, processes or ray); ``address``: a Ray cluster."""
+def create_executor(name: str, ray: RayOptions | None = None) -> Executor:
+    """The executor called ``name`` (local, processes or ray); ``ray``: the run's
+    ``run.ray`` (the cluster to join and its runtime_env)."""
     if name == "local":
         from livecalc.pipeline.executors.local import LocalExecutor
 
@@ -35,5 +41,7 @@ def create_executor(name: str, address: str | None = None) -> Executor:
     if name == "ray":
         from livecalc.pipeline.executors.ray import RayExecutor
 
-        return RayExecutor(address)
+        if ray is None:
+            return RayExecutor()
+        return RayExecutor(ray.address, runtime_env=ray.runtime_env)
     raise ConfigurationError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")

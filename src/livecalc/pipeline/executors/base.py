@@ -62,6 +62,13 @@ class Executor(ABC):
     name: str = ""
     shared_buffers: bool = False
     """Whether the runner must allocate buffers in shared memory (another process reads them)."""
+    engine_processes: bool = False
+    """Whether each engine (each replica) runs in a process of its own (a memory budget counts
+    them)."""
+    replica_output_copies: int = 0
+    """Copies of a chunk's output a replica holds besides the runner's buffer (memory budget)."""
+    address: str | None = None
+    """The cluster the executor runs on (Ray's address; None for this machine's executors)."""
 
     @abstractmethod
     def create_handle(

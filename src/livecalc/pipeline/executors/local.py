@@ -61,6 +61,7 @@ class ManagedHandle:
     def __init__(self, engine: ICalcEngine, manager: EngineLifecycleManager) -> None:
         self._engine = engine
         self.manager = manager
+        self._last_pid: int | None = None
 
     def initialize(
         self, config: Mapping[str, Any], credentials: AMCredentials | None = None
@@ -122,8 +123,12 @@ class ManagedHandle:
         return self.manager.config.isolation == "process" and self.manager.worker_pid is None
 
     def location(self) -> str:
-        """Where the engine runs: the worker's pid (this process's when inline)."""
-        return f"pid:{self.manager.worker_pid}"
+        """Where the engine runs: the worker's pid (this process's when inline); the last
+        worker's once it is gone (a lost replica's record names it)."""
+        pid = self.manager.worker_pid
+        if pid is not None:
+            self._last_pid = pid
+        return f"pid:{pid if pid is not None else self._last_pid}"
 
     def kill(self) -> None:
         """Kill the worker process now, without waiting for its chunk (Ctrl-C): the

@@ -33,6 +33,7 @@ class ProcessExecutor(Executor):
 
     name = "processes"
     shared_buffers = True
+    engine_processes = True
 
     def create_handle(
         self, node: EngineNode, factory: EngineFactory, options: RunOptions

@@ -15,19 +15,27 @@ timed-out one); a chunk past ``timeout_seconds`` is abandoned and its actor kill
 runs in this process, since its evaluator calls back into the runner.
 
 Ray is an optional extra: ``pip install 'livecalc[ray]'``. The executor joins a running Ray
-(``ray.init`` already called; else the ``address`` given, from ``--address`` or
-``run.ray.address``; else ``RAY_ADDRESS``) or starts a local one, and shuts down only what it
-started. Input arrays are put in the object store once per run, shared by every actor.
+(``ray.init`` already called in this process; else the ``address`` given, from ``--address`` or
+``run.ray.address``; else ``RAY_ADDRESS``) or starts a new local one (``address="local"``:
+never a cluster that Ray's ``ray_current_cluster`` file happens to name, which may be another
+job's or long gone), and shuts down only what it started. ``run.ray.runtime_env`` is handed to
+``ray.init``: how a real cluster's workers get LiveCalc, plug-in engines and files. Input
+arrays are put in the object store once per run, shared by every actor.
 
 A node with ``parallelism`` > 1 runs on a replica pool (``livecalc.pipeline.pool``) of actors
-placed with Ray's SPREAD strategy, so they land on every node of the cluster. An actor lost with
-its node is retired and its chunk re-run on the others.
+placed evenly over the cluster's nodes that have CPUs: each new replica goes to the node with
+the fewest live replicas of that engine per CPU (one per node before two on any, when nodes
+are alike), pinned there (Ray's ``NodeAffinitySchedulingStrategy``, ``soft=False``: with
+``soft=True`` Ray 2.60 moved zero-CPU actors to other nodes, and a run left a node idle; a
+node gone by then fails its replica, which the pool retires). An actor lost with its node is
+retired and its chunk re-run on the others; its replacement goes to the emptiest live node.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,7 +67,7 @@ from livecalc.runtime.engine import (
 from livecalc.runtime.factory import EngineFactory
 from livecalc.runtime.numba_threads import NumbaThreadsEngine
 
-__all__ = ["RayExecutor", "RayHandle"]
+__all__ = ["RayExecutor", "RayHandle", "place_replica"]
 
 _log = get_logger()
 
@@ -155,12 +163,12 @@ class RayHandle:
         node: EngineNode,
         options: RunOptions,
         puts: dict[tuple[int, int], Any] | None = None,
-        spread: bool = False,
+        placement: Any = None,
     ) -> None:
         """Args:
         puts: object-store references of input arrays, shared by a node's replicas so each
             array is put once.
-        spread: place the actor by Ray's SPREAD strategy (a pool's replicas over every node).
+        placement: the actor's Ray scheduling strategy (a replica's node); None: Ray's choice.
         """
         self._ray = ray
         self._engine = engine
@@ -169,13 +177,15 @@ class RayHandle:
         # num_cpus=0: the runner decides what runs at once; reserving a CPU per actor would
         # leave a pipeline of more engines than CPUs waiting forever for its last actor.
         remote = ray.remote(max_restarts=0, max_task_retries=0, num_cpus=0)(_EngineActor)
-        if spread:
-            remote = remote.options(scheduling_strategy="SPREAD")
+        if placement is not None:
+            remote = remote.options(scheduling_strategy=placement)
         self._actor = remote.remote(engine)
         self._puts: dict[tuple[int, int], Any] = {} if puts is None else puts
         self._info: EngineInfo | None = None
         self._dead: str | None = None
         self._node_id: str | None = None
+        # The node it was pinned to: where it was, should it be lost before it said so.
+        self._placed_on: str | None = getattr(placement, "node_id", None)
 
     def _get(self, ref: Any, what: str, timeout: float | None = None) -> Any:
         ray = self._ray
@@ -298,6 +308,8 @@ class RayHandle:
     def location(self) -> str:
         """The Ray node id the actor runs on."""
         if self._node_id is None:
+            if self._dead and self._placed_on is not None:
+                return self._placed_on
             self._node_id = str(self._get(self._actor.node_id.remote(), "node_id", 30.0))
         return self._node_id
 
@@ -317,32 +329,88 @@ class RayHandle:
         self._dead = self._dead or "disposed"
 
 
+def place_replica(nodes: Sequence[tuple[str, float]], live: Sequence[str]) -> str | None:
+    """The node for a new replica: the fewest live replicas per CPU, the first such in order.
+
+    Args:
+        nodes: ``(node id, CPUs)`` of the cluster's live nodes, in the cluster's order.
+        live: the node of each live replica of the same engine.
+    """
+    usable = [(node_id, cpus) for node_id, cpus in nodes if cpus > 0]
+    if not usable:
+        return None
+    counts = {node_id: 0 for node_id, _ in usable}
+    for node_id in live:
+        if node_id in counts:
+            counts[node_id] += 1
+    # Fewest per CPU first; on a tie the node with fewer replicas, then the cluster's order.
+    best = min(
+        range(len(usable)),
+        key=lambda k: (counts[usable[k][0]] / usable[k][1], counts[usable[k][0]], k),
+    )
+    return usable[best][0]
+
+
 class RayExecutor(Executor):
-    """Engines as Ray actors (a local Ray is started when none is running)."""
+    """Engines as Ray actors (a new local Ray is started when no cluster is named)."""
 
     name = "ray"
     shared_buffers = False
+    engine_processes = True
+    replica_output_copies = 2  # the actor's output buffer and the records it returns
 
-    def __init__(self, address: str | None = None) -> None:
+    def __init__(
+        self, address: str | None = None, *, runtime_env: Mapping[str, Any] | None = None
+    ) -> None:
         """Args:
-        address: the cluster to join; default ``RAY_ADDRESS``, else a Ray started here.
+        address: the cluster to join; default ``RAY_ADDRESS``, else a new Ray started here.
+        runtime_env: Ray's runtime_env for the run's workers (``run.ray.runtime_env``).
         """
         self._ray = _ray()
         self._address = address or os.environ.get("RAY_ADDRESS") or None
+        self._runtime_env = dict(runtime_env) if runtime_env else None
         self._started = False
         self._local = LocalExecutor()
         # Input arrays in the object store, by (address, size): one put per array per run,
         # shared by every replica of every node.
         self._puts: dict[tuple[int, int], Any] = {}
+        # Each engine's replicas and the Ray node each was placed on (for even placement).
+        self._placed: dict[str, list[tuple[str, RayHandle]]] = {}
+        self._placing = threading.Lock()
 
     def _ensure_started(self) -> None:
         if self._ray.is_initialized():
+            if self.address is None:  # joined the Ray this process had already started
+                self.address = str(self._ray.get_runtime_context().gcs_address)
             return
+        # Recorded as asked (a ray:// or host:port address), or "local": a Ray of the run's own.
+        self.address = self._address or "local"
+        options: dict[str, Any] = {"log_to_driver": False}
+        if self._runtime_env is not None:
+            options["runtime_env"] = self._runtime_env
         if self._address:
             _log.info("ray_joining", address=self._address)
-            self._ray.init(address=self._address, log_to_driver=False)
+            try:
+                self._ray.init(address=self._address, **options)
+            except Exception as exc:  # ConnectionError, AuthenticationError, a bad address
+                # Ray's own words say why (no cluster there, a refused token); the fix is ours.
+                raise ConfigurationError(
+                    f"cannot join the Ray cluster at {self._address!r} "
+                    f"({type(exc).__name__}: {exc}); check --address (run.ray.address, "
+                    "RAY_ADDRESS) and, on a cluster with token authentication, that "
+                    "RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN) are set here"
+                ) from None
         else:
-            self._ray.init(include_dashboard=False, log_to_driver=False)
+            # "local": a new cluster, never one found through Ray's ray_current_cluster file
+            # (another job's, or a stale file naming a cluster long gone). It serves this run
+            # only, so it listens on loopback.
+            _log.info("ray_starting_local")
+            self._ray.init(
+                address="local",
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                **options,
+            )
         self._started = True
 
     def default_parallelism(self) -> int:
@@ -354,13 +422,37 @@ class RayExecutor(Executor):
         self._ensure_started()
         return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
 
+    def _nodes(self) -> list[tuple[str, float]]:
+        return [
+            (str(n["NodeID"]), float(n.get("Resources", {}).get("CPU", 0)))
+            for n in self._ray.nodes()
+            if n.get("Alive")
+        ]
+
     def create_replica(
         self, node: EngineNode, factory: EngineFactory, options: RunOptions, numba_threads: int
     ) -> EngineHandle:
-        """An actor for one replica of ``node``, spread over the cluster's nodes."""
+        """An actor for one replica of ``node``, on the node with fewest of its replicas."""
         self._ensure_started()
         engine = NumbaThreadsEngine(factory.create_engine(node.type), numba_threads)
-        return RayHandle(self._ray, engine, node, options, puts=self._puts, spread=True)
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        with self._placing:  # a pool starts its replicas from several threads at once
+            placed = self._placed.setdefault(node.id, [])
+            placed[:] = [(where, h) for where, h in placed if not h.replica_lost()]
+            target = place_replica(self._nodes(), [where for where, _ in placed])
+            strategy = (
+                "SPREAD"
+                if target is None
+                else NodeAffinitySchedulingStrategy(node_id=target, soft=False)
+            )
+            handle = RayHandle(
+                self._ray, engine, node, options, puts=self._puts, placement=strategy
+            )
+            if target is not None:
+                placed.append((target, handle))
+        _log.debug("replica_placed", engine_id=node.id, ray_node=target)
+        return handle
 
     def create_handle(
         self, node: EngineNode, factory: EngineFactory, options: RunOptions
@@ -375,6 +467,7 @@ class RayExecutor(Executor):
     def close(self) -> None:
         """Shut Ray down if this executor started it."""
         self._puts.clear()
+        self._placed.clear()
         if self._started:
             self._ray.shutdown()
             self._started = False
