@@ -138,7 +138,9 @@ def draw_trial(seed: int, index: int) -> Trial:
     rng = random.Random(f"{seed}:kill:{index}")
     if rng.random() < 0.2:
         return Trial(index, None, rng.uniform(0.0, 4.0), rng.choice(TAMPERS))
-    return Trial(index, rng.randrange(CHUNKS), rng.uniform(0.0, 0.05), rng.choice(TAMPERS))
+    # At least one chunk listed: a kill before any is the time mode's (and a trial that
+    # only checks that nothing was left).
+    return Trial(index, rng.randrange(1, CHUNKS), rng.uniform(0.0, 0.05), rng.choice(TAMPERS))
 
 
 def _kill(config: Path, home: Path, trial: Trial) -> None:
