@@ -41,9 +41,10 @@ test: $(VENV)/.installed-dev chromium
 
 # The fuzzer (tests/fuzz) runs a few cases inside `make test`; this runs many. Set
 # LIVECALC_FUZZ_CASES (default 300) and LIVECALC_FUZZ_SEED; replay one failing case with the
-# `LIVECALC_FUZZ_SEED=S LIVECALC_FUZZ_ONLY=I make fuzz` line its report prints.
+# `LIVECALC_FUZZ_SEED=S LIVECALC_FUZZ_ONLY=I make fuzz` line its report prints. The
+# kill-and-resume trials (tests/fuzz/test_fuzz_resume.py): LIVECALC_FUZZ_KILLS (default 20).
 fuzz: $(VENV)/.installed-dev
-	LIVECALC_FUZZ_CASES=$${LIVECALC_FUZZ_CASES:-300} $(PY) -m pytest -q -rfs tests/fuzz -k TestFuzzCases
+	LIVECALC_FUZZ_CASES=$${LIVECALC_FUZZ_CASES:-300} LIVECALC_FUZZ_KILLS=$${LIVECALC_FUZZ_KILLS:-20} $(PY) -m pytest -q -rfs tests/fuzz -k TestFuzzCases
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check src tests benchmarks examples/airflow

@@ -227,7 +227,8 @@ class TestPipelineWithAssumptionsManager:
         self, workspace: Workspace, server: AMProcess, tmp_path: Path
     ) -> None:
         """With --executor processes and two replicas, each worker resolves the table once and
-        logs assumption_resolved with the run's run_id."""
+        logs assumption_resolved with the run's run_id; so does the parent, once, pinning the
+        version in the run's checkpoint (a resume refuses another)."""
         token = issue_token(SECRET, "alice")
 
         run = _run(
@@ -246,7 +247,7 @@ class TestPipelineWithAssumptionsManager:
         (started,) = run.events("run_started")
         assert (run.returncode, len(events), {e["run_id"] for e in events}, _leaks(token, run)) == (
             0,
-            2,
+            3,
             {started["run_id"]},
             [],
         )

@@ -119,12 +119,13 @@ class TestParts:
         """No encoding: the second buffer is a view of the records themselves."""
         records = _padded(3)
 
-        header, body = part_buffers(records)
+        header, body = part_buffers(records, node_id="proj", chunk=4)
+        back = read_part(bytes(header) + body.tobytes(), PADDED, node_id="proj", chunk=4)
 
         assert 32 == len(header)
         assert np.shares_memory(body, records)
         assert records.tobytes() == body.tobytes()
-        assert records.tobytes() == read_part(bytes(header) + body.tobytes(), PADDED).tobytes()
+        assert records.tobytes() == back.tobytes()
 
     @pytest.mark.parametrize(
         ("cut", "message"),
@@ -137,16 +138,79 @@ class TestParts:
     )
     def test_a_damaged_part_is_refused(self, cut: Any, message: str) -> None:
         """Cut short, cut into its header, too long, or not a part: ValueError naming it."""
-        data = b"".join(bytes(b) for b in part_buffers(_padded(3)))
+        data = b"".join(bytes(b) for b in part_buffers(_padded(3), node_id="p", chunk=0))
 
         with pytest.raises(ValueError, match=message):
-            read_part(cut(data), PADDED)
+            read_part(cut(data), PADDED, node_id="p", chunk=0)
 
     def test_another_record_size_is_refused(self) -> None:
-        data = b"".join(bytes(b) for b in part_buffers(np.zeros(2, RESULT_DTYPE)))
+        data = b"".join(
+            bytes(b) for b in part_buffers(np.zeros(2, RESULT_DTYPE), node_id="p", chunk=0)
+        )
 
         with pytest.raises(ValueError, match="records of 24 bytes, expected 64"):
-            read_part(data, SCENARIO_TOTAL_DTYPE)
+            read_part(data, SCENARIO_TOTAL_DTYPE, node_id="p", chunk=0)
+
+    @pytest.mark.parametrize(
+        ("tamper", "message"),
+        [
+            (lambda b: b[: len(b) - 40] + b"\0" * 40, "checksum mismatch"),  # zeroed tail
+            (lambda b: b[:50] + bytes([b[50] ^ 1]) + b[51:], "checksum mismatch"),  # a flipped bit
+            (
+                lambda b: b[:32] + b[56:80] + b[32:56] + b[80:],
+                "checksum mismatch",
+            ),  # records swapped
+            (lambda b: b[:20] + (7).to_bytes(4, "little") + b[24:], "the part of chunk 7"),
+        ],
+    )
+    def test_a_tampered_part_is_refused(self, tamper: Any, message: str) -> None:
+        """Zeros where the tail was (a power loss), one flipped bit, two records swapped, or
+        the header of another chunk: the checksum or the chunk index refuses it."""
+        data = b"".join(bytes(b) for b in part_buffers(_padded(3), node_id="p", chunk=2))
+
+        with pytest.raises(ValueError, match=message):
+            read_part(tamper(data), PADDED, node_id="p", chunk=2)
+
+    def test_the_part_of_another_chunk_or_node_is_refused(self) -> None:
+        """The same bytes read as another chunk's or another node's part: refused."""
+        data = b"".join(bytes(b) for b in part_buffers(_padded(3), node_id="p", chunk=2))
+
+        with pytest.raises(ValueError, match="the part of chunk 2, expected chunk 1"):
+            read_part(data, PADDED, node_id="p", chunk=1)
+        with pytest.raises(ValueError, match="checksum mismatch"):
+            read_part(data, PADDED, node_id="q", chunk=2)
+
+    @pytest.mark.parametrize("tamper", ["zeroed_tail", "flipped_record", "swapped_parts"])
+    def test_a_tampered_part_on_disk_is_computed_again(self, tmp_path: Path, tamper: str) -> None:
+        """Of three kept parts, the tampered ones are left out of the chunks reused (their
+        chunks are computed again); the others are reused as written."""
+        store = LocalCheckpointStore(tmp_path)
+        cp = RunCheckpoint(store, "run1", {})
+        cp.stored("proj", 10, 4)
+        for chunk in range(3):
+            cp.put_chunk("proj", chunk, 4, _padded(50 + chunk))
+        cp.close()
+        parts = [tmp_path / "run1" / "proj" / f"chunk-{i:06d}.rec" for i in range(3)]
+        data = [p.read_bytes() for p in parts]
+        if tamper == "zeroed_tail":
+            parts[1].write_bytes(data[1][:-100] + b"\0" * 100)
+            bad = [1]
+        elif tamper == "flipped_record":
+            flipped = bytearray(data[2])
+            flipped[32 + 24 * 7 + 9] ^= 0x10
+            parts[2].write_bytes(bytes(flipped))
+            bad = [2]
+        else:
+            parts[0].write_bytes(data[1])
+            parts[1].write_bytes(data[0])
+            bad = [0, 1]
+
+        again = RunCheckpoint.load(store, "run1").stored("proj", 10, 4)
+
+        assert [i for i in range(3) if i not in bad] == [i for i in range(3) if i in again]
+        for i in range(3):
+            if i not in bad:
+                assert _padded(50 + i).tobytes() == again[i].tobytes()
 
     def test_a_part_truncated_on_disk_is_computed_again(self, tmp_path: Path) -> None:
         """A listed part that comes back short (power lost before the disk had it) is left
@@ -254,7 +318,8 @@ class TestManifest:
                 seen.append(len(done))
                 for i in done:
                     part = (tmp_path / f"run1/proj/chunk-{i:06d}.rec").read_bytes()
-                    if read_part(part, PADDED).tobytes() != records.tobytes():
+                    back = read_part(part, PADDED, node_id="proj", chunk=i)
+                    if back.tobytes() != records.tobytes():
                         problems.append(f"chunk {i}")
 
         reader = threading.Thread(target=read)
@@ -298,6 +363,79 @@ class TestManifest:
 
         assert 2 == result.exit_code
         assert "start a new run" in result.output
+
+    @pytest.mark.parametrize(
+        ("edit", "problem"),
+        [
+            (lambda n: n["proj"].update(done=[0, "x"]), r"nodes.proj.done\[1\] is 'x'"),
+            (lambda n: n["proj"].update(done=[0.5]), r"nodes.proj.done\[0\] is 0.5"),
+            (lambda n: n["proj"].update(done=None), "nodes.proj.done is not a list"),
+            (lambda n: n["proj"].update(chunks="3"), "nodes.proj.chunks is '3'"),
+            (lambda n: n["proj"].update(dtype={"names": 1}), "nodes.proj.dtype"),
+            (lambda n: n.update(proj=[]), "nodes.proj is not an object"),
+        ],
+    )
+    def test_a_damaged_manifest_is_refused_in_one_line(
+        self, livecalc_home: Path, edit: Any, problem: str
+    ) -> None:
+        """A manifest whose node entries are not what LiveCalc writes (a non-integer in
+        ``done``): exit 2, one line naming the entry, no traceback."""
+        store = LocalCheckpointStore(livecalc_home / "runs")
+        cp = RunCheckpoint(store, "bad1", {})
+        cp.stored("proj", 10, 3)
+        cp.put_chunk("proj", 0, 3, np.zeros(2, dtype=RESULT_DTYPE))
+        cp.close()
+        manifest = json.loads(store.get("bad1/manifest.json"))
+        edit(manifest["nodes"])
+        store.put("bad1/manifest.json", json.dumps(manifest).encode())
+
+        with pytest.raises(ConfigurationError, match=problem):
+            RunCheckpoint.load(store, "bad1")
+        result = CliRunner().invoke(app, ["resume", "bad1"])
+
+        assert 2 == result.exit_code, result.output
+        assert "damaged" in result.output
+        assert "Traceback" not in result.output
+
+    def test_parts_and_manifest_reach_the_disk_before_the_manifest_names_them(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Every part is fsynced, then renamed (and its folder fsynced), before the manifest
+        that lists it is renamed into place; the manifest is fsynced too."""
+        import os
+
+        events: list[tuple[str, str]] = []
+        real_fsync, real_replace = os.fsync, os.replace
+
+        def fsync(fd: int) -> None:
+            events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+            real_fsync(fd)
+
+        def replace(src: Any, dst: Any) -> None:
+            events.append(("replace", str(dst)))
+            real_replace(src, dst)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "replace", replace)
+        store = LocalCheckpointStore(tmp_path)
+        cp = RunCheckpoint(store, "run1", {})
+        cp.stored("proj", 10, 3)
+        for chunk in range(2):
+            cp.put_chunk("proj", chunk, 3, _padded(5))
+        cp.close()
+
+        part = str(tmp_path / "run1" / "proj" / "chunk-000001.rec")
+        manifest = str(tmp_path / "run1" / "manifest.json")
+        renamed = events.index(("replace", part))
+        synced = [
+            i
+            for i, (what, name) in enumerate(events)
+            if what == "fsync" and ".chunk-000001" in name
+        ]
+        listed = max(i for i, e in enumerate(events) if e == ("replace", manifest))
+        assert synced and synced[0] < renamed < listed
+        assert ("fsync", str(tmp_path / "run1" / "proj")) in events[renamed:listed]
+        assert any(what == "fsync" and ".manifest.json" in n for what, n in events[:listed])
 
     def test_other_chunk_size_reuses_nothing(self, checkpoint_store: Any) -> None:
         """Parts written with another chunk size are not reused."""

@@ -158,8 +158,12 @@ class TestChecksInARun:
         assert [True, False, True, False] == [c["passed"] for c in record["checks"]]
 
     def test_check_command_reruns_on_stored_outputs(self, tmp_path: Path) -> None:
-        """`livecalc check RUN_ID` re-evaluates on the written files; exit 1 when they fail."""
-        checks = [{"kind": "row_count", "dataset": "a_out", "equals": 90}]
+        """`livecalc check RUN_ID` re-evaluates on the written files; exit 1 when they fail;
+        an output overwritten since the run (sha256 differs) is refused, exit 2, naming it."""
+        checks = [
+            {"kind": "row_count", "dataset": "a_out", "equals": 90},
+            {"kind": "row_count", "dataset": "b_out", "equals": 90, "severity": "warn"},
+        ]
         config = echo_pipeline(tmp_path, checks)
         _cli("run", str(config), "--no-progress")
         run_id = RunStore().run_ids()[0]
@@ -167,12 +171,29 @@ class TestChecksInARun:
         passed = _cli("check", run_id, "--json")
         truncated = pq.read_table(tmp_path / "out" / "a_out.parquet").slice(0, 10)
         pq.write_table(truncated, tmp_path / "out" / "a_out.parquet")
-        failed = _cli("check", run_id, "--json")
+        refused = _cli("check", run_id, "--json")
 
         assert 0 == passed.exit_code, passed.output
-        assert [90] == [c["value"] for c in json.loads(passed.output)]
-        assert 1 == failed.exit_code
-        assert [10] == [c["value"] for c in json.loads(failed.output)]
+        assert [90, 90] == [c["value"] for c in json.loads(passed.output)]
+        assert 2 == refused.exit_code, refused.output
+        assert "a_out.parquet (dataset 'a_out') changed since the run" in refused.output
+        assert "Traceback" not in refused.output
+
+    def test_check_command_gives_the_run_verdicts_for_data_in_no_file(self, tmp_path: Path) -> None:
+        """Six checks that passed in the run, two of them on scenarios the run held in
+        memory only (row count against policies x scenarios, martingale): `livecalc check`
+        reports all six passed, not "cannot check" (issue 19 item 10)."""
+        config = real_pipeline(tmp_path, GOOD)
+        assert 0 == _cli("run", str(config), "--no-progress").exit_code
+        run_id = RunStore().run_ids()[0]
+
+        again = _cli("check", run_id, "--json")
+        results = json.loads(again.output)
+
+        assert 0 == again.exit_code, again.output
+        assert [True] * 6 == [c["passed"] for c in results]
+        assert results[5]["message"].startswith("as the run found")
+        assert 40 * 100 == results[1]["value"]
 
 
 class TestCheckConfig:

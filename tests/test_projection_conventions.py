@@ -462,6 +462,47 @@ class TestNewBusiness:
         with pytest.raises(ConfigurationError, match=r"policy 1 .*issued 30 months after"):
             run_chunk(eng, {"p": pol, "e": self._ext([-30])})
 
+    def test_ages_checked_are_the_ages_used(self, tmp_path: Path) -> None:
+        """A pipeline of policies aged 20, one issued in 31 months, against a table from age
+        18: the projection reads ages 20 on, so the data check lets it run (issue 19 item
+        29: refused as "age 17" before), and a row for age 17 of any q changes nothing."""
+
+        def table(first: int, q17: float = 0.01) -> str:
+            ages = list(range(first, 121))
+            path = tmp_path / f"q{first}-{q17}.parquet"
+            qs = [q17 if a == 17 else 0.01 for a in ages[:-1]] + [1.0]
+            pq.write_table(pa.table({"age": ages, "q": qs}), path)
+            return str(path)
+
+        data = generate_policies(4, seed=5, in_force_fraction=1.0, max_term=30)
+        assert data.ext is not None
+        data.records["age"] = 20
+        data.ext["duration_months"] = [-31, 0, 5, 13]
+        write_policies(tmp_path / "policies.parquet", data)
+
+        def npv(mortality_table: str) -> bytes:
+            raw = {
+                "data_sources": {"policies": {"path": "policies.parquet"}},
+                "engines": [
+                    {
+                        "id": "projection",
+                        "type": "projection",
+                        "config": {
+                            "mortality_table": mortality_table,
+                            "time_step": "monthly",
+                            "output": "detail",
+                        },
+                        "inputs": ["policies"],
+                        "outputs": ["results"],
+                    }
+                ],
+            }
+            result = run_pipeline(raw, base_dir=tmp_path)
+            assert result.success
+            return bytes(result.summary.datasets["results"].tobytes())
+
+        assert npv(table(18)) == npv(table(17, q17=0.9))
+
     def test_annual_steps_need_whole_years(self, tmp_path: Path) -> None:
         """Annual steps refuse an issue 5 months after valuation, pointing at monthly steps."""
         eng = engine(mortality_table=flat_q_table(tmp_path))

@@ -239,6 +239,72 @@ class TestRiskOutputs:
         assert float(losses[-20:].mean()) == pytest.approx(engine.get_outputs()["metrics"]["tail"])
 
 
+class TestNonFiniteMetrics:
+    @pytest.mark.parametrize(
+        ("npv", "message"),
+        [
+            # Two finite records of one scenario whose sum overflows to -inf.
+            ([-1e308, -1e308, 1.0, 2.0], r"scenario 0's summed npv overflows to -inf"),
+            # Finite scenario totals whose mean overflows.
+            ([-1.5e308, 0.0, -1.5e308, 0.0], r"too large to combine"),
+        ],
+    )
+    def test_an_overflowing_sum_is_refused(self, npv: list[float], message: str) -> None:
+        """Finite NPVs whose sums overflow give an ExecutionError naming the metric, never a
+        metric of -inf (issue 19 item 16)."""
+        records = np.zeros(4, RESULT_DTYPE)
+        records["scenario_id"] = [0, 0, 1, 1] if "summed" in message else [0, 1, 2, 3]
+        records["npv"] = npv
+
+        with pytest.raises(ExecutionError, match=message):
+            solver({}).run_chunk(records, None)
+
+    def test_the_cli_fails_the_solver_node_with_exit_1(
+        self, tmp_path: Path, livecalc_home: Path
+    ) -> None:
+        """Policies with sum_assured 1e306 through ESG -> projection -> solver: exit 1, the
+        solver named, no traceback, no summary claiming a mean of -inf."""
+        import json
+        import subprocess
+        import sys
+
+        policies = generate_policies(50, seed=3, max_term=10)
+        policies.records["sum_assured"] = 1e306
+        write_policies(tmp_path / "policies.parquet", policies)
+        config = {
+            "data_sources": {"policies": {"path": "policies.parquet"}},
+            "engines": [
+                {
+                    "id": "esg",
+                    "type": "esg",
+                    "config": {"outer": 2, "inner": 10, "years": 10, "seed": 1},
+                    "outputs": ["scenarios"],
+                },
+                {
+                    "id": "projection",
+                    "type": "projection",
+                    "inputs": ["policies", "scenarios"],
+                    "outputs": ["results"],
+                },
+                {"id": "risk", "type": "solver", "inputs": ["results"], "outputs": ["s"]},
+            ],
+        }
+        (tmp_path / "config.json").write_text(json.dumps(config))
+        exe = Path(sys.executable).with_name("livecalc")
+
+        done = subprocess.run(
+            [str(exe), "run", str(tmp_path / "config.json"), "--no-progress"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+        assert 1 == done.returncode, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr + done.stdout
+        assert "[risk]" in done.stderr
+        assert "the solver refuses non-finite metrics" in done.stderr
+
+
 class TestGoalSeek:
     def test_premium_goal_seek_hits_the_target(self) -> None:
         """Mean NPV = 50 is solved exactly: the affine secant, verified, in three evaluations."""

@@ -39,6 +39,7 @@ class Draft:
     text: str | None = None
     overrides: list[str] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
+    run_args: list[str] = field(default_factory=list)  # more `livecalc run` options
     error_in: str = ""  # the config section a refusal (exit 2) must name, when one was mutated
 
     def note(self, text: str) -> None:
@@ -73,6 +74,7 @@ class Case:
     details: tuple[str, ...]
     reads_data: bool
     fails_nodes: bool = False
+    run_args: tuple[str, ...] = ()
     error_in: str = ""  # what an exit 2 must name: the config section mutated
 
     @property
@@ -94,6 +96,8 @@ class Case:
         ]
         if self.overrides:
             lines.append("  overrides: " + " ".join(f"--set {o!r}" for o in self.overrides))
+        if self.run_args:
+            lines.append("  run options: " + " ".join(repr(a) for a in self.run_args))
         lines.append(f"  replay: {self.replay}")
         return "\n".join(lines)
 
@@ -647,6 +651,99 @@ def _failing_node(draft: Draft, variant: str) -> None:
     draft.note(f"added node {node}")
 
 
+# Values for run.chunking and the checkpoint options: valid, edge, huge, non-finite, typed
+# wrongly. JSON NaN and Infinity come out as Python's json writes them.
+_RUN_OPTIONS: dict[str, tuple[str, list[Any]]] = {
+    "memory_budget": (
+        "chunking",
+        [{"strategy": "memory", "budget": b} for b in
+         ("0", "1", "-5", "0.5", "1e3", "1GB", "512MiB", "9" * 30 + "TB", "abc", "", 0, -1,
+          1, 2**70, 1.5, True, None, math.inf)],
+    ),
+    "fixed_size": (
+        "chunking",
+        [{"strategy": "fixed", "size": s} for s in (0, -1, 1, 7, 1.5, "3", 2**63, None, True)],
+    ),
+    "chunking_shape": (
+        "chunking",
+        [{"strategy": "fixed", "size": 5, "budget": "1GB"}, {"strategy": "memory"},
+         {"strategy": "memory", "budget": "1GB", "size": 3}, {"strategy": "bogus"}, {}, [],
+         "1GB", None, {"strategy": "fixed"}],
+    ),
+    "checkpoint": ("checkpoint", [True, False, "yes", None, 0, 1, []]),
+    "checkpoint_chunks": ("checkpoint_chunks", ["all", "auto", "none", "", 1, None, ["all"]]),
+    "checkpoint_max_overhead": (
+        "checkpoint_max_overhead", [0, -1, 1e-12, 0.5, 1, 1e308, math.inf, math.nan, "x", None]
+    ),
+    "checkpoint_min_chunk_seconds": (
+        "checkpoint_min_chunk_seconds", [0, -1, 1e-9, 2.5, 1e308, math.inf, math.nan, "1", None]
+    ),
+}  # fmt: skip
+
+
+def _run_options(draft: Draft, variant: str) -> None:
+    key, values = _RUN_OPTIONS[variant]
+    run = draft.config.setdefault("run", {})
+    value = draft.rng.choice(values)
+    run[key] = value
+    if draft.rng.random() < 0.5:
+        run["chunk_size"] = draft.rng.choice([1, 16, 64])  # several chunks, so parts are kept
+    draft.note(f"run.{key} = {value!r}, run.chunk_size = {run.get('chunk_size')!r}")
+
+
+def _producers(draft: Draft) -> dict[str, str]:
+    return {
+        out: e.get("id")
+        for e in draft.config.get("engines", [])
+        for out in e.get("outputs", [])[:1]
+    }
+
+
+def _selection(draft: Draft, variant: str) -> None:
+    """`--node`, `--dataset` and `--keep-datasets` combinations on an unchanged config."""
+    engines = draft.config.get("engines", [])
+    ids = [e.get("id") for e in engines]
+    producers = _producers(draft)
+    fed = [e for e in engines if any(i in producers for i in e.get("inputs", []))]
+    rng = draft.rng
+    args: list[str] = []
+    paths = [
+        "pipeline/" + SCENARIOS,
+        "pipeline/" + POLICIES,
+        "pipeline/" + CONFIG_NAME,
+        "pipeline/nosuch.parquet",
+        "pipeline/data",
+        "~nonexistentuser/x.parquet",
+        "pipeline/out/results.parquet",
+        "",
+    ]
+    if variant == "node":
+        args = ["--node", rng.choice([*ids, "nosuch", ""])]
+        if rng.random() < 0.3:
+            args += ["--node", rng.choice(ids)]  # maybe the same node twice
+    elif variant == "node_and_dataset":
+        node = rng.choice(fed or engines)
+        needed = [i for i in node.get("inputs", []) if i in producers] or ["scenarios"]
+        name = rng.choice([*needed, "nosuch", "policies", "results"])
+        args = ["--node", node.get("id"), "--dataset", f"{name}={rng.choice(paths)}"]
+    elif variant == "dataset_without_node":
+        args = ["--dataset", f"{rng.choice([*producers, 'x'])}={rng.choice(paths)}"]
+    elif variant == "malformed_dataset":
+        node = rng.choice(ids)
+        args = ["--node", node, "--dataset", rng.choice(["noequals", "=x", "a=", "==", "a=b=c"])]
+    elif variant == "keep_datasets":
+        args = ["--keep-datasets"]
+        if rng.random() < 0.5:
+            args += ["--node", rng.choice(ids)]
+    else:  # "keep_and_dataset": a downstream node given a file, keeping its own
+        node = rng.choice(fed or engines)
+        needed = [i for i in node.get("inputs", []) if i in producers] or ["scenarios"]
+        args = ["--node", node.get("id"), "--keep-datasets"]
+        args += ["--dataset", f"{needed[0]}={rng.choice(paths[:2])}"]
+    draft.run_args.extend(args)
+    draft.note(f"run options: {args}")
+
+
 # ---------------------------------------------------------------------------------------
 # The operations sections: checks, sla, alerts
 
@@ -858,6 +955,19 @@ FAMILIES: tuple[Family, ...] = (
         ),
         _graph,
     ),
+    Family("run_options", tuple(_RUN_OPTIONS), _run_options),
+    Family(
+        "selection",
+        (
+            "node",
+            "node_and_dataset",
+            "dataset_without_node",
+            "malformed_dataset",
+            "keep_datasets",
+            "keep_and_dataset",
+        ),
+        _selection,
+    ),
     # Crashes and timeouts need process isolation: inline they stop the orchestrator itself.
     Family(
         "failing_node",
@@ -915,5 +1025,6 @@ def build(seed: int, index: int, case_dir: Path) -> Case:
         details=tuple(draft.details),
         reads_data=family.reads_data,
         fails_nodes=family.fails_nodes,
+        run_args=tuple(draft.run_args),
         error_in=draft.error_in,
     )

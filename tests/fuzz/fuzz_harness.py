@@ -284,7 +284,8 @@ def run_case(case: Case, case_dir: Path) -> Report:
         validate = run_cli(["validate", config, *sets], case_dir)
         problems += check_command(validate, {0, 2}, before, snapshot(case_dir))
     before = snapshot(case_dir)
-    run = run_cli(["run", config, "--no-progress", "--executor", case.executor, *sets], case_dir)
+    options = ["--no-progress", "--executor", case.executor, *sets, *case.run_args]
+    run = run_cli(["run", config, *options], case_dir)
     after = snapshot(case_dir)
     # The unmutated examples run: when only the data changed, the run either succeeds or
     # refuses the data as bad input (exit 2, docs/cli.md); a node failing on it (exit 1) means

@@ -22,8 +22,11 @@ __all__ = ["AssumptionCache", "default_cache_dir"]
 
 
 def default_cache_dir() -> Path:
-    """``~/.livecalc/cache``, used when the credentials name no cache folder."""
-    return Path.home() / ".livecalc" / "cache"
+    """``$LIVECALC_HOME/cache`` (``~/.livecalc/cache`` when it is not set), used when the
+    credentials name no cache folder."""
+    from livecalc.ops.home import livecalc_home
+
+    return livecalc_home() / "cache"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

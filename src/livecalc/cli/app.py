@@ -183,14 +183,18 @@ def validate(
     debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
 ) -> None:
     """Check a pipeline config without running it."""
+    from livecalc.pipeline._no_effect import no_effect_warnings
     from livecalc.pipeline.api import check_engines
     from livecalc.pipeline.loading import load_config
+    from livecalc.runtime.factory import EngineFactory
 
     with user_errors(debug):
         if engines:
             parsed = check_engines(config, overrides=set_ or [])
         else:
             parsed = load_config(config, set_ or [])
+    for warning in no_effect_warnings(parsed, EngineFactory(discover=False)):
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     order = " -> ".join(n.id for n in parsed.engines)
     console.print(
         f"[green]ok:[/] {escape(str(config))}: {len(parsed.engines)} engines ({order})",

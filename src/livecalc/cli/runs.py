@@ -349,22 +349,15 @@ def check(
     as_json: AsJson = False,
     fmt: FormatOption = None,
 ) -> None:
-    """Run a stored run's declared checks again on its written outputs; exit 1 on an error."""
-    from livecalc.ops.checks import RunData, evaluate_checks
-    from livecalc.pipeline.config import PipelineConfig
+    """Run a stored run's declared checks again on its written outputs; exit 1 on an error.
+
+    Exit 2 when an output or input file changed since the run (its sha256 differs)."""
+    from livecalc.ops.checks import recheck_run
 
     with _errors():
         form = chosen_format(fmt, as_json)
         record = _store(store).get(run_id)
-        prov = record["provenance"]
-        raw = dict(prov["config"])
-        base = Path(prov["config_path"]).parent if prov.get("config_path") else Path.cwd()
-        config = PipelineConfig.model_validate({**raw, "base_dir": str(base)})
-        datasets: dict[str, Any] = {o["name"]: Path(o["path"]) for o in record["outputs"]}
-        for name, src in config.data_sources.items():
-            datasets.setdefault(name, config.resolve(src.path))
-        statistics = {n["node_id"]: n["outputs"] for n in record["nodes"] if n["outputs"]}
-        results = evaluate_checks(config.checks, RunData(datasets, statistics, config))
+        results = recheck_run(record)
     table = ListTable(
         f"checks of run {record['run_id']}", ("check", "severity", "result", "message")
     )

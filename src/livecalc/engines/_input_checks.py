@@ -145,8 +145,10 @@ def _age_problems(
     low, high = mortality_ages
     active = n_steps > 0
     entry = policies["age"].astype(np.int64)
-    first = entry + months // 12
-    last = entry + (months + (n_steps - 1) * (12 // steps_per_year)) // 12
+    # The ages the projection reads: from the first step in force on (a policy issued in
+    # the future, a negative duration, is at its entry age when it starts).
+    first = entry + np.maximum(months, 0) // 12
+    last = entry + np.maximum(months + (n_steps - 1) * (12 // steps_per_year), 0) // 12
     problems = []
     if (row := _first(active & (first < low))) is not None:
         problems.append(

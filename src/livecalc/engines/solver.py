@@ -232,6 +232,43 @@ def _parse_config(raw: Mapping[str, Any]) -> tuple[SolverConfig, dict[str, Expre
     return cfg, custom
 
 
+def _per_outer(values: ScenarioValues, names: list[str], basis: Basis) -> dict[int, Any]:
+    with np.errstate(over="ignore", invalid="ignore"):  # checked by _refuse_non_finite
+        return metrics_per_outer(values, names, basis)
+
+
+def _refuse_non_finite(metrics: Mapping[str, Any], values: ScenarioValues, where: str) -> None:
+    """Raise when a metric is not a finite number: a sum of finite NPVs that overflowed
+    (amounts near 1e306) or a custom metric that divided by zero is no result to report.
+
+    Raises:
+        ExecutionError: naming the metric, its value and the first scenario total that
+            overflowed, if any.
+    """
+    bad = np.flatnonzero(~np.isfinite(values.npv))
+    if bad.size and not metrics:
+        raise ExecutionError(
+            f"scenario {int(values.scenario_ids[bad[0]])}'s summed npv overflows to "
+            f"{float(values.npv[bad[0]])!r}; the solver refuses non-finite metrics: check the "
+            "projection's inputs (sum_assured, premium and the other amounts must be far "
+            "below 1e300)"
+        )
+    for name, value in metrics.items():
+        if isinstance(value, int | float) and not np.isfinite(value):
+            cause = (
+                f"scenario {int(values.scenario_ids[bad[0]])}'s summed npv overflows to "
+                f"{float(values.npv[bad[0]])!r}"
+                if bad.size
+                else f"the scenario values (up to {float(np.abs(values.npv).max()):.3g} in "
+                "size) are too large to combine"
+            )
+            raise ExecutionError(
+                f"metric {where}{name} is {float(value)!r}: {cause}; the solver refuses "
+                "non-finite metrics: check the projection's inputs (sum_assured, premium "
+                "and the other amounts must be far below 1e300)"
+            )
+
+
 def _lookup_assumption(credentials: AMCredentials | None) -> Any:
     """``lookup(ref, row)``: the ``value`` of the row named ``row`` in an assumption table.
 
@@ -311,8 +348,11 @@ class SolverEngine(ICalcEngine):
             wanted |= self._optimization.metric_names()
         names += [_Namespace.strip(n) for n in sorted(wanted) if n not in self._custom]
         out: dict[str, float] = {}
+        _refuse_non_finite({}, values, "")
         for basis in BASES:
-            found = compute_metrics(values.npv, names, basis)
+            # Sums of huge finite values may overflow: the metrics are checked after.
+            with np.errstate(over="ignore", invalid="ignore"):
+                found = compute_metrics(values.npv, names, basis)
             out.update({f"{basis}_{k}": v for k, v in found.items()})
             if basis == self._config.basis:
                 out.update(found)
@@ -341,16 +381,20 @@ class SolverEngine(ICalcEngine):
             "scenarios": int(values.scenario_ids.size),
             "records": values.records,
             "metrics": {k: metrics[k] for k in shown},
-            "per_outer": metrics_per_outer(values, cfg.requested(), cfg.basis) if nested else {},
+            "per_outer": _per_outer(values, cfg.requested(), cfg.basis) if nested else {},
             "optimization": None,
             "solution": None,
         }
+        _refuse_non_finite(outputs["metrics"], values, "")
+        for outer, found in outputs["per_outer"].items():
+            _refuse_non_finite(found, values, f"per_outer.{outer}.")
         warnings: list[str] = []
         if self._optimization is not None:
             solution = self._optimize(self._optimization, values).as_dict()
             # Show the metrics on the basis and the ones the search used, not every prefix.
             keep = {*shown, *self._optimization.metric_names()}
             solution["metrics"] = {k: v for k, v in solution["metrics"].items() if k in keep}
+            _refuse_non_finite(solution["metrics"], values, "optimization.metrics.")
             outputs["optimization"] = solution
             # A flat digest, which the CLI's summary prints one line per key.
             outputs["solution"] = {

@@ -31,7 +31,7 @@ from livecalc.runtime.buffers import (
     SCENARIO_DTYPE,
     SCENARIO_TOTAL_DTYPE,
 )
-from livecalc.runtime.leftovers import sweep_temp_files, temp_path
+from livecalc.runtime.leftovers import check_replaceable, sweep_temp_files, temp_path
 
 __all__ = [
     "DEFAULT_ROW_GROUP_SIZE",
@@ -141,6 +141,7 @@ class ParquetWriter:
             raise ConfigurationError(
                 f"cannot write {self.path}: folder {folder} does not exist; create it first"
             )
+        check_replaceable(self.path)
         # Temporary files of runs killed while writing this output (their pid is dead) go.
         sweep_temp_files(self.path)
         self._tmp = temp_path(self.path)

@@ -34,8 +34,10 @@ class LocalCheckpointStore:
         self.put_buffers(key, [data])
 
     def put_buffers(self, key: str, buffers: Sequence[Any]) -> None:
-        """Write the buffers one after the other under a temporary name, then rename: a
-        reader sees the old blob or the whole new one, never part of it."""
+        """Write the buffers one after the other under a temporary name, flush them to the
+        disk (fsync), then rename and flush the folder: a reader sees the old blob or the
+        whole new one, never part of it, and once this returns a power loss cannot take it
+        (a manifest written after its parts never lists a part the disk lacks)."""
         path = self.root / key
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
@@ -43,10 +45,13 @@ class LocalCheckpointStore:
             with open(tmp, "wb") as f:
                 for buffer in buffers:
                     f.write(buffer)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        _fsync_folder(path.parent)
 
     def get(self, key: str) -> bytes:
         return (self.root / key).read_bytes()
@@ -69,6 +74,20 @@ class LocalCheckpointStore:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (the rename just made) to the disk, where the OS allows."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a folder: the file itself is synced
+        pass
+    finally:
+        os.close(fd)
 
 
 class ArrowFsCheckpointStore:

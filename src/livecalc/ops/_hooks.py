@@ -181,8 +181,14 @@ class OpsHooks(RunHooks):
             # succeeded has no use for parts not yet written.
             self.checkpoint.close(drain=not summary.success)
         config = self.config
-        if self._resolved:
-            versions = {ref: (name, ver) for ref, name, ver in self._resolved}
+        pinned = (self.checkpoint.manifest["meta"] if self.checkpoint is not None else {}).get(
+            "assumption_versions"
+        ) or {}
+        if self._resolved or pinned:
+            # Resolved in this process during the run, else when its checkpoint pinned them
+            # (the run's engines then reused that resolution).
+            versions = {ref: (p["name"], p["version"]) for ref, p in pinned.items()}
+            versions |= {ref: (name, ver) for ref, name, ver in self._resolved}
             for a in self.prov["assumptions"]:
                 a["name"], a["version"] = versions.get(a["reference"], (None, None))
         outputs = [

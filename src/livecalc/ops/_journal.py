@@ -50,7 +50,7 @@ FOLD_BATCH = 256
 """Records journaled by a process after which it folds them even while runs go on."""
 
 _SUFFIX = ".journal"
-_ENTRY = "record"  # the temporary files' base name: .record.livecalc-<pid>-<hex>.tmp
+_ENTRY = "record"  # the temporary files' base name: .record.livecalc-<tag>-<pid>-<hex>.tmp
 
 
 def journal_folder(store_file: Path) -> Path:

@@ -11,9 +11,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from livecalc._version import __version__
 from livecalc.errors import ConfigurationError
 from livecalc.ops.checkpoint import RunCheckpoint, checkpoint_store
 from livecalc.ops.home import checkpoint_root
+from livecalc.ops.provenance import pinned_assumptions
 from livecalc.ops.store import RunStore
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.ports import CheckpointStore
@@ -57,9 +59,14 @@ def new_checkpoint(
     checkpoint: CheckpointOption,
     run_id: str | None,
     overrides: Sequence[str],
+    credentials: Any = None,
 ) -> RunCheckpoint | None:
     """The checkpoint a new run keeps its chunks in, or None when it keeps none (checkpoint
-    False; or not given, and the store False or the config's ``run.checkpoint`` false)."""
+    False; or not given, and the store False or the config's ``run.checkpoint`` false).
+
+    Its manifest keeps what a resume must find the same: the config's and inputs' sha256,
+    this LiveCalc's version and the version each ``am://`` reference resolves to
+    (``credentials``: those of the run)."""
     if checkpoint is False or (
         checkpoint is None and (store is False or not config.run.checkpoint)
     ):
@@ -68,6 +75,7 @@ def new_checkpoint(
 
     folder = store if isinstance(store, str | Path) else None
     checkpoints = checkpoints_of(store, checkpoint)
+    run_id = run_id or uuid.uuid4().hex[:12]
     meta = {
         "config_path": prov["config_path"],
         "overrides": list(overrides),
@@ -76,5 +84,7 @@ def new_checkpoint(
         "config": None if prov["config_path"] else config.model_dump(mode="json"),
         "location": str(checkpoint) if isinstance(checkpoint, str | Path) else repr(checkpoints),
         "store": None if folder is None else str(folder),
+        "livecalc_version": __version__,
+        "assumption_versions": pinned_assumptions(config, credentials, run_id),
     }
-    return RunCheckpoint(checkpoints, run_id or uuid.uuid4().hex[:12], meta)
+    return RunCheckpoint(checkpoints, run_id, meta)

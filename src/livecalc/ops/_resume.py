@@ -1,7 +1,9 @@
 """Finishing a run that was killed: the checks before it runs again, and a scheduler's retry.
 
 ``resumable`` loads a run's checkpoint and refuses to resume a run that finished, or whose
-config or an input file changed since it started (sha256): resume never mixes results.
+config or an input file changed since it started (sha256), that another LiveCalc version
+started, or whose ``am://`` references resolve to another version (or content) now: resume
+never mixes results.
 ``retried_checkpoint`` is how a scheduler's retry of a run id (attempt > 1) finds the
 unfinished checkpoint it resumes instead of starting over, refusing one of other nodes.
 ``resolve_run_id`` takes a unique prefix, as ``runs show`` does; ``finish_record`` completes
@@ -20,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from livecalc._version import __version__
 from livecalc.errors import ConfigurationError
 from livecalc.log import get_logger
 from livecalc.masking import scrub_text
@@ -27,7 +30,7 @@ from livecalc.ops._checkpoint_stores import LocalCheckpointStore
 from livecalc.ops._options import CheckpointOption, StoreOption, checkpoints_of, store_of
 from livecalc.ops.checkpoint import RunCheckpoint
 from livecalc.ops.kept import check_resumed_datasets, check_same_selection, resumed_selection
-from livecalc.ops.provenance import provenance, versions
+from livecalc.ops.provenance import pinned_assumptions, provenance, versions
 from livecalc.ops.store import RunStore, utc_now
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.loading import load_config
@@ -68,12 +71,19 @@ def resumable(
 
     Raises:
         ConfigurationError: no checkpoint for this run, the run finished, or its config or an
-            input file changed since (sha256 mismatch).
+            input file changed since (sha256 mismatch), or another LiveCalc version, or an
+            ``am://`` reference that resolves to another version or content now.
     """
     cp = known or RunCheckpoint.load(checkpoints_of(store, checkpoint), run_id)
     meta = cp.manifest["meta"]
     if cp.manifest.get("complete"):
         raise ConfigurationError(f"run {run_id!r} finished; there is nothing to resume")
+    started = meta.get("livecalc_version")
+    if started is not None and started != __version__:
+        raise ConfigurationError(
+            f"run {run_id!r} was started by LiveCalc {started}, this is {__version__}; "
+            "resume refuses to mix results of two versions: start a new run"
+        )
     source: Any = meta["config_path"] if meta.get("config_path") else meta["config"]
     if isinstance(source, str) and not Path(source).is_file():
         raise ConfigurationError(
@@ -85,6 +95,7 @@ def resumable(
         source = dict(source)
         base_dir = source.pop("base_dir", None)
     config = load_config(source, meta.get("overrides", []), base_dir=base_dir)
+    _check_same_assumptions(run_id, meta, config)
     check_resumed_datasets(run_id, meta)
     _nodes, datasets, _keep = resumed_selection(meta)
     prov = provenance(
@@ -111,6 +122,34 @@ def resumable(
         "run_resumed", run=run_id, done={k: len(v["done"]) for k, v in cp.manifest["nodes"].items()}
     )
     return config, cp
+
+
+def _check_same_assumptions(run_id: str, meta: Mapping[str, Any], config: PipelineConfig) -> None:
+    """Refuse a resume whose ``am://`` references resolve to another version (or content)
+    than when the run started: half the chunks would be valued on one table and half on
+    the other."""
+    pinned = meta.get("assumption_versions") or {}
+    if not pinned:
+        return
+    now = pinned_assumptions(config, None, run_id)
+    for ref, then in pinned.items():
+        found = now.get(ref)
+        if found is None:
+            raise ConfigurationError(
+                f"run {run_id!r}: {ref} resolved to version {then['version']} when the run "
+                "started and cannot be resolved now; resume needs the same table: check the "
+                "Assumptions Manager credentials (LIVECALC_AM_URL, LIVECALC_AM_TOKEN)"
+            )
+        if (found["version"], found["sha256"]) != (then["version"], then["sha256"]):
+            what = (
+                f"version {found['version']}"
+                if found["version"] != then["version"]
+                else f"version {found['version']} with other content"
+            )
+            raise ConfigurationError(
+                f"run {run_id!r}: {ref} resolved to version {then['version']} when the run "
+                f"started and to {what} now; resume refuses to mix results: start a new run"
+            )
 
 
 def _unfinished(

@@ -7,10 +7,12 @@ Layout, under a ``CheckpointStore`` (by default the folder ``$LIVECALC_HOME/runs
                                      the records' bytes exactly as they are in memory
 
 A part is written straight from the run's array (no encoding, no copy into a blob), under a
-temporary name, then renamed. The manifest is written after the parts it lists, and
-atomically too, so a chunk is either listed and complete or not there: a process killed at
-any instant leaves a manifest that tells the truth. A listed part that comes back short or
-with a bad header (a power loss before the disk had it) is computed again, not trusted.
+temporary name, flushed to the disk (fsync), then renamed. The manifest is written after the
+parts it lists, and atomically too, so a chunk is either listed and complete or not there: a
+process killed at any instant leaves a manifest that tells the truth. Each part's header holds
+its chunk index and a CRC-32 of the header, the part's node and chunk and every record byte:
+a listed part that comes back short, damaged (a power loss that left zeros, a flipped byte),
+or under another chunk's name (two parts swapped) is computed again, not trusted.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import queue
 import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -48,36 +51,46 @@ __all__ = [
 
 _log = get_logger()
 
-FORMAT = 2
+FORMAT = 3
 """Version of the manifest and part layout; a checkpoint of another version is refused."""
 MANIFEST = "manifest.json"
 PART_SUFFIX = ".rec"
-PART_MAGIC = b"LCPART\x00\x02"
-_HEADER = struct.Struct("<8sQQQ")
-"""Magic, record count, record size in bytes, reserved (0): 32 bytes, little-endian."""
+PART_MAGIC = b"LCPART\x00\x03"
+_HEADER = struct.Struct("<8sQIIQ")
+"""Magic, record count, record size in bytes, chunk index, checksum: 32 bytes, little-endian.
+The checksum is the CRC-32 of the header's first 24 bytes, the node id, then the records."""
 QUEUED_PARTS = 2
 """Chunk parts waiting for the writer thread before the run waits for it."""
 ASSUMED_WRITE_BYTES_PER_SECOND = 1e9
 """Write speed assumed before the run has written a part (then: the speed measured)."""
 
 
-def part_buffers(records: np.ndarray) -> list[Any]:
-    """A part as buffers to write one after the other: its header, then the records' bytes
-    (padding included, which a bit-identical resume needs), a view of ``records``."""
+def _checksum(head: bytes, node_id: str, body: Any) -> int:
+    # zlib.crc32 releases the GIL on large buffers: the run goes on while the writer sums.
+    return zlib.crc32(body, zlib.crc32(node_id.encode(), zlib.crc32(head)))
+
+
+def part_buffers(records: np.ndarray, *, node_id: str, chunk: int) -> list[Any]:
+    """A part as buffers to write one after the other: its header (with the chunk index and
+    the checksum), then the records' bytes (padding included, which a bit-identical resume
+    needs), a view of ``records``."""
     data = np.ascontiguousarray(records)
-    header = _HEADER.pack(PART_MAGIC, len(data), data.dtype.itemsize, 0)
-    return [header, data.view(np.uint8).reshape(-1)]
+    body = data.view(np.uint8).reshape(-1)
+    head = _HEADER.pack(PART_MAGIC, len(data), data.dtype.itemsize, chunk, 0)[:24]
+    header = head + struct.pack("<Q", _checksum(head, node_id, body))
+    return [header, body]
 
 
-def read_part(data: bytes, dtype: np.dtype[Any]) -> np.ndarray:
-    """The records of a part (a read-only view of ``data``).
+def read_part(data: bytes, dtype: np.dtype[Any], *, node_id: str, chunk: int) -> np.ndarray:
+    """The records of part ``chunk`` of ``node_id`` (a read-only view of ``data``).
 
     Raises:
-        ValueError: not a part of this format, another record size, or cut short.
+        ValueError: not a part of this format, another record size, cut short, another
+            chunk's part, or records that do not match the checksum (damaged).
     """
     if len(data) < _HEADER.size:
         raise ValueError(f"{len(data)} bytes, shorter than a part's header")
-    magic, count, itemsize, _ = _HEADER.unpack_from(data)
+    magic, count, itemsize, index, checksum = _HEADER.unpack_from(data)
     if magic != PART_MAGIC:
         raise ValueError("not a LiveCalc checkpoint part of this version")
     if itemsize != dtype.itemsize:
@@ -86,6 +99,11 @@ def read_part(data: bytes, dtype: np.dtype[Any]) -> np.ndarray:
         raise ValueError(
             f"{len(data) - _HEADER.size} bytes of records, expected {count} x {itemsize}"
         )
+    if index != chunk:
+        raise ValueError(f"the part of chunk {index}, expected chunk {chunk}")
+    body = memoryview(data)[_HEADER.size :]
+    if _checksum(bytes(data[:24]), node_id, body) != checksum:
+        raise ValueError("checksum mismatch: the part is damaged or of another node")
     return np.frombuffer(data, dtype=dtype, count=count, offset=_HEADER.size)
 
 
@@ -139,7 +157,9 @@ class StoredChunks(Mapping[int, np.ndarray]):
             assert isinstance(chunk, int)
             key = self._checkpoint._part(self._node_id, chunk)
             try:
-                self._read[chunk] = read_part(self._checkpoint.store.get(key), self._dtype)
+                self._read[chunk] = read_part(
+                    self._checkpoint.store.get(key), self._dtype, node_id=self._node_id, chunk=chunk
+                )
             except (OSError, ValueError) as exc:
                 _log.warning("checkpoint_part_unreadable", part=key, error=str(exc))
                 self._bad.add(chunk)
@@ -155,7 +175,9 @@ class StoredChunks(Mapping[int, np.ndarray]):
             records = self._read.pop(chunk, None)
         if records is None:
             key = self._checkpoint._part(self._node_id, chunk)
-            records = read_part(self._checkpoint.store.get(key), self._dtype)
+            records = read_part(
+                self._checkpoint.store.get(key), self._dtype, node_id=self._node_id, chunk=chunk
+            )
         return records
 
     def discard(self, chunk: int) -> None:
@@ -225,6 +247,7 @@ class RunCheckpoint:
                 f"{FORMAT} only (it was written by another version); start a new run "
                 "(`livecalc runs gc` removes old checkpoints)"
             )
+        _check_manifest(run_id, manifest)
         self = cls(store, run_id, manifest.get("meta", {}))
         self.manifest = manifest
         return self
@@ -291,7 +314,8 @@ class RunCheckpoint:
             node_id, chunk, chunks, records = item
             start = time.perf_counter()
             try:
-                put_buffers(self.store, self._part(node_id, chunk), part_buffers(records))
+                buffers = part_buffers(records, node_id=node_id, chunk=chunk)
+                put_buffers(self.store, self._part(node_id, chunk), buffers)
             except Exception as exc:  # any failure here must not fail the run
                 # A checkpoint that cannot be written costs resumability, not the run.
                 _log.warning(
@@ -377,3 +401,42 @@ class RunCheckpoint:
 
     def _part(self, node_id: str, chunk: int) -> str:
         return f"{self.run_id}/{node_id}/chunk-{chunk:06d}{PART_SUFFIX}"
+
+
+def _check_manifest(run_id: str, manifest: dict[str, Any]) -> None:
+    """Refuse a manifest whose node entries are not what this module writes (edited by
+    hand, or damaged): a resume must not trip over them half-way."""
+    nodes = manifest.get("nodes")
+    meta = manifest.get("meta", {})
+    problem = None
+    if not isinstance(nodes, dict):
+        problem = "'nodes' is not an object"
+    elif not isinstance(meta, dict):
+        problem = "'meta' is not an object"
+    for node_id, node in nodes.items() if isinstance(nodes, dict) else ():
+        where = f"nodes.{node_id}"
+        if not isinstance(node, dict):
+            problem = f"{where} is not an object"
+            break
+        for key in ("chunks", "chunk_size"):
+            if type(node.get(key)) is not int or node[key] < 0:
+                problem = f"{where}.{key} is {node.get(key)!r}, not a count"
+        done = node.get("done")
+        if not isinstance(done, list):
+            problem = f"{where}.done is not a list"
+        else:
+            for i, chunk in enumerate(done):
+                if type(chunk) is not int or not 0 <= chunk < 2**32:
+                    problem = f"{where}.done[{i}] is {chunk!r}, not a chunk index"
+                    break
+        try:
+            np.dtype(node.get("dtype"))
+        except Exception:  # numpy raises TypeError, ValueError or KeyError on a bad spec
+            problem = f"{where}.dtype is not a record type"
+        if problem:
+            break
+    if problem:
+        raise ConfigurationError(
+            f"run {run_id!r}: its checkpoint manifest is damaged ({problem}); it cannot be "
+            "resumed: start a new run"
+        )

@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from livecalc.errors import CalcEngineError
+from livecalc.errors import CalcEngineError, ConfigurationError
 from livecalc.log import get_logger
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.operations import CheckConfig, split_comparison
 from livecalc.runtime.records import POLICY_DTYPE, SCENARIO_DTYPE
 
-__all__ = ["CheckResult", "RunData", "evaluate_checks"]
+__all__ = ["CheckResult", "RunData", "evaluate_checks", "recheck_run"]
 
 _log = get_logger()
 
@@ -156,6 +156,67 @@ def evaluate_checks(checks: list[CheckConfig], data: RunData) -> list[CheckResul
             threshold=threshold,
             message=message,
         )
+        results.append(result)
+    return results
+
+
+def recheck_run(record: Mapping[str, Any]) -> list[CheckResult]:
+    """The declared checks of a stored run (``livecalc check RUN_ID``), on its own files.
+
+    The files are the run's outputs and data sources, each first compared with the sha256
+    the run recorded: checking a file a later run overwrote would judge another run. A check
+    whose data is in no file (a dataset the run held in memory only) gets the verdict the run
+    itself recorded. A run of some nodes checks what that run checked.
+
+    Raises:
+        ConfigurationError: an output or data source file is gone or changed since the run
+            (sha256 differs), naming the file.
+    """
+    from livecalc.ops.kept import checks_in_scope
+    from livecalc.ops.provenance import file_sha256
+
+    run_id = record["run_id"]
+    prov = record["provenance"]
+    base = Path(prov["config_path"]).parent if prov.get("config_path") else Path.cwd()
+    config = PipelineConfig.model_validate({**prov["config"], "base_dir": str(base)})
+    datasets: dict[str, Any] = {o["name"]: Path(o["path"]) for o in record.get("outputs", [])}
+    recorded = {o["path"]: o.get("sha256") for o in record.get("outputs", [])}
+    for name, src in config.data_sources.items():
+        datasets.setdefault(name, config.resolve(src.path))
+    recorded |= {i["path"]: i.get("sha256") for i in prov.get("inputs", [])}
+    for name, path in datasets.items():
+        want = recorded.get(str(path))
+        if want is None:
+            continue
+        found = file_sha256(path) if path.is_file() else None
+        if found != want:
+            what = "is gone" if found is None else "changed since the run wrote or read it"
+            raise ConfigurationError(
+                f"run {run_id!r}: {path} (dataset {name!r}) {what} (sha256 {want[:12]}... "
+                "then): its checks cannot be judged on this file; `livecalc runs show "
+                f"{run_id}` gives the verdicts the run recorded"
+            )
+    checks = config.checks
+    if record.get("selection"):
+        checks, _ = checks_in_scope(config, record["selection"]["nodes"])
+    statistics = {n["node_id"]: n["outputs"] for n in record.get("nodes", []) if n["outputs"]}
+    own = {c["name"]: c for c in record.get("checks", [])}
+    results = []
+    for check, result in zip(
+        checks, evaluate_checks(checks, RunData(datasets, statistics, config)), strict=True
+    ):
+        ran = own.get(result.name)
+        if result.message.startswith("cannot check") and ran is not None:
+            result = CheckResult(
+                result.name,
+                result.kind,
+                result.severity,
+                bool(ran["passed"]),
+                ran.get("value"),
+                ran.get("threshold"),
+                f"as the run found (its data is in no file): {ran.get('message', '')}",
+                check.description,
+            )
         results.append(result)
     return results
 

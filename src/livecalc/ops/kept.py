@@ -24,6 +24,7 @@ from livecalc.log import get_logger
 from livecalc.ops.checkpoint import LocalCheckpointStore, RunCheckpoint
 from livecalc.ops.home import checkpoint_root
 from livecalc.ops.provenance import file_sha256
+from livecalc.pipeline._config_files import given_path
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.graph import EngineGraph
 from livecalc.pipeline.operations import CheckConfig
@@ -69,7 +70,7 @@ def kept_folder(
     if keep_datasets is False:
         return None
     if keep_datasets is not True:
-        return Path(keep_datasets).expanduser().resolve()
+        return given_path(keep_datasets, "keep_datasets")
     if run_id is None:  # pragma: no cover - session.run names the run first
         raise AssertionError("keep_datasets=True needs the run id")
     try:

@@ -29,6 +29,7 @@ __all__ = [
     "config_hash",
     "file_sha256",
     "input_files",
+    "pinned_assumptions",
     "provenance",
     "redact_url",
     "versions",
@@ -112,6 +113,44 @@ def am_references(config: PipelineConfig) -> list[str]:
     """The ``am://`` references of the engines' configs, as written."""
     text = json.dumps([n.config for n in config.engines], default=str)
     return sorted(set(re.findall(r"am://[A-Za-z0-9_.\-]+(?:@[A-Za-z0-9_.\-]+)?", text)))
+
+
+def pinned_assumptions(
+    config: PipelineConfig, credentials: Any = None, run_id: str | None = None
+) -> dict[str, Any]:
+    """Each ``am://`` reference of the config as it resolves now: ``{reference: {"name",
+    "version", "sha256"}}``, the sha256 of the table's Arrow IPC stream (the content the
+    server's ETag stands for). A checkpoint keeps this, so that a resume that would resolve
+    ``@latest`` to another version, or to other content, is refused instead of valuing half
+    the policies on each. A reference that cannot be resolved is left out: the engine that
+    reads it reports why.
+
+    Resolved as part of run ``run_id`` (its id bound in the log context): the run's engines
+    in this process then reuse these tables (one resolution per reference and run), and the
+    ``assumption_resolved`` events carry the run id.
+    """
+    references = am_references(config)
+    if not references:
+        return {}
+    import pyarrow as pa
+    import structlog
+
+    from livecalc.assumptions.client import resolve_reference
+    from livecalc.errors import CalcEngineError
+
+    pinned: dict[str, Any] = {}
+    for ref in references:
+        try:
+            with structlog.contextvars.bound_contextvars(run_id=run_id):
+                found = resolve_reference(ref, credentials)
+        except CalcEngineError:
+            continue
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, found.table.schema) as writer:
+            writer.write_table(found.table)
+        digest = hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+        pinned[ref] = {"name": found.name, "version": found.version, "sha256": digest}
+    return pinned
 
 
 def versions() -> dict[str, str]:

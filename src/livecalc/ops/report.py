@@ -23,6 +23,7 @@ from livecalc.ops._compare import compare_records
 from livecalc.ops._report_summary import header, summary
 from livecalc.ops._report_view import MOVE_THRESHOLD, ReportView, esc, html_table
 from livecalc.ops.report_nested import nested_section
+from livecalc.runtime.leftovers import check_replaceable
 
 __all__ = [
     "MOVE_THRESHOLD",
@@ -196,6 +197,7 @@ def write_report(
     text = render_report(record, against)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    check_replaceable(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

@@ -54,6 +54,7 @@ from livecalc.pipeline.selection import select
 from livecalc.ports import CheckpointStore, ChunkStrategy, ProgressReporter, RunContext
 from livecalc.ports.context import check_run_id
 from livecalc.runtime.factory import EngineFactory
+from livecalc.runtime.leftovers import check_replaceable
 
 __all__ = [
     "START_RECORD_DELAY",
@@ -244,6 +245,8 @@ def _run(
             overrides = _resume.manifest["meta"].get("overrides", [])
             nodes, datasets, keep_datasets = resumed_selection(_resume.manifest["meta"])
         selection = select(config, EngineGraph(config), factory, nodes, datasets)
+        if report is not None:
+            check_replaceable(Path(report))  # refused before the run, not after its outputs
         executor_name = executor if isinstance(executor, str) else config.run.executor
         prov = provenance(
             config,
@@ -254,7 +257,7 @@ def _run(
         )
         cp = _resume
         if cp is None:
-            cp = new_checkpoint(config, prov, store, checkpoint, run_id, overrides)
+            cp = new_checkpoint(config, prov, store, checkpoint, run_id, overrides, credentials)
             if cp is not None:
                 cp.manifest["meta"].update(selection_meta(selection, prov, keep_datasets))
         keep_folder = kept_folder(config, keep_datasets, store, run_id)

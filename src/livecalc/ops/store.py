@@ -325,6 +325,14 @@ class RunStore:
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", [str(self._target)]
             )
             con.execute("COMMIT")
+        except duckdb.Error as exc:
+            con.execute("ROLLBACK")
+            if version == 0:  # tables of another program where LiveCalc's would go
+                raise ConfigurationError(
+                    f"run store {self.file}: a DuckDB database that is not a LiveCalc run "
+                    f"store ({str(exc).splitlines()[0]}); choose another with --store DIR"
+                ) from None
+            raise self._unreadable(exc) from None
         except BaseException:
             con.execute("ROLLBACK")
             raise
@@ -346,10 +354,15 @@ class RunStore:
         LiveCalc migrated, is reported here); otherwise it goes to the journal, which the
         next opening of the store, in any process, folds in first.
 
+        A string that is not valid Unicode (a lone surrogate: a path of a folder whose name
+        is not UTF-8) is stored with the surrogate written ``\\udcff``: DuckDB refuses it,
+        and the run's record must not be lost for a name.
+
         Raises:
             ConfigurationError: the store cannot be read or is locked past the timeout.
             OSError: the journal cannot be written.
         """
+        record = _storable(record)
         if self._target != SCHEMA_VERSION or not self._unchanged():
             with self._connect() as con:
                 self._write(con, [record])
@@ -698,3 +711,18 @@ def _text(value: Any) -> str | None:
 
 def _untext(value: str | None) -> Any:
     return None if value is None else json.loads(value)
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with every string (keys too) made valid UTF-8: lone surrogates escaped."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, Mapping):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value

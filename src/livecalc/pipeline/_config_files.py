@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from livecalc.errors import ConfigurationError
+from livecalc.runtime.leftovers import not_regular_file
 
 __all__ = [
     "MAX_CONFIG_BYTES",
     "apply_overrides",
+    "given_path",
     "parse_override",
     "read_config_json",
     "unwritable",
@@ -153,10 +155,41 @@ def read_config_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def given_path(value: str | os.PathLike[str], where: str) -> Path:
+    """A path given outside the config (a CLI option, an API argument), ``~`` expanded and
+    made absolute.
+
+    Raises:
+        ConfigurationError: naming ``where``: a NUL byte, or ``~user`` of no such user.
+    """
+    text = os.fspath(value)
+    if "\x00" in text:
+        raise ConfigurationError(f"{where}: {text!r} holds a NUL byte (\\x00); remove it")
+    try:
+        return Path(text).expanduser().resolve()
+    except RuntimeError:
+        user = text[1:].split("/", 1)[0]
+        raise ConfigurationError(
+            f"{where}: {text!r}: '~{user}' names no user of this machine; give the folder itself"
+        ) from None
+
+
+def _expanded(value: str) -> Path:
+    """``value`` with ``~`` expanded; as it is when ``~user`` names no user (the file is then
+    reported missing where it was looked for)."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:
+        return Path(value)
+
+
 def unwritable(path: Path) -> str | None:
     """Why a file cannot be written at ``path`` (None when it can, as far as we can tell)."""
     if path.is_dir():
         return f"{str(path)!r} is a folder, not a file"
+    special = not_regular_file(path)
+    if special:
+        return special
     folder = path.parent
     while not folder.exists():
         folder = folder.parent
@@ -179,7 +212,7 @@ def with_absolute_paths(value: Any, base: Path, key: str = "") -> Any:
         return [with_absolute_paths(v, base, key) for v in value]
     is_path_key = key in _PATH_KEYS or key.endswith(_PATH_SUFFIXES)
     if isinstance(value, str) and is_path_key and value and "://" not in value:
-        path = Path(value).expanduser()
+        path = _expanded(value)
         if not path.is_absolute() and (base / path).exists():
             return str(base / path)
     return value
@@ -202,7 +235,7 @@ def with_declared_paths(config: Any, base: Path, keys: Sequence[str]) -> Any:
 def _resolve_at(value: Any, parts: list[str], base: Path) -> Any:
     if not parts:
         if isinstance(value, str) and value and "://" not in value:
-            path = Path(value).expanduser()
+            path = _expanded(value)
             return value if path.is_absolute() else str(base / path)
         return value
     head, rest = parts[0], parts[1:]

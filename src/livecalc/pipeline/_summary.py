@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from livecalc.log import scrub_text
-from livecalc.runtime.leftovers import sweep_temp_files, temp_path
+from livecalc.runtime.leftovers import check_replaceable, sweep_temp_files, temp_path
 
 if TYPE_CHECKING:
     from livecalc.pipeline.pool import PoolRun
@@ -231,6 +231,7 @@ def _jsonable(value: Any) -> Any:
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    check_replaceable(path)
     sweep_temp_files(path)  # what runs killed while writing it left behind
     tmp = temp_path(path)
     # Not mkstemp, which makes the file private (0600): the umask decides, as for the

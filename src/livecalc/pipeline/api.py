@@ -21,7 +21,9 @@ import pyarrow.parquet as pq
 from livecalc.assumptions.credentials import AMCredentials, CredentialManager
 from livecalc.errors import CalcEngineError, ConfigurationError, ExecutionError
 from livecalc.log import get_logger
+from livecalc.pipeline._config_files import given_path
 from livecalc.pipeline._data_checks import check_source_data, engines_checker, load_datasets
+from livecalc.pipeline._no_effect import no_effect_warnings
 from livecalc.pipeline._sizes import buffer_problems, esg_horizon_years, esg_scenario_count
 from livecalc.pipeline._summary import NodeReport, RunSummary
 from livecalc.pipeline.config import PipelineConfig
@@ -191,6 +193,8 @@ def run(
     """
     factory = factory if factory is not None else EngineFactory()
     config = load_config(config_or_path, overrides, factory=factory, base_dir=base_dir)
+    for warning in no_effect_warnings(config, factory):
+        get_logger().warning("warning", message=warning, reason="no_effect")
     if chunk_size is not None and chunk_size < 1:
         raise ConfigurationError(f"chunk_size: must be >= 1, got {chunk_size}")
     if chunking is not None and not isinstance(chunking, ChunkStrategy):
@@ -229,7 +233,7 @@ def run(
         run_id=run_id,
         selection=selection,
         keep_datasets=(
-            Path(keep_datasets).expanduser().resolve()
+            given_path(keep_datasets, "keep_datasets")
             if isinstance(keep_datasets, str | Path)
             else None
         ),

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from livecalc.assumptions.ratelimit import AMRateLimit
 from livecalc.errors import ConfigurationError
@@ -41,11 +41,42 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def usable_path(text: str) -> str:
+    """``text`` when the OS and the Parquet library can open it as a path.
+
+    Raises:
+        ValueError: a NUL byte, a lone surrogate (not text), or ``~user`` of no such user.
+    """
+    if "\x00" in text:
+        raise ValueError("a path cannot hold a NUL byte (\\x00); remove it")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            "the path is not valid Unicode (it holds a lone surrogate such as \\ud800); "
+            "give a path of real characters"
+        ) from None
+    if text.startswith("~"):
+        try:
+            Path(text).expanduser()
+        except RuntimeError:
+            user = text[1:].split("/", 1)[0]
+            raise ValueError(
+                f"'~{user}' names no user of this machine, so it cannot be expanded; give "
+                "the folder itself"
+            ) from None
+    return text
+
+
+FilePath = Annotated[str, AfterValidator(usable_path)]
+"""A path in the config: refused at validation when no file could ever have it."""
+
+
 class DataSource(_Model):
     """One entry of "data_sources": a Parquet or CSV file of policies or scenarios."""
 
     type: Literal["parquet", "csv"] = "parquet"
-    path: str = Field(description="file path; relative paths resolve against the config file")
+    path: FilePath = Field(description="file path; relative paths resolve against the config file")
     kind: Literal["policies", "scenarios"] | None = Field(
         default=None,
         description="what the file holds; by default 'scenarios' when the source's name "
@@ -85,7 +116,7 @@ class OutputConfig(_Model):
     """The "output" object: where record outputs are written as Parquet."""
 
     type: Literal["parquet"] = "parquet"
-    path: str = Field(
+    path: FilePath = Field(
         description="Parquet file; with several outputs in 'write' it must contain '{name}'"
     )
     write: list[str] | None = Field(
@@ -93,7 +124,7 @@ class OutputConfig(_Model):
         description="outputs to write; default: the record output of the last engine that "
         "writes records",
     )
-    summary_path: str | None = Field(
+    summary_path: FilePath | None = Field(
         default=None, description="JSON file for the run summary and engines' statistics"
     )
 

@@ -16,7 +16,7 @@ import graphlib
 import importlib
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,7 @@ def load_config(
     raw = apply_overrides(raw, overrides)
     raw.pop("$schema", None)  # editors' schema pointer
     raw["base_dir"] = str(Path(base_dir).resolve() if base_dir is not None else folder.resolve())
+    _check_folder_name(raw["base_dir"], config_file)
 
     problems: list[str] = []
     config: PipelineConfig | None = None
@@ -167,10 +168,61 @@ def load_config(
         problems.extend(operations_problems(config))
         if check_files:
             problems.extend(_output_path_problems(config))
+    reported = {p.split(": ", 1)[0] for p in problems}
+    problems += [p for p in _not_text(raw) if p.split(": ", 1)[0] not in reported]
     if problems:
         raise ConfigurationError(format_problems(problems))
     assert config is not None
     return config
+
+
+def _check_folder_name(base_dir: str, config_file: Path | None) -> None:
+    """Refuse a config folder whose name is not UTF-8 (Python holds such bytes as lone
+    surrogates): the Parquet library, the run store and JSON cannot take its paths."""
+    try:
+        base_dir.encode("utf-8")
+    except UnicodeEncodeError:
+        where = ascii(str(config_file)) if config_file is not None else "the config"
+        raise ConfigurationError(
+            f"{where}: the folder {base_dir!a} has a name that is not UTF-8, which "
+            "the Parquet files and the run store cannot name; rename the folder or move the "
+            "config and its data"
+        ) from None
+
+
+_OWN_TEXT_CHECKS = ("checks", "sla", "alerts", "base_dir")
+"""Top-level keys whose models refuse text that is not Unicode themselves, at its path."""
+
+
+def _not_text(value: Any, path: str = "") -> Iterator[str]:
+    """A problem for every key or string of the config that holds a lone surrogate (JSON's
+    ``"\\ud800"``): no file, store or log can hold it as text. The path is written with
+    such characters escaped (``\\ud800``), so the message can be printed."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not path and key in _OWN_TEXT_CHECKS:
+                continue
+            shown = str(key).encode("utf-8", "backslashreplace").decode("utf-8")
+            where = f"{path}.{shown}" if path else shown
+            if isinstance(key, str) and not _is_text(key):
+                yield f"{where}: the key is not valid Unicode (a lone surrogate); fix it"
+            yield from _not_text(item, where)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _not_text(item, f"{path}[{i}]")
+    elif isinstance(value, str) and not _is_text(value):
+        yield (
+            f"{path}: {value!a} is not valid Unicode (it holds a lone surrogate such as "
+            "\\ud800); give real characters"
+        )
+
+
+def _is_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _valid_nodes(raw: Mapping[str, Any]) -> list[tuple[int, EngineNode]]:

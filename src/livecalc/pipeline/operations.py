@@ -114,7 +114,8 @@ class ChunkingConfig(_Model):
                 raise ValueError("strategy 'memory' needs a 'budget', e.g. \"1GB\"")
             if self.size is not None:
                 raise ValueError("'size' goes with strategy 'fixed'; remove it")
-            parse_bytes(self.budget)
+            if parse_bytes(self.budget) < 1:
+                raise ValueError("the memory budget must be at least 1 byte; write it like '1GB'")
         return self
 
     @property

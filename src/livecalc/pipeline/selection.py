@@ -16,6 +16,7 @@ value what the whole pipeline would.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 import re
@@ -31,6 +32,7 @@ import numpy as np
 from livecalc.errors import CalcEngineError, ConfigurationError, ExecutionError
 from livecalc.io.parquet import ParquetReader, ParquetWriter, record_type_name
 from livecalc.log import get_logger
+from livecalc.pipeline._config_files import given_path
 from livecalc.pipeline._outputs import DATASET_KEY
 from livecalc.pipeline._summary import write_json_atomic
 from livecalc.pipeline.config import PipelineConfig
@@ -212,7 +214,7 @@ def select(
                 "is not selected; " + _FIX.format(producer=producer, name=name)
             )
             continue
-        path = Path(os.fspath(given[name])).expanduser().resolve()
+        path = given_path(given[name], f"datasets[{name!r}]")
         if not path.is_file():
             what = "is a folder" if path.is_dir() else "not found"
             problems.append(
@@ -221,6 +223,9 @@ def select(
             )
             continue
         files[name] = path
+    problems += _overwritten_datasets(config, graph, selected, files)
+    for name, path in files.items():
+        problems += kept_file_problems(name, path)
     _raise(problems)
     return Selection(
         nodes=tuple(selected),
@@ -228,6 +233,86 @@ def select(
         files=files,
         producers={name: producers[name] for name in files},
     )
+
+
+def _overwritten_datasets(
+    config: PipelineConfig, graph: EngineGraph, selected: list[str], files: Mapping[str, Path]
+) -> list[str]:
+    """A dataset file that this run would write over (an output of a selected node, or the
+    summary): the run would read one file and replace it."""
+    targets = [
+        (f"output.path (output {name!r} of node {graph.producers[name]!r})", path)
+        for name, path in graph.output_paths().items()
+        if graph.producers.get(name) in selected
+    ]
+    if config.output is not None and config.output.summary_path:
+        targets.append(("output.summary_path", config.resolve(config.output.summary_path)))
+    problems = []
+    for name, path in files.items():
+        for what, target in targets:
+            if _same_file(path, target):
+                problems.append(
+                    f"datasets[{name!r}]: {path} is also {what} of this run, which would "
+                    "overwrite the file it reads; give the file a run kept (--keep-datasets) "
+                    "or write the output elsewhere"
+                )
+    return problems
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links too
+    except OSError:
+        return False  # the output does not exist yet
+
+
+KEPT_SUMS = "SHA256SUMS"
+"""The file of a kept-datasets folder listing each kept file's sha256, as ``sha256sum``
+writes them (``sha256sum -c SHA256SUMS`` in the folder checks them too)."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _kept_sums(folder: Path) -> dict[str, str]:
+    """The sha256 of each file named in ``folder``'s SHA256SUMS (none when there is none)."""
+    try:
+        text = (folder / KEPT_SUMS).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    sums = {}
+    for line in text.splitlines():
+        digest, _, name = line.partition("  ")
+        if name:
+            sums[name] = digest
+    return sums
+
+
+def kept_file_problems(name: str, path: Path) -> list[str]:
+    """A problem when ``path`` is a kept dataset whose bytes changed since the run kept it
+    (its folder's SHA256SUMS names it with another sha256): an output rewritten in place, a
+    file edited by hand. A file no SHA256SUMS names is not checked."""
+    expected = _kept_sums(path.parent).get(path.name)
+    if expected is None:
+        return []
+    try:
+        found = _sha256(path)
+    except OSError as exc:
+        return [f"datasets[{name!r}]: cannot read {path} ({exc.strerror})"]
+    if found == expected:
+        return []
+    return [
+        f"datasets[{name!r}]: {path} changed since its run kept it (sha256 {found[:12]}... "
+        f"where {KEPT_SUMS} says {expected[:12]}...); run the producing node again to keep "
+        "it anew"
+    ]
 
 
 def _raise(problems: list[str]) -> None:
@@ -321,15 +406,16 @@ class DatasetKeeper:
 
     Records go to ``NAME.parquet`` (with the run's key-value metadata, and an ESG's description
     as the normal writer keeps it), statistics to ``NAME.json``; a dataset already written to
-    its output file is linked to it (a hard link: the next run replaces the output file by a
-    rename, so the kept one stays as it is), or copied where links are not possible. Each
-    file appears atomically.
+    its output file is copied (not linked: a rewrite of the output in place must not change
+    the kept file). Each file appears atomically, and ``SHA256SUMS`` in the folder lists the
+    sha256 of each; a run reading a kept file (``datasets``) refuses one whose bytes changed.
     """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.paths: dict[str, Path] = {}
         self._taken: dict[str, Path] = {}
+        self._sums: dict[str, str] = {}
         # Nodes finish on several threads at once: file names are handed out one at a time.
         self._lock = threading.Lock()
 
@@ -365,6 +451,11 @@ class DatasetKeeper:
                 write_json_atomic(path, dict(value))
             else:
                 return
+            digest = _sha256(path)
+            with self._lock:
+                self._sums[path.name] = digest
+                sums = "".join(f"{d}  {n}\n" for n, d in sorted(self._sums.items()))
+                _write_text_atomic(self.folder / KEPT_SUMS, sums)
         except (OSError, ConfigurationError, ExecutionError) as exc:
             raise ExecutionError(
                 f"keep_datasets: cannot write dataset {name!r} to {self.folder} ({exc}); "
@@ -374,13 +465,22 @@ class DatasetKeeper:
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
-    """``target`` holding ``source``'s bytes: a hard link, else a copy; atomically."""
+    """``target`` holding ``source``'s bytes: a copy (never a hard link, which an in-place
+    rewrite of the output, a ``cp`` or a redirect, would change too), atomically.
+    ``shutil.copyfile`` copies in the kernel (``copy_file_range``, ``sendfile``), which
+    shares the blocks on a filesystem that can (a reflink on XFS, Btrfs)."""
     tmp = temp_path(target)
     try:
-        try:
-            os.link(source, tmp)
-        except OSError:  # another filesystem, or one without hard links
-            shutil.copyfile(source, tmp)
+        shutil.copyfile(source, tmp)
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = temp_path(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

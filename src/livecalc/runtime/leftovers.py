@@ -14,7 +14,8 @@ when it writes the same output. It removes only those of its own tag whose pid n
 exists; a live process's, even another user's, are left alone. A pid means something only in
 its own pid namespace on its own machine: seen from a container sharing /dev/shm, or from
 another host sharing an output folder, a live run's pid looks dead. So names of another tag
-are never swept (after a SIGKILL there, remove them by hand, or let a run there sweep them).
+are never swept here: a run of their own machine and namespace sweeps them (where none will
+run again, remove them by hand).
 Names without a tag, made by LiveCalc versions before the tag, are swept by their pid alone.
 """
 
@@ -26,10 +27,15 @@ import os
 import re
 import secrets
 import socket
+import stat
 from pathlib import Path
+
+from livecalc.errors import ConfigurationError
 
 __all__ = [
     "SHM_FOLDER",
+    "check_replaceable",
+    "not_regular_file",
     "owner_tag",
     "pid_alive",
     "segment_name",
@@ -91,6 +97,37 @@ def _dead_owner(match: re.Match[str] | None, tag: str) -> bool:
     if match is None or match["tag"] not in (None, tag):
         return False  # not LiveCalc's, or another machine's or namespace's: its pid says nothing
     return not pid_alive(int(match["pid"]))
+
+
+def not_regular_file(path: Path) -> str | None:
+    """What ``path`` is when it exists and is neither a regular file nor a folder (a device,
+    a FIFO, a socket): a file written over it by temporary file and rename would replace it
+    (as root, ``/dev/null`` would become a regular file). None otherwise."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kinds = {
+        "a character device": stat.S_ISCHR,
+        "a block device": stat.S_ISBLK,
+        "a FIFO (named pipe)": stat.S_ISFIFO,
+        "a socket": stat.S_ISSOCK,
+    }
+    kind = next((k for k, test in kinds.items() if test(mode)), "special")
+    return (
+        f"{str(path)!r} is {kind}, not a regular file; LiveCalc writes a new file and renames "
+        "it over the old one, which would replace it: give a file path"
+    )
+
+
+def check_replaceable(path: Path) -> None:
+    """Raise ``ConfigurationError`` when ``path`` is a device, FIFO or socket, which a
+    temporary file renamed over it would replace (see ``not_regular_file``)."""
+    problem = not_regular_file(path)
+    if problem:
+        raise ConfigurationError(f"cannot write {problem}")
 
 
 def sweep_segments(folder: Path = SHM_FOLDER) -> list[str]:
