@@ -20,6 +20,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "src" / "livecalc"
 LAYERS: dict[str, int] = {
     "livecalc._version": 0,
     "livecalc.errors": 0,
+    "livecalc.home": 0,
     "livecalc.masking": 0,
     "livecalc.log": 0,
     "livecalc.ports": 0,

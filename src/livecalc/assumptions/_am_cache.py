@@ -24,7 +24,7 @@ __all__ = ["AssumptionCache", "default_cache_dir"]
 def default_cache_dir() -> Path:
     """``$LIVECALC_HOME/cache`` (``~/.livecalc/cache`` when it is not set), used when the
     credentials name no cache folder."""
-    from livecalc.ops.home import livecalc_home
+    from livecalc.home import livecalc_home
 
     return livecalc_home() / "cache"
 

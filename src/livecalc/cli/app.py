@@ -183,8 +183,7 @@ def validate(
     debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
 ) -> None:
     """Check a pipeline config without running it."""
-    from livecalc.pipeline._no_effect import no_effect_warnings
-    from livecalc.pipeline.api import check_engines
+    from livecalc.pipeline.api import check_engines, no_effect_warnings
     from livecalc.pipeline.loading import load_config
     from livecalc.runtime.factory import EngineFactory
 

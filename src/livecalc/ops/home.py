@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from livecalc.home import ENV_HOME, livecalc_home
 
 __all__ = ["ENV_HOME", "STORE_FILE", "checkpoint_root", "livecalc_home", "store_file"]
 
-ENV_HOME = "LIVECALC_HOME"
 STORE_FILE = "runs.duckdb"
-
-
-def livecalc_home() -> Path:
-    """``$LIVECALC_HOME``, or ``~/.livecalc`` when it is not set."""
-    value = os.environ.get(ENV_HOME)
-    return Path(value).expanduser() if value else Path.home() / ".livecalc"
 
 
 def store_file(folder: str | Path | None = None) -> Path:

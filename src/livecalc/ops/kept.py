@@ -24,9 +24,9 @@ from livecalc.log import get_logger
 from livecalc.ops.checkpoint import LocalCheckpointStore, RunCheckpoint
 from livecalc.ops.home import checkpoint_root
 from livecalc.ops.provenance import file_sha256
-from livecalc.pipeline._config_files import given_path
 from livecalc.pipeline.config import PipelineConfig
 from livecalc.pipeline.graph import EngineGraph
+from livecalc.pipeline.loading import given_path
 from livecalc.pipeline.operations import CheckConfig
 from livecalc.pipeline.selection import Selection
 from livecalc.ports.context import check_run_id

@@ -221,6 +221,12 @@ class RunStore:
         self.journal.remove(entries)
         _log.debug("store_journal_folded", store=str(self.file), records=len(records))
 
+    def fold(self) -> None:
+        """Write the journal's records into the DuckDB file now, so that a reader opening
+        the file itself (DuckDB's CLI, Dagster's DuckDB resource) sees every record so far."""
+        with self._connect():
+            pass
+
     def _sync_later(self) -> None:
         """Flush the journal's new entries to disk (the background folder's call)."""
         try:

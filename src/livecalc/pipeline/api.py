@@ -38,7 +38,7 @@ from livecalc.ports.context import check_run_id
 from livecalc.runtime.engine import ICalcEngine
 from livecalc.runtime.factory import EngineFactory
 
-__all__ = ["RunResult", "check_engines", "records_to_arrow", "run"]
+__all__ = ["RunResult", "check_engines", "no_effect_warnings", "records_to_arrow", "run"]
 
 
 def records_to_arrow(records: np.ndarray) -> pa.Table:

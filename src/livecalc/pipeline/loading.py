@@ -26,6 +26,7 @@ from livecalc.errors import ConfigurationError
 from livecalc.masking import redact_urls, scrub_text
 from livecalc.pipeline._config_files import (
     apply_overrides,
+    given_path,
     parse_override,
     read_config_json,
     unwritable,
@@ -35,7 +36,7 @@ from livecalc.pipeline.graph import EngineGraph, graph_problems
 from livecalc.pipeline.operations import ALERT_TYPES, operations_problems
 from livecalc.runtime.factory import BUILTIN_ALIASES, EngineFactory
 
-__all__ = ["apply_overrides", "format_problems", "load_config", "parse_override"]
+__all__ = ["apply_overrides", "format_problems", "given_path", "load_config", "parse_override"]
 
 
 def format_problems(problems: Sequence[str]) -> str:

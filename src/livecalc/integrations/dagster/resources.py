@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from livecalc.pipeline.loading import load_config
 from livecalc.pipeline.runner import ProgressCallback
 from livecalc.ports import RunContext
 
-__all__ = ["STORE_RESOURCE_KEY", "LiveCalcResource", "run_store_resource"]
+__all__ = ["STORE_RESOURCE_KEY", "LiveCalcResource", "RunStoreResource", "run_store_resource"]
 
 STORE_RESOURCE_KEY = "livecalc_store"
 """The resource key of the run store (a read-only ``DuckDBResource``)."""
@@ -67,7 +69,19 @@ class LiveCalcResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         )
 
 
-def run_store_resource(store: str | Path | None = None) -> DuckDBResource:
+class RunStoreResource(DuckDBResource):
+    """The run store as a read-only DuckDB resource that folds the store's journal in
+    before each connection: records a process wrote last go to the journal first
+    (docs/operations.md), so a plain DuckDB connection could miss a step that just ran."""
+
+    @contextmanager
+    def get_connection(self) -> Iterator[Any]:
+        RunStore(self.database).fold()
+        with super().get_connection() as con:
+            yield con
+
+
+def run_store_resource(store: str | Path | None = None) -> RunStoreResource:
     """The run store (``runs.duckdb`` in ``store``, default ``$LIVECALC_HOME``) as a
     read-only ``dagster_duckdb.DuckDBResource``; the store is created when missing, so the
     resource opens before the first run (its tables: docs/operations.md).
@@ -85,4 +99,4 @@ def run_store_resource(store: str | Path | None = None) -> DuckDBResource:
             f"{where}: cannot hold the run store {file} ({exc.strerror or exc}); give a folder "
             "(or a .duckdb file) LiveCalc can write"
         ) from None
-    return DuckDBResource(database=str(file), connection_config={"access_mode": "READ_ONLY"})
+    return RunStoreResource(database=str(file), connection_config={"access_mode": "READ_ONLY"})
