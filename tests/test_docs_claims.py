@@ -3,8 +3,10 @@ against the code it describes."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -117,3 +119,90 @@ class TestItem32:
         assert Path.home() / ".livecalc" / "cache" == default_cache_dir()
         assert "cache/" in _section(_text("operations.md"), "$LIVECALC_HOME/")
         assert "`$LIVECALC_HOME/cache`" in _text("assumptions.md")
+
+
+class TestTodaysDocs:
+    """Claims of the docs changed on 2026-12-07, each held against the code it describes."""
+
+    def test_json_short_form_is_on_the_commands_cli_md_names(self) -> None:
+        """cli.md: `--json` on the `runs` commands and `check`, `--format` only on `engines`."""
+        from typer.testing import CliRunner
+
+        from livecalc.cli.app import app
+
+        def cli(*args: str) -> Any:
+            return CliRunner().invoke(app, list(args))
+
+        text = " ".join(_text("cli.md").split())
+
+        assert "short form of `--format json` on the `runs` commands and `check`" in text
+        assert "(`engines` has `--format` only)" in text
+        for command in (["runs", "list"], ["runs", "show"], ["runs", "compare"], ["check"]):
+            assert "--json" in cli(*command, "--help").output, command
+        assert 2 == cli("engines", "--json").exit_code
+        assert 0 == cli("engines", "--format", "json").exit_code
+
+    def test_runs_list_columns_say_what_operations_md_says(self) -> None:
+        """`-` in the checks column also for a finished run that declares no checks; the SLA
+        column `ok` for every finished run without a breach; counts for failures."""
+        from livecalc.cli.runs import _verdict
+
+        text = " ".join(_text("operations.md").split())
+        succeeded, failed = {"status": "succeeded"}, {"status": "failed"}
+
+        assert "`-` for a run that did not get that far or declares none" in text
+        assert "the SLA column is `ok` for every finished run without a breach" in text
+        assert "-" == _verdict(succeeded, 0, "failed", False)  # no checks declared
+        assert "ok" == _verdict(succeeded, 0, "failed", True)
+        assert "ok" == _verdict(succeeded, 0, "breached", True)  # the SLA column's call
+        assert "-" == _verdict(failed, 0, "breached", True)
+        assert "1 failed" == _verdict({"status": "check_failed"}, 1, "failed", True)
+
+    def test_config_md_names_the_engine_types_validate_knows(self, tmp_path: Path) -> None:
+        """The validation example's `known types` list is the one `livecalc validate` prints."""
+        from typer.testing import CliRunner
+
+        from livecalc.cli.app import app
+
+        config = tmp_path / "c.json"
+        engine = {"id": "a", "type": "esgg", "config": {}, "inputs": [], "outputs": ["s"]}
+        config.write_text(json.dumps({"engines": [engine]}))
+        done = CliRunner().invoke(app, ["validate", str(config), "--no-engines"])
+        printed = re.search(r"known types: ([^(]*) \(", " ".join(done.output.split()))
+        documented = re.search(r"known types: ([^(]*) \(", _text("config.md"))
+
+        assert 2 == done.exit_code
+        assert printed is not None and documented is not None
+        assert printed.group(1) == documented.group(1)
+
+    def test_report_options_have_the_documented_bounds(self) -> None:
+        """config.md: move_threshold > 0, at most 1000, default 0.05; title at most 200."""
+        from pydantic import ValidationError
+
+        from livecalc.pipeline.config import ReportOptions
+
+        row = next(r for r in _text("config.md").splitlines() if r.startswith("| `move_threshold`"))
+
+        assert 0.05 == ReportOptions().move_threshold
+        assert 1000 == ReportOptions(move_threshold=1000).move_threshold
+        for bad in (0, 1000.5):
+            with pytest.raises(ValidationError):
+                ReportOptions(move_threshold=bad)
+        with pytest.raises(ValidationError):
+            ReportOptions(title="t" * 201)
+        assert "number > 0, at most 1000" in row
+
+    def test_nested_md_gives_the_outer_path_limit_as_the_engine_applies_it(self) -> None:
+        """esg.outer + fit_outer + proxy_outer may equal the limit nested.md names, not pass it."""
+        from livecalc.engines._nested_config import MAX_OUTER_IDS, parse_nested_config
+
+        def config(proxy_outer: int) -> dict[str, Any]:
+            esg = {"model": "hull_white", "outer": 10, "inner": 2}
+            return {"esg": esg, "lsmc": {"fit_outer": 1000, "proxy_outer": proxy_outer}}
+
+        text = " ".join(_text("engines/nested.md").split())
+
+        assert f"must be at most {MAX_OUTER_IDS:,}" in text
+        parse_nested_config(config(MAX_OUTER_IDS - 1010))
+        with pytest.raises(ConfigurationError, match="lower proxy_outer"):
+            parse_nested_config(config(MAX_OUTER_IDS - 1009))
