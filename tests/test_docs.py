@@ -230,3 +230,40 @@ class TestNativeWalkthrough:
             npv[factor] = pq.read_table(out).column("npv").to_numpy()
 
         assert not np.allclose(npv["1.0"], npv["1.1"])
+
+
+class TestCliExamples:
+    def test_example_runs_in_cli_md_run_as_written(self, tmp_path: Path) -> None:
+        """Each `$ livecalc run examples/...` line of cli.md runs, as written, from a copy of
+        the examples: exit 0, and no `warning:` (a key with no effect, say)."""
+        doc = (DOCS / "cli.md").read_text(encoding="utf-8")
+        lines = [
+            line.removeprefix("$ ")
+            for block in re.findall(r"^```\n(.*?)^```", doc, re.M | re.S)
+            for line in block.splitlines()
+            if line.startswith("$ livecalc run examples/")
+        ]
+        shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=_no_outputs)
+        env = dict(
+            os.environ,
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            LIVECALC_HOME=str(tmp_path / "home"),
+        )
+
+        assert lines, "cli.md shows no run of an example"
+        for line in lines:
+            done = subprocess.run(
+                ["bash", "-c", f"set -e; {line} --no-progress"],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+
+            assert 0 == done.returncode, (line, done.stderr[-3000:])
+            assert "warning" not in (done.stdout + done.stderr).lower(), line
+
+
+def _no_outputs(folder: str, names: list[str]) -> list[str]:
+    """shutil.copytree's ignore: the examples' outputs and build folders."""
+    return [n for n in names if n in ("output", "build", "__pycache__")]
