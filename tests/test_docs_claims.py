@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +207,25 @@ class TestTodaysDocs:
         parse_nested_config(config(MAX_OUTER_IDS - 1010))
         with pytest.raises(ConfigurationError, match="lower proxy_outer"):
             parse_nested_config(config(MAX_OUTER_IDS - 1009))
+
+    def test_store_false_keeps_a_checkpoint_only_where_one_is_given(
+        self, tmp_path: Path, livecalc_home: Path
+    ) -> None:
+        """operations.md: store=False records nothing and keeps no checkpoint, unless
+        `checkpoint=` is given too."""
+        import livecalc
+
+        examples = Path(__file__).parents[1] / "examples"
+        shutil.copytree(examples / "data", tmp_path / "data")
+        config = tmp_path / "projection_only.json"
+        shutil.copy(examples / "dag_config_projection_only.json", config)
+        text = " ".join(_text("operations.md").split())
+
+        bare = livecalc.run(config, store=False)
+        given = livecalc.run(config, store=False, checkpoint=tmp_path / "cp")
+
+        assert "unless `livecalc.run` is also given a `checkpoint=` folder" in text
+        assert not (livecalc_home / "runs").exists()
+        assert not (livecalc_home / "runs.duckdb").exists()
+        assert bare.run_id != given.run_id
+        assert (tmp_path / "cp" / given.run_id / "manifest.json").is_file()
