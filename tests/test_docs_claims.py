@@ -160,7 +160,8 @@ class TestTodaysDocs:
         assert "1 failed" == _verdict({"status": "check_failed"}, 1, "failed", True)
 
     def test_config_md_names_the_engine_types_validate_knows(self, tmp_path: Path) -> None:
-        """The validation example's `known types` list is the one `livecalc validate` prints."""
+        """The validation example's `known types` list is the one `livecalc validate` prints, and
+        the `type` row names each of them."""
         from typer.testing import CliRunner
 
         from livecalc.cli.app import app
@@ -172,9 +173,13 @@ class TestTodaysDocs:
         printed = re.search(r"known types: ([^(]*) \(", " ".join(done.output.split()))
         documented = re.search(r"known types: ([^(]*) \(", _text("config.md"))
 
+        row = next(r for r in _text("config.md").splitlines() if r.startswith("| `type` |"))
+
         assert 2 == done.exit_code
         assert printed is not None and documented is not None
         assert printed.group(1) == documented.group(1)
+        for name in printed.group(1).split(", "):
+            assert f"`{name}`" in row, name
 
     def test_report_options_have_the_documented_bounds(self) -> None:
         """config.md: move_threshold > 0, at most 1000, default 0.05; title at most 200."""
