@@ -173,7 +173,11 @@ class TestTodaysDocs:
         printed = re.search(r"known types: ([^(]*) \(", " ".join(done.output.split()))
         documented = re.search(r"known types: ([^(]*) \(", _text("config.md"))
 
-        row = next(r for r in _text("config.md").splitlines() if r.startswith("| `type` |"))
+        row = next(
+            r
+            for r in _text("config.md").splitlines()
+            if r.startswith("| `type` | string | required | an engine type")
+        )
 
         assert 2 == done.exit_code
         assert printed is not None and documented is not None
