@@ -238,3 +238,24 @@ class TestTodaysDocs:
         assert not (livecalc_home / "runs.duckdb").exists()
         assert bare.run_id != given.run_id
         assert (tmp_path / "cp" / given.run_id / "manifest.json").is_file()
+
+    def test_report_title_defaults_to_the_config_file_name_without_its_suffix(self) -> None:
+        """config.md and operations.md: report.title, else the file's name less `.json`."""
+        from livecalc.ops._report_view import ReportView
+
+        def view(prov: dict[str, Any]) -> ReportView:
+            return ReportView(record={"provenance": prov})
+
+        config_md = " ".join(_text("config.md").split())
+        operations_md = " ".join(_text("operations.md").split())
+
+        assert "valuation" == view({"config_path": "/jobs/valuation.json"}).title
+        assert (
+            "Year end"
+            == view(
+                {"config_path": "/jobs/valuation.json", "config": {"report": {"title": "Year end"}}}
+            ).title
+        )
+        assert "LiveCalc run" == view({}).title
+        assert "the config file's name without its suffix (`valuation` for" in config_md
+        assert "the config file's name without its suffix, else `LiveCalc run`" in operations_md
