@@ -93,7 +93,7 @@ class TestListingCommands:
             ["runs", "list"],
             ["runs", "show", first],
             ["runs", "compare", first, second],
-            ["check", first],
+            ["check", second],  # the latest run: the first's outputs were overwritten
             ["engines"],
         ]
         headers = {

@@ -136,8 +136,18 @@ def pinned_assumptions(
     import structlog
 
     from livecalc.assumptions.client import resolve_reference
+    from livecalc.assumptions.credentials import CredentialManager
     from livecalc.errors import CalcEngineError
 
+    if config.run.am_rate_limit is not None:
+        # Paced and retried as the run's engines are (run.am_rate_limit), not by the defaults.
+        if credentials is None:
+            try:
+                credentials = CredentialManager().get_credentials()
+            except CalcEngineError:
+                credentials = None  # none to be had: the engine that reads the table says why
+        if credentials is not None:
+            credentials = credentials.model_copy(update={"rate_limit": config.run.am_rate_limit})
     pinned: dict[str, Any] = {}
     for ref in references:
         try:
