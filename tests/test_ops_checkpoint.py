@@ -212,6 +212,28 @@ class TestParts:
             if i not in bad:
                 assert _padded(50 + i).tobytes() == again[i].tobytes()
 
+    def test_the_manifest_lists_parts_while_a_burst_goes_on(self, tmp_path: Path) -> None:
+        """A run that computes faster than its parts are written keeps the writer's queue
+        full; the manifest must still list the parts written so far (at least every
+        MANIFEST_EVERY_SECONDS), or a run killed mid-burst resumes from none of them."""
+
+        class SlowParts(LocalCheckpointStore):
+            def put_buffers(self, key: str, buffers: Any) -> None:
+                time.sleep(0.1)  # a slow disk: each part takes 0.1 s to keep
+                super().put_buffers(key, buffers)
+
+        store = SlowParts(tmp_path)
+        cp = RunCheckpoint(store, "run1", {})
+        cp.stored("proj", 10, 12)
+        for chunk in range(12):  # returns once at most QUEUED_PARTS parts wait
+            cp.put_chunk("proj", chunk, 12, np.zeros(5, dtype=RESULT_DTYPE))
+        # The last put returned: >= 9 parts were written (>= 0.9 s), none listed before.
+        listed = json.loads((tmp_path / "run1" / "manifest.json").read_bytes())
+        cp.close()
+
+        assert len(listed["nodes"]["proj"]["done"]) >= 3
+        assert 12 == len(RunCheckpoint.load(store, "run1").stored("proj", 10, 12))
+
     def test_a_part_truncated_on_disk_is_computed_again(self, tmp_path: Path) -> None:
         """A listed part that comes back short (power lost before the disk had it) is left
         out of the chunks reused; the others are."""

@@ -1,7 +1,7 @@
 """A LiveCalc task killed mid-run and retried by Airflow resumes from its chunk checkpoints.
 
 Try 1 runs in a real Airflow process (``airflow dags test``) that is SIGKILLed once at least 4
-of the projection's 10 chunks are checkpointed; the task is the whole pipeline, or the
+of the projection's 20 chunks are checkpointed; the task is the whole pipeline, or the
 projection node of a DAG with a task per node. Airflow's scheduler, finding the task instance
 running with no process behind it, fails it into ``up_for_retry`` and schedules try 2; the test
 does those two steps with Airflow's own task instance methods (``handle_failure``, the DAG
@@ -39,7 +39,7 @@ from livecalc.ops.store import RunStore
 
 
 def _projection_config(folder: Path) -> Path:
-    """ESG (1,000 scenarios, 30 years) -> projection of 5,000 policies in 10 chunks, monthly
+    """ESG (1,000 scenarios, 30 years) -> projection of 5,000 policies in 20 chunks, monthly
     steps: 12 times the annual work for the same output, so that a loaded machine (this test
     process not scheduled for a while) cannot see the run finish before it is killed."""
     write_policies(folder / "policies.parquet", generate_policies(5_000, seed=11, max_term=30))
@@ -55,7 +55,7 @@ def _projection_config(folder: Path) -> Path:
         ],
         "output": {"path": "out/results.parquet"},
         # Every chunk checkpointed, however fast this machine computes it.
-        "run": {"chunk_size": 500, "checkpoint_min_chunk_seconds": 0},
+        "run": {"chunk_size": 250, "checkpoint_min_chunk_seconds": 0},
     }  # fmt: skip
     path = folder / "config.json"
     path.write_text(json.dumps(raw))
@@ -161,12 +161,12 @@ class TestRetryResumes:
         record = RunStore().get(livecalc_run)
         projection = next(n for n in record["nodes"] if n["node_id"] == "projection")
 
-        assert 4 <= done < 10
+        assert 4 <= done < 20
         assert (TaskInstanceState.SUCCESS, 2) == (ti.state, ti.try_number)
         assert {"run_id": livecalc_run, "status": "succeeded", "resumed": True} == {
             k: state[k] for k in ("run_id", "status", "resumed")
         }
         assert "succeeded" == record["status"] and 1 == record["resumed"]
-        assert (10, done) == (projection["chunks"], projection["reused_chunks"])
+        assert (20, done) == (projection["chunks"], projection["reused_chunks"])
         assert _data_bytes(reference) == _data_bytes(out)
         assert pq.read_table(reference).equals(pq.read_table(out))

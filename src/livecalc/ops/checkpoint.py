@@ -61,6 +61,10 @@ _HEADER = struct.Struct("<8sQIIQ")
 The checksum is the CRC-32 of the header's first 24 bytes, the node id, then the records."""
 QUEUED_PARTS = 2
 """Chunk parts waiting for the writer thread before the run waits for it."""
+MANIFEST_EVERY_SECONDS = 0.25
+"""While parts keep coming (the run computes faster than parts are written), the manifest is
+still rewritten at least this often, so that a run killed mid-burst resumes from the parts
+already written instead of none."""
 ASSUMED_WRITE_BYTES_PER_SECOND = 1e9
 """Write speed assumed before the run has written a part (then: the speed measured)."""
 
@@ -303,6 +307,7 @@ class RunCheckpoint:
 
     def _write_parts(self) -> None:
         unlisted = False  # parts written that the manifest does not list yet
+        saved = time.monotonic()
         while True:
             item = self._queue.get()
             if item is None:
@@ -335,9 +340,11 @@ class RunCheckpoint:
                 if chunk not in node["done"]:
                     node["done"].append(chunk)
             unlisted = True
-            # One manifest for the parts written back to back: rewritten when no part waits.
-            if self._queue.empty():
+            # One manifest for the parts written back to back: rewritten when no part waits,
+            # and at least every MANIFEST_EVERY_SECONDS while they keep coming.
+            if self._queue.empty() or time.monotonic() - saved >= MANIFEST_EVERY_SECONDS:
                 unlisted = not self._save_quietly()
+                saved = time.monotonic()
             with self._lock:
                 self.written += 1
                 self.written_bytes += records.nbytes
