@@ -72,9 +72,13 @@ def _hold_a_slot(server: BackgroundServer, token: str) -> socket.socket:
     # Return once the server has it in flight (a probe is answered 503), however loaded the
     # machine: a fixed sleep let the test's own request in first.
     deadline = time.monotonic() + 30
-    while httpx.get(server.url + "/v1/assumptions").status_code != 503:
-        assert time.monotonic() < deadline, "the slow request never got in flight"
-        time.sleep(0.02)
+    try:
+        while httpx.get(server.url + "/v1/assumptions").status_code != 503:
+            assert time.monotonic() < deadline, "the slow request never got in flight"
+            time.sleep(0.02)
+    except BaseException:
+        slow.close()  # not left to the garbage collector (a ResourceWarning in a later test)
+        raise
     return slow
 
 
@@ -297,6 +301,25 @@ class TestForwardedFor:
 
         assert 2 == result.exit_code, result.output
         assert "--trusted-proxy 'proxy.example': not an IP address or network" in result.output
+
+
+class TestSlowReaders:
+    def test_a_client_that_does_not_read_a_big_answer_stays_in_flight(self, root: Path) -> None:
+        """A big table goes out in pieces, each written once the client took the one before:
+        a client that does not read holds its slot (bounded by --max-in-flight), also when the
+        table is already encoded. Before, the whole answer was handed to the socket at once and
+        the slot freed at once (the server buffering 16 MB for the client)."""
+        token = issue_token(SECRET, "alice")
+        auth = {"Authorization": f"Bearer {token}"}
+        with _server(root, max_in_flight=1) as server:
+            assert 200 == httpx.get(server.url + "/v1/assumptions/big/v1", headers=auth).status_code
+            with _hold_a_slot(server, token):  # the table is cached now: no encoding to wait on
+                time.sleep(0.5)
+                assert 503 == httpx.get(server.url + "/v1/assumptions").status_code
+            deadline = time.monotonic() + 30  # the slow client gone, its slot is given back
+            while httpx.get(server.url + "/v1/assumptions", headers=auth).status_code != 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
 
 
 class TestClientBackoff:

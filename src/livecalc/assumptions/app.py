@@ -41,7 +41,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -50,6 +50,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi.responses import StreamingResponse
 
 from livecalc.assumptions._limits import MAX_BODY_BYTES, BodyLimit, InFlightLimit, RateLimit
 from livecalc.assumptions.tokens import (
@@ -88,6 +89,11 @@ ARROW_STREAM_MEDIA_TYPE = "application/vnd.apache.arrow.stream"
 _WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SUFFIXES = (".parquet", ".csv")
 _MAX_ENCODED_TABLES = 32
+_BODY_PIECE = 256 * 1024
+"""A table larger than this is sent in pieces of this size, each written only once the
+client has taken the one before (uvicorn waits on a full socket before the next write): a
+client that does not read holds its request in flight (``--max-in-flight``) instead of the
+server buffering the whole table for it in memory."""
 _MAX_LISTED_NAMES = 4096
 _log = get_logger(component="am_server")
 
@@ -429,7 +435,17 @@ def create_app(
             resolved_version=resolved,
             rows=encoded.rows,
         )
-        return Response(encoded.body, media_type=ARROW_STREAM_MEDIA_TYPE, headers=headers)
+        body = encoded.body
+        if len(body) <= _BODY_PIECE:
+            return Response(body, media_type=ARROW_STREAM_MEDIA_TYPE, headers=headers)
+        headers["Content-Length"] = str(len(body))
+
+        async def pieces() -> AsyncIterator[bytes]:
+            view = memoryview(body)
+            for start in range(0, len(view), _BODY_PIECE):
+                yield bytes(view[start : start + _BODY_PIECE])
+
+        return StreamingResponse(pieces(), media_type=ARROW_STREAM_MEDIA_TYPE, headers=headers)
 
     app.add_route("/v1/assumptions/{name}/{version}", table, methods=["GET"])
     # Outermost last: a request is rate limited first, then its body is read (bounded in
