@@ -23,6 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 import livecalc
+from killable_pipeline import write_killable_pipeline
 from livecalc.cli.app import app
 from livecalc.errors import ConfigurationError
 from livecalc.io.generate import generate_policies, write_policies
@@ -92,34 +93,6 @@ def _echo_config(tmp_path: Path, chunks: int = 4) -> Path:
         "engines": [{"id": "a", "type": "test_echo", "inputs": ["policies"], "outputs": ["a_out"]}],
         "output": {"path": "out/{name}.parquet"},
         "run": {"chunk_size": 100 // chunks, "checkpoint_chunks": "all"},
-    }
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(raw))
-    return path
-
-
-def _slow_config(tmp_path: Path) -> Path:
-    """ESG -> projection of 3,000 policies in 10 monthly-step chunks: long enough to stop."""
-    write_policies(tmp_path / "policies.parquet", generate_policies(3_000, seed=11, max_term=30))
-    raw = {
-        "data_sources": {"policies": {"path": "policies.parquet"}},
-        "engines": [
-            {
-                "id": "esg",
-                "type": "esg",
-                "config": {"model": "hull_white", "outer": 10, "inner": 100, "years": 30},
-                "outputs": ["scenarios"],
-            },
-            {
-                "id": "projection",
-                "type": "projection",
-                "config": {"output": "npv", "time_step": "monthly"},
-                "inputs": ["policies", "scenarios"],
-                "outputs": ["results"],
-            },
-        ],
-        "output": {"path": "out/results.parquet"},
-        "run": {"chunk_size": 300, "checkpoint_chunks": "all"},
     }
     path = tmp_path / "config.json"
     path.write_text(json.dumps(raw))
@@ -238,7 +211,7 @@ class TestKilledRuns:
         """A run frozen mid-way is `running`: resume, delete and gc refuse or skip it, naming
         its pid. SIGKILLed, `runs list` shows it dead and resumable at once; a second resume
         while the first runs is refused; the finished record keeps both attempts."""
-        config = _slow_config(tmp_path)
+        config = write_killable_pipeline(tmp_path)
         proc, run_id = _run_frozen(config, livecalc_home)
         try:
             listed_alive = _list_json()[run_id]

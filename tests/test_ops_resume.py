@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 import livecalc
+from killable_pipeline import write_killable_pipeline
 from livecalc.cli.app import app
 from livecalc.errors import ConfigurationError
 from livecalc.io.generate import generate_policies, write_policies
@@ -34,31 +35,6 @@ def _esg() -> dict[str, Any]:
         "config": {"model": "hull_white", "outer": 10, "inner": 100, "years": 30, "seed": 3},
         "outputs": ["scenarios"],
     }
-
-
-def _projection_config(tmp_path: Path) -> Path:
-    """ESG (1,000 scenarios, 30 years) -> projection of 5,000 policies in 10 chunks
-    (monthly steps: about a tenth of a second a chunk, time enough to stop the run)."""
-    write_policies(tmp_path / "policies.parquet", generate_policies(5_000, seed=11, max_term=30))
-    raw = {
-        "data_sources": {"policies": {"path": "policies.parquet"}},
-        "engines": [
-            _esg(),
-            {
-                "id": "projection",
-                "type": "projection",
-                "config": {"output": "npv", "time_step": "monthly"},
-                "inputs": ["policies", "scenarios"],
-                "outputs": ["results"],
-            },
-        ],
-        "output": {"path": "out/results.parquet"},
-        # Every chunk checkpointed, however fast this machine computes it.
-        "run": {"chunk_size": 500, "checkpoint_chunks": "all"},
-    }
-    path = tmp_path / "config.json"
-    path.write_text(json.dumps(raw))
-    return path
 
 
 def _cashflow_audit_config(tmp_path: Path) -> Path:
@@ -163,7 +139,7 @@ class TestResumeAfterSigkill:
         self, tmp_path: Path, livecalc_home: Path
     ) -> None:
         """SIGKILL after >= 4 of 10 chunks; resume computes only the rest; same bytes."""
-        config = _projection_config(tmp_path)
+        config = write_killable_pipeline(tmp_path, policies=5_000, chunk_size=500, esg_seed=3)
         out = tmp_path / "out" / "results.parquet"
         assert livecalc.run(config, store=False).success
         reference = out.rename(tmp_path / "reference.parquet")

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import livecalc
-from livecalc.io.generate import generate_policies, write_policies
+from killable_pipeline import write_killable_pipeline
 
 SEED = int(os.environ.get("LIVECALC_FUZZ_SEED", "20261125"))
 TRIALS = int(os.environ.get("LIVECALC_FUZZ_KILLS", "3"))
@@ -41,36 +41,6 @@ INDICES = [int(i) for i in ONLY.split(",")] if ONLY else list(range(TRIALS))
 CHUNKS = 10
 TIMEOUT_SECONDS = 240.0
 TAMPERS = ("none", "zeroed_tail", "flipped_record", "swapped_parts")
-
-
-def _write_pipeline(folder: Path) -> Path:
-    """ESG (1,000 scenarios, 30 years) -> projection of 3,000 policies in 10 chunks, every
-    chunk checkpointed; the results and a summary (with each node's reused chunks) in out/."""
-    folder.mkdir(parents=True, exist_ok=True)
-    write_policies(folder / "policies.parquet", generate_policies(3_000, seed=11, max_term=30))
-    raw = {
-        "data_sources": {"policies": {"path": "policies.parquet"}},
-        "engines": [
-            {
-                "id": "esg",
-                "type": "esg",
-                "config": {"model": "hull_white", "outer": 10, "inner": 100, "years": 30},
-                "outputs": ["scenarios"],
-            },
-            {
-                "id": "projection",
-                "type": "projection",
-                "config": {"output": "npv", "time_step": "monthly"},
-                "inputs": ["policies", "scenarios"],
-                "outputs": ["results"],
-            },
-        ],
-        "output": {"path": "out/results.parquet", "summary_path": "out/summary.json"},
-        "run": {"chunk_size": 300, "checkpoint_chunks": "all"},
-    }
-    config = folder / "config.json"
-    config.write_text(json.dumps(raw))
-    return config
 
 
 def _data_bytes(path: Path) -> bytes:
@@ -85,7 +55,7 @@ def _data_bytes(path: Path) -> bytes:
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The output of the pipeline run once, uninterrupted."""
     folder = tmp_path_factory.mktemp("kill_reference")
-    result = livecalc.run(_write_pipeline(folder), store=False)
+    result = livecalc.run(write_killable_pipeline(folder, summary=True), store=False)
     assert result.success
     return folder / "out" / "results.parquet"
 
@@ -203,7 +173,7 @@ class TestFuzzCasesKillAndResume:
     ) -> None:
         """SIGKILL at a random point, maybe a tampered part, resume: the same bytes."""
         trial = draw_trial(SEED, index)
-        config = _write_pipeline(tmp_path / "pipeline")
+        config = write_killable_pipeline(tmp_path / "pipeline", summary=True)
         out = tmp_path / "pipeline" / "out" / "results.parquet"
         home = tmp_path / "home"
         home.mkdir()
