@@ -23,6 +23,7 @@ __all__ = [
     "given_path",
     "parse_override",
     "read_config_json",
+    "same_file",
     "unwritable",
     "with_absolute_paths",
     "with_declared_paths",
@@ -246,3 +247,13 @@ def _resolve_at(value: Any, parts: list[str], base: Path) -> Any:
     elif isinstance(value, list) and head == "*":
         value[:] = [_resolve_at(item, rest, base) for item in value]
     return value
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (the same path resolved, or hard links)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False  # one of them does not exist (yet)

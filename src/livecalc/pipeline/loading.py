@@ -29,6 +29,7 @@ from livecalc.pipeline._config_files import (
     given_path,
     parse_override,
     read_config_json,
+    same_file,
     unwritable,
 )
 from livecalc.pipeline.config import DataSource, EngineNode, PipelineConfig
@@ -453,13 +454,13 @@ def _collision_problems(
     problems = []
     for k, (key, path) in enumerate(targets):
         for other_key, other in inputs:
-            if _same_file(path, other):
+            if same_file(path, other):
                 problems.append(
                     f"{key}: {str(path)!r} is {other_key}; writing there would "
                     "replace that input: choose another path"
                 )
         for other_key, other in targets[:k]:
-            if _same_file(path, other):
+            if same_file(path, other):
                 problems.append(
                     f"{key}: {str(path)!r} is also written by {other_key}; one would "
                     "overwrite the other: choose another path"
@@ -478,12 +479,3 @@ def _config_files(where: str, value: Any) -> list[tuple[str, Path]]:
         if path.is_file():
             return [(where, path)]
     return []
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return os.path.samefile(a, b)  # hard links too
-    except OSError:
-        return False  # one of them does not exist yet

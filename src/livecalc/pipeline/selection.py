@@ -32,7 +32,7 @@ import numpy as np
 from livecalc.errors import CalcEngineError, ConfigurationError, ExecutionError
 from livecalc.io.parquet import ParquetReader, ParquetWriter, record_type_name
 from livecalc.log import get_logger
-from livecalc.pipeline._config_files import given_path
+from livecalc.pipeline._config_files import given_path, same_file
 from livecalc.pipeline._outputs import DATASET_KEY
 from livecalc.pipeline._summary import write_json_atomic
 from livecalc.pipeline.config import PipelineConfig
@@ -250,22 +250,13 @@ def _overwritten_datasets(
     problems = []
     for name, path in files.items():
         for what, target in targets:
-            if _same_file(path, target):
+            if same_file(path, target):
                 problems.append(
                     f"datasets[{name!r}]: {path} is also {what} of this run, which would "
                     "overwrite the file it reads; give the file a run kept (--keep-datasets) "
                     "or write the output elsewhere"
                 )
     return problems
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return os.path.samefile(a, b)  # hard links too
-    except OSError:
-        return False  # the output does not exist yet
 
 
 KEPT_SUMS = "SHA256SUMS"
